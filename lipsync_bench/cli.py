@@ -1,0 +1,207 @@
+"""The ``lipsync-bench`` command line: thin click commands over the Python API."""
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import LipsyncBenchError
+
+DEFAULT_RESULTS = "results"
+
+
+def _friendly(fn):
+    """Project errors become one line on stderr and exit status 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LipsyncBenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished videos are stored; run the same command again to resume",
+                       err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _echo_json(doc) -> None:
+    click.echo(json.dumps(doc, indent=2, allow_nan=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lipsync-bench")
+def main():
+    """Lip-sync and visual-quality metrics for talking-face videos, with their protocol recorded.
+
+    \b
+    Typical use:
+      lipsync-bench eval --gen out/wav2lip --gt data/hdtf --name wav2lip --dataset hdtf
+      lipsync-bench table --dataset hdtf --paper
+      lipsync-bench compare wav2lip ours --dataset hdtf
+    """
+
+
+@main.command("eval")
+@click.option("--gen", "gen", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of generated videos (or frame folders with audio.wav).")
+@click.option("--gt", "gt", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder of ground-truth videos; paired with --gen by relative path without extension.")
+@click.option("--metrics", default="ssim,psnr,ifc", show_default=True,
+              help="Comma-separated metric names (see 'lipsync-bench metrics').")
+@click.option("--name", "method", default=None, help="Method name for tables [default: the --gen folder's name].")
+@click.option("--dataset", default=None, help="Dataset name for tables [default: the --gt folder's name].")
+@click.option("--out", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path),
+              help="Results folder: the store (lipsync_bench.sqlite), results.csv and summary.json.")
+@click.option("--fps", default=25.0, show_default=True, help="Protocol frame rate; inputs are resampled to it.")
+@click.option("--max-frame-gap", default=3, show_default=True,
+              help="Frame counts differing by at most this many frames are truncated to the shorter; "
+                   "a larger gap is an error for that video.")
+@click.option("--param", "params", multiple=True, metavar="METRIC.NAME=VALUE",
+              help="Override a metric parameter, e.g. --param ifc.norm=l2 (repeatable).")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--workers", default=1, show_default=True, help="Videos evaluated in parallel processes.")
+@click.option("--force", is_flag=True, help="Recompute videos already in the store.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (summary and per-video values).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly
+def eval_cmd(gen, gt, metrics, method, dataset, out, fps, max_frame_gap, params, device, workers, force,
+             as_json, quiet):
+    """Evaluate generated videos against ground truth and store the results.
+
+    Each video is decoded once at --fps; every metric reads the same frames. The run resumes: videos
+    already in the store are not computed again unless --force. A video that fails is reported with
+    its reason and the others go on.
+    """
+    from .evaluate import parse_params, run_eval
+    from .protocol import Protocol
+    from .report import summary_table
+
+    try:
+        protocol = Protocol(fps=fps, max_frame_gap=max_frame_gap)
+    except ValueError as exc:
+        raise LipsyncBenchError(str(exc)) from None
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    result = run_eval(gen, gt, names, method=method, dataset=dataset, out=out, protocol=protocol,
+                      params=parse_params(params), device=device, workers=workers, force=force,
+                      progress=not quiet and not as_json, command=shlex.join(["lipsync-bench", *sys.argv[1:]]))
+    if as_json:
+        _echo_json(result.to_json())
+    else:
+        click.echo(f"{result.run.method} on {result.run.dataset}: {result.pairs} pairs "
+                   f"({result.computed} computed, {result.resumed} already in the store) "
+                   f"at {protocol.fps:g} fps -> {out}")
+        click.echo(summary_table(result.summary()))
+        for rec in result.failures().itertuples():
+            click.echo(f"FAILED {rec.video}: {rec.error}")
+        for video, warnings in result.results.drop_duplicates("video")[["video", "warnings"]].itertuples(index=False):
+            for w in warnings:
+                click.echo(f"warning {video}: {w}")
+        if result.unpaired_gen:
+            click.echo(f"unpaired in --gen ({len(result.unpaired_gen)}): {', '.join(result.unpaired_gen[:10])}"
+                       + (" …" if len(result.unpaired_gen) > 10 else ""))
+        if result.unpaired_gt:
+            click.echo(f"unpaired in --gt ({len(result.unpaired_gt)}): {', '.join(result.unpaired_gt[:10])}"
+                       + (" …" if len(result.unpaired_gt) > 10 else ""))
+        for metric, reason in result.skipped_metrics.items():
+            click.echo(f"skipped {metric}: {reason}")
+    if result.pairs and result.results.error.notna().all():
+        sys.exit(1)  # nothing could be evaluated
+    if not result.pairs:
+        raise LipsyncBenchError(f"no pairs: no file name in {gen} matches one in {gt}")
+
+
+@main.command("table")
+@click.option("--dataset", required=True, help="Dataset whose runs form the rows.")
+@click.option("--results", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path),
+              help="Results folder written by 'eval --out'.")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "latex", "csv"]), default="markdown",
+              show_default=True)
+@click.option("--paper", is_flag=True, help="Add the paper's reported rows for this dataset, labelled 'reported'.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
+@_friendly
+def table_cmd(dataset, results, fmt, paper, as_json):
+    """One row per evaluated method: mean per metric in the paper's column order (SSIM PSNR FID IFC
+    LMD LSE-C LSE-D), best measured value in bold, '–' where a metric was not computed."""
+    from .report import method_rows, render_table, table_json
+    from .store import STORE_NAME, ResultStore
+
+    if paper and not (Path(results) / STORE_NAME).is_file():
+        store = ResultStore(None)  # the paper's rows alone
+    else:
+        store = ResultStore.open_existing(results)
+    columns, rows = method_rows(store, dataset, paper=paper)
+    if as_json:
+        _echo_json(table_json(columns, rows))
+    else:
+        click.echo(render_table(columns, rows, fmt))
+
+
+@main.command("compare")
+@click.argument("method_a")
+@click.argument("method_b")
+@click.option("--dataset", required=True)
+@click.option("--results", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path))
+@click.option("--alpha", default=0.05, show_default=True, help="Significance level for the verdict.")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def compare_cmd(method_a, method_b, dataset, results, alpha, as_json):
+    """Paired Wilcoxon signed-rank test of two methods on the videos both were evaluated on."""
+    from .report import compare_methods, compare_table
+    from .store import ResultStore
+
+    rows = compare_methods(ResultStore.open_existing(results), dataset, method_a, method_b)
+    if not rows:
+        raise LipsyncBenchError(f"'{method_a}' and '{method_b}' share no evaluated video and metric on '{dataset}'")
+    if as_json:
+        _echo_json({"dataset": dataset, "a": method_a, "b": method_b, "alpha": alpha, "metrics": rows})
+    else:
+        click.echo(compare_table(rows, method_a, method_b, alpha))
+
+
+@main.command("metrics")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def metrics_cmd(as_json):
+    """List the metrics, what each needs, and whether it can run on this machine now."""
+    from tabulate import tabulate
+
+    from .evaluate import available_metrics
+
+    rows = available_metrics()
+    if as_json:
+        _echo_json(rows)
+        return
+    body = [[r["name"], r["label"], r["better"], ", ".join(r["needs"]), r["scope"],
+             "yes" if r["available"] else f"no: {r['reason']}",
+             ", ".join(f"{k}={v}" for k, v in r["parameters"].items())] for r in rows]
+    click.echo(tabulate(body, headers=["metric", "label", "better", "needs", "scope", "runs here", "parameters"],
+                        tablefmt="simple", disable_numparse=True))
+
+
+@main.command("demo")
+@click.option("--out", default=None, type=click.Path(path_type=Path),
+              help="Folder for the example clips and results [default: a temporary folder, removed after].")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def demo_cmd(out, as_json):
+    """Build a small example set (a real face photo with a mouth driven by synthetic speech, and
+    'generated' versions with known degradations), evaluate it, and print the table. Offline."""
+    from .demo import run_demo
+
+    doc, text = run_demo(out, progress=not as_json)
+    if as_json:
+        _echo_json(doc)
+    else:
+        click.echo(text)
+
+
+if __name__ == "__main__":
+    main()

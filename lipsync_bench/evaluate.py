@@ -1,0 +1,321 @@
+"""Evaluation of a folder of generated videos against their ground truth.
+
+Each pair is decoded once, in lockstep chunks, and every selected metric's accumulator sees the same
+frames; each video's rows are committed to the store together, so an interrupted run resumes where
+it stopped and a failing video is recorded as that video's error while the others go on.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from . import media
+from .errors import LipsyncBenchError, MetricError, PairingError
+from .metrics import FrameBatch, Metric, all_metrics, get_metric
+from .protocol import Protocol, environment
+from .report import json_float, summary_json, write_exports
+from .stats import summarize
+from .store import ResultRow, ResultStore, Run
+
+DEFAULT_METRICS = ("ssim", "psnr", "ifc")
+CHUNK_FRAMES = 32
+
+
+@dataclass
+class EvalRun:
+    """What one ``eval`` did: the run, this session's counts, pairing problems, and the results."""
+
+    run: Run
+    session_id: int
+    metrics: list[str]
+    skipped_metrics: dict[str, str]  # metric -> why it cannot run here
+    pairs: int
+    computed: int  # videos computed in this session
+    resumed: int  # videos whose results were already in the store
+    unpaired_gen: list[str]
+    unpaired_gt: list[str]
+    results: pd.DataFrame  # long format, every video of the run
+    environment: dict = field(default_factory=dict)
+
+    def summary(self) -> dict[str, dict]:
+        """Per metric: mean, std, 95% bootstrap CI, n videos with a value, failed videos."""
+        out = {}
+        for metric in self.metrics:
+            rows = self.results[self.results.metric == metric]
+            ok = rows[rows.error.isna()]
+            out[metric] = summarize(ok.value.tolist(), failed=int(rows.error.notna().sum()))
+        return out
+
+    def failures(self) -> pd.DataFrame:
+        """One row per failed video: its first error message."""
+        bad = self.results[self.results.error.notna()]
+        return bad.drop_duplicates("video")[["video", "metric", "error"]].reset_index(drop=True)
+
+    def to_json(self) -> dict:
+        ok = self.results[self.results.error.isna()]
+        return {
+            "method": self.run.method,
+            "dataset": self.run.dataset,
+            "protocol": self.run.protocol,
+            "metric_params": self.run.metric_params,
+            "environment": self.environment,
+            "summary": summary_json(self.summary()),
+            "skipped_metrics": self.skipped_metrics,
+            "videos": {video: {r.metric: json_float(r.value) for r in rows.itertuples()}
+                       for video, rows in ok.groupby("video")},
+            "failures": self.failures().to_dict(orient="records"),
+            "unpaired": {"generated": self.unpaired_gen, "ground_truth": self.unpaired_gt},
+            "counts": {"pairs": self.pairs, "computed": self.computed, "resumed": self.resumed},
+        }
+
+
+def input_signature(path: Path) -> str:
+    """Size and modification time of a file, or of a frame folder's images; changes when it is replaced."""
+    path = Path(path)
+    if path.is_dir():
+        files = [p.stat() for p in path.iterdir() if p.is_file()]
+        return f"dir:{len(files)}:{sum(s.st_size for s in files)}:{max((s.st_mtime_ns for s in files), default=0)}"
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _pair_signature(pair: media.Pair) -> str | None:
+    try:
+        return f"{input_signature(pair.gen)}|{input_signature(pair.gt)}"
+    except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# One pair
+
+
+def _aligned_chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: list[str]):
+    """Yield (gen, gt) uint8 chunks of equal length; check sizes and the frame-count gap at the end."""
+    gen_iter = media.iter_frames(pair.gen, protocol.fps, chunk)
+    gt_iter = media.iter_frames(pair.gt, protocol.fps, chunk)
+    n_gen = n_gt = used = 0
+    gen_left, gt_left = None, None
+    while True:
+        g = next(gen_iter, None) if gen_left is None else gen_left
+        t = next(gt_iter, None) if gt_left is None else gt_left
+        gen_left = gt_left = None
+        if g is None or t is None:
+            # Count the longer input's remaining frames, stopping once the gap is too large anyway.
+            rest, count = (gt_iter, t) if g is None else (gen_iter, g)
+            extra = 0 if count is None else len(count)
+            for c in rest:
+                extra += len(c)
+                if extra > protocol.max_frame_gap:
+                    break
+            if g is None:
+                n_gt += extra
+            else:
+                n_gen += extra
+            break
+        if used == 0 and g.shape[1:] != t.shape[1:]:
+            raise PairingError(f"frame sizes differ: generated {g.shape[2]}x{g.shape[1]}, "
+                               f"ground truth {t.shape[2]}x{t.shape[1]}")
+        m = min(len(g), len(t))
+        n_gen += m
+        n_gt += m
+        if len(g) > m:
+            gen_left = g[m:]
+        if len(t) > m:
+            gt_left = t[m:]
+        used += m
+        yield g[:m], t[:m]
+    if used == 0:
+        raise PairingError("no frames could be decoded")
+    gap = abs(n_gen - n_gt)
+    if gap > protocol.max_frame_gap:
+        (short, n_short), (long_, n_long) = sorted([("generated", n_gen), ("ground truth", n_gt)],
+                                                   key=lambda x: x[1])
+        raise PairingError(f"frame counts differ by more than {protocol.max_frame_gap} at {protocol.fps:g} fps: "
+                           f"{short} has {n_short} frames, {long_} at least {n_long} (--max-frame-gap)")
+    if gap:
+        warnings.append(f"frame counts differ by {gap} (generated {n_gen}, ground truth {n_gt}); "
+                        f"truncated to {used}")
+
+
+def evaluate_pair(pair: media.Pair, metric_names: list[str], params: dict[str, dict],
+                  protocol: Protocol, device: str = "cpu", chunk: int = CHUNK_FRAMES) -> list[ResultRow]:
+    """All selected metrics of one pair. Never raises for a bad input: errors become rows."""
+    start = time.perf_counter()
+    signature = _pair_signature(pair)
+    dev = torch.device(device)
+    warnings: list[str] = []
+    metrics = [get_metric(m) for m in metric_names]
+    try:
+        accumulators = {m.name: m.make_accumulator(params[m.name], dev) for m in metrics}
+        index = 0
+        for g, t in _aligned_chunks(pair, protocol, chunk, warnings):
+            batch = FrameBatch(torch.from_numpy(g).to(dev), torch.from_numpy(t).to(dev), index)
+            for acc in accumulators.values():
+                acc.update(batch)
+            index += len(g)
+    except LipsyncBenchError as exc:
+        return _error_rows(pair, metric_names, str(exc), start, signature)
+    except Exception as exc:  # a bug must not lose the other videos: record it, with where it happened
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        message = f"internal error {type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})"
+        return _error_rows(pair, metric_names, message, start, signature)
+    seconds = (time.perf_counter() - start) / max(1, len(metrics))
+    rows = []
+    for name, acc in accumulators.items():
+        try:
+            value = acc.result()
+            rows.append(ResultRow(pair.key, name, float(value.value), value.frames,
+                                  tuple(warnings + value.warnings), None, seconds, signature))
+        except MetricError as exc:
+            rows.append(ResultRow(pair.key, name, None, None, tuple(warnings), str(exc), seconds, signature))
+    return rows
+
+
+def _error_rows(pair, metric_names, message, start, signature) -> list[ResultRow]:
+    seconds = time.perf_counter() - start
+    return [ResultRow(pair.key, m, None, None, (), message, seconds, signature) for m in metric_names]
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------------------------------
+# A folder
+
+
+def parse_params(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``["ifc.norm=l2", "ssim.sigma=2"]`` -> ``{"ifc": {"norm": "l2"}, "ssim": {"sigma": "2"}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        metric, dot, key = name.partition(".")
+        if not (eq and dot and metric and key):
+            raise LipsyncBenchError(f"--param {item!r}: expected METRIC.NAME=VALUE, e.g. ifc.norm=l2")
+        out.setdefault(metric, {})[key] = value
+    return out
+
+
+def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[str] | None = None, *,
+             method: str | None = None, dataset: str | None = None, out: str | os.PathLike | None = None,
+             protocol: Protocol | None = None, params: dict[str, dict] | None = None,
+             device: str = "cpu", workers: int = 1, force: bool = False, progress: bool = True,
+             chunk: int = CHUNK_FRAMES, command: str | None = None) -> EvalRun:
+    """Evaluate every generated/GT pair and store the rows; see ``evaluate`` for the arguments."""
+    gen, gt = Path(gen), Path(gt)
+    protocol = protocol or Protocol()
+    names = list(dict.fromkeys(metrics or DEFAULT_METRICS))
+    params = params or {}
+    for name in params:
+        if name not in names:
+            get_metric(name)  # unknown metric names fail here
+            raise LipsyncBenchError(f"--param given for '{name}', which this run does not compute")
+    chosen: list[Metric] = [get_metric(n) for n in names]
+    skipped = {m.name: reason for m in chosen if (reason := m.available())}
+    runnable = [m for m in chosen if m.name not in skipped]
+    resolved = {m.name: m.resolve_params(params.get(m.name)) for m in runnable}
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LipsyncBenchError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+
+    pairing = media.pair_inputs(gen, gt)
+    method = method or gen.resolve().name
+    dataset = dataset or gt.resolve().name
+    store = ResultStore(out)
+    run = store.open_run(method, dataset, protocol.as_dict(), resolved, str(gen.resolve()), str(gt.resolve()),
+                         force=force)
+    env = environment(device)
+    session = store.start_session(run, env, command)
+
+    for key, problem in pairing.problems.items():
+        store.write(run, session, [ResultRow(key, m.name, None, None, (), problem) for m in runnable])
+    done = store.completed(run)
+    todo, resumed = [], 0
+    for pair in pairing.pairs:
+        sig = _pair_signature(pair)
+        missing = [m.name for m in runnable if done.get((pair.key, m.name), "-") != sig]
+        if missing:
+            todo.append((pair, missing))
+        else:
+            resumed += 1
+
+    bar = tqdm(total=len(todo), desc=f"eval {method}", unit="video", disable=not progress or not todo,
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            for pair, missing in todo:
+                store.write(run, session, evaluate_pair(pair, missing, resolved, protocol, device, chunk))
+                bar.update()
+        else:
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                     initargs=(threads,)) as pool:
+                futures = [pool.submit(evaluate_pair, pair, missing, resolved, protocol, device, chunk)
+                           for pair, missing in todo]
+                try:
+                    for future in as_completed(futures):
+                        store.write(run, session, future.result())
+                        bar.update()
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+    finally:
+        bar.close()
+        store.finish_session(session)
+
+    results = store.results([run])
+    results = results[results.metric.isin([m.name for m in runnable])].reset_index(drop=True)
+    if out is not None:
+        write_exports(store, Path(out))
+    store.close()
+    return EvalRun(run, session, [m.name for m in runnable], skipped, len(pairing.pairs), len(todo), resumed,
+                   pairing.unpaired_gen, pairing.unpaired_gt, results, env)
+
+
+def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[str] | None = None, *,
+             method: str | None = None, dataset: str | None = None, out: str | os.PathLike | None = None,
+             fps: float = 25.0, max_frame_gap: int = 3, params: dict[str, dict] | None = None,
+             device: str = "cpu", workers: int = 1, force: bool = False, progress: bool = False) -> pd.DataFrame:
+    """Evaluate generated videos in ``gen`` against ground truth in ``gt``; the API twin of ``eval``.
+
+    Files are paired by relative path without extension. ``metrics`` defaults to SSIM, PSNR and IFC;
+    ``params`` overrides metric parameters (``{"ifc": {"norm": "l2"}}``). With ``out``, results go to
+    the store in that folder and a rerun resumes; without it nothing is kept on disk.
+
+    Returns a long DataFrame, one row per video and metric, with columns ``video``, ``metric``,
+    ``value``, ``method``, ``dataset``, ``error`` (plus ``frames``, ``warnings``, ``seconds``,
+    ``session``). A failed video has ``value`` NaN and its reason in ``error``.
+    """
+    result = run_eval(gen, gt, metrics, method=method, dataset=dataset, out=out,
+                      protocol=Protocol(fps=fps, max_frame_gap=max_frame_gap), params=params,
+                      device=device, workers=workers, force=force, progress=progress)
+    return result.results
+
+
+def available_metrics() -> list[dict]:
+    """Every registered metric with its declaration and whether it can run here now."""
+    rows = []
+    for name in all_metrics():
+        m = get_metric(name)
+        reason = m.available()
+        rows.append({"name": m.name, "label": m.label, "better": "higher" if m.higher_is_better else "lower",
+                     "needs": sorted(m.needs), "scope": m.scope, "available": reason is None,
+                     "reason": reason, "parameters": m.defaults, "description": m.description})
+    return rows
+
+
+__all__ = ["evaluate", "run_eval", "evaluate_pair", "available_metrics", "parse_params", "EvalRun",
+           "DEFAULT_METRICS"]

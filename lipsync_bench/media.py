@@ -1,0 +1,403 @@
+"""Decoding: videos and frame folders into RGB uint8 frames at the protocol frame rate, audio into
+16 kHz mono float32, and pairing of generated with ground-truth inputs.
+
+Frames are always RGB, uint8, shaped (n, H, W, 3). Videos are decoded once, streamed in chunks, and
+resampled to the protocol frame rate by timestamp exactly as ffmpeg's ``-r 25`` does (see
+``FpsResampler``): frames are duplicated or dropped, never blended, and the same frames are chosen. Audio goes through libswresample (PyAV), the same resampler ffmpeg's ``-ar 16000 -ac 1`` uses.
+
+A frame folder (``000001.jpg``, ``000002.jpg``… or ``0.jpg``, ``1.jpg``…, the Wav2Lip preprocessed
+layout) is taken to be at the protocol frame rate already; its audio is ``audio.wav`` beside the frames.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+from .errors import MediaError
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mpg", ".mpeg", ".mov", ".mkv", ".webm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+FOLDER_AUDIO_NAME = "audio.wav"
+
+
+# --------------------------------------------------------------------------------------------------
+# Frame-rate conversion
+
+
+class FpsResampler:
+    """Streaming constant-frame-rate conversion by timestamp, as ffmpeg's ``-r 25`` output option does
+    it (the CLI's CFR video sync; checked frame by frame against ffmpeg 9 on a variable-rate clip).
+
+    Each input frame takes the next output slot; with ``delta0`` its drift from that slot and
+    ``delta = delta0 + duration`` (both in output frames), a frame with ``delta < -1.1`` is dropped
+    and one with ``delta > 1.1`` is repeated ``round(delta)`` times (the first ``round(delta0 - 0.6)``
+    of them showing the previous frame when the frame comes late). Rounding is half to even on float32,
+    as C's ``llrintf``. Times count from ``t0``, the input's start time (ffmpeg subtracts the container's
+    start time, the earliest of its streams); without it the first frame's time is used.
+    """
+
+    def __init__(self, fps: Fraction, t0: Fraction | None = None):
+        self.fps = Fraction(fps)
+        self._t0 = t0
+        self._next = 0  # index of the next output slot
+        self._last = None
+        self._late = [0, 0, 0]  # repeats of the previous frame, last three decisions
+
+    def push(self, t: Fraction, duration: Fraction, frame) -> list:
+        """Output frames for an input frame shown at ``t`` for ``duration`` seconds."""
+        if self._t0 is None:
+            self._t0 = t
+        delta0 = float((t - self._t0) * self.fps) - self._next
+        delta = delta0 + float(duration * self.fps)
+        if delta0 < 0 < delta:
+            delta0 = 0.0  # a frame slightly early is clipped to its slot
+        repeats, late = 1, 0
+        if delta < -1.1:
+            repeats = 0
+        elif delta > 1.1:
+            repeats = round(float(np.float32(delta)))
+            if delta0 > 1.1:
+                late = round(float(np.float32(delta0 - 0.6)))
+        self._late = [late] + self._late[:2]
+        out = [self._last if i < late and self._last is not None else frame for i in range(repeats)]
+        self._next += repeats
+        self._last = frame
+        return out
+
+    def finish(self) -> list:
+        """At the end ffmpeg repeats the last frame by the median of the last three late counts."""
+        if self._last is None:
+            return []
+        out = [self._last] * int(np.median(self._late))
+        self._last = None
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a quick look at an input tells: kind, frame size, native frame rate, audio present."""
+
+    path: Path
+    kind: str  # "video" or "frames"
+    width: int
+    height: int
+    native_fps: float | None
+    has_audio: bool
+
+
+def _av_open(path: Path):
+    if not path.exists():
+        raise MediaError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise MediaError(path, "empty file (0 bytes)")
+    try:
+        return av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise MediaError(path, f"not a readable video ({_ffmpeg_reason(exc)})") from None
+
+
+def _ffmpeg_reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(":", 1)[0].strip() if ": '" in text else text.strip()
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+    if all(p.stem.isdigit() for p in files):
+        return sorted(files, key=lambda p: int(p.stem))
+    return sorted(files)
+
+
+def probe(path: str | os.PathLike) -> MediaInfo:
+    """Kind, size, native fps and audio presence of a video file or frame folder, without decoding."""
+    path = Path(path)
+    if path.is_dir():
+        files = _frame_files(path)
+        if not files:
+            raise MediaError(path, "frame folder holds no images (.jpg/.png/.bmp)")
+        first = _read_image(files[0])
+        return MediaInfo(path, "frames", first.shape[1], first.shape[0], None,
+                         (path / FOLDER_AUDIO_NAME).is_file())
+    with _av_open(path) as container:
+        if not container.streams.video:
+            raise MediaError(path, "no video stream")
+        vs = container.streams.video[0]
+        rate = vs.average_rate or vs.guessed_rate
+        return MediaInfo(path, "video", vs.codec_context.width, vs.codec_context.height,
+                         float(rate) if rate else None, bool(container.streams.audio))
+
+
+def _read_image(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                raise MediaError(path, f"{im.mode} frames (16-bit or float) are not supported; "
+                                       "save frames as 8-bit RGB")
+            return np.asarray(im.convert("RGB"))
+    except MediaError:
+        raise
+    except Exception as exc:  # PIL raises many types for broken files
+        raise MediaError(path, f"not a readable image ({exc})") from None
+
+
+def _chunked(frames: Iterator[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
+    buf: list[np.ndarray] = []
+    for frame in frames:
+        buf.append(frame)
+        if len(buf) == chunk:
+            yield np.stack(buf)
+            buf = []
+    if buf:
+        yield np.stack(buf)
+
+
+def _video_frames(path: Path, fps: Fraction | None) -> Iterator[np.ndarray]:
+    with _av_open(path) as container:
+        if not container.streams.video:
+            raise MediaError(path, "no video stream")
+        vs = container.streams.video[0]
+        vs.thread_type = "AUTO"
+        rate = vs.average_rate or vs.guessed_rate
+        start = None if container.start_time is None else Fraction(container.start_time, av.time_base)
+        resampler = FpsResampler(fps, start) if fps else None
+        frame_time = 1 / Fraction(rate) if rate else None
+        last_t: Fraction | None = None
+        index = 0  # frames decoded
+        try:
+            for frame in container.decode(vs):
+                image = frame.to_ndarray(format="rgb24")
+                index += 1
+                if resampler is None:
+                    yield image
+                    continue
+                if frame.pts is not None and frame.time_base is not None:
+                    t = Fraction(frame.pts) * frame.time_base
+                elif frame_time:
+                    t = (index - 1) * frame_time
+                else:
+                    raise MediaError(path, "frames have no timestamps and the stream no frame rate")
+                if frame.duration and frame.time_base is not None:
+                    duration = Fraction(frame.duration) * frame.time_base
+                elif frame_time:
+                    duration = frame_time
+                else:
+                    duration = t - last_t if last_t is not None and t > last_t else 1 / Fraction(fps)
+                last_t = t
+                yield from resampler.push(t, duration, image)
+        except av.error.FFmpegError as exc:
+            if index == 0:
+                raise MediaError(path, f"video stream cannot be decoded ({_ffmpeg_reason(exc)})") from None
+            # A stream broken partway: keep what decoded; frame-count checks against GT catch it.
+        if resampler is not None:
+            yield from resampler.finish()
+
+
+def _folder_frames(path: Path) -> Iterator[np.ndarray]:
+    files = _frame_files(path)
+    if not files:
+        raise MediaError(path, "frame folder holds no images (.jpg/.png/.bmp)")
+    shape = None
+    for f in files:
+        image = _read_image(f)
+        if shape is None:
+            shape = image.shape
+        elif image.shape != shape:
+            raise MediaError(f, f"frame size {image.shape[1]}x{image.shape[0]} differs from the "
+                                f"folder's first frame ({shape[1]}x{shape[0]})")
+        yield image
+
+
+def iter_frames(path: str | os.PathLike, fps: float | Fraction | None = 25,
+                chunk: int = 32) -> Iterator[np.ndarray]:
+    """Stream an input's frames as RGB uint8 chunks of shape (n<=chunk, H, W, 3).
+
+    ``fps`` is the protocol frame rate (None keeps the native frames). Frame folders are taken as
+    already at the protocol rate.
+    """
+    path = Path(path)
+    if path.is_dir():
+        frames = _folder_frames(path)
+    else:
+        frames = _video_frames(path, Fraction(fps).limit_denominator(1001) if fps else None)
+    yield from _chunked(frames, chunk)
+
+
+def read_frames(path: str | os.PathLike, fps: float | Fraction | None = 25) -> np.ndarray:
+    """All frames of an input at the protocol frame rate, shape (T, H, W, 3), RGB uint8."""
+    chunks = list(iter_frames(path, fps, chunk=256))
+    if not chunks:
+        raise MediaError(path, "no frames could be decoded")
+    return np.concatenate(chunks)
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+    """The first audio stream as mono float32 in [-1, 1) at ``sample_rate``.
+
+    The samples are those ffmpeg writes with ``-ac 1 -ar 16000 -acodec pcm_s16le`` (the syncnet_python
+    recipe): libswresample to signed 16-bit mono, whose downmix matrix is normalised so stereo becomes
+    (L + R) / 2, then divided by 32768. For a frame folder, the audio is its ``audio.wav``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / FOLDER_AUDIO_NAME
+        if not path.is_file():
+            raise MediaError(path.parent, f"frame folder has no {FOLDER_AUDIO_NAME}")
+    with _av_open(path) as container:
+        if not container.streams.audio:
+            raise MediaError(path, "no audio stream")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+        parts = []
+        try:
+            for frame in container.decode(stream):
+                frame.pts = None  # let the resampler follow the samples, not gaps in timestamps
+                for out in resampler.resample(frame):
+                    parts.append(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as exc:
+            if not parts:
+                raise MediaError(path, f"audio stream cannot be decoded ({_ffmpeg_reason(exc)})") from None
+        for out in resampler.resample(None):
+            parts.append(out.to_ndarray().reshape(-1))
+    if not parts:
+        raise MediaError(path, "audio stream holds no samples")
+    return np.concatenate(parts).astype(np.float32) / np.float32(32768)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pairing generated with ground-truth inputs
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One generated input and its ground truth, under a key: the relative path without extension."""
+
+    key: str
+    gen: Path
+    gt: Path
+
+
+@dataclass
+class Pairing:
+    pairs: list[Pair] = field(default_factory=list)
+    unpaired_gen: list[str] = field(default_factory=list)
+    unpaired_gt: list[str] = field(default_factory=list)
+    # key -> problem, for keys that cannot be evaluated (e.g. two files with the same stem)
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+def find_inputs(root: str | os.PathLike) -> tuple[dict[str, Path], dict[str, str]]:
+    """Videos and frame folders below ``root``, keyed by relative path without extension.
+
+    Returns (inputs, problems): a key found twice (``a.mp4`` and ``a.avi``) is a problem, not an input.
+    Symbolic links are followed; a link back to a folder already visited is skipped.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise MediaError(root, "not a folder")
+    found: dict[str, list[Path]] = {}
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        here = Path(dirpath)
+        rel = here.relative_to(root)
+        if here != root and any(f.lower().endswith(IMAGE_EXTENSIONS) for f in filenames):
+            found.setdefault(rel.as_posix(), []).append(here)
+            dirnames[:] = []  # a frame folder is a leaf
+            continue
+        for name in filenames:
+            if name.lower().endswith(VIDEO_EXTENSIONS):
+                key = (rel / Path(name).stem).as_posix()
+                found.setdefault(key, []).append(here / name)
+        dirnames.sort()
+    inputs, problems = {}, {}
+    for key, paths in sorted(found.items()):
+        if len(paths) > 1:
+            names = ", ".join(sorted(p.name for p in paths))
+            problems[key] = f"several inputs share the name '{key}' ({names}); keep one"
+        else:
+            inputs[key] = paths[0]
+    return inputs, problems
+
+
+def pair_inputs(gen_root: str | os.PathLike, gt_root: str | os.PathLike) -> Pairing:
+    """Pair generated and GT inputs by relative path stem (nested folders allowed)."""
+    gen, gen_problems = find_inputs(gen_root)
+    gt, gt_problems = find_inputs(gt_root)
+    result = Pairing()
+    for key in sorted(set(gen) | set(gt) | set(gen_problems) | set(gt_problems)):
+        if key in gen_problems or key in gt_problems:
+            result.problems[key] = gen_problems.get(key) or gt_problems[key]
+        elif key in gen and key in gt:
+            result.pairs.append(Pair(key, gen[key], gt[key]))
+        elif key in gen:
+            result.unpaired_gen.append(key)
+        else:
+            result.unpaired_gt.append(key)
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25, audio: np.ndarray | None = None,
+                sample_rate: int = 16000, codec: str = "libx264", crf: int = 12) -> Path:
+    """Write RGB uint8 frames (T, H, W, 3) and optional mono float audio in [-1, 1] to a video file.
+
+    ``codec`` "libx264" (yuv420p, ``crf``) for .mp4/.mov, "ffv1" (lossless, for tests) for .avi/.mkv.
+    Audio is AAC in .mp4/.mov, PCM 16-bit in .avi/.mkv.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError("frames must be uint8 of shape (T, H, W, 3)")
+    with av.open(str(path), "w") as container:
+        vs = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        vs.width, vs.height = frames.shape[2], frames.shape[1]
+        if codec == "libx264":
+            vs.pix_fmt = "yuv420p"
+            vs.options = {"crf": str(crf), "preset": "veryfast"}
+        else:
+            vs.pix_fmt = "bgr0" if codec == "ffv1" else vs.pix_fmt
+        astream = None
+        if audio is not None:
+            acodec = "aac" if path.suffix.lower() in (".mp4", ".mov") else "pcm_s16le"
+            astream = container.add_stream(acodec, rate=sample_rate, layout="mono")
+        for image in frames:
+            for packet in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
+                container.mux(packet)
+        for packet in vs.encode():
+            container.mux(packet)
+        if astream is not None:
+            samples = np.clip(np.asarray(audio, dtype=np.float32), -1, 1).reshape(1, -1)
+            fmt = "fltp" if astream.codec_context.name == "aac" else "s16"
+            data = samples if fmt == "fltp" else (samples * 32767).astype(np.int16)
+            step = 1024
+            for i in range(0, data.shape[1], step):
+                aframe = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, i:i + step]), format=fmt,
+                                                    layout="mono")
+                aframe.sample_rate = sample_rate
+                aframe.pts = i
+                for packet in astream.encode(aframe):
+                    container.mux(packet)
+            for packet in astream.encode():
+                container.mux(packet)
+    return path

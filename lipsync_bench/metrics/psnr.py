@@ -1,0 +1,32 @@
+"""PSNR (supplementary Eq. D/E) per frame, averaged over frames; equal to scikit-image's
+``peak_signal_noise_ratio(gt, gen, data_range=255)`` per frame.
+
+MSE is taken over all pixels and the three RGB channels. The squared differences of uint8 frames are
+integers, summed exactly in int64, so the only rounding is in the final division and logarithm.
+A frame identical to its GT has MSE 0 and PSNR inf, as in scikit-image; the video's mean is then inf
+and the result carries a warning (a generated video identical to GT is usually a wrong folder).
+"""
+from __future__ import annotations
+
+import torch
+
+from .registry import Metric, PerFrameMean, register
+
+
+def psnr_frames(gen: torch.Tensor, gt: torch.Tensor, *, data_range: float = 255.0) -> torch.Tensor:
+    """Per-frame PSNR in dB of uint8 frames (n, H, W, C) -> float64 tensor (n,)."""
+    if gen.shape != gt.shape:
+        raise ValueError(f"frame shapes differ: {tuple(gen.shape)} vs {tuple(gt.shape)}")
+    diff = gen.to(torch.int32) - gt.to(torch.int32)
+    sse = (diff * diff).flatten(1).sum(dim=1, dtype=torch.int64)
+    mse = sse.to(torch.float64) / diff[0].numel()
+    return 10 * torch.log10(data_range * data_range / mse)
+
+
+PSNR = register(Metric(
+    name="psnr", label="PSNR", higher_is_better=True, needs=frozenset({"gt_frames"}), scope="video",
+    decimals=3,
+    description="peak signal-to-noise ratio in dB per frame, averaged (= skimage, data_range 255)",
+    defaults={"data_range": 255.0},
+    make_accumulator=lambda params, device: PerFrameMean(psnr_frames, params),
+))

@@ -1,0 +1,149 @@
+"""The metric registry: each metric declares what it is and what it needs; adding a metric is adding
+one module that calls ``register``.
+
+Per-video metrics stream: the runner decodes a generated/GT pair once, in chunks, and feeds every
+selected metric's accumulator with the same ``FrameBatch``; ``result()`` then gives the video's value.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ..errors import LipsyncBenchError
+
+#: What a metric may need; ``lipsync-bench metrics`` shows these.
+NEEDS = ("gt_frames", "audio", "landmarks", "weights")
+
+
+@dataclass
+class FrameBatch:
+    """A chunk of aligned frames of one pair: uint8 RGB tensors (n, H, W, 3) on the run's device.
+
+    ``start`` is the index of the chunk's first frame in the (resampled) video.
+    """
+
+    gen: torch.Tensor
+    gt: torch.Tensor
+    start: int
+
+
+@dataclass
+class MetricValue:
+    """One video's value of one metric, with the number of frames it used and any warnings."""
+
+    value: float
+    frames: int
+    warnings: list[str] = field(default_factory=list)
+
+
+class Accumulator:
+    """Streaming state of one metric over one video."""
+
+    def update(self, batch: FrameBatch) -> None:
+        raise NotImplementedError
+
+    def result(self) -> MetricValue:
+        raise NotImplementedError
+
+
+class PerFrameMean(Accumulator):
+    """Mean over frames of a per-frame function ``fn(gen, gt, **params) -> (n,) tensor``."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor], params: dict[str, Any]):
+        self.fn, self.params = fn, params
+        self.total = 0.0
+        self.count = 0
+        self.infinite = 0
+
+    def update(self, batch: FrameBatch) -> None:
+        values = self.fn(batch.gen, batch.gt, **self.params)
+        self.infinite += int(torch.isinf(values).sum())
+        self.total += float(values.sum())
+        self.count += values.numel()
+
+    def result(self) -> MetricValue:
+        warnings = []
+        if self.infinite:
+            warnings.append(f"{self.infinite} of {self.count} frames are identical to GT (value inf)")
+        return MetricValue(self.total / self.count if self.count else math.nan, self.count, warnings)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric.
+
+    ``defaults`` holds every parameter with its default value; the parameters a run uses are part of
+    its protocol. ``available`` returns None when the metric can run here, else the reason it cannot.
+    """
+
+    name: str
+    label: str  # column header, e.g. "LSE-C"
+    higher_is_better: bool
+    needs: frozenset[str]
+    scope: str  # "video" or "dataset"
+    decimals: int
+    description: str
+    defaults: dict[str, Any]
+    make_accumulator: Callable[[dict[str, Any], torch.device], Accumulator]
+    available: Callable[[], str | None] = lambda: None
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+    def resolve_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The defaults with ``overrides`` applied; unknown names and ill-typed values are refused."""
+        params = dict(self.defaults)
+        for key, value in (overrides or {}).items():
+            if key not in params:
+                known = ", ".join(sorted(params)) or "none"
+                raise LipsyncBenchError(f"metric '{self.name}' has no parameter '{key}' (it has: {known})")
+            params[key] = _coerce(self.name, key, value, self.defaults[key])
+        return params
+
+
+def _coerce(metric: str, key: str, value: Any, default: Any) -> Any:
+    if not isinstance(value, str) or isinstance(default, str):
+        return value
+    try:
+        if isinstance(default, bool):
+            if value.lower() in ("1", "true", "yes"):
+                return True
+            if value.lower() in ("0", "false", "no"):
+                return False
+            raise ValueError(value)
+        if default is None:
+            return value
+        return type(default)(value)
+    except ValueError:
+        raise LipsyncBenchError(f"{metric}.{key}={value!r}: expected a {type(default).__name__}") from None
+
+
+_REGISTRY: dict[str, Metric] = {}
+
+#: The paper's column order (Tab. B); metrics not in it follow in registration order.
+PAPER_ORDER = ("ssim", "psnr", "fid", "ifc", "lmd", "lse_c", "lse_d")
+
+
+def register(metric: Metric) -> Metric:
+    if metric.name in _REGISTRY:
+        raise ValueError(f"metric {metric.name!r} registered twice")
+    _REGISTRY[metric.name] = metric
+    return metric
+
+
+def get_metric(name: str) -> Metric:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(all_metrics())
+        raise LipsyncBenchError(f"unknown metric '{name}' (known: {known})") from None
+
+
+def all_metrics() -> list[str]:
+    """Registered metric names, in the paper's column order first."""
+    ordered = [m for m in PAPER_ORDER if m in _REGISTRY]
+    return ordered + [m for m in _REGISTRY if m not in ordered]

@@ -1,0 +1,71 @@
+"""The protocol of a run: everything that changes a number. Results computed under different
+protocols are never mixed in one run of the store; the software environment is recorded beside them.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from dataclasses import asdict, dataclass
+from importlib import metadata
+
+REGIONS = ("full",)  # "face" and "mouth" come with the face pipeline
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Decoding and pairing settings shared by every metric of a run.
+
+    fps: frame rate every input is resampled to (ffmpeg ``-r`` semantics), frames per second.
+    sample_rate: audio sample rate, Hz (mono, 16-bit samples as ffmpeg's pcm_s16le).
+    region: the part of the frame metrics see ("full" frame).
+    max_frame_gap: generated and GT frame counts that differ by at most this many frames are
+        truncated to the shorter (codec padding); a larger gap is an error for that video.
+    """
+
+    fps: float = 25.0
+    sample_rate: int = 16000
+    region: str = "full"
+    max_frame_gap: int = 3
+
+    def __post_init__(self):
+        if not self.fps > 0:
+            raise ValueError(f"fps must be positive, not {self.fps}")
+        if self.region not in REGIONS:
+            raise ValueError(f"region must be one of {REGIONS}, not {self.region!r}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PACKAGES = ("lipsync-bench", "torch", "torchvision", "av", "numpy", "scipy", "scikit-image", "pandas")
+
+
+def environment(device: str) -> dict:
+    """Versions and machine that computed a session's results, for telling two runs apart."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    import av
+    import torch
+
+    device_name = "cpu"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device_name = torch.cuda.get_device_name(torch.device(device))
+    return {
+        "versions": versions,
+        "ffmpeg": {lib: ".".join(map(str, v)) for lib, v in av.library_versions.items()},
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": device,
+        "device_name": device_name,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def canonical(obj) -> str:
+    """A stable JSON text for comparing protocols and parameters."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

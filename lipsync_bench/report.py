@@ -1,0 +1,268 @@
+"""Tables from the results store: the end-of-run summary, the paper-style method table, the paired
+comparison of two methods, and the plain files (results.csv, summary.json) written beside the store."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from .baselines import reported
+from .errors import LipsyncBenchError
+from .metrics import all_metrics, get_metric
+from .metrics.registry import PAPER_ORDER
+from .stats import paired_test, summarize
+from .store import ResultStore
+
+FORMATS = ("markdown", "latex", "csv")
+MISSING = "–"
+
+# How the paper prints the columns that this version cannot compute yet (the registry wins when it
+# knows a metric): label, higher is better, decimals.
+_PAPER_COLUMNS = {"ssim": ("SSIM", True, 3), "psnr": ("PSNR", True, 3), "fid": ("FID", False, 2),
+                  "ifc": ("IFC", False, 3), "lmd": ("LMD", False, 3), "lse_c": ("LSE-C", True, 3),
+                  "lse_d": ("LSE-D", False, 3)}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    label: str
+    higher_is_better: bool
+    decimals: int
+
+    @property
+    def header(self) -> str:
+        return self.label + ("↑" if self.higher_is_better else "↓")
+
+
+def column(name: str) -> Column:
+    if name in all_metrics():
+        m = get_metric(name)
+        return Column(name, m.label, m.higher_is_better, m.decimals)
+    if name in _PAPER_COLUMNS:
+        return Column(name, *_PAPER_COLUMNS[name])
+    raise LipsyncBenchError(f"unknown metric column '{name}'")
+
+
+def fmt_value(x: float | None, decimals: int) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return MISSING
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.{decimals}f}"
+
+
+# --------------------------------------------------------------------------------------------------
+# End-of-run summary (eval)
+
+
+def summary_table(summary: dict[str, dict]) -> str:
+    """Per metric: mean ± std, 95% bootstrap CI, videos with a value, failed videos."""
+    rows = []
+    for name, s in summary.items():
+        col = column(name)
+        d = col.decimals + 1
+        mean = fmt_value(s["mean"], d)
+        if s["std"] is not None:
+            mean += f" ± {fmt_value(s['std'], d)}"
+        lo, hi = s["ci95"]
+        ci = MISSING if lo is None else f"[{fmt_value(lo, d)}, {fmt_value(hi, d)}]"
+        rows.append([col.header, mean, ci, s["n"], s["failed"]])
+    return tabulate(rows, headers=["metric", "mean ± std", "95% CI (bootstrap)", "videos", "failed"],
+                    tablefmt="simple", disable_numparse=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Method table (table)
+
+
+def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[list[Column], list[dict]]:
+    """Columns and rows of the method table for ``dataset``.
+
+    Each row: ``method``, ``kind`` ("measured" or "reported"), ``values`` {metric: mean or None},
+    ``videos`` (measured rows), ``failed`` {metric: count}, ``source`` (reported rows).
+    """
+    runs = store.runs(dataset)
+    rep = reported(dataset) if paper else None
+    if not runs and rep is None:
+        known = sorted({r.dataset for r in store.runs()})
+        raise LipsyncBenchError(f"no results for dataset '{dataset}' in {store.path}"
+                                + (f" (datasets there: {', '.join(known)})" if known else "")
+                                + ("" if paper else "; --paper shows the paper's reported rows"))
+    names: set[str] = set()
+    rows = []
+    df = store.results(runs)
+    for run in runs:
+        sub = df[df.method == run.method]
+        values, failed = {}, {}
+        for metric, g in sub.groupby("metric"):
+            names.add(metric)
+            ok = g[g.error.isna()].value
+            values[metric] = summarize(ok.tolist())["mean"]
+            failed[metric] = int(g.error.notna().sum())
+        rows.append({"method": run.method, "kind": "measured", "values": values,
+                     "videos": int(sub.video.nunique()), "failed": failed, "source": None})
+    if rep is not None:
+        metric_cols = [c for c in rep.columns if c not in ("method", "source")]
+        for rec in rep.to_dict(orient="records"):
+            values = {c: (None if pd.isna(rec[c]) else float(rec[c])) for c in metric_cols}
+            names.update(c for c, v in values.items() if v is not None)
+            rows.append({"method": rec["method"], "kind": "reported", "values": values, "videos": None,
+                         "failed": {}, "source": rec.get("source")})
+    order = [m for m in PAPER_ORDER if m in names] + sorted(names - set(PAPER_ORDER))
+    return [column(n) for n in order], rows
+
+
+def _best(columns: list[Column], rows: list[dict]) -> dict[str, float]:
+    """Best measured value per column (rounded as printed, so ties in print are ties in bold)."""
+    best = {}
+    for col in columns:
+        vals = [round(r["values"][col.name], col.decimals) for r in rows
+                if r["kind"] == "measured" and r["values"].get(col.name) is not None
+                and math.isfinite(r["values"][col.name])]
+        if vals:
+            best[col.name] = max(vals) if col.higher_is_better else min(vals)
+    return best
+
+
+def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown") -> str:
+    """The method table as markdown, LaTeX or CSV. Best measured value per column in bold; reported
+    rows are labelled and never bold (they come from another protocol)."""
+    if fmt not in FORMATS:
+        raise LipsyncBenchError(f"unknown format '{fmt}' (one of {', '.join(FORMATS)})")
+    if fmt == "csv":
+        records = []
+        for r in rows:
+            rec = {"method": r["method"], "kind": r["kind"], "videos": r["videos"]}
+            rec.update({c.name: r["values"].get(c.name) for c in columns})
+            rec["source"] = r["source"]
+            records.append(rec)
+        return pd.DataFrame(records).to_csv(index=False, lineterminator="\n")
+    best = _best(columns, rows)
+    bold = (lambda s: f"**{s}**") if fmt == "markdown" else (lambda s: f"\\textbf{{{s}}}")
+    body = []
+    for r in rows:
+        name = r["method"] + (" (reported)" if r["kind"] == "reported" else "")
+        cells = [name]
+        for c in columns:
+            v = r["values"].get(c.name)
+            text = fmt_value(v, c.decimals)
+            if r["kind"] == "measured" and v is not None and math.isfinite(v) \
+                    and round(v, c.decimals) == best.get(c.name):
+                text = bold(text)
+            cells.append(text)
+        cells.append(MISSING if r["videos"] is None else str(r["videos"]))
+        body.append(cells)
+    if fmt == "markdown":
+        headers = ["Method"] + [c.header for c in columns] + ["Videos"]
+        text = tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True,
+                        colalign=["left"] + ["right"] * (len(columns) + 1))
+    else:
+        arrows = {True: "$\\uparrow$", False: "$\\downarrow$"}
+        headers = ["Method"] + [c.label + arrows[c.higher_is_better] for c in columns] + ["Videos"]
+        body = [[cells[0].replace("&", "\\&").replace("_", "\\_")] + cells[1:] for cells in body]
+        text = tabulate(body, headers=headers, tablefmt="latex_raw", disable_numparse=True,
+                        colalign=["left"] + ["right"] * (len(columns) + 1))
+    notes = []
+    for r in rows:
+        failed = {m: n for m, n in r["failed"].items() if n}
+        if failed:
+            notes.append(f"{r['method']}: failed videos excluded from the means ("
+                         + ", ".join(f"{column(m).label} {n}" for m, n in failed.items()) + ")")
+    sources = sorted({r["source"] for r in rows if r["kind"] == "reported" and r["source"]})
+    notes += [f"reported: {s}" for s in sources]
+    if fmt == "latex":
+        notes = ["% " + n for n in notes]
+    return text + ("\n\n" + "\n".join(notes) if notes else "")
+
+
+def table_json(columns: list[Column], rows: list[dict]) -> dict:
+    return {"columns": [{"metric": c.name, "label": c.label, "higher_is_better": c.higher_is_better}
+                        for c in columns],
+            "rows": [{**r, "values": {k: json_float(v) for k, v in r["values"].items()}} for r in rows]}
+
+
+# --------------------------------------------------------------------------------------------------
+# Paired comparison (compare)
+
+
+def compare_methods(store: ResultStore, dataset: str, a: str, b: str) -> list[dict]:
+    """Per metric present in both runs: Wilcoxon signed-rank test on the videos both have a value for."""
+    run_a, run_b = store.get_run(a, dataset), store.get_run(b, dataset)
+    df = store.results([run_a, run_b])
+    df = df[df.error.isna()]
+    out = []
+    for metric in [m for m in all_metrics() if m in set(df.metric)]:
+        pa = df[(df.method == a) & (df.metric == metric)].set_index("video").value
+        pb = df[(df.method == b) & (df.metric == metric)].set_index("video").value
+        common = pa.index.intersection(pb.index)
+        if common.empty:
+            continue
+        test = paired_test(pa[common].to_numpy(), pb[common].to_numpy())
+        col = column(metric)
+        better = None
+        if test["mean_diff"] is not None and test["mean_diff"] != 0:
+            a_higher = test["mean_diff"] > 0
+            better = a if a_higher == col.higher_is_better else b
+        out.append({"metric": metric, "label": col.header, **test, "better": better})
+    return out
+
+
+def compare_table(rows: list[dict], a: str, b: str, alpha: float = 0.05) -> str:
+    body = []
+    for r in rows:
+        col = column(r["metric"])
+        d = col.decimals + 1
+        verdict = MISSING if r["better"] is None else (
+            f"{r['better']} (p < {alpha:g})" if r["p_value"] < alpha else "no significant difference")
+        body.append([r["label"], r["n"], fmt_value(r["mean_a"], d), fmt_value(r["mean_b"], d),
+                     fmt_value(r["median_diff"], d), f"{r['p_value']:.3g}", verdict])
+    return tabulate(body, headers=["metric", "videos", a, b, "median diff", "Wilcoxon p", "better"],
+                    tablefmt="simple", disable_numparse=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Plain files beside the store
+
+
+def json_float(x):
+    """JSON has no inf or NaN: NaN -> null, inf -> "inf" (PSNR of identical frames)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return None
+    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+
+def summary_json(summary: dict[str, dict]) -> dict[str, dict]:
+    """A per-metric summary with inf/NaN made JSON-safe."""
+    return {metric: {k: [json_float(x) for x in v] if isinstance(v, list) else
+                     (json_float(v) if isinstance(v, float) else v) for k, v in s.items()}
+            for metric, s in summary.items()}
+
+
+def write_exports(store: ResultStore, folder: Path) -> None:
+    """results.csv (every row of every run, long format) and summary.json (per run: protocol,
+    parameters, sessions, and per-metric summary), written atomically."""
+    df = store.results()
+    csv = df.assign(warnings=df.warnings.map(lambda w: "; ".join(w)))
+    _atomic_write(folder / "results.csv", csv.to_csv(index=False, lineterminator="\n"))
+    runs = []
+    for run in store.runs():
+        sub = df[(df.method == run.method) & (df.dataset == run.dataset)]
+        summary = {metric: summarize(g[g.error.isna()].value.tolist(), failed=int(g.error.notna().sum()))
+                   for metric, g in sub.groupby("metric")}
+        runs.append({"method": run.method, "dataset": run.dataset, "protocol": run.protocol,
+                     "metric_params": run.metric_params, "gen_dir": run.gen_dir, "gt_dir": run.gt_dir,
+                     "videos": int(sub.video.nunique()), "summary": summary_json(summary),
+                     "sessions": store.sessions(run)})
+    _atomic_write(folder / "summary.json", json.dumps({"runs": runs}, indent=2) + "\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

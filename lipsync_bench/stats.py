@@ -1,0 +1,69 @@
+"""Summary statistics over videos: mean, standard deviation, bootstrap confidence interval, and the
+paired Wilcoxon signed-rank test between two methods on the same videos."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats as sps
+
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+
+
+def bootstrap_ci(values: np.ndarray, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean; seeded, so identical inputs give identical bounds."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.size
+    if n == 0:
+        return math.nan, math.nan
+    if n == 1 or not np.isfinite(values).all():
+        m = float(values.mean())
+        return m, m
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    step = max(1, 2_000_000 // n)  # bounded memory for large sets
+    for i in range(0, resamples, step):
+        k = min(step, resamples - i)
+        means[i:i + k] = values[rng.integers(0, n, size=(k, n))].mean(axis=1)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(means, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def summarize(values, failed: int = 0) -> dict:
+    """mean, std (ddof=1), 95% bootstrap CI of the mean, n videos with a value, failed videos."""
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
+    if v.size == 0:
+        return {"mean": None, "std": None, "ci95": [None, None], "n": 0, "failed": failed}
+    with np.errstate(invalid="ignore"):
+        std = float(v.std(ddof=1)) if v.size > 1 else None
+    if std is not None and math.isnan(std):
+        std = None
+    lo, hi = bootstrap_ci(v)
+    return {"mean": float(v.mean()), "std": std, "ci95": [lo, hi], "n": int(v.size), "failed": failed}
+
+
+def paired_test(a, b) -> dict:
+    """Wilcoxon signed-rank test of paired per-video values (two-sided).
+
+    Returns n pairs, means, mean and median difference (a - b), statistic and p-value. With fewer than
+    two non-zero differences the test says nothing: p is 1.0 and ``note`` says why.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    out = {"n": int(a.size), "mean_a": float(a.mean()) if a.size else None,
+           "mean_b": float(b.mean()) if b.size else None,
+           "mean_diff": float((a - b).mean()) if a.size else None,
+           "median_diff": float(np.median(a - b)) if a.size else None,
+           "statistic": None, "p_value": 1.0, "note": None}
+    if np.count_nonzero(a - b) < 2:
+        out["note"] = "fewer than two videos differ: no test"
+        return out
+    res = sps.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided")
+    out["statistic"] = float(res.statistic)
+    out["p_value"] = float(res.pvalue)
+    return out

@@ -1,0 +1,240 @@
+"""The results store: one SQLite file, ``<out>/lipsync_bench.sqlite``.
+
+Why SQLite: it is in the standard library, one file a user can copy, and transactional — each video's
+rows are committed together, so a run killed midway loses at most the video in progress and a rerun
+resumes without duplicates (rows are keyed by run, video and metric). DuckDB would add a large
+dependency for queries this size does not need.
+
+A *run* is one method evaluated on one dataset under one protocol. A *session* is one invocation of
+``eval`` on a run; each row records the session that computed it, and each session its software
+environment. Rows carry a signature (size and modification time) of the input files, so a video whose
+file changed is computed again.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import StoreError
+from .protocol import canonical
+
+STORE_NAME = "lipsync_bench.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY, method TEXT NOT NULL, dataset TEXT NOT NULL,
+    gen_dir TEXT, gt_dir TEXT, protocol TEXT NOT NULL, created TEXT NOT NULL,
+    UNIQUE (method, dataset));
+CREATE TABLE IF NOT EXISTS run_metrics (
+    run_id INTEGER NOT NULL REFERENCES runs, metric TEXT NOT NULL, params TEXT NOT NULL,
+    PRIMARY KEY (run_id, metric));
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs,
+    started TEXT NOT NULL, finished TEXT, environment TEXT NOT NULL, command TEXT);
+CREATE TABLE IF NOT EXISTS results (
+    run_id INTEGER NOT NULL REFERENCES runs, video TEXT NOT NULL, metric TEXT NOT NULL,
+    value REAL, frames INTEGER, warnings TEXT NOT NULL DEFAULT '[]', error TEXT,
+    seconds REAL, inputs TEXT, session_id INTEGER REFERENCES sessions,
+    PRIMARY KEY (run_id, video, metric));
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: int
+    method: str
+    dataset: str
+    protocol: dict
+    metric_params: dict[str, dict]
+    gen_dir: str | None
+    gt_dir: str | None
+
+
+@dataclass
+class ResultRow:
+    """One video's outcome for one metric: a value, or an error message."""
+
+    video: str
+    metric: str
+    value: float | None
+    frames: int | None = None
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+    seconds: float | None = None
+    inputs: str | None = None
+
+
+class ResultStore:
+    """Results of every run under one output folder (``folder=None``: in memory, nothing kept)."""
+
+    def __init__(self, folder: str | Path | None):
+        self.path = None if folder is None else Path(folder) / STORE_NAME
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        target = ":memory:" if self.path is None else str(self.path)
+        try:
+            self.db = sqlite3.connect(target, timeout=60)
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self._check_or_create()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a readable lipsync-bench results store ({exc}); "
+                             "move it away or choose another --out") from None
+
+    @classmethod
+    def open_existing(cls, folder: str | Path) -> "ResultStore":
+        """Open the store of an earlier run; a folder without one is an error, not a new store."""
+        if not (Path(folder) / STORE_NAME).is_file():
+            raise StoreError(f"{folder}: no results store ({STORE_NAME}) here; run 'lipsync-bench eval "
+                             f"--out {folder}' first")
+        return cls(folder)
+
+    def _check_or_create(self) -> None:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "meta" not in tables:
+            raise StoreError(f"{self.path}: an SQLite file, but not a lipsync-bench results store")
+        with self.db:
+            self.db.executescript(_SCHEMA)
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: store schema version {row[0]}, this lipsync-bench reads "
+                                 f"version {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---------------------------------------------------------------------------------------------
+    # Runs
+
+    def open_run(self, method: str, dataset: str, protocol: dict, metric_params: dict[str, dict],
+                 gen_dir: str | None = None, gt_dir: str | None = None, force: bool = False) -> Run:
+        """The run of ``method`` on ``dataset``, created if new.
+
+        An existing run must have the same protocol, and each metric it already holds the same
+        parameters; otherwise the results would mix two protocols, and this refuses unless ``force``,
+        which deletes the conflicting results first. ``force`` also deletes the rows of the metrics in
+        ``metric_params``, so that they are computed again.
+        """
+        with self.db:
+            row = self.db.execute("SELECT run_id, protocol FROM runs WHERE method=? AND dataset=?",
+                                  (method, dataset)).fetchone()
+            if row is None:
+                cur = self.db.execute(
+                    "INSERT INTO runs (method, dataset, gen_dir, gt_dir, protocol, created) VALUES (?,?,?,?,?,?)",
+                    (method, dataset, gen_dir, gt_dir, canonical(protocol), _now()))
+                run_id = cur.lastrowid
+            else:
+                run_id, stored = row[0], json.loads(row[1])
+                if stored != protocol:
+                    if not force:
+                        raise StoreError(
+                            f"{self._where()} already holds '{method}' on '{dataset}' under another protocol "
+                            f"({_diff(stored, protocol)}); results of two protocols are never mixed: "
+                            "use another --out or --name, or --force to replace them")
+                    self.db.execute("DELETE FROM results WHERE run_id=?", (run_id,))
+                    self.db.execute("DELETE FROM run_metrics WHERE run_id=?", (run_id,))
+                self.db.execute("UPDATE runs SET protocol=?, gen_dir=?, gt_dir=? WHERE run_id=?",
+                                (canonical(protocol), gen_dir, gt_dir, run_id))
+            for metric, params in metric_params.items():
+                old = self.db.execute("SELECT params FROM run_metrics WHERE run_id=? AND metric=?",
+                                      (run_id, metric)).fetchone()
+                if old is not None and json.loads(old[0]) != params:
+                    if not force:
+                        raise StoreError(
+                            f"{self._where()} holds '{metric}' of '{method}' on '{dataset}' computed with "
+                            f"other parameters ({_diff(json.loads(old[0]), params)}); use another --out "
+                            "or --name, or --force to recompute it")
+                    self.db.execute("DELETE FROM results WHERE run_id=? AND metric=?", (run_id, metric))
+                elif force:
+                    self.db.execute("DELETE FROM results WHERE run_id=? AND metric=?", (run_id, metric))
+                self.db.execute("INSERT OR REPLACE INTO run_metrics VALUES (?,?,?)",
+                                (run_id, metric, canonical(params)))
+        return self.get_run(method, dataset)
+
+    def _where(self) -> str:
+        return str(self.path) if self.path else "the in-memory store"
+
+    def get_run(self, method: str, dataset: str) -> Run:
+        row = self.db.execute("SELECT run_id, protocol, gen_dir, gt_dir FROM runs WHERE method=? AND dataset=?",
+                              (method, dataset)).fetchone()
+        if row is None:
+            raise StoreError(f"{self._where()} has no results of '{method}' on '{dataset}'")
+        params = {m: json.loads(p) for m, p in
+                  self.db.execute("SELECT metric, params FROM run_metrics WHERE run_id=?", (row[0],))}
+        return Run(row[0], method, dataset, json.loads(row[1]), params, row[2], row[3])
+
+    def runs(self, dataset: str | None = None) -> list[Run]:
+        query = "SELECT method, dataset FROM runs" + (" WHERE dataset=?" if dataset else "") + " ORDER BY run_id"
+        return [self.get_run(m, d) for m, d in self.db.execute(query, (dataset,) if dataset else ())]
+
+    # ---------------------------------------------------------------------------------------------
+    # Sessions and rows
+
+    def start_session(self, run: Run, environment: dict, command: str | None = None) -> int:
+        with self.db:
+            cur = self.db.execute("INSERT INTO sessions (run_id, started, environment, command) VALUES (?,?,?,?)",
+                                  (run.run_id, _now(), canonical(environment), command))
+        return cur.lastrowid
+
+    def finish_session(self, session_id: int) -> None:
+        with self.db:
+            self.db.execute("UPDATE sessions SET finished=? WHERE session_id=?", (_now(), session_id))
+
+    def sessions(self, run: Run) -> list[dict]:
+        rows = self.db.execute("SELECT session_id, started, finished, environment, command FROM sessions "
+                               "WHERE run_id=? ORDER BY session_id", (run.run_id,))
+        return [{"session": s, "started": a, "finished": b, "environment": json.loads(e), "command": c}
+                for s, a, b, e, c in rows]
+
+    def completed(self, run: Run) -> dict[tuple[str, str], str | None]:
+        """(video, metric) -> input signature, for rows that hold a value (errors are retried)."""
+        rows = self.db.execute("SELECT video, metric, inputs FROM results WHERE run_id=? AND error IS NULL",
+                               (run.run_id,))
+        return {(v, m): s for v, m, s in rows}
+
+    def write(self, run: Run, session_id: int, rows: list[ResultRow]) -> None:
+        """Write one video's rows in one transaction (all or nothing)."""
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [(run.run_id, r.video, r.metric, r.value, r.frames, json.dumps(list(r.warnings)), r.error,
+                  r.seconds, r.inputs, session_id) for r in rows])
+
+    def results(self, runs: list[Run] | None = None) -> pd.DataFrame:
+        """Long format: one row per run, video and metric."""
+        runs = self.runs() if runs is None else runs
+        columns = ["method", "dataset", "video", "metric", "value", "frames", "error", "warnings",
+                   "seconds", "session"]
+        frames = []
+        for run in runs:
+            rows = self.db.execute(
+                "SELECT video, metric, value, frames, error, warnings, seconds, session_id FROM results "
+                "WHERE run_id=? ORDER BY video, metric", (run.run_id,)).fetchall()
+            df = pd.DataFrame(rows, columns=columns[2:])
+            df.insert(0, "dataset", run.dataset)
+            df.insert(0, "method", run.method)
+            frames.append(df)
+        if not frames:
+            return pd.DataFrame(columns=columns)
+        df = pd.concat(frames, ignore_index=True)
+        df["value"] = df["value"].astype(float)
+        df["warnings"] = df["warnings"].map(json.loads)
+        return df
+
+
+def _diff(old: dict, new: dict) -> str:
+    keys = sorted(set(old) | set(new))
+    parts = [f"{k}: stored {old.get(k)!r}, now {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    return "; ".join(parts) or "same values"
