@@ -1,0 +1,23 @@
+"""lipsync-bench: lip-sync and visual-quality metrics for talking-face videos, with their protocol.
+
+    >>> import lipsync_bench
+    >>> df = lipsync_bench.evaluate("out/wav2lip", "data/hdtf", metrics=["ssim", "psnr", "ifc"])
+
+The API is imported lazily so that the command line starts without loading torch.
+"""
+from importlib import metadata
+
+try:
+    __version__ = metadata.version("lipsync-bench")
+except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = ["evaluate", "run_eval", "available_metrics", "__version__"]
+
+
+def __getattr__(name):
+    if name in ("evaluate", "run_eval", "available_metrics"):
+        from . import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'lipsync_bench' has no attribute {name!r}")

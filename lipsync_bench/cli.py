@@ -80,7 +80,7 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, max_frame_gap, params,
     already in the store are not computed again unless --force. A video that fails is reported with
     its reason and the others go on.
     """
-    from .evaluate import parse_params, run_eval
+    from .runner import parse_params, run_eval
     from .protocol import Protocol
     from .report import summary_table
 
@@ -173,7 +173,7 @@ def metrics_cmd(as_json):
     """List the metrics, what each needs, and whether it can run on this machine now."""
     from tabulate import tabulate
 
-    from .evaluate import available_metrics
+    from .runner import available_metrics
 
     rows = available_metrics()
     if as_json:

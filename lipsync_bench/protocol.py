@@ -29,10 +29,16 @@ class Protocol:
     max_frame_gap: int = 3
 
     def __post_init__(self):
+        # One canonical type per field, so 25 and 25.0 are the same protocol.
+        object.__setattr__(self, "fps", float(self.fps))
+        object.__setattr__(self, "sample_rate", int(self.sample_rate))
+        object.__setattr__(self, "max_frame_gap", int(self.max_frame_gap))
         if not self.fps > 0:
             raise ValueError(f"fps must be positive, not {self.fps}")
         if self.region not in REGIONS:
             raise ValueError(f"region must be one of {REGIONS}, not {self.region!r}")
+        if self.max_frame_gap < 0:
+            raise ValueError(f"max_frame_gap must be >= 0, not {self.max_frame_gap}")
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -1,24 +1,13 @@
-"""Shared fixtures: the real clips of ../shared/data (skipped cleanly when absent) and helpers that
-build 'generated' folders from them with known degradations."""
+"""Fixtures over the real clips of ../shared/data."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lipsync_bench import media
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("LIPSYNC_BENCH_DATA", ROOT.parent / "shared" / "data"))
-
-
-def data_file(rel: str) -> Path:
-    path = DATA / rel
-    if not path.exists():
-        pytest.skip(f"real clip {rel} not found under {DATA} (set LIPSYNC_BENCH_DATA to the shared data folder)")
-    return path
+from tests.helpers import DATA
 
 
 @pytest.fixture(scope="session")
@@ -33,47 +22,3 @@ def grid_clips() -> list[Path]:
 def grid_frames(grid_clips) -> dict[str, np.ndarray]:
     """Decoded frames (25 fps) of the first three GRID clips, by stem."""
     return {p.stem: media.read_frames(p) for p in grid_clips[:3]}
-
-
-def jpeg(frames: np.ndarray, quality: int) -> np.ndarray:
-    import io
-
-    from PIL import Image
-
-    out = []
-    for f in frames:
-        buf = io.BytesIO()
-        Image.fromarray(f).save(buf, format="JPEG", quality=quality)
-        buf.seek(0)
-        out.append(np.asarray(Image.open(buf).convert("RGB")))
-    return np.stack(out)
-
-
-def blur(frames: np.ndarray, sigma: float) -> np.ndarray:
-    from scipy import ndimage
-
-    return ndimage.gaussian_filter(frames, sigma=(0, sigma, sigma, 0))
-
-
-def noise(frames: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.clip(frames + rng.normal(0, sigma, frames.shape), 0, 255).astype(np.uint8)
-
-
-def shift(frames: np.ndarray, k: int) -> np.ndarray:
-    """Frame shift in time: frame t shows GT frame t-k (the first repeated)."""
-    return np.concatenate([np.repeat(frames[:1], k, axis=0), frames[:-k]]) if k else frames
-
-
-def write_lossless(path: Path, frames: np.ndarray, fps: float = 25) -> Path:
-    """A lossless .avi (FFV1), so decoded frames equal ``frames`` exactly."""
-    return media.write_video(path.with_suffix(".avi"), frames, fps, codec="ffv1")
-
-
-def write_frame_folder(folder: Path, frames: np.ndarray, start: int = 1) -> Path:
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, f in enumerate(frames, start=start):
-        Image.fromarray(f).save(folder / f"{i:06d}.png")
-    return folder

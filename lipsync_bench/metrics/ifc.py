@@ -23,7 +23,7 @@ import math
 import torch
 
 from ..errors import MetricError
-from .registry import Accumulator, FrameBatch, Metric, MetricValue, register
+from .registry import Accumulator, FrameBatch, Metric, MetricValue, frames_per_step, register
 
 NORMS = ("rms", "l2")
 REDUCTIONS = ("mean", "sum")
@@ -33,13 +33,20 @@ def ifc_pairs(gen: torch.Tensor, gt: torch.Tensor, *, scale: float = 255.0, norm
     """||d_t|| for t = 2..n of uint8 frames (n, H, W, C) -> float64 tensor (n-1,)."""
     if norm not in NORMS:
         raise ValueError(f"ifc norm must be one of {NORMS}, not {norm!r}")
+    step = frames_per_step(gen)
+    # pairs (t-1, t) for t in [i+1, i+step]: consecutive steps overlap by one frame
+    sq = torch.cat([_pair_sse(gen[i:i + step + 1], gt[i:i + step + 1])
+                    for i in range(0, gen.shape[0] - 1, step)]).to(torch.float64)
+    if norm == "rms":
+        sq = sq / gen[0].numel()
+    return torch.sqrt(sq) / scale
+
+
+def _pair_sse(gen: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     g = gen.to(torch.int32)
     r = gt.to(torch.int32)
     d = (r[1:] - r[:-1]) - (g[1:] - g[:-1])
-    sq = (d * d).flatten(1).sum(dim=1, dtype=torch.int64).to(torch.float64)
-    if norm == "rms":
-        sq = sq / d[0].numel()
-    return torch.sqrt(sq) / scale
+    return (d * d).flatten(1).sum(dim=1, dtype=torch.int64)
 
 
 class _IfcAccumulator(Accumulator):

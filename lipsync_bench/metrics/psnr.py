@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import torch
 
-from .registry import Metric, PerFrameMean, register
+from .registry import Metric, PerFrameMean, frames_per_step, register
 
 
 def psnr_frames(gen: torch.Tensor, gt: torch.Tensor, *, data_range: float = 255.0) -> torch.Tensor:
     """Per-frame PSNR in dB of uint8 frames (n, H, W, C) -> float64 tensor (n,)."""
     if gen.shape != gt.shape:
         raise ValueError(f"frame shapes differ: {tuple(gen.shape)} vs {tuple(gt.shape)}")
-    diff = gen.to(torch.int32) - gt.to(torch.int32)
-    sse = (diff * diff).flatten(1).sum(dim=1, dtype=torch.int64)
-    mse = sse.to(torch.float64) / diff[0].numel()
+    step = frames_per_step(gen)
+    sse = torch.cat([_sse(gen[i:i + step], gt[i:i + step]) for i in range(0, gen.shape[0], step)])
+    mse = sse.to(torch.float64) / gen[0].numel()
     return 10 * torch.log10(data_range * data_range / mse)
+
+
+def _sse(gen: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    diff = gen.to(torch.int32) - gt.to(torch.int32)
+    return (diff * diff).flatten(1).sum(dim=1, dtype=torch.int64)
 
 
 PSNR = register(Metric(

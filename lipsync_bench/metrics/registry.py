@@ -49,6 +49,18 @@ class Accumulator:
         raise NotImplementedError
 
 
+#: Pixels (frames x height x width) a metric processes at once on CPU: bounded temporaries.
+CPU_PIXELS_AT_ONCE = 4 * 256 * 256
+
+
+def frames_per_step(frames: torch.Tensor) -> int:
+    """How many frames of a (n, H, W, C) batch to process at once: all on a GPU, a bounded number of
+    pixels on CPU (large temporaries cost more in allocation than in arithmetic there)."""
+    if frames.device.type != "cpu":
+        return max(1, frames.shape[0])
+    return max(1, CPU_PIXELS_AT_ONCE // (frames.shape[1] * frames.shape[2]))
+
+
 class PerFrameMean(Accumulator):
     """Mean over frames of a per-frame function ``fn(gen, gt, **params) -> (n,) tensor``."""
 

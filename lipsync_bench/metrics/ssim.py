@@ -18,13 +18,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .registry import Metric, PerFrameMean, register
+from .registry import Metric, PerFrameMean, frames_per_step, register
 
 K1, K2 = 0.01, 0.03
 # Output tile side: the valid filter output of a tile depends only on the tile and its halo.
 TILE = 32
-# Frames filtered at once on CPU: keeps the 15 filtered maps of a chunk in cache.
-CPU_SUBBATCH = 4
+# Tiles filtered at once on CPU: keeps the 15 maps of a group (~14 MB) below glibc's mmap threshold,
+# so large frames do not cost a page-zeroing mmap/munmap per temporary.
+CPU_TILES_AT_ONCE = 128
 
 
 def gaussian_window(sigma: float, truncate: float, dtype: torch.dtype) -> torch.Tensor:
@@ -47,37 +48,52 @@ def _tiles(x: torch.Tensor, tile: int, halo: int) -> torch.Tensor:
     return t.permute(0, 2, 3, 4, 5, 1).reshape(n * ty * tx, tile + halo, tile + halo, c)
 
 
-def _ssim_chunk(gen: torch.Tensor, gt: torch.Tensor, window: torch.Tensor, data_range: float) -> torch.Tensor:
-    n, h, w, c = gen.shape
+def _ssim_tiles(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: float) -> torch.Tensor:
+    """SSIM map (N, C, tile, tile) of float tiles (N, tile+halo, tile+halo, C)."""
     size = window.numel()
-    halo = size - 1
-    tile = TILE
-    ty, tx = -(-(h - halo) // tile), -(-(w - halo) // tile)
-    x = _tiles(gen.to(window.dtype), tile, halo)
-    y = _tiles(gt.to(window.dtype), tile, halo)
-    # Centre x and y of each tile at their own integer means: exact algebra for the valid filter output, and it
-    # keeps E[x^2] - E[x]^2 free of float32 cancellation in flat regions far from mid-grey.
+    n, th, tw, c = x.shape
+    # Centre x and y of each tile at their own integer means: exact algebra for the valid filter output,
+    # and it keeps E[x^2] - E[x]^2 free of float32 cancellation in flat regions far from mid-grey.
     cx = torch.round(x.mean(dim=(1, 2), keepdim=True))
     cy = torch.round(y.mean(dim=(1, 2), keepdim=True))
-    x = x.sub_(cx)
-    y = y.sub_(cy)
-    # (N, th, tw, 5C) is channels-last memory for the (N, 5C, th, tw) view the depthwise conv takes.
-    maps = torch.cat([x, y, x * x, y * y, x * y], dim=-1).permute(0, 3, 1, 2)
+    # The five maps side by side, (N, th, tw, 5C): channels-last memory for the depthwise conv.
+    maps = torch.empty((n, th, tw, 5 * c), dtype=x.dtype, device=x.device)
+    xc, yc = maps[..., :c], maps[..., c:2 * c]
+    torch.sub(x, cx, out=xc)
+    torch.sub(y, cy, out=yc)
+    torch.mul(xc, xc, out=maps[..., 2 * c:3 * c])
+    torch.mul(yc, yc, out=maps[..., 3 * c:4 * c])
+    torch.mul(xc, yc, out=maps[..., 4 * c:])
     k = 5 * c
     kh = window.view(1, 1, 1, size).expand(k, 1, 1, size).contiguous(memory_format=torch.channels_last)
     kv = window.view(1, 1, size, 1).expand(k, 1, size, 1).contiguous(memory_format=torch.channels_last)
-    maps = F.conv2d(F.conv2d(maps, kh, groups=k), kv, groups=k)
-    mx, my, mxx, myy, mxy = maps.split(c, dim=1)
-    vx = mxx - mx * mx
-    vy = myy - my * my
-    vxy = mxy - mx * my  # covariance is unchanged by centring x and y by different constants
-    mx = mx + cx.permute(0, 3, 1, 2)
-    my = my + cy.permute(0, 3, 1, 2)
+    maps = F.conv2d(F.conv2d(maps.permute(0, 3, 1, 2), kh, groups=k), kv, groups=k)
+    # One copy to a map-major layout makes every map contiguous for the elementwise formula.
+    mx, my, mxx, myy, mxy = maps.permute(1, 0, 2, 3).contiguous().view(5, c, n, *maps.shape[2:]).unbind(0)
+    vx = mxx.sub_(mx * mx)
+    vy = myy.sub_(my * my)
+    vxy = mxy.sub_(mx * my)  # covariance is unchanged by centring x and y by different constants
+    mx = mx.add_(cx.permute(3, 0, 1, 2))
+    my = my.add_(cy.permute(3, 0, 1, 2))
     c1 = (K1 * data_range) ** 2
     c2 = (K2 * data_range) ** 2
-    s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    num = (mx * my).mul_(2).add_(c1).mul_(vxy.mul_(2).add_(c2))
+    den = mx.mul_(mx).add_(my.mul_(my)).add_(c1).mul_(vx.add_(vy).add_(c2))
+    return num.div_(den).permute(1, 0, 2, 3)
+
+
+def _ssim_chunk(gen: torch.Tensor, gt: torch.Tensor, window: torch.Tensor, data_range: float,
+                tiles_at_once: int) -> torch.Tensor:
+    n, h, w, c = gen.shape
+    halo = window.numel() - 1
+    ty, tx = -(-(h - halo) // TILE), -(-(w - halo) // TILE)
+    x = _tiles(gen.to(window.dtype), TILE, halo)
+    y = _tiles(gt.to(window.dtype), TILE, halo)
+    s = torch.empty((x.shape[0], c, TILE, TILE), dtype=window.dtype, device=gen.device)
+    for i in range(0, x.shape[0], tiles_at_once):  # bounded temporaries for large frames
+        s[i:i + tiles_at_once] = _ssim_tiles(x[i:i + tiles_at_once], y[i:i + tiles_at_once], window, data_range)
     # Tiles back to frames, cropped to the valid region, then the mean over channels and pixels.
-    s = s.reshape(n, ty, tx, c, tile, tile).permute(0, 3, 1, 4, 2, 5).reshape(n, c, ty * tile, tx * tile)
+    s = s.reshape(n, ty, tx, c, TILE, TILE).permute(0, 3, 1, 4, 2, 5).reshape(n, c, ty * TILE, tx * TILE)
     return s[:, :, : h - halo, : w - halo].to(torch.float64).mean(dim=(1, 2, 3))
 
 
@@ -92,8 +108,9 @@ def ssim_frames(gen: torch.Tensor, gt: torch.Tensor, *, sigma: float = 1.5, trun
     if min(gen.shape[1:3]) < window.numel():
         raise ValueError(f"frames of {gen.shape[2]}x{gen.shape[1]} are smaller than the "
                          f"{window.numel()}-pixel SSIM window")
-    step = CPU_SUBBATCH if gen.device.type == "cpu" else max(1, gen.shape[0])
-    return torch.cat([_ssim_chunk(gen[i:i + step], gt[i:i + step], window, data_range)
+    step = frames_per_step(gen)
+    tiles_at_once = CPU_TILES_AT_ONCE if gen.device.type == "cpu" else 1 << 30
+    return torch.cat([_ssim_chunk(gen[i:i + step], gt[i:i + step], window, data_range, tiles_at_once)
                       for i in range(0, gen.shape[0], step)])
 
 

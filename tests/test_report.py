@@ -1,0 +1,133 @@
+"""Tables, statistics, the paired test and the command line around them."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from scipy import stats as sps
+
+from lipsync_bench.cli import main
+from lipsync_bench.report import method_rows, render_table
+from lipsync_bench.stats import bootstrap_ci, paired_test, summarize
+from lipsync_bench.store import ResultRow, ResultStore
+
+
+def _store_with(tmp_path, methods: dict[str, dict[str, list[float]]], dataset="hdtf") -> ResultStore:
+    store = ResultStore(tmp_path)
+    for method, per_metric in methods.items():
+        run = store.open_run(method, dataset, {"fps": 25.0}, {m: {} for m in per_metric})
+        session = store.start_session(run, {"test": True})
+        for metric, values in per_metric.items():
+            store.write(run, session, [ResultRow(f"v{i}", metric, v, 10) if v is not None else
+                                       ResultRow(f"v{i}", metric, None, error="broken") for i, v in enumerate(values)])
+    return store
+
+
+# ---------------------------------------------------------------- statistics
+
+def test_bootstrap_is_seeded_and_brackets_the_mean():
+    v = np.random.default_rng(3).normal(0.8, 0.05, 40)
+    lo, hi = bootstrap_ci(v)
+    assert (lo, hi) == bootstrap_ci(v)
+    assert lo < v.mean() < hi
+    # the percentile interval of the mean is close to the normal approximation for n = 40
+    half = 1.96 * v.std(ddof=1) / np.sqrt(len(v))
+    assert abs((hi - lo) / 2 - half) / half < 0.15
+
+
+def test_summarize_edge_cases():
+    assert summarize([]) == {"mean": None, "std": None, "ci95": [None, None], "n": 0, "failed": 0}
+    one = summarize([0.5], failed=2)
+    assert one["mean"] == 0.5 and one["std"] is None and one["ci95"] == [0.5, 0.5] and one["failed"] == 2
+    s = summarize([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and s["std"] == 1.0 and s["n"] == 3
+    assert summarize([30.0, float("inf")])["mean"] == float("inf")
+
+
+def test_paired_test_equals_scipy_wilcoxon():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.85, 0.02, 30)
+    b = a - rng.normal(0.01, 0.01, 30)
+    ours = paired_test(a, b)
+    ref = sps.wilcoxon(a, b)
+    assert ours["p_value"] == ref.pvalue and ours["statistic"] == ref.statistic
+    assert ours["n"] == 30 and ours["mean_diff"] == pytest.approx((a - b).mean())
+    same = paired_test(a, a)
+    assert same["p_value"] == 1.0 and "no test" in same["note"]
+
+
+# ---------------------------------------------------------------- the method table
+
+def test_table_rows_columns_bold_and_missing(tmp_path):
+    store = _store_with(tmp_path, {
+        "ours": {"ssim": [0.9, 0.8], "psnr": [30.0, 28.0], "ifc": [0.02, 0.03]},
+        "wav2lip": {"ssim": [0.85, 0.75], "ifc": [0.01, None]},
+    })
+    columns, rows = method_rows(store, "hdtf")
+    assert [c.name for c in columns] == ["ssim", "psnr", "ifc"]
+    md = render_table(columns, rows, "markdown")
+    lines = md.splitlines()
+    assert [c.strip() for c in lines[0].split("|")[1:-1]] == ["Method", "SSIM↑", "PSNR↑", "IFC↓", "Videos"]
+    ours = next(line for line in lines if line.startswith("| ours"))
+    w2l = next(line for line in lines if line.startswith("| wav2lip"))
+    assert "**0.850**" in ours and "**29.000**" in ours and "0.0250" in ours
+    assert "0.800" in w2l and "–" in w2l and "**0.0100**" in w2l  # missing PSNR is a dash, never 0
+    assert "wav2lip: failed videos excluded from the means (IFC 1)" in md
+
+
+def test_table_with_the_papers_rows(tmp_path):
+    store = _store_with(tmp_path, {"ours": {"ssim": [0.9, 0.8], "ifc": [0.2, 0.3]}})
+    columns, rows = method_rows(store, "hdtf", paper=True)
+    assert [c.header for c in columns] == ["SSIM↑", "PSNR↑", "FID↓", "IFC↓", "LMD↓", "LSE-C↑", "LSE-D↓"]
+    md = render_table(columns, rows, "markdown")
+    assert "| Wav2Lip (reported)" in md and "35.41" in md and "9.054" in md
+    ours = next(line for line in md.splitlines() if line.startswith("| ours"))
+    assert ours.count("–") == 5  # PSNR, FID, LMD, LSE-C, LSE-D not measured
+    assert "**0.850**" in ours  # bold goes to measured rows only: the reported 0.893 is not compared
+    assert "reported: Yaman et al. ECCV 2024 supplementary Tab. B" in md
+    latex = render_table(columns, rows, "latex")
+    assert "\\textbf{0.850}" in latex and "SSIM$\\uparrow$" in latex and "Ours w/o FR (reported)" in latex
+    csv = pd.read_csv(io.StringIO(render_table(columns, rows, "csv")))
+    assert list(csv.columns) == ["method", "kind", "videos", "ssim", "psnr", "fid", "ifc", "lmd", "lse_c", "lse_d",
+                                 "source"]
+    assert csv.loc[csv.method == "ours", "ssim"].item() == pytest.approx(0.85)
+    assert np.isnan(csv.loc[csv.method == "ours", "psnr"].item())
+    assert csv.loc[csv.method == "IPLAP", "fid"].item() == 22.09
+
+
+def test_table_cli(tmp_path):
+    _store_with(tmp_path, {"ours": {"ssim": [0.9, 0.8]}, "other": {"ssim": [0.7, 0.6]}}).close()
+    runner = CliRunner()
+    result = runner.invoke(main, ["table", "--dataset", "hdtf", "--results", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert [r["method"] for r in doc["rows"]] == ["ours", "other"]
+    assert doc["rows"][0]["values"]["ssim"] == pytest.approx(0.85)
+    missing = runner.invoke(main, ["table", "--dataset", "lrs3", "--results", str(tmp_path)])
+    assert missing.exit_code == 1 and "no results for dataset 'lrs3'" in missing.output
+    assert "datasets there: hdtf" in missing.output
+    nowhere = runner.invoke(main, ["table", "--dataset", "hdtf", "--results", str(tmp_path / "none")])
+    assert nowhere.exit_code == 1 and "no results store" in nowhere.output
+    paper_only = runner.invoke(main, ["table", "--dataset", "lrs2", "--results", str(tmp_path / "none"), "--paper"])
+    assert paper_only.exit_code == 0 and "Ours w/o FR (reported)" in paper_only.output
+
+
+def test_compare_cli(tmp_path):
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.7, 0.9, 25)
+    _store_with(tmp_path, {"ours": {"ssim": list(base + 0.02), "ifc": list(base)},
+                           "wav2lip": {"ssim": list(base), "ifc": list(base)}}).close()
+    result = CliRunner().invoke(main, ["compare", "ours", "wav2lip", "--dataset", "hdtf", "--results", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    ssim_line = next(line for line in result.output.splitlines() if line.startswith("SSIM"))
+    assert "ours (p < 0.05)" in ssim_line
+    ifc_line = next(line for line in result.output.splitlines() if line.startswith("IFC"))
+    assert ifc_line.rstrip().endswith("–")
+    doc = json.loads(CliRunner().invoke(main, ["compare", "ours", "wav2lip", "--dataset", "hdtf", "--results",
+                                               str(tmp_path), "--json"]).output)
+    ssim = next(m for m in doc["metrics"] if m["metric"] == "ssim")
+    assert ssim["p_value"] == pytest.approx(sps.wilcoxon(base + 0.02, base).pvalue)
