@@ -23,9 +23,9 @@ from .registry import Metric, PerFrameMean, frames_per_step, register
 K1, K2 = 0.01, 0.03
 # Output tile side: the valid filter output of a tile depends only on the tile and its halo.
 TILE = 32
-# Tiles filtered at once on CPU: keeps the 15 maps of a group (~14 MB) below glibc's mmap threshold,
-# so large frames do not cost a page-zeroing mmap/munmap per temporary.
-CPU_TILES_AT_ONCE = 128
+# Tile pixels filtered at once on CPU: keeps the 15 maps of a group (~14 MB) below glibc's mmap
+# threshold, so large frames do not cost a page-zeroing mmap/munmap per temporary.
+CPU_TILE_PIXELS_AT_ONCE = 230_000
 
 
 def gaussian_window(sigma: float, truncate: float, dtype: torch.dtype) -> torch.Tensor:
@@ -109,7 +109,8 @@ def ssim_frames(gen: torch.Tensor, gt: torch.Tensor, *, sigma: float = 1.5, trun
         raise ValueError(f"frames of {gen.shape[2]}x{gen.shape[1]} are smaller than the "
                          f"{window.numel()}-pixel SSIM window")
     step = frames_per_step(gen)
-    tiles_at_once = CPU_TILES_AT_ONCE if gen.device.type == "cpu" else 1 << 30
+    halo = window.numel() - 1
+    tiles_at_once = max(1, CPU_TILE_PIXELS_AT_ONCE // (TILE + halo) ** 2) if gen.device.type == "cpu" else 1 << 30
     return torch.cat([_ssim_chunk(gen[i:i + step], gt[i:i + step], window, data_range, tiles_at_once)
                       for i in range(0, gen.shape[0], step)])
 
