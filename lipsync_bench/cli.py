@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import click
 
 from .errors import LipsyncBenchError
+from .weights import ENV_VAR
 
 DEFAULT_RESULTS = "results"
 
@@ -54,8 +56,9 @@ def main():
               help="Folder of generated videos (or frame folders with audio.wav).")
 @click.option("--gt", "gt", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of ground-truth videos; paired with --gen by relative path without extension.")
-@click.option("--metrics", default="ssim,psnr,ifc", show_default=True,
-              help="Comma-separated metric names (see 'lipsync-bench metrics').")
+@click.option("--metrics", default="all", show_default=True,
+              help="Comma-separated metric names (see 'lipsync-bench metrics'); 'all' runs every metric that "
+                   "can run here and says why the others are skipped.")
 @click.option("--name", "method", default=None, help="Method name for tables [default: the --gen folder's name].")
 @click.option("--dataset", default=None, help="Dataset name for tables [default: the --gt folder's name].")
 @click.option("--out", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path),
@@ -66,14 +69,19 @@ def main():
                    "a larger gap is an error for that video.")
 @click.option("--param", "params", multiple=True, metavar="METRIC.NAME=VALUE",
               help="Override a metric parameter, e.g. --param ifc.norm=l2 (repeatable).")
+@click.option("--fid-frames", default=None, type=int,
+              help="FID on at most N frames a video, spread evenly (same as --param fid.frames=N).")
+@click.option("--weights-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help=f"Folder of pretrained weights under their published names [default: ${ENV_VAR}, then "
+                   "the torch hub cache].")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--workers", default=1, show_default=True, help="Videos evaluated in parallel processes.")
 @click.option("--force", is_flag=True, help="Recompute videos already in the store.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (summary and per-video values).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly
-def eval_cmd(gen, gt, metrics, method, dataset, out, fps, max_frame_gap, params, device, workers, force,
-             as_json, quiet):
+def eval_cmd(gen, gt, metrics, method, dataset, out, fps, max_frame_gap, params, fid_frames, weights_dir, device,
+             workers, force, as_json, quiet):
     """Evaluate generated videos against ground truth and store the results.
 
     Each video is decoded once at --fps; every metric reads the same frames. The run resumes: videos
@@ -88,9 +96,14 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, max_frame_gap, params,
         protocol = Protocol(fps=fps, max_frame_gap=max_frame_gap)
     except ValueError as exc:
         raise LipsyncBenchError(str(exc)) from None
-    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    names = None if metrics.strip() == "all" else [m.strip() for m in metrics.split(",") if m.strip()]
+    if weights_dir:
+        os.environ[ENV_VAR] = str(weights_dir)  # read by this process and by --workers processes
+    params = parse_params(params)
+    if fid_frames is not None:
+        params.setdefault("fid", {})["frames"] = fid_frames
     result = run_eval(gen, gt, names, method=method, dataset=dataset, out=out, protocol=protocol,
-                      params=parse_params(params), device=device, workers=workers, force=force,
+                      params=params, device=device, workers=workers, force=force,
                       progress=not quiet and not as_json, command=shlex.join(["lipsync-bench", *sys.argv[1:]]))
     if as_json:
         _echo_json(result.to_json())
@@ -112,6 +125,12 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, max_frame_gap, params,
                        + (" …" if len(result.unpaired_gt) > 10 else ""))
         for metric, reason in result.skipped_metrics.items():
             click.echo(f"skipped {metric}: {reason}")
+        for metric, w in result.unofficial_weights().items():
+            click.echo(f"note: {metric} used unofficial weights ({w['file']}, sha256 {w['sha256'][:16]}…): "
+                       "not comparable with published numbers")
+        for metric, d in result.dataset_values.items():
+            for w in d["warnings"]:
+                click.echo(f"warning {metric}: {w}")
     if result.pairs and result.results.error.notna().all():
         sys.exit(1)  # nothing could be evaluated
     if not result.pairs:
@@ -180,10 +199,77 @@ def metrics_cmd(as_json):
         _echo_json(rows)
         return
     body = [[r["name"], r["label"], r["better"], ", ".join(r["needs"]), r["scope"],
-             "yes" if r["available"] else f"no: {r['reason']}",
+             "yes" if r["available"] else "no (below)",
              ", ".join(f"{k}={v}" for k, v in r["parameters"].items())] for r in rows]
     click.echo(tabulate(body, headers=["metric", "label", "better", "needs", "scope", "runs here", "parameters"],
                         tablefmt="simple", disable_numparse=True))
+    for r in rows:
+        if not r["available"]:
+            click.echo(f"{r['name']}: {r['reason']}")
+
+
+@main.group("weights")
+def weights_group():
+    """Pretrained weights: what is known, where it is looked for, whether what is there is official.
+
+    Nothing is downloaded during evaluation: place files under their published names in
+    $LIPSYNC_BENCH_WEIGHTS (or --weights-dir) or the torch hub cache."""
+
+
+@weights_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def weights_list(as_json):
+    """Known weights, where they were found (or where to put them), and their checksum status."""
+    from tabulate import tabulate
+
+    from . import weights
+
+    rows = []
+    for info in weights.KNOWN.values():
+        path = weights.find(info.name)
+        d = weights.describe(info.name, path) if path else None
+        rows.append({"name": info.name, "file": info.filename, "used_by": info.used_by, "url": info.url,
+                     "path": str(path) if path else None,
+                     "status": "missing" if d is None else ("official" if d["official"] else "unofficial"),
+                     "sha256": d["sha256"] if d else None, "licence": info.licence})
+    if as_json:
+        _echo_json(rows)
+        return
+    click.echo(tabulate([[r["name"], r["used_by"], r["status"], r["path"] or f"get {r['url']}"] for r in rows],
+                        headers=["weights", "metric", "status", "path"], tablefmt="simple"))
+    click.echo("searched: " + ", ".join(str(d) for d in weights.search_dirs()))
+
+
+@weights_group.command("path")
+@click.argument("name")
+@_friendly
+def weights_path(name):
+    """Print the path of the weights NAME, or say where to put them."""
+    from . import weights
+
+    if name not in weights.KNOWN:
+        raise LipsyncBenchError(f"unknown weights '{name}' (known: {', '.join(weights.KNOWN)})")
+    click.echo(str(weights.require(name)))
+
+
+@weights_group.command("verify")
+@_friendly
+def weights_verify():
+    """Check the checksum of every known weights file that is present; exit 1 if one is unofficial."""
+    from . import weights
+
+    bad = 0
+    for info in weights.KNOWN.values():
+        path = weights.find(info.name)
+        if path is None:
+            click.echo(f"{info.name}: missing")
+            continue
+        d = weights.describe(info.name, path)
+        click.echo(f"{info.name}: {'official' if d['official'] else 'UNOFFICIAL'} sha256 {d['sha256']} ({path})")
+        bad += not d["official"]
+    if bad:
+        sys.exit(1)
 
 
 @main.command("demo")

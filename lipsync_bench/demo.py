@@ -108,8 +108,8 @@ def run_demo(out: Path | None = None, progress: bool = True) -> tuple[dict, str]
         folders = build_example(Path(out) / "example")
         results = Path(out) / "results"
         for method in DEGRADATIONS:
-            run_eval(folders[method], folders["gt"], method=method, dataset="demo", out=results,
-                     progress=progress)
+            run_eval(folders[method], folders["gt"], ["ssim", "psnr", "ifc"], method=method, dataset="demo",
+                     out=results, progress=progress)
         store = ResultStore.open_existing(results)
         columns, rows = method_rows(store, "demo")
         store.close()

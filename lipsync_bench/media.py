@@ -138,6 +138,26 @@ def probe(path: str | os.PathLike) -> MediaInfo:
                          float(rate) if rate else None, bool(container.streams.audio))
 
 
+def estimate_frame_count(path: str | os.PathLike, fps: float | None = 25) -> int | None:
+    """Frames an input will have at ``fps``, from its container duration (images in a frame folder);
+    None when the container does not say. Used to spread a frame subsample evenly before decoding."""
+    path = Path(path)
+    if path.is_dir():
+        return len(_frame_files(path))
+    with _av_open(path) as container:
+        if not container.streams.video:
+            raise MediaError(path, "no video stream")
+        vs = container.streams.video[0]
+        if vs.duration and vs.time_base:
+            seconds = float(vs.duration * vs.time_base)
+        elif container.duration:
+            seconds = container.duration / av.time_base
+        else:
+            return vs.frames or None
+        rate = fps or float(vs.average_rate or 0) or None
+        return max(1, round(seconds * rate)) if rate else (vs.frames or None)
+
+
 def _read_image(path: Path) -> np.ndarray:
     from PIL import Image
 

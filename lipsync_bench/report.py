@@ -20,6 +20,7 @@ from .store import ResultStore
 
 FORMATS = ("markdown", "latex", "csv")
 MISSING = "–"
+UNOFFICIAL = "†"
 
 # How the paper prints the columns that this version cannot compute yet (the registry wins when it
 # knows a metric): label, higher is better, decimals.
@@ -72,6 +73,8 @@ def summary_table(summary: dict[str, dict]) -> str:
             mean += f" ± {fmt_value(s['std'], d)}"
         lo, hi = s["ci95"]
         ci = MISSING if lo is None else f"[{fmt_value(lo, d)}, {fmt_value(hi, d)}]"
+        if s.get("error"):
+            mean = f"{MISSING} ({s['error']})"
         rows.append([col.header, mean, ci, s["n"], s["failed"]])
     return tabulate(rows, headers=["metric", "mean ± std", "95% CI (bootstrap)", "videos", "failed"],
                     tablefmt="simple", disable_numparse=True)
@@ -100,20 +103,26 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
     for run in runs:
         sub = df[df.method == run.method]
         values, failed = {}, {}
+        dataset_values = store.dataset_results(run)
         for metric, g in sub.groupby("metric"):
             names.add(metric)
-            ok = g[g.error.isna()].value
-            values[metric] = summarize(ok.tolist())["mean"]
+            if metric in dataset_values:  # dataset metrics (FID): one value over all videos
+                values[metric] = dataset_values[metric]["value"]
+            else:
+                values[metric] = summarize(g[g.error.isna()].value.tolist())["mean"]
             failed[metric] = int(g.error.notna().sum())
+        unofficial = sorted(m for m, p in run.metric_params.items()
+                            if isinstance(p.get("weights"), dict) and not p["weights"]["official"])
         rows.append({"method": run.method, "kind": "measured", "values": values,
-                     "videos": int(sub.video.nunique()), "failed": failed, "source": None})
+                     "videos": int(sub.video.nunique()), "failed": failed, "source": None,
+                     "unofficial": unofficial})
     if rep is not None:
         metric_cols = [c for c in rep.columns if c not in ("method", "source")]
         for rec in rep.to_dict(orient="records"):
             values = {c: (None if pd.isna(rec[c]) else float(rec[c])) for c in metric_cols}
             names.update(c for c, v in values.items() if v is not None)
             rows.append({"method": rec["method"], "kind": "reported", "values": values, "videos": None,
-                         "failed": {}, "source": rec.get("source")})
+                         "failed": {}, "source": rec.get("source"), "unofficial": []})
     order = [m for m in PAPER_ORDER if m in names] + sorted(names - set(PAPER_ORDER))
     return [column(n) for n in order], rows
 
@@ -155,6 +164,8 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
             if r["kind"] == "measured" and v is not None and math.isfinite(v) \
                     and round(v, c.decimals) == best.get(c.name):
                 text = bold(text)
+            if c.name in r["unofficial"] and v is not None:
+                text += UNOFFICIAL
             cells.append(text)
         cells.append(MISSING if r["videos"] is None else str(r["videos"]))
         body.append(cells)
@@ -174,6 +185,10 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
         if failed:
             notes.append(f"{r['method']}: failed videos excluded from the means ("
                          + ", ".join(f"{column(m).label} {n}" for m, n in failed.items()) + ")")
+        if r["unofficial"]:
+            notes.append(f"{UNOFFICIAL} {r['method']}: " + ", ".join(column(m).label for m in r["unofficial"])
+                         + " computed with unofficial weights (checksum differs from the published file): "
+                         "not comparable with published numbers")
     sources = sorted({r["source"] for r in rows if r["kind"] == "reported" and r["source"]})
     notes += [f"reported: {s}" for s in sources]
     if fmt == "latex":
@@ -255,6 +270,9 @@ def write_exports(store: ResultStore, folder: Path) -> None:
         sub = df[(df.method == run.method) & (df.dataset == run.dataset)]
         summary = {metric: summarize(g[g.error.isna()].value.tolist(), failed=int(g.error.notna().sum()))
                    for metric, g in sub.groupby("metric")}
+        for metric, d in store.dataset_results(run).items():
+            summary[metric] = {"mean": d["value"], "std": None, "ci95": [None, None], "n": d["videos"],
+                               "failed": summary.get(metric, {}).get("failed", 0), "error": d["error"]}
         runs.append({"method": run.method, "dataset": run.dataset, "protocol": run.protocol,
                      "metric_params": run.metric_params, "gen_dir": run.gen_dir, "gt_dir": run.gt_dir,
                      "videos": int(sub.video.nunique()), "summary": summary_json(summary),

@@ -6,7 +6,9 @@ it stopped and a failing video is recorded as that video's error while the other
 """
 from __future__ import annotations
 
+import math
 import multiprocessing
+import tempfile
 import os
 import sys
 import time
@@ -22,13 +24,13 @@ from tqdm import tqdm
 
 from . import media
 from .errors import LipsyncBenchError, MetricError, PairingError
-from .metrics import FrameBatch, Metric, all_metrics, get_metric
+from . import weights
+from .metrics import FrameBatch, Metric, MetricContext, all_metrics, get_metric
 from .protocol import Protocol, environment
 from .report import json_float, summary_json, write_exports
 from .stats import summarize
 from .store import ResultRow, ResultStore, Run
 
-DEFAULT_METRICS = ("ssim", "psnr", "ifc")
 CHUNK_FRAMES = 32
 
 
@@ -46,6 +48,7 @@ class EvalRun:
     unpaired_gen: list[str]
     unpaired_gt: list[str]
     results: pd.DataFrame  # long format, every video of the run
+    dataset_values: dict[str, dict] = field(default_factory=dict)  # dataset metrics (FID): value, videos, ...
     environment: dict = field(default_factory=dict)
 
     def summary(self) -> dict[str, dict]:
@@ -53,9 +56,19 @@ class EvalRun:
         out = {}
         for metric in self.metrics:
             rows = self.results[self.results.metric == metric]
-            ok = rows[rows.error.isna()]
-            out[metric] = summarize(ok.value.tolist(), failed=int(rows.error.notna().sum()))
+            failed = int(rows.error.notna().sum())
+            if get_metric(metric).scope == "dataset":
+                d = self.dataset_values.get(metric, {})
+                out[metric] = {"mean": d.get("value"), "std": None, "ci95": [None, None],
+                               "n": d.get("videos") or 0, "failed": failed, "error": d.get("error")}
+            else:
+                out[metric] = summarize(rows[rows.error.isna()].value.tolist(), failed=failed)
         return out
+
+    def unofficial_weights(self) -> dict[str, dict]:
+        """Metrics computed with weights whose checksum is not the published one."""
+        return {m: p["weights"] for m, p in self.run.metric_params.items()
+                if m in self.metrics and isinstance(p.get("weights"), dict) and not p["weights"]["official"]}
 
     def failures(self) -> pd.DataFrame:
         """One row per failed video: its first error message."""
@@ -71,8 +84,9 @@ class EvalRun:
             "metric_params": self.run.metric_params,
             "environment": self.environment,
             "summary": summary_json(self.summary()),
+            "unofficial_weights": self.unofficial_weights(),
             "skipped_metrics": self.skipped_metrics,
-            "videos": {video: {r.metric: json_float(r.value) for r in rows.itertuples()}
+            "videos": {video: {r.metric: json_float(r.value) for r in rows.itertuples() if r.value == r.value}
                        for video, rows in ok.groupby("video")},
             "failures": self.failures().to_dict(orient="records"),
             "unpaired": {"generated": self.unpaired_gen, "ground_truth": self.unpaired_gt},
@@ -149,8 +163,15 @@ def _aligned_chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: 
                         f"truncated to {used}")
 
 
+def _context(pair: media.Pair, metric: Metric, protocol: Protocol, device: str, cache_dir: Path | None,
+             weights_paths: dict[str, Path]) -> MetricContext:
+    return MetricContext(torch.device(device), pair.gen, pair.gt, protocol.fps, cache_dir,
+                         weights_paths.get(metric.name))
+
+
 def evaluate_pair(pair: media.Pair, metric_names: list[str], params: dict[str, dict],
-                  protocol: Protocol, device: str = "cpu", chunk: int = CHUNK_FRAMES) -> list[ResultRow]:
+                  protocol: Protocol, device: str = "cpu", chunk: int = CHUNK_FRAMES,
+                  cache_dir: Path | None = None, weights_paths: dict[str, Path] | None = None) -> list[ResultRow]:
     """All selected metrics of one pair. Never raises for a bad input: errors become rows."""
     start = time.perf_counter()
     signature = _pair_signature(pair)
@@ -158,7 +179,9 @@ def evaluate_pair(pair: media.Pair, metric_names: list[str], params: dict[str, d
     warnings: list[str] = []
     metrics = [get_metric(m) for m in metric_names]
     try:
-        accumulators = {m.name: m.make_accumulator(params[m.name], dev) for m in metrics}
+        accumulators = {m.name: m.make_accumulator(params[m.name],
+                                                   _context(pair, m, protocol, device, cache_dir, weights_paths or {}))
+                        for m in metrics}
         index = 0
         for g, t in _aligned_chunks(pair, protocol, chunk, warnings):
             batch = FrameBatch(torch.from_numpy(g).to(dev), torch.from_numpy(t).to(dev), index)
@@ -176,7 +199,8 @@ def evaluate_pair(pair: media.Pair, metric_names: list[str], params: dict[str, d
     for name, acc in accumulators.items():
         try:
             value = acc.result()
-            rows.append(ResultRow(pair.key, name, float(value.value), value.frames,
+            rows.append(ResultRow(pair.key, name, None if math.isnan(value.value) else float(value.value),
+                                  value.frames,
                                   tuple(warnings + value.warnings), None, seconds, signature))
         except MetricError as exc:
             rows.append(ResultRow(pair.key, name, None, None, tuple(warnings), str(exc), seconds, signature))
@@ -216,7 +240,7 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
     """Evaluate every generated/GT pair and store the rows; see ``evaluate`` for the arguments."""
     gen, gt = Path(gen), Path(gt)
     protocol = protocol or Protocol()
-    names = list(dict.fromkeys(metrics or DEFAULT_METRICS))
+    names = list(dict.fromkeys(metrics or all_metrics()))  # default: every metric; unavailable ones are skipped
     params = params or {}
     for name in params:
         if name not in names:
@@ -226,6 +250,11 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
     skipped = {m.name: reason for m in chosen if (reason := m.available())}
     runnable = [m for m in chosen if m.name not in skipped]
     resolved = {m.name: m.resolve_params(params.get(m.name)) for m in runnable}
+    weights_paths: dict[str, Path] = {}
+    for m in runnable:
+        if m.weights:  # the file's checksum is part of the protocol of every result it gives
+            weights_paths[m.name] = weights.require(m.weights)
+            resolved[m.name]["weights"] = weights.describe(m.weights, weights_paths[m.name])
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise LipsyncBenchError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
 
@@ -233,6 +262,8 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
     method = method or gen.resolve().name
     dataset = dataset or gt.resolve().name
     store = ResultStore(out)
+    scratch = None if out is not None else tempfile.TemporaryDirectory(prefix="lipsync-bench-")
+    cache_dir = Path(out) / "cache" if out is not None else Path(scratch.name)
     run = store.open_run(method, dataset, protocol.as_dict(), resolved, str(gen.resolve()), str(gt.resolve()),
                          force=force)
     env = environment(device)
@@ -255,15 +286,16 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
     try:
         if workers <= 1 or len(todo) <= 1:
             for pair, missing in todo:
-                store.write(run, session, evaluate_pair(pair, missing, resolved, protocol, device, chunk))
+                store.write(run, session, evaluate_pair(pair, missing, resolved, protocol, device, chunk,
+                                                        cache_dir, weights_paths))
                 bar.update()
         else:
             threads = max(1, (os.cpu_count() or 1) // workers)
             ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
                                      initargs=(threads,)) as pool:
-                futures = [pool.submit(evaluate_pair, pair, missing, resolved, protocol, device, chunk)
-                           for pair, missing in todo]
+                futures = [pool.submit(evaluate_pair, pair, missing, resolved, protocol, device, chunk, cache_dir,
+                                       weights_paths) for pair, missing in todo]
                 try:
                     for future in as_completed(futures):
                         store.write(run, session, future.result())
@@ -272,17 +304,43 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
                     for f in futures:
                         f.cancel()
                     raise
+        _dataset_metrics(store, run, session, runnable, resolved, pairing.pairs, protocol, device, cache_dir,
+                         weights_paths, recompute=bool(todo))
     finally:
         bar.close()
         store.finish_session(session)
+        if scratch is not None:
+            scratch.cleanup()
 
     results = store.results([run])
     results = results[results.metric.isin([m.name for m in runnable])].reset_index(drop=True)
     if out is not None:
         write_exports(store, Path(out))
+    dataset_values = store.dataset_results(run)
     store.close()
     return EvalRun(run, session, [m.name for m in runnable], skipped, len(pairing.pairs), len(todo), resumed,
-                   pairing.unpaired_gen, pairing.unpaired_gt, results, env)
+                   pairing.unpaired_gen, pairing.unpaired_gt, results, dataset_values, env)
+
+
+def _dataset_metrics(store: ResultStore, run: Run, session: int, metrics: list[Metric], params: dict[str, dict],
+                     pairs: list[media.Pair], protocol: Protocol, device: str, cache_dir: Path,
+                     weights_paths: dict[str, Path], recompute: bool) -> None:
+    """Combine the per-video parts of dataset metrics (FID) over the videos that succeeded."""
+    existing = store.dataset_results(run)
+    rows = store.results([run])
+    for m in metrics:
+        if m.scope != "dataset" or (not recompute and m.name in existing):
+            continue
+        ok = set(rows[(rows.metric == m.name) & rows.error.isna()].video)
+        contexts = [_context(p, m, protocol, device, cache_dir, weights_paths) for p in pairs if p.key in ok]
+        if not contexts:
+            store.write_dataset(run, session, m.name, None, 0, None, error="no video could be evaluated")
+            continue
+        try:
+            value = m.dataset_value(params[m.name], contexts)
+            store.write_dataset(run, session, m.name, value.value, len(contexts), value.frames, value.warnings)
+        except LipsyncBenchError as exc:
+            store.write_dataset(run, session, m.name, None, len(contexts), None, error=str(exc))
 
 
 def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[str] | None = None, *,
@@ -291,7 +349,8 @@ def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
              device: str = "cpu", workers: int = 1, force: bool = False, progress: bool = False) -> pd.DataFrame:
     """Evaluate generated videos in ``gen`` against ground truth in ``gt``; the API twin of ``eval``.
 
-    Files are paired by relative path without extension. ``metrics`` defaults to SSIM, PSNR and IFC;
+    Files are paired by relative path without extension. ``metrics`` defaults to every registered metric
+    (those that cannot run here, e.g. without their weights, are skipped);
     ``params`` overrides metric parameters (``{"ifc": {"norm": "l2"}}``). With ``out``, results go to
     the store in that folder and a rerun resumes; without it nothing is kept on disk.
 
@@ -317,5 +376,4 @@ def available_metrics() -> list[dict]:
     return rows
 
 
-__all__ = ["evaluate", "run_eval", "evaluate_pair", "available_metrics", "parse_params", "EvalRun",
-           "DEFAULT_METRICS"]
+__all__ = ["evaluate", "run_eval", "evaluate_pair", "available_metrics", "parse_params", "EvalRun"]

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS results (
     value REAL, frames INTEGER, warnings TEXT NOT NULL DEFAULT '[]', error TEXT,
     seconds REAL, inputs TEXT, session_id INTEGER REFERENCES sessions,
     PRIMARY KEY (run_id, video, metric));
+CREATE TABLE IF NOT EXISTS dataset_results (
+    run_id INTEGER NOT NULL REFERENCES runs, metric TEXT NOT NULL, value REAL, videos INTEGER,
+    frames INTEGER, warnings TEXT NOT NULL DEFAULT '[]', error TEXT, session_id INTEGER REFERENCES sessions,
+    PRIMARY KEY (run_id, metric));
 """
 
 
@@ -143,8 +147,8 @@ class ResultStore:
                             f"{self._where()} already holds '{method}' on '{dataset}' under another protocol "
                             f"({_diff(stored, protocol)}); results of two protocols are never mixed: "
                             "use another --out or --name, or --force to replace them")
-                    self.db.execute("DELETE FROM results WHERE run_id=?", (run_id,))
-                    self.db.execute("DELETE FROM run_metrics WHERE run_id=?", (run_id,))
+                    for table in ("results", "dataset_results", "run_metrics"):
+                        self.db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
                 self.db.execute("UPDATE runs SET protocol=?, gen_dir=?, gt_dir=? WHERE run_id=?",
                                 (canonical(protocol), gen_dir, gt_dir, run_id))
             for metric, params in metric_params.items():
@@ -156,12 +160,16 @@ class ResultStore:
                             f"{self._where()} holds '{metric}' of '{method}' on '{dataset}' computed with "
                             f"other parameters ({_diff(json.loads(old[0]), params)}); use another --out "
                             "or --name, or --force to recompute it")
-                    self.db.execute("DELETE FROM results WHERE run_id=? AND metric=?", (run_id, metric))
+                    self._delete_metric(run_id, metric)
                 elif force:
-                    self.db.execute("DELETE FROM results WHERE run_id=? AND metric=?", (run_id, metric))
+                    self._delete_metric(run_id, metric)
                 self.db.execute("INSERT OR REPLACE INTO run_metrics VALUES (?,?,?)",
                                 (run_id, metric, canonical(params)))
         return self.get_run(method, dataset)
+
+    def _delete_metric(self, run_id: int, metric: str) -> None:
+        for table in ("results", "dataset_results"):
+            self.db.execute(f"DELETE FROM {table} WHERE run_id=? AND metric=?", (run_id, metric))
 
     def _where(self) -> str:
         return str(self.path) if self.path else "the in-memory store"
@@ -211,6 +219,20 @@ class ResultStore:
                 "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [(run.run_id, r.video, r.metric, r.value, r.frames, json.dumps(list(r.warnings)), r.error,
                   r.seconds, r.inputs, session_id) for r in rows])
+
+    def write_dataset(self, run: Run, session_id: int, metric: str, value: float | None, videos: int,
+                      frames: int | None, warnings: list[str] = (), error: str | None = None) -> None:
+        """The value of a dataset metric (e.g. FID) over the run's videos."""
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO dataset_results VALUES (?,?,?,?,?,?,?,?)",
+                            (run.run_id, metric, value, videos, frames, json.dumps(list(warnings)), error,
+                             session_id))
+
+    def dataset_results(self, run: Run) -> dict[str, dict]:
+        rows = self.db.execute("SELECT metric, value, videos, frames, warnings, error, session_id "
+                               "FROM dataset_results WHERE run_id=?", (run.run_id,))
+        return {m: {"value": v, "videos": n, "frames": f, "warnings": json.loads(w), "error": e, "session": s}
+                for m, v, n, f, w, e, s in rows}
 
     def results(self, runs: list[Run] | None = None) -> pd.DataFrame:
         """Long format: one row per run, video and metric."""

@@ -10,6 +10,13 @@ from lipsync_bench import media
 from tests.helpers import DATA
 
 
+@pytest.fixture(autouse=True)
+def no_user_weights(tmp_path_factory, monkeypatch):
+    """Tests never see the user's torch hub cache or weights folder; FID tests bring their own."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "empty_torch_home"))
+    monkeypatch.delenv("LIPSYNC_BENCH_WEIGHTS", raising=False)
+
+
 @pytest.fixture(scope="session")
 def grid_clips() -> list[Path]:
     clips = sorted((DATA / "grid").glob("*.mpg")) if (DATA / "grid").is_dir() else []

@@ -63,3 +63,38 @@ def write_frame_folder(folder: Path, frames: np.ndarray, start: int = 1) -> Path
     for i, f in enumerate(frames, start=start):
         Image.fromarray(f).save(folder / f"{i:06d}.png")
     return folder
+
+
+def make_fid_weights(path: Path, frames: np.ndarray, seed: int = 0) -> Path:
+    """Seeded random FID-Inception weights in pytorch-fid's published layout (the state dict of its
+    ``fid_inception_v3()`` network), with batch-norm statistics calibrated on ``frames`` so that the
+    features are informative (default statistics make every image look alike)."""
+    import torch
+    import pytorch_fid.inception as pfi
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    fetch, load = pfi.load_state_dict_from_url, torch.nn.Module.load_state_dict
+    pfi.load_state_dict_from_url = lambda *a, **k: {}
+    torch.nn.Module.load_state_dict = lambda self, *a, **k: None  # keep the random initialisation
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = pfi.fid_inception_v3()
+    finally:
+        pfi.load_state_dict_from_url, torch.nn.Module.load_state_dict = fetch, load
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None  # cumulative average over the calibration pass
+            m.reset_running_stats()
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)
+    x = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) * 2 - 1
+    net.train()
+    with torch.no_grad():
+        net(x)
+    net.eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), path)
+    return path

@@ -9,11 +9,13 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from lipsync_bench.errors import LipsyncBenchError, MetricError
-from lipsync_bench.metrics import FrameBatch, all_metrics, get_metric
+from lipsync_bench.metrics import FrameBatch, MetricContext, all_metrics, get_metric
 from lipsync_bench.metrics.ifc import ifc_pairs
 from lipsync_bench.metrics.psnr import psnr_frames
 from lipsync_bench.metrics.ssim import ssim_frames
 from tests.helpers import blur, jpeg, noise, shift
+
+CPU = MetricContext(torch.device("cpu"))
 
 
 def sk_ssim(gen, gt):
@@ -127,7 +129,7 @@ def test_ifc_hand_computed():
     ifc = get_metric("ifc")
     for params, expected in [({}, 10 / 255), ({"reduce": "sum"}, 20 / 255),
                              ({"norm": "l2", "reduce": "sum", "scale": 1.0}, 2 * math.sqrt(4800))]:
-        acc = ifc.make_accumulator(ifc.resolve_params(params), torch.device("cpu"))
+        acc = ifc.make_accumulator(ifc.resolve_params(params), CPU)
         acc.update(FrameBatch(t(gen), t(gt), 0))
         assert acc.result().value == pytest.approx(expected, rel=1e-12)
 
@@ -137,7 +139,7 @@ def test_ifc_streams_across_chunk_boundaries(grid_frames):
     gen = noise(gt, 6)
     whole = ifc_pairs(t(gen), t(gt)).mean().item()
     ifc = get_metric("ifc")
-    acc = ifc.make_accumulator(ifc.resolve_params({}), torch.device("cpu"))
+    acc = ifc.make_accumulator(ifc.resolve_params({}), CPU)
     for start in range(0, 30, 7):  # chunks of 7, 7, 7, 7, 2
         acc.update(FrameBatch(t(gen[start:start + 7]), t(gt[start:start + 7]), start))
     result = acc.result()
@@ -147,7 +149,7 @@ def test_ifc_streams_across_chunk_boundaries(grid_frames):
 
 def test_ifc_needs_two_frames():
     ifc = get_metric("ifc")
-    acc = ifc.make_accumulator(ifc.resolve_params({}), torch.device("cpu"))
+    acc = ifc.make_accumulator(ifc.resolve_params({}), CPU)
     one = t(_constant_frames([5]))
     acc.update(FrameBatch(one, one, 0))
     with pytest.raises(MetricError, match="at least 2 frames"):
@@ -157,7 +159,7 @@ def test_ifc_needs_two_frames():
 # ---------------------------------------------------------------- registry
 
 def test_registry_order_and_declarations():
-    assert all_metrics()[:3] == ["ssim", "psnr", "ifc"]
+    assert all_metrics()[:4] == ["ssim", "psnr", "fid", "ifc"]  # the paper's column order
     ssim = get_metric("ssim")
     assert ssim.higher_is_better and ssim.scope == "video" and "gt_frames" in ssim.needs
     assert not get_metric("ifc").higher_is_better
@@ -175,7 +177,7 @@ def test_parameters_are_typed_and_checked():
 
 def test_psnr_accumulator_warns_about_identical_frames():
     psnr = get_metric("psnr")
-    acc = psnr.make_accumulator(psnr.resolve_params({}), torch.device("cpu"))
+    acc = psnr.make_accumulator(psnr.resolve_params({}), CPU)
     x = t(_constant_frames([3, 4]))
     acc.update(FrameBatch(x, x, 0))
     result = acc.result()

@@ -81,5 +81,5 @@ IFC = register(Metric(
     decimals=4,
     description="inter-frame consistency: RMS of the difference of frame-to-frame changes, [0,1] pixels, mean over pairs",
     defaults={"scale": 255.0, "norm": "rms", "reduce": "mean"},
-    make_accumulator=lambda params, device: _IfcAccumulator(**params),
+    make_accumulator=lambda params, ctx: _IfcAccumulator(**params),
 ))

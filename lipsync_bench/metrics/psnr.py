@@ -33,5 +33,5 @@ PSNR = register(Metric(
     decimals=3,
     description="peak signal-to-noise ratio in dB per frame, averaged (= skimage, data_range 255)",
     defaults={"data_range": 255.0},
-    make_accumulator=lambda params, device: PerFrameMean(psnr_frames, params),
+    make_accumulator=lambda params, ctx: PerFrameMean(psnr_frames, params),
 ))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -28,6 +29,19 @@ class FrameBatch:
     gen: torch.Tensor
     gt: torch.Tensor
     start: int
+
+
+@dataclass
+class MetricContext:
+    """What an accumulator may need beyond its parameters: the device, the pair's input files, the
+    protocol frame rate, a cache folder for per-video intermediate results, and the weights file."""
+
+    device: torch.device
+    gen: Path | None = None
+    gt: Path | None = None
+    fps: float = 25.0
+    cache_dir: Path | None = None
+    weights_path: Path | None = None
 
 
 @dataclass
@@ -89,6 +103,11 @@ class Metric:
 
     ``defaults`` holds every parameter with its default value; the parameters a run uses are part of
     its protocol. ``available`` returns None when the metric can run here, else the reason it cannot.
+    ``weights`` names the entry of ``lipsync_bench.weights.KNOWN`` the metric loads, if any.
+
+    A per-video metric's accumulator gives the video's value. A dataset metric (scope "dataset", e.g.
+    FID) keeps per-video intermediate results in the cache (its rows have no value) and
+    ``dataset_value(videos, params, contexts)`` combines those of the videos that succeeded.
     """
 
     name: str
@@ -99,8 +118,10 @@ class Metric:
     decimals: int
     description: str
     defaults: dict[str, Any]
-    make_accumulator: Callable[[dict[str, Any], torch.device], Accumulator]
+    make_accumulator: Callable[[dict[str, Any], MetricContext], Accumulator]
     available: Callable[[], str | None] = lambda: None
+    weights: str | None = None
+    dataset_value: Callable[[dict[str, Any], list[MetricContext]], MetricValue] | None = None
 
     @property
     def arrow(self) -> str:
@@ -110,6 +131,9 @@ class Metric:
         """The defaults with ``overrides`` applied; unknown names and ill-typed values are refused."""
         params = dict(self.defaults)
         for key, value in (overrides or {}).items():
+            if key == "weights" and self.weights:
+                params[key] = value  # the description of the weights file used, set by the runner
+                continue
             if key not in params:
                 known = ", ".join(sorted(params)) or "none"
                 raise LipsyncBenchError(f"metric '{self.name}' has no parameter '{key}' (it has: {known})")

@@ -120,5 +120,5 @@ SSIM = register(Metric(
     decimals=3,
     description="structural similarity per frame, averaged (= skimage, gaussian 11x11 sigma 1.5, data_range 255)",
     defaults={"sigma": 1.5, "truncate": 3.5, "data_range": 255.0, "dtype": "float32"},
-    make_accumulator=lambda params, device: PerFrameMean(ssim_frames, params),
+    make_accumulator=lambda params, ctx: PerFrameMean(ssim_frames, params),
 ))

@@ -1,0 +1,225 @@
+"""FID (supplementary Eq. F) between all generated and all ground-truth frames of a run, as
+pytorch-fid computes it — from the decoded frames in memory, without writing PNGs.
+
+- Network: pytorch-fid's own ``InceptionV3([3])`` (pool3, 2048-d) with the FID weights
+  ``pt_inception-2015-12-05-6726825d.pth``, loaded from the weights folder or the torch hub cache
+  (never downloaded here) with ``torch.load(weights_only=True)``.
+- Preprocessing, identical to ``pytorch_fid.fid_score`` on PNG files of the same frames: uint8 RGB ->
+  float in [0, 1] (``ToTensor``), resized to 299x299 bilinearly and scaled to [-1, 1] inside the model.
+- Statistics: mean and covariance (rowvar=False) over all frames of all videos of the run, streamed
+  from per-video features (float64 sums), so adding a method to a dataset reuses the cached GT features.
+- Distance: ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)). The paper's Eq. F prints the mean term
+  without the square; the standard definition, and pytorch-fid, square it, and so does this.
+- ``frames`` (parameter, ``--fid-frames``): at most this many frames a video, spread evenly over it
+  (0 = all), for quick runs; recorded in the protocol.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import linalg
+
+from .. import weights
+from ..errors import MetricError
+from ..media import estimate_frame_count
+from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, register
+
+FEATURE_DIM = 2048
+# Frames through Inception at once: pytorch-fid's default batch size, so that a video's batches are
+# those pytorch-fid forms on a folder of its frames, and float rounding matches too.
+BATCH = 50
+
+_MODELS: dict[tuple[str, str], torch.nn.Module] = {}
+
+
+def load_inception(path: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """pytorch-fid's FID Inception with the weights at ``path``, in eval mode (cached per process)."""
+    key = (str(Path(path).resolve()), str(device))
+    if key not in _MODELS:
+        import pytorch_fid.inception as pfi
+
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        # pytorch-fid builds its network and then fetches the weights by URL; hand it the file we
+        # loaded safely instead, so that the architecture is exactly pytorch-fid's and nothing is fetched.
+        fetch = pfi.load_state_dict_from_url
+        pfi.load_state_dict_from_url = lambda *args, **kwargs: state
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torchvision's init-weights notice
+                model = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[FEATURE_DIM]])
+        finally:
+            pfi.load_state_dict_from_url = fetch
+        _MODELS[key] = model.eval().to(device)
+    return _MODELS[key]
+
+
+@torch.no_grad()
+def inception_features(model: torch.nn.Module, frames: torch.Tensor) -> np.ndarray:
+    """Pool3 features (n, 2048) float32 of uint8 RGB frames (n, H, W, 3)."""
+    out = []
+    for i in range(0, frames.shape[0], BATCH):
+        # contiguous NCHW, as ToTensor gives it: the memory layout picks the conv kernels, and so the rounding
+        x = frames[i:i + BATCH].permute(0, 3, 1, 2).contiguous().to(torch.float32).div(255)
+        out.append(model(x)[0].reshape(x.shape[0], FEATURE_DIM).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM), np.float32)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = 1e-6) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), as pytorch-fid computes it: when
+    the product of the covariances is singular, ``eps`` is added to both diagonals; an imaginary part
+    of sqrt(S1 S2) from rounding is dropped when its diagonal is below 1e-3, otherwise it is an error."""
+    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
+    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise ValueError("means or covariances of different dimensions")
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"imaginary component {np.abs(covmean.imag).max():.3g} in sqrt(S1 S2)")
+        covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+class MomentSum:
+    """Streaming mean and covariance (rowvar=False, ddof=1) of feature rows, in float64."""
+
+    def __init__(self, dim: int = FEATURE_DIM):
+        self.n = 0
+        self.total = np.zeros(dim)
+        self.outer = np.zeros((dim, dim))
+
+    def add(self, features: np.ndarray) -> None:
+        f = features.astype(np.float64)
+        self.n += f.shape[0]
+        self.total += f.sum(axis=0)
+        self.outer += f.T @ f
+
+    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.n < 2:
+            raise MetricError(f"FID needs at least 2 frames on each side, got {self.n}")
+        mu = self.total / self.n
+        cov = (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
+        return mu, cov
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-video features, cached
+
+
+def _cache_file(ctx: MetricContext, path: Path, params: dict) -> Path:
+    """Features of one input under one protocol and one weights file: keyed by all of them."""
+    from ..runner import input_signature
+
+    key = json.dumps({"input": str(Path(path).resolve()), "signature": input_signature(path), "fps": ctx.fps,
+                      "frames": params["frames"], "weights": params["weights"]["sha256"]}, sort_keys=True)
+    return ctx.cache_dir / "fid" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".npy")
+
+
+def _save(path: Path, features: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, features.astype(np.float32))
+    tmp.replace(path)
+
+
+class _FidAccumulator(Accumulator):
+    def __init__(self, params: dict, ctx: MetricContext):
+        self.params, self.ctx = params, ctx
+        self.model = load_inception(ctx.weights_path, ctx.device)
+        self.gen_file = _cache_file(ctx, ctx.gen, params)
+        self.gt_file = _cache_file(ctx, ctx.gt, params)
+        self.need_gt = not self.gt_file.is_file()
+        self.gen, self.gt = [], []  # features
+        self.pending_gen, self.pending_gt = [], []  # frames waiting for a full batch
+        self.pending = 0
+        self.wanted = None
+        if params["frames"]:
+            total = estimate_frame_count(ctx.gen, ctx.fps) or params["frames"]
+            k = min(params["frames"], total)
+            self.wanted = set(np.round(np.linspace(0, total - 1, k)).astype(int).tolist())
+
+    def update(self, batch: FrameBatch) -> None:
+        n = batch.gen.shape[0]
+        if self.wanted is None:
+            pick = slice(None)
+        else:
+            idx = [i for i in range(n) if batch.start + i in self.wanted]
+            if not idx:
+                return
+            pick = torch.tensor(idx, device=batch.gen.device)
+        self.pending_gen.append(batch.gen[pick])
+        if self.need_gt:
+            self.pending_gt.append(batch.gt[pick])
+        self.pending += self.pending_gen[-1].shape[0]
+        if self.pending >= BATCH:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        """Run whole batches of BATCH frames (and, at the end, the remainder) through Inception."""
+        for pending, out in ((self.pending_gen, self.gen), (self.pending_gt, self.gt)):
+            if not pending:
+                continue
+            frames = torch.cat(pending)
+            whole = frames.shape[0] if final else frames.shape[0] // BATCH * BATCH
+            out.append(inception_features(self.model, frames[:whole]))
+            pending[:] = [frames[whole:]] if whole < frames.shape[0] else []
+        self.pending = sum(p.shape[0] for p in self.pending_gen)
+
+    def result(self) -> MetricValue:
+        self._flush(final=True)
+        gen = np.concatenate(self.gen) if self.gen else np.zeros((0, FEATURE_DIM), np.float32)
+        if len(gen) == 0:
+            raise MetricError("no frames selected for FID")
+        _save(self.gen_file, gen)
+        if self.need_gt:
+            _save(self.gt_file, np.concatenate(self.gt))
+        return MetricValue(math.nan, len(gen))
+
+
+def _dataset_fid(params: dict, contexts: list[MetricContext]) -> MetricValue:
+    gen, gt = MomentSum(), MomentSum()
+    for ctx in contexts:
+        for side, path in ((gen, ctx.gen), (gt, ctx.gt)):
+            file = _cache_file(ctx, path, params)
+            if not file.is_file():
+                raise MetricError(f"FID features of {path} are missing from the cache {file.parent}; "
+                                  "run eval again with --force")
+            side.add(np.load(file))
+    mu1, s1 = gen.mean_cov()
+    mu2, s2 = gt.mean_cov()
+    return MetricValue(frechet_distance(mu1, s1, mu2, s2), gen.n,
+                       [] if gen.n > FEATURE_DIM else [f"FID from {gen.n} frames: fewer than {FEATURE_DIM} "
+                                                       "features, the covariance is singular; compare with care"])
+
+
+def _available() -> str | None:
+    try:
+        import pytorch_fid  # noqa: F401
+    except ImportError:
+        return "needs the package pytorch-fid (pip install pytorch-fid)"
+    if weights.find("inception-fid") is None:
+        return weights.missing_message("inception-fid")
+    return None
+
+
+FID = register(Metric(
+    name="fid", label="FID", higher_is_better=False, needs=frozenset({"gt_frames", "weights"}), scope="dataset",
+    decimals=2,
+    description="Fréchet Inception distance over all frames of the run (= pytorch-fid on PNGs of the frames)",
+    defaults={"frames": 0},
+    make_accumulator=lambda params, ctx: _FidAccumulator(params, ctx),
+    available=_available,
+    weights="inception-fid",
+    dataset_value=_dataset_fid,
+))

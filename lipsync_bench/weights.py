@@ -1,0 +1,112 @@
+"""Known pretrained weights: where they come from, how they are checked, where they are looked for.
+
+Nothing is downloaded at evaluation time. A file is looked for, in order, in ``--weights-dir`` /
+``$LIPSYNC_BENCH_WEIGHTS`` and in torch's hub cache (``$TORCH_HOME/hub/checkpoints``, where
+pytorch-fid and torch.hub put downloads), under its published file name. A missing file makes the
+metrics that need it unavailable, with one message naming the file, the folders and the URL.
+
+Checksums: a file is *official* when its sha256 equals the published one — or, where only a hash
+prefix is published in the file name (the torch.hub convention, e.g. ``-6726825d.pth``), starts with
+it, which is the check torch.hub itself applies. Any other file still loads (fine-tuned or test
+weights), but results computed with it are marked "unofficial weights".
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UnavailableError
+
+ENV_VAR = "LIPSYNC_BENCH_WEIGHTS"
+
+
+@dataclass(frozen=True)
+class KnownWeights:
+    name: str
+    filename: str
+    url: str
+    sha256: str | None  # the full digest where published
+    sha256_prefix: str | None  # the prefix in the published file name (torch.hub convention)
+    used_by: str
+    licence: str
+
+    def is_official(self, digest: str) -> bool:
+        if self.sha256:
+            return digest == self.sha256
+        return bool(self.sha256_prefix) and digest.startswith(self.sha256_prefix)
+
+
+KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
+    KnownWeights(
+        name="inception-fid",
+        filename="pt_inception-2015-12-05-6726825d.pth",
+        url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+        sha256=None,
+        sha256_prefix="6726825d",
+        used_by="fid",
+        licence="Apache-2.0 (pytorch-fid's port of TensorFlow's 2015-12-05 Inception weights)",
+    ),
+]}
+
+
+def search_dirs(weights_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched for weights, in order."""
+    dirs = []
+    if weights_dir:
+        dirs.append(Path(weights_dir))
+    if os.environ.get(ENV_VAR):
+        dirs.append(Path(os.environ[ENV_VAR]))
+    import torch.hub
+
+    dirs.append(Path(torch.hub.get_dir()) / "checkpoints")
+    return dirs
+
+
+def find(name: str, weights_dir: str | os.PathLike | None = None) -> Path | None:
+    info = KNOWN[name]
+    for folder in search_dirs(weights_dir):
+        path = folder / info.filename
+        if path.is_file():
+            return path
+    return None
+
+
+def missing_message(name: str, weights_dir: str | os.PathLike | None = None) -> str:
+    info = KNOWN[name]
+    dirs = search_dirs(weights_dir)
+    return (f"needs {info.filename} ({info.name} weights), not found in "
+            + ", ".join(str(d) for d in dirs)
+            + f"; download {info.url} into {dirs[-1]} or into a folder named by ${ENV_VAR}")
+
+
+def require(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
+    path = find(name, weights_dir)
+    if path is None:
+        raise UnavailableError(missing_message(name, weights_dir))
+    return path
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) for this process."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def describe(name: str, path: str | os.PathLike) -> dict:
+    """What goes into the protocol of every result computed with these weights."""
+    digest = sha256(path)
+    return {"name": name, "file": KNOWN[name].filename, "sha256": digest,
+            "official": KNOWN[name].is_official(digest)}
