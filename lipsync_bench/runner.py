@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import tempfile
 import os
 import sys
+import tempfile
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -22,9 +22,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from . import media
+from . import media, weights
 from .errors import LipsyncBenchError, MetricError, PairingError
-from . import weights
 from .metrics import FrameBatch, Metric, MetricContext, all_metrics, get_metric
 from .protocol import Protocol, environment
 from .report import json_float, summary_json, write_exports
