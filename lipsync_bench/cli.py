@@ -74,14 +74,16 @@ def main():
 @click.option("--weights-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help=f"Folder of pretrained weights under their published names [default: ${ENV_VAR}, then "
                    "the torch hub cache].")
+@click.option("--landmarker", type=click.Choice(["auto", "dlib"]), default=None,
+              help="Face landmarker for LMD (same as --param lmd.landmarker=NAME) [default: auto].")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--workers", default=1, show_default=True, help="Videos evaluated in parallel processes.")
 @click.option("--force", is_flag=True, help="Recompute videos already in the store.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (summary and per-video values).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly
-def eval_cmd(gen, gt, metrics, method, dataset, out, fps, max_frame_gap, params, fid_frames, weights_dir, device,
-             workers, force, as_json, quiet):
+def eval_cmd(gen, gt, metrics, method, dataset, out, fps, max_frame_gap, params, fid_frames, weights_dir,
+             landmarker, device, workers, force, as_json, quiet):
     """Evaluate generated videos against ground truth and store the results.
 
     Each video is decoded once at --fps; every metric reads the same frames. The run resumes: videos
@@ -102,6 +104,8 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, max_frame_gap, params,
     params = parse_params(params)
     if fid_frames is not None:
         params.setdefault("fid", {})["frames"] = fid_frames
+    if landmarker is not None:
+        params.setdefault("lmd", {})["landmarker"] = landmarker
     result = run_eval(gen, gt, names, method=method, dataset=dataset, out=out, protocol=protocol,
                       params=params, device=device, workers=workers, force=force,
                       progress=not quiet and not as_json, command=shlex.join(["lipsync-bench", *sys.argv[1:]]))
@@ -206,6 +210,45 @@ def metrics_cmd(as_json):
     for r in rows:
         if not r["available"]:
             click.echo(f"{r['name']}: {r['reason']}")
+
+
+@main.command("faces")
+@click.argument("video", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the video with the face track and landmarks drawn on it (e.g. overlay.mp4).")
+@click.option("--fps", default=25.0, show_default=True)
+@click.option("--landmarker", type=click.Choice(["auto", "dlib"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def faces_cmd(video, out, fps, landmarker, as_json):
+    """Detect, track and landmark the faces of VIDEO as the face metrics do; report the fraction of
+    frames with a face and, with --out, draw what was found."""
+    import numpy as np
+
+    from . import media
+    from .faces import FaceAnalyzer, overlay
+
+    analyzer = FaceAnalyzer(landmarker)
+    frames = media.read_frames(video, fps)
+    analyzer.update(frames)
+    data = analyzer.result()
+    tracked = np.isfinite(data.boxes[:, 0])
+    doc = {"video": str(video), "frames": data.frames, "face_fraction": data.face_fraction,
+           "tracked_frames": int(tracked.sum()), "face_pipeline": data.params}
+    if out:
+        audio = None
+        try:
+            audio = media.read_audio(video)
+        except LipsyncBenchError:
+            pass  # no audio track: the overlay is silent too
+        media.write_video(out, overlay(frames, data), fps, audio)
+        doc["overlay"] = str(out)
+    if as_json:
+        _echo_json(doc)
+    else:
+        click.echo(f"{video}: a face in {data.face_fraction:.1%} of {data.frames} frames "
+                   f"(main track over {doc['tracked_frames']} frames; landmarker {data.params['backend']})"
+                   + (f"; overlay written to {out}" if out else ""))
 
 
 @main.group("weights")

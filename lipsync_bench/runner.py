@@ -254,6 +254,8 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
         if m.weights:  # the file's checksum is part of the protocol of every result it gives
             weights_paths[m.name] = weights.require(m.weights)
             resolved[m.name]["weights"] = weights.describe(m.weights, weights_paths[m.name])
+        if m.protocol_extra:
+            resolved[m.name]["resolved"] = m.protocol_extra(resolved[m.name])
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise LipsyncBenchError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
 

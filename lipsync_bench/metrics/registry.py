@@ -122,6 +122,8 @@ class Metric:
     available: Callable[[], str | None] = lambda: None
     weights: str | None = None
     dataset_value: Callable[[dict[str, Any], list[MetricContext]], MetricValue] | None = None
+    # What the parameters resolve to on this machine (e.g. "auto" -> the landmarker's settings), for the protocol
+    protocol_extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     @property
     def arrow(self) -> str:
@@ -131,8 +133,8 @@ class Metric:
         """The defaults with ``overrides`` applied; unknown names and ill-typed values are refused."""
         params = dict(self.defaults)
         for key, value in (overrides or {}).items():
-            if key == "weights" and self.weights:
-                params[key] = value  # the description of the weights file used, set by the runner
+            if key in ("weights", "resolved"):
+                params[key] = value  # set by the runner: what the run actually used
                 continue
             if key not in params:
                 known = ", ".join(sorted(params)) or "none"

@@ -1,0 +1,39 @@
+"""Face detection + 68-point landmark throughput (frames/s) of the offline default (dlib) on the real
+clips of ../shared/data, per clip size. face-alignment is timed too when its weights are present
+(not wired in this version: see README).
+
+    python benchmarks/bench_landmarks.py [--frames 50]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from lipsync_bench import media
+from lipsync_bench.faces import FaceAnalyzer
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=50)
+    args = parser.parse_args()
+    clips = [DATA / "grid" / "bbaf2n.mpg", DATA / "retalking" / "face_3.mp4", DATA / "retalking" / "face_2.mp4"]
+    print(f"detection + landmarks, dlib (HOG detector on <= 360 px, 68-point predictor), {args.frames} frames a clip")
+    for clip in clips:
+        if not clip.is_file():
+            continue
+        frames = media.read_frames(clip)[: args.frames]
+        analyzer = FaceAnalyzer("dlib")
+        start = time.perf_counter()
+        analyzer.update(frames)
+        data = analyzer.result()
+        seconds = time.perf_counter() - start
+        print(f"  {clip.name:12s} {frames.shape[2]}x{frames.shape[1]}: {len(frames) / seconds:6.1f} frames/s, "
+              f"face in {data.face_fraction:.0%} of frames")
+
+
+if __name__ == "__main__":
+    main()

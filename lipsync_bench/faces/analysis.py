@@ -1,0 +1,127 @@
+"""One face analysis per video, shared by every face metric and cached: per-frame detections and
+landmarks, the main speaker's track, and the fraction of frames with a detected face.
+
+The analysis streams: ``FaceAnalyzer.update`` takes chunks of frames as the runner decodes them, so
+a video is decoded once for all metrics. Results are cached under ``<cache>/faces/`` keyed by the
+file's content hash, the frame rate, the backend and its parameters, and the tracking parameters.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MetricError
+from .backends import get_backend
+from .track import TrackParams, link_tracks
+
+MIN_FACE_FRACTION = 0.5  # below this, a video's face metrics are an error, not a number
+
+
+@dataclass
+class FaceData:
+    """Per frame of a video (T frames): the main track's box (NaN outside the track), whether the
+    frame had its own detection, and its 68 landmarks (NaN where it had none). Pixels of the frame."""
+
+    boxes: np.ndarray  # (T, 4)
+    detected: np.ndarray  # (T,) bool
+    landmarks: np.ndarray  # (T, 68, 2)
+    params: dict
+
+    @property
+    def frames(self) -> int:
+        return len(self.detected)
+
+    @property
+    def face_fraction(self) -> float:
+        return float(self.detected.mean()) if self.frames else 0.0
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, boxes=self.boxes, detected=self.detected, landmarks=self.landmarks,
+                            params=json.dumps(self.params))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "FaceData":
+        with np.load(path) as z:
+            return cls(z["boxes"], z["detected"], z["landmarks"], json.loads(str(z["params"])))
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of a file's bytes (of a frame folder's image files, in name order)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in Path(path).iterdir() if p.is_file()) if Path(path).is_dir() else [Path(path)]
+    for f in files:
+        h.update(f.name.encode() if Path(path).is_dir() else b"")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+class FaceAnalyzer:
+    """Streams a video's frames through the detector and landmarker; ``result()`` tracks the faces."""
+
+    def __init__(self, backend: str = "auto", track: TrackParams = TrackParams()):
+        self.backend = get_backend(backend)
+        self.track_params = track
+        self.detections: list[np.ndarray] = []
+        self.points: list[np.ndarray] = []  # per frame: (k, 68, 2), one per detection
+
+    def params(self) -> dict:
+        return {**self.backend.params(), "track": asdict(self.track_params)}
+
+    def update(self, frames: np.ndarray) -> None:
+        for frame in frames:
+            dets = self.backend.detect(frame)
+            self.detections.append(dets)
+            self.points.append(np.stack([self.backend.landmarks(frame, d) for d in dets]) if len(dets)
+                               else np.zeros((0, 68, 2)))
+
+    def result(self) -> FaceData:
+        n = len(self.detections)
+        boxes = np.full((n, 4), np.nan)
+        detected = np.zeros(n, dtype=bool)
+        landmarks = np.full((n, 68, 2), np.nan)
+        tracks = link_tracks(self.detections, self.track_params)
+        if tracks:
+            main = tracks[0]
+            boxes[main.frames] = main.boxes
+            for f, j in zip(main.frames, main.det_index):
+                if j >= 0:
+                    detected[f] = True
+                    landmarks[f] = self.points[f][j]
+        return FaceData(boxes, detected, landmarks, self.params())
+
+
+def cache_file(cache_dir: Path, video: Path, fps: float, params: dict) -> Path:
+    key = json.dumps({"content": content_hash(video), "fps": fps, "params": params}, sort_keys=True)
+    return Path(cache_dir) / "faces" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".npz")
+
+
+def require_faces(data: FaceData, video: Path) -> None:
+    if data.face_fraction < MIN_FACE_FRACTION:
+        raise MetricError(f"{video}: a face was found in {data.face_fraction:.0%} of {data.frames} frames "
+                          f"(needs at least {MIN_FACE_FRACTION:.0%})")
+
+
+def overlay(frames: np.ndarray, data: FaceData) -> np.ndarray:
+    """Frames with the main track's box (green where detected, yellow where interpolated) and the 68
+    landmarks (mouth in red) drawn on them, for a person to see what the metrics saw."""
+    import cv2
+
+    out = frames.copy()
+    for f in range(min(len(out), data.frames)):
+        if np.isfinite(data.boxes[f]).all():
+            x1, y1, x2, y2 = data.boxes[f].astype(int)
+            colour = (0, 200, 0) if data.detected[f] else (230, 200, 0)
+            cv2.rectangle(out[f], (x1, y1), (x2, y2), colour, 2)
+        if data.detected[f]:
+            for i, (x, y) in enumerate(data.landmarks[f].astype(int)):
+                cv2.circle(out[f], (x, y), 2, (255, 0, 0) if i >= 48 else (0, 160, 255), -1)
+    return out

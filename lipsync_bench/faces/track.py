@@ -1,0 +1,127 @@
+"""Face tracks from per-frame detections, and the crops taken from them — the syncnet_python
+procedure (``run_pipeline.py``), with its thresholds as parameters:
+
+- linking: a track grows greedily through the frames, taking a detection whose IoU with the track's
+  last box exceeds ``iou`` (0.5) within ``max_missed`` (25) frames of it; detections left over start
+  further tracks;
+- a track is kept if it has more than ``min_track`` detections and its mean box width or height
+  exceeds ``min_face_size`` pixels (syncnet_python: 100 and 100; here 5 and 50 by default, so short
+  clips and small faces are kept — pass the originals to reproduce it);
+- boxes are interpolated linearly over missed frames, then the crop centre and half-size
+  (max(w, h) / 2) are median-filtered with a kernel of 13 (zero-padded at the ends, as scipy's
+  ``medfilt``, and so syncnet_python, does);
+- the main speaker is the track with the most detections (ties: the larger face).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal
+
+
+@dataclass(frozen=True)
+class TrackParams:
+    iou: float = 0.5
+    max_missed: int = 25
+    min_track: int = 5
+    min_face_size: float = 50.0
+    smooth_kernel: int = 13
+    crop_scale: float = 0.4
+
+
+@dataclass
+class Track:
+    """A face track over frames ``start .. start + len(boxes) - 1``.
+
+    ``boxes``: (n, 4) interpolated x1, y1, x2, y2; ``detected``: (n,) whether the frame had its own
+    detection; ``det_index``: (n,) which detection of the frame (-1 where interpolated).
+    """
+
+    start: int
+    boxes: np.ndarray
+    detected: np.ndarray
+    det_index: np.ndarray
+
+    @property
+    def frames(self) -> np.ndarray:
+        return np.arange(self.start, self.start + len(self.boxes))
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def link_tracks(detections: list[np.ndarray], params: TrackParams = TrackParams()) -> list[Track]:
+    """Tracks from per-frame detections ((k, >=4) arrays, one per frame), longest first."""
+    left = [list(range(len(d))) for d in detections]
+    tracks = []
+    while True:
+        members: list[tuple[int, int]] = []  # (frame, detection index)
+        for f, idx in enumerate(left):
+            for j in list(idx):
+                if not members:
+                    members.append((f, j))
+                    idx.remove(j)
+                elif f - members[-1][0] <= params.max_missed:
+                    if iou(detections[f][j], detections[members[-1][0]][members[-1][1]]) > params.iou:
+                        members.append((f, j))
+                        idx.remove(j)
+                        break  # one detection a frame
+                else:
+                    break
+        if not members:
+            break
+        if len(members) <= params.min_track:
+            continue
+        frames = np.array([f for f, _ in members])
+        boxes = np.array([detections[f][j][:4] for f, j in members], dtype=np.float64)
+        span = np.arange(frames[0], frames[-1] + 1)
+        full = np.stack([np.interp(span, frames, boxes[:, k]) for k in range(4)], axis=1)
+        size = max(np.mean(full[:, 2] - full[:, 0]), np.mean(full[:, 3] - full[:, 1]))
+        if size <= params.min_face_size:
+            continue
+        detected = np.isin(span, frames)
+        det_index = np.full(len(span), -1)
+        det_index[frames - frames[0]] = [j for _, j in members]
+        tracks.append(Track(int(frames[0]), full, detected, det_index))
+    tracks.sort(key=lambda t: (int(t.detected.sum()), float(np.mean(t.boxes[:, 2] - t.boxes[:, 0]))), reverse=True)
+    return tracks
+
+
+def smoothed_centres(track: Track, kernel: int = 13) -> np.ndarray:
+    """(n, 3) crop centre x, centre y and half-size s = max(w, h) / 2, median-filtered."""
+    b = track.boxes
+    s = np.maximum(b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]) / 2
+    x = (b[:, 0] + b[:, 2]) / 2
+    y = (b[:, 1] + b[:, 3]) / 2
+    k = min(kernel, len(b) if len(b) % 2 else len(b) - 1)
+    if k >= 3:
+        s, x, y = (signal.medfilt(v, kernel_size=k) for v in (s, x, y))
+    return np.stack([x, y, s], axis=1)
+
+
+def syncnet_crop(frame: np.ndarray, cx: float, cy: float, s: float, crop_scale: float = 0.4,
+                 size: int = 224) -> np.ndarray:
+    """syncnet_python's face crop: pad by int(s*(1+2*cs)) with value 110, take rows
+    [cy - s, cy + s(1+2cs)) and columns [cx - s(1+cs), cx + s(1+cs)), resize to size x size (bilinear)."""
+    import cv2
+
+    pad = int(s * (1 + 2 * crop_scale))
+    padded = np.pad(frame, ((pad, pad), (pad, pad), (0, 0)), constant_values=110)
+    my, mx = cy + pad, cx + pad
+    face = padded[int(my - s):int(my + s * (1 + 2 * crop_scale)),
+                  int(mx - s * (1 + crop_scale)):int(mx + s * (1 + crop_scale))]
+    return cv2.resize(face, (size, size))
+
+
+def mouth_box(landmarks: np.ndarray, margin: float = 0.25) -> np.ndarray:
+    """x1, y1, x2, y2 around the mouth points 48-67, widened by ``margin`` of their extent a side."""
+    mouth = landmarks[48:68]
+    lo, hi = mouth.min(axis=0), mouth.max(axis=0)
+    pad = (hi - lo) * margin
+    return np.concatenate([lo - pad, hi + pad])
