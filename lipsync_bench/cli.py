@@ -64,6 +64,9 @@ def main():
 @click.option("--out", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path),
               help="Results folder: the store (lipsync_bench.sqlite), results.csv and summary.json.")
 @click.option("--fps", default=25.0, show_default=True, help="Protocol frame rate; inputs are resampled to it.")
+@click.option("--region", type=click.Choice(["full", "face", "mouth"]), default="full", show_default=True,
+              help="What SSIM, PSNR, IFC and FID see: the full frame, or a fixed-size box on the GT's face or "
+                   "mouth, the same for both videos (LMD always sees full frames).")
 @click.option("--max-frame-gap", default=3, show_default=True,
               help="Frame counts differing by at most this many frames are truncated to the shorter; "
                    "a larger gap is an error for that video.")
@@ -82,7 +85,7 @@ def main():
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (summary and per-video values).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly
-def eval_cmd(gen, gt, metrics, method, dataset, out, fps, max_frame_gap, params, fid_frames, weights_dir,
+def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap, params, fid_frames, weights_dir,
              landmarker, device, workers, force, as_json, quiet):
     """Evaluate generated videos against ground truth and store the results.
 
@@ -95,7 +98,7 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, max_frame_gap, params,
     from .report import summary_table
 
     try:
-        protocol = Protocol(fps=fps, max_frame_gap=max_frame_gap)
+        protocol = Protocol(fps=fps, region=region, max_frame_gap=max_frame_gap)
     except ValueError as exc:
         raise LipsyncBenchError(str(exc)) from None
     names = None if metrics.strip() == "all" else [m.strip() for m in metrics.split(",") if m.strip()]

@@ -9,7 +9,7 @@ import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
 
-REGIONS = ("full",)  # "face" and "mouth" come with the face pipeline
+REGIONS = ("full", "face", "mouth")
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,9 @@ class Protocol:
 
     fps: frame rate every input is resampled to (ffmpeg ``-r`` semantics), frames per second.
     sample_rate: audio sample rate, Hz (mono, 16-bit samples as ffmpeg's pcm_s16le).
-    region: the part of the frame metrics see ("full" frame).
+    region: the part of the frame the frame metrics (SSIM, PSNR, IFC, FID) see: "full", or "face" /
+        "mouth", a box of fixed size per video from the GT's face track or mouth landmarks
+        (``lipsync_bench.faces.regions``); face metrics (LMD) always see full frames.
     max_frame_gap: generated and GT frame counts that differ by at most this many frames are
         truncated to the shorter (codec padding); a larger gap is an error for that video.
     """
@@ -41,7 +43,12 @@ class Protocol:
             raise ValueError(f"max_frame_gap must be >= 0, not {self.max_frame_gap}")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.region != "full":  # the face pipeline that placed the region is part of the protocol
+            from .faces import FaceAnalyzer
+
+            d["face_pipeline"] = FaceAnalyzer().params()
+        return d
 
 
 PACKAGES = ("lipsync-bench", "torch", "torchvision", "av", "numpy", "scipy", "scikit-image", "pandas")

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from . import media, weights
+from . import faces, media, weights
 from .errors import LipsyncBenchError, MetricError, PairingError
 from .metrics import FrameBatch, Metric, MetricContext, all_metrics, get_metric
 from .protocol import Protocol, environment
@@ -178,12 +178,26 @@ def evaluate_pair(pair: media.Pair, metric_names: list[str], params: dict[str, d
     warnings: list[str] = []
     metrics = [get_metric(m) for m in metric_names]
     try:
+        region = None
+        if protocol.region != "full" and any(m.uses_region for m in metrics):
+            # The region comes from the GT's face analysis (cached; computed here when missing, before
+            # the accumulators look in the cache, so that LMD reuses it).
+            region = faces.analyze_file(pair.gt, protocol.fps, cache_dir)
+            faces.require_faces(region, pair.gt)
         accumulators = {m.name: m.make_accumulator(params[m.name],
                                                    _context(pair, m, protocol, device, cache_dir, weights_paths or {}))
                         for m in metrics}
+        boxes = None
         index = 0
         for g, t in _aligned_chunks(pair, protocol, chunk, warnings):
-            batch = FrameBatch(torch.from_numpy(g).to(dev), torch.from_numpy(t).to(dev), index)
+            gen_full, gt_full = torch.from_numpy(g).to(dev), torch.from_numpy(t).to(dev)
+            batch = FrameBatch(gen_full, gt_full, index)
+            if region is not None:
+                if boxes is None:
+                    boxes = faces.region_boxes(region, protocol.region, t.shape[1], t.shape[2])
+                sel = boxes[index:index + len(g)]
+                batch = FrameBatch(faces.crop_frames(gen_full, sel), faces.crop_frames(gt_full, sel), index,
+                                   gen_full, gt_full)
             for acc in accumulators.values():
                 acc.update(batch)
             index += len(g)
@@ -346,7 +360,7 @@ def _dataset_metrics(store: ResultStore, run: Run, session: int, metrics: list[M
 
 def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[str] | None = None, *,
              method: str | None = None, dataset: str | None = None, out: str | os.PathLike | None = None,
-             fps: float = 25.0, max_frame_gap: int = 3, params: dict[str, dict] | None = None,
+             fps: float = 25.0, region: str = "full", max_frame_gap: int = 3, params: dict[str, dict] | None = None,
              device: str = "cpu", workers: int = 1, force: bool = False, progress: bool = False) -> pd.DataFrame:
     """Evaluate generated videos in ``gen`` against ground truth in ``gt``; the API twin of ``eval``.
 
@@ -360,7 +374,7 @@ def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
     ``session``). A failed video has ``value`` NaN and its reason in ``error``.
     """
     result = run_eval(gen, gt, metrics, method=method, dataset=dataset, out=out,
-                      protocol=Protocol(fps=fps, max_frame_gap=max_frame_gap), params=params,
+                      protocol=Protocol(fps=fps, region=region, max_frame_gap=max_frame_gap), params=params,
                       device=device, workers=workers, force=force, progress=progress)
     return result.results
 

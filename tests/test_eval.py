@@ -22,6 +22,13 @@ from lipsync_bench.errors import StoreError
 from tests.helpers import blur, data_file, jpeg, noise, shift, write_frame_folder, write_lossless
 from tests.test_metrics import sk_psnr, sk_ssim
 
+FRAME_METRICS = ["ssim", "psnr", "ifc"]
+
+
+def evaluate(gen, gt, metrics=FRAME_METRICS, **kwargs):
+    """The frame metrics this file checks (the default would add every metric available here)."""
+    return lipsync_bench.evaluate(gen, gt, metrics, **kwargs)
+
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory, grid_clips):
@@ -48,7 +55,7 @@ def dataset(tmp_path_factory, grid_clips):
 
 
 def test_values_equal_skimage_through_the_whole_pipeline(dataset, tmp_path):
-    df = lipsync_bench.evaluate(dataset["gen"]["strong"], dataset["gt"], out=tmp_path / "r", method="strong",
+    df = evaluate(dataset["gen"]["strong"], dataset["gt"], out=tmp_path / "r", method="strong",
                                 dataset="grid")
     assert set(df.columns) >= {"video", "metric", "value", "method", "dataset", "error"}
     assert df.error.isna().all() and len(df) == 9
@@ -63,7 +70,7 @@ def test_values_equal_skimage_through_the_whole_pipeline(dataset, tmp_path):
 
 
 def test_frame_folders_are_inputs_too(dataset):
-    df = lipsync_bench.evaluate(dataset["gen"]["jpeg"], dataset["gt"])
+    df = evaluate(dataset["gen"]["jpeg"], dataset["gt"])
     assert df.error.isna().all()
     stem, gt = next(iter(dataset["frames"].items()))
     ssim = df[(df.video == stem) & (df.metric == "ssim")].value.item()
@@ -74,7 +81,7 @@ def test_stronger_degradation_ranks_lower(dataset, tmp_path):
     out = tmp_path / "r"
     means = {}
     for name in ("mild", "strong"):
-        df = lipsync_bench.evaluate(dataset["gen"][name], dataset["gt"], out=out, method=name, dataset="grid")
+        df = evaluate(dataset["gen"][name], dataset["gt"], out=out, method=name, dataset="grid")
         means[name] = df.groupby("metric").value.mean()
     assert means["mild"]["ssim"] > means["strong"]["ssim"]
     assert means["mild"]["psnr"] > means["strong"]["psnr"]
@@ -87,21 +94,21 @@ def test_stronger_degradation_ranks_lower(dataset, tmp_path):
 
 
 def test_identical_videos(dataset):
-    df = lipsync_bench.evaluate(dataset["gt"], dataset["gt"])
+    df = evaluate(dataset["gt"], dataset["gt"])
     v = df.groupby("metric").value
     assert np.allclose(v.min()["ssim"], 1.0) and np.isinf(v.min()["psnr"]) and v.max()["ifc"] == 0.0
     assert any("identical to GT" in w for ws in df.warnings for w in ws)
 
 
 def test_a_time_shift_is_seen_by_ifc_and_ssim(dataset):
-    df = lipsync_bench.evaluate(dataset["gen"]["shifted"], dataset["gt"])
+    df = evaluate(dataset["gen"]["shifted"], dataset["gt"])
     means = df.groupby("metric").value.mean()
     assert means["ifc"] > 0.005 and means["ssim"] < 1.0
 
 
 def test_cli_json_and_exported_files(dataset, tmp_path):
     out = tmp_path / "r"
-    result = CliRunner().invoke(main, ["eval", "--gen", str(dataset["gen"]["mild"]), "--gt", str(dataset["gt"]),
+    result = CliRunner().invoke(main, ["eval", "--metrics", "ssim,psnr,ifc", "--gen", str(dataset["gen"]["mild"]), "--gt", str(dataset["gt"]),
                                        "--out", str(out), "--name", "mild", "--dataset", "grid", "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
@@ -119,8 +126,8 @@ def test_cli_json_and_exported_files(dataset, tmp_path):
 
 
 def test_workers_give_the_same_values(dataset):
-    one = lipsync_bench.evaluate(dataset["gen"]["mild"], dataset["gt"])
-    two = lipsync_bench.evaluate(dataset["gen"]["mild"], dataset["gt"], workers=2)
+    one = evaluate(dataset["gen"]["mild"], dataset["gt"])
+    two = evaluate(dataset["gen"]["mild"], dataset["gt"], workers=2)
     key = ["video", "metric"]
     assert np.allclose(one.sort_values(key).value.to_numpy(), two.sort_values(key).value.to_numpy(), atol=0)
 
@@ -130,15 +137,15 @@ def test_workers_give_the_same_values(dataset):
 def test_protocol_and_parameters_are_never_mixed(dataset, tmp_path):
     out = tmp_path / "r"
     gen, gt = dataset["gen"]["mild"], dataset["gt"]
-    lipsync_bench.evaluate(gen, gt, out=out, method="m", dataset="d")
+    evaluate(gen, gt, out=out, method="m", dataset="d")
     with pytest.raises(StoreError, match="another protocol .*fps: stored 25.0, now 30.0"):
-        lipsync_bench.evaluate(gen, gt, out=out, method="m", dataset="d", fps=30)
+        evaluate(gen, gt, out=out, method="m", dataset="d", fps=30)
     with pytest.raises(StoreError, match="other parameters .*norm: stored 'rms', now 'l2'"):
-        lipsync_bench.evaluate(gen, gt, out=out, method="m", dataset="d", params={"ifc": {"norm": "l2"}})
-    df = lipsync_bench.evaluate(gen, gt, out=out, method="m", dataset="d", fps=30, force=True)
+        evaluate(gen, gt, out=out, method="m", dataset="d", params={"ifc": {"norm": "l2"}})
+    df = evaluate(gen, gt, out=out, method="m", dataset="d", fps=30, force=True)
     assert df.error.isna().all() and len(df) == 9
     runner = CliRunner()
-    result = runner.invoke(main, ["eval", "--gen", str(gen), "--gt", str(gt), "--out", str(out), "--name", "m",
+    result = runner.invoke(main, ["eval", "--metrics", "ssim,psnr,ifc", "--gen", str(gen), "--gt", str(gt), "--out", str(out), "--name", "m",
                                   "--dataset", "d"])
     assert result.exit_code == 1 and result.output.startswith("error: ") and "Traceback" not in result.output
 
@@ -146,8 +153,8 @@ def test_protocol_and_parameters_are_never_mixed(dataset, tmp_path):
 def test_adding_a_metric_keeps_the_others(dataset, tmp_path):
     out = tmp_path / "r"
     gen, gt = dataset["gen"]["mild"], dataset["gt"]
-    first = lipsync_bench.evaluate(gen, gt, ["ssim"], out=out, method="m", dataset="d")
-    both = lipsync_bench.evaluate(gen, gt, ["ssim", "psnr"], out=out, method="m", dataset="d")
+    first = evaluate(gen, gt, ["ssim"], out=out, method="m", dataset="d")
+    both = evaluate(gen, gt, ["ssim", "psnr"], out=out, method="m", dataset="d")
     ssim = both[both.metric == "ssim"]
     assert (ssim.session.to_numpy() == first.session.to_numpy()).all()  # not recomputed
     assert set(both.metric) == {"ssim", "psnr"}
@@ -160,9 +167,9 @@ def test_changed_input_file_is_recomputed(dataset, tmp_path):
     for stem in stems:
         (gen / f"{stem}.avi").write_bytes((dataset["gen"]["mild"] / f"{stem}.avi").read_bytes())
     out = tmp_path / "r"
-    first = lipsync_bench.evaluate(gen, dataset["gt"], out=out)
+    first = evaluate(gen, dataset["gt"], out=out)
     write_lossless(gen / stems[0], dataset["methods"]["strong"](dataset["frames"][stems[0]]))
-    second = lipsync_bench.evaluate(gen, dataset["gt"], out=out)
+    second = evaluate(gen, dataset["gt"], out=out)
     changed = second[second.video == stems[0]]
     assert (changed.session > first.session.max()).all()
     assert (second[second.video != stems[0]].session == first.session.max()).all()
@@ -173,12 +180,12 @@ def test_corrupt_store_is_refused_clearly(tmp_path, dataset):
     out.mkdir()
     (out / "lipsync_bench.sqlite").write_bytes(b"garbage" * 100)
     with pytest.raises(StoreError, match="not a readable lipsync-bench results store"):
-        lipsync_bench.evaluate(dataset["gen"]["mild"], dataset["gt"], out=out)
+        evaluate(dataset["gen"]["mild"], dataset["gt"], out=out)
     other = tmp_path / "other"
     other.mkdir()
     sqlite3.connect(other / "lipsync_bench.sqlite").execute("CREATE TABLE x (a)")
     with pytest.raises(StoreError, match="not a lipsync-bench results store"):
-        lipsync_bench.evaluate(dataset["gen"]["mild"], dataset["gt"], out=other)
+        evaluate(dataset["gen"]["mild"], dataset["gt"], out=other)
 
 
 # ---------------------------------------------------------------- bad inputs never stop a run
@@ -199,7 +206,7 @@ def test_bad_videos_are_one_line_each_and_the_others_go_on(dataset, tmp_path):
         (gt / f"{stem}.mpg").symlink_to(dataset["gt"] / f"{stem}.mpg")
     (gt / "truncated.mp4").symlink_to(data_file("retalking/face_3.mp4"))
     (gen / "lonely.avi").write_bytes((dataset["gen"]["mild"] / f"{good}.avi").read_bytes())
-    result = CliRunner().invoke(main, ["eval", "--gen", str(gen), "--gt", str(gt), "--out", str(tmp_path / "r")])
+    result = CliRunner().invoke(main, ["eval", "--metrics", "ssim,psnr,ifc", "--gen", str(gen), "--gt", str(gt), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     failed = [line for line in result.output.splitlines() if line.startswith("FAILED")]
@@ -208,7 +215,7 @@ def test_bad_videos_are_one_line_each_and_the_others_go_on(dataset, tmp_path):
     assert any(f"FAILED {stems[2]}: " in line and "not a readable video" in line for line in failed)
     assert any("FAILED truncated: " in line and "truncated.mp4" in line for line in failed)
     assert "unpaired in --gen (1): lonely" in result.output
-    df = lipsync_bench.evaluate(gen, gt, out=tmp_path / "r")
+    df = evaluate(gen, gt, out=tmp_path / "r")
     assert df[df.video == good].error.isna().all()
 
 
@@ -222,7 +229,7 @@ def test_frame_count_gaps_and_size_mismatch(dataset, tmp_path):
     write_lossless(gen / "long_gap", frames[:-20])
     write_lossless(gt / "sizes", frames)
     write_lossless(gen / "sizes", frames[:, :200, :300])
-    df = lipsync_bench.evaluate(gen, gt)
+    df = evaluate(gen, gt)
     rows = df.set_index(["video", "metric"])
     assert pd.isna(rows.loc[("short_gap", "ssim")].error)
     assert "frame counts differ by 2 (generated 73, ground truth 75); truncated to 73" in \
@@ -235,7 +242,7 @@ def test_frame_count_gaps_and_size_mismatch(dataset, tmp_path):
 def test_no_pairs_is_an_error(tmp_path, dataset):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = CliRunner().invoke(main, ["eval", "--gen", str(empty), "--gt", str(dataset["gt"]),
+    result = CliRunner().invoke(main, ["eval", "--metrics", "ssim,psnr,ifc", "--gen", str(empty), "--gt", str(dataset["gt"]),
                                        "--out", str(tmp_path / "r")])
     assert result.exit_code == 1
     assert "error: no pairs" in result.output
@@ -254,7 +261,7 @@ def test_killed_run_resumes_without_recomputing(tmp_path):
         (gt / f"v{i}.mp4").symlink_to(clips[i % 3])
         (gen / f"v{i}.mp4").symlink_to(clips[i % 3])
     out = tmp_path / "r"
-    cmd = [sys.executable, "-m", "lipsync_bench.cli", "eval", "--gen", str(gen), "--gt", str(gt), "--out", str(out),
+    cmd = [sys.executable, "-m", "lipsync_bench.cli", "eval", "--metrics", "ssim,psnr,ifc", "--gen", str(gen), "--gt", str(gt), "--out", str(out),
            "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     db = out / "lipsync_bench.sqlite"

@@ -160,6 +160,11 @@ def test_median_smoothing_removes_a_jump():
     track = link_tracks(dets)[0]
     cx = smoothed_centres(track)[:, 0]
     assert cx[15] == pytest.approx(150)  # back to the median
+    drifting = link_tracks([np.array([box(100 + f, 50)]) for f in range(30)])[0]
+    # syncnet_python's zero-padded medfilt takes the smallest real value in the window at the ends:
+    # the last centre lags by 6 frames of drift; edge padding does not
+    assert smoothed_centres(drifting)[-1, 0] == pytest.approx(150 + 23)
+    assert smoothed_centres(drifting, ends="edge")[-1, 0] == pytest.approx(150 + 29)
 
 
 def test_syncnet_crop_geometry():
@@ -189,3 +194,67 @@ def test_faces_command_writes_an_overlay(tmp_path):
     assert doc["face_fraction"] >= 0.95 and doc["face_pipeline"]["backend"] == "dlib"
     frames = media.read_frames(out)
     assert frames.shape == (75, 288, 360, 3) and len(media.read_audio(out)) > 40000
+
+
+# ---------------------------------------------------------------- regions for the frame metrics
+
+def test_region_boxes_have_one_size_and_stay_inside():
+    from lipsync_bench.faces import FaceData, region_boxes
+
+    n = 20
+    boxes = np.array([[10 + i, 20, 110 + i, 120] for i in range(n)], dtype=float)
+    landmarks = np.full((n, 68, 2), np.nan)
+    for i in range(n):  # a mouth 40 x 10 pixels centred at (60 + i, 100)
+        landmarks[i, 48:68, 0] = np.linspace(40 + i, 80 + i, 20)
+        landmarks[i, 48:68, 1] = np.linspace(95, 105, 20)
+    data = FaceData(boxes, np.ones(n, bool), landmarks, {})
+    face = region_boxes(data, "face", 200, 200)
+    assert (face[:, 2] - face[:, 0] == 100).all() and (face[:, 3] - face[:, 1] == 100).all()
+    assert face[0, 0] == 10 and face[-1, 0] == 29
+    mouth = region_boxes(data, "mouth", 200, 200)
+    assert (mouth[:, 2] - mouth[:, 0] == 60).all() and (mouth[:, 3] - mouth[:, 1] == 15).all()
+    assert mouth[5, 0] == round(65 - 30)
+    edge = region_boxes(data, "face", 105, 105)  # the face box reaches past the frame: shifted inside
+    assert (edge[:, 2] <= 105).all() and (edge[:, 0] >= 0).all() and (edge[:, 3] <= 105).all()
+
+
+def test_mouth_region_sees_mouth_damage_and_ignores_the_rest(tmp_path, swwp2s):
+    frames, data = swwp2s
+    frames = frames[:25]
+    mouth_noise, corner_noise = frames.copy(), frames.copy()
+    rng = np.random.default_rng(0)
+    for f in range(25):
+        x1, y1, x2, y2 = mouth_box(data.landmarks[f]).astype(int)
+        mouth_noise[f, y1:y2, x1:x2] = np.clip(frames[f, y1:y2, x1:x2] + rng.normal(0, 20, (y2 - y1, x2 - x1, 3)),
+                                               0, 255)
+        corner_noise[f, :40, :40] = rng.integers(0, 256, (40, 40, 3))
+    write_lossless(tmp_path / "gt" / "a", frames)
+    write_lossless(tmp_path / "mouth" / "a", mouth_noise)
+    write_lossless(tmp_path / "corner" / "a", corner_noise)
+
+    def ssim(gen, region):
+        df = lipsync_bench.evaluate(tmp_path / gen, tmp_path / "gt", ["ssim", "psnr"], region=region)
+        return df.set_index("metric").value
+
+    assert ssim("mouth", "mouth")["ssim"] < ssim("mouth", "full")["ssim"] - 0.05  # concentrated on the mouth
+    corner = ssim("corner", "mouth")
+    assert corner["ssim"] == pytest.approx(1.0) and np.isinf(corner["psnr"])  # outside the mouth: unseen
+
+
+def test_region_run_detects_faces_once(tmp_path, swwp2s, monkeypatch):
+    frames, _ = swwp2s
+    write_lossless(tmp_path / "gt" / "a", frames[:20])
+    write_lossless(tmp_path / "gen" / "a", np.clip(frames[:20].astype(int) + 5, 0, 255).astype(np.uint8))
+    calls = {"n": 0}
+    detect = DlibBackend.detect
+
+    def counting(self, frame):
+        calls["n"] += 1
+        return detect(self, frame)
+
+    monkeypatch.setattr(DlibBackend, "detect", counting)
+    out = tmp_path / "r"
+    df = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lmd", "ssim"], out=out, region="mouth")
+    assert df.error.isna().all() and calls["n"] == 40  # GT once (shared by region and LMD), generated once
+    lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lmd", "ssim"], out=out, region="mouth", force=True)
+    assert calls["n"] == 40

@@ -104,6 +104,21 @@ def cache_file(cache_dir: Path, video: Path, fps: float, params: dict) -> Path:
     return Path(cache_dir) / "faces" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".npz")
 
 
+def analyze_file(path: Path, fps: float, cache_dir: Path, landmarker: str = "auto") -> FaceData:
+    """The face analysis of a whole input, from the cache or computed (decoding it) and cached."""
+    from ..media import iter_frames
+
+    analyzer = FaceAnalyzer(landmarker)
+    file = cache_file(cache_dir, path, fps, analyzer.params())
+    if file.is_file():
+        return FaceData.load(file)
+    for chunk in iter_frames(path, fps):
+        analyzer.update(chunk)
+    data = analyzer.result()
+    data.save(file)
+    return data
+
+
 def require_faces(data: FaceData, video: Path) -> None:
     if data.face_fraction < MIN_FACE_FRACTION:
         raise MetricError(f"{video}: a face was found in {data.face_fraction:.0%} of {data.frames} frames "

@@ -93,16 +93,29 @@ def link_tracks(detections: list[np.ndarray], params: TrackParams = TrackParams(
     return tracks
 
 
-def smoothed_centres(track: Track, kernel: int = 13) -> np.ndarray:
-    """(n, 3) crop centre x, centre y and half-size s = max(w, h) / 2, median-filtered."""
+def smoothed_centres(track: Track, kernel: int = 13, ends: str = "zeros") -> np.ndarray:
+    """(n, 3) crop centre x, centre y and half-size s = max(w, h) / 2, median-filtered.
+
+    ``ends="zeros"`` pads with zeros as scipy's ``medfilt`` and so syncnet_python do (the first and last
+    kernel//2 values are pulled towards the smaller values); ``"edge"`` repeats the end values instead.
+    """
     b = track.boxes
     s = np.maximum(b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]) / 2
     x = (b[:, 0] + b[:, 2]) / 2
     y = (b[:, 1] + b[:, 3]) / 2
     k = min(kernel, len(b) if len(b) % 2 else len(b) - 1)
     if k >= 3:
-        s, x, y = (signal.medfilt(v, kernel_size=k) for v in (s, x, y))
+        s, x, y = (median_filter(v, k, ends) for v in (s, x, y))
     return np.stack([x, y, s], axis=1)
+
+
+def median_filter(values: np.ndarray, kernel: int, ends: str = "zeros") -> np.ndarray:
+    if ends == "zeros":
+        return signal.medfilt(values, kernel_size=kernel)
+    if ends != "edge":
+        raise ValueError(f"ends must be 'zeros' or 'edge', not {ends!r}")
+    half = kernel // 2
+    return signal.medfilt(np.pad(values, half, mode="edge"), kernel_size=kernel)[half:len(values) + half]
 
 
 def syncnet_crop(frame: np.ndarray, cx: float, cy: float, s: float, crop_scale: float = 0.4,

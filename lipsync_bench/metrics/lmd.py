@@ -44,7 +44,7 @@ class _LmdAccumulator(Accumulator):
             self.sides[side] = (path, file, None if file.is_file() else analyzer)
 
     def update(self, batch: FrameBatch) -> None:
-        for side, frames in (("gen", batch.gen), ("gt", batch.gt)):
+        for side, frames in (("gen", batch.gen_full), ("gt", batch.gt_full)):
             analyzer = self.sides[side][2]
             if analyzer is not None:
                 analyzer.update(frames.cpu().numpy())
@@ -85,4 +85,5 @@ LMD = register(Metric(
     make_accumulator=lambda params, ctx: _LmdAccumulator(params, ctx),
     available=_available,
     protocol_extra=lambda params: {"face_pipeline": FaceAnalyzer(params["landmarker"]).params()},
+    uses_region=False,
 ))

@@ -23,12 +23,20 @@ NEEDS = ("gt_frames", "audio", "landmarks", "weights")
 class FrameBatch:
     """A chunk of aligned frames of one pair: uint8 RGB tensors (n, H, W, 3) on the run's device.
 
-    ``start`` is the index of the chunk's first frame in the (resampled) video.
+    ``gen``/``gt`` are cropped to the protocol's region (the full frames when it is "full");
+    ``gen_full``/``gt_full`` are always the full frames (face metrics need them). ``start`` is the
+    index of the chunk's first frame in the (resampled) video.
     """
 
     gen: torch.Tensor
     gt: torch.Tensor
     start: int
+    gen_full: torch.Tensor | None = None
+    gt_full: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.gen_full is None:
+            self.gen_full, self.gt_full = self.gen, self.gt
 
 
 @dataclass
@@ -124,6 +132,8 @@ class Metric:
     dataset_value: Callable[[dict[str, Any], list[MetricContext]], MetricValue] | None = None
     # What the parameters resolve to on this machine (e.g. "auto" -> the landmarker's settings), for the protocol
     protocol_extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # Whether the metric sees the protocol's region (--region face|mouth) or always full frames
+    uses_region: bool = True
 
     @property
     def arrow(self) -> str:
