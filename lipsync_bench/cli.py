@@ -77,8 +77,9 @@ def main():
 @click.option("--weights-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help=f"Folder of pretrained weights under their published names [default: ${ENV_VAR}, then "
                    "the torch hub cache].")
-@click.option("--landmarker", type=click.Choice(["auto", "dlib"]), default=None,
-              help="Face landmarker for LMD (same as --param lmd.landmarker=NAME) [default: auto].")
+@click.option("--landmarker", type=click.Choice(["auto", "dlib", "face-alignment"]), default=None,
+              help="Face landmarker for LMD (same as --param lmd.landmarker=NAME) [default: auto = "
+                   "face-alignment when its weights are present, else dlib].")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--workers", default=1, show_default=True, help="Videos evaluated in parallel processes.")
 @click.option("--force", is_flag=True, help="Recompute videos already in the store.")
@@ -220,7 +221,8 @@ def metrics_cmd(as_json):
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the video with the face track and landmarks drawn on it (e.g. overlay.mp4).")
 @click.option("--fps", default=25.0, show_default=True)
-@click.option("--landmarker", type=click.Choice(["auto", "dlib"]), default="auto", show_default=True)
+@click.option("--landmarker", type=click.Choice(["auto", "dlib", "face-alignment"]), default="auto",
+              show_default=True, help="auto: face-alignment when its weights are present, else dlib.")
 @click.option("--json", "as_json", is_flag=True)
 @_friendly
 def faces_cmd(video, out, fps, landmarker, as_json):

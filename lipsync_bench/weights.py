@@ -48,6 +48,24 @@ KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
         used_by="fid",
         licence="Apache-2.0 (pytorch-fid's port of TensorFlow's 2015-12-05 Inception weights)",
     ),
+    KnownWeights(
+        name="s3fd",
+        filename="s3fd-619a316812.pth",
+        url="https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
+        sha256=None,
+        sha256_prefix="619a316812",
+        used_by="face-alignment landmarker (lmd, regions)",
+        licence="face-alignment's S3FD face detector weights (BSD-3-Clause package; see its README)",
+    ),
+    KnownWeights(
+        name="2dfan4",
+        filename="2DFAN4-11f355bf06.pth.tar",
+        url="https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar",
+        sha256=None,
+        sha256_prefix="11f355bf06",
+        used_by="face-alignment landmarker (lmd, regions)",
+        licence="face-alignment's 2D-FAN weights (trained on 300W-LP etc.: research use)",
+    ),
 ]}
 
 

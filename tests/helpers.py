@@ -98,3 +98,17 @@ def make_fid_weights(path: Path, frames: np.ndarray, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), path)
     return path
+
+
+def make_face_alignment_weights(folder: Path, seed: int = 0) -> Path:
+    """Seeded random S3FD and 2D-FAN weights under face-alignment 1.5's published file names (plain
+    state dicts, as it loads them): the backend's wiring can be tested; its landmarks are noise."""
+    import torch
+    from face_alignment.detection.sfd.net_s3fd import s3fd
+    from face_alignment.models import FAN
+
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(s3fd().state_dict(), folder / "s3fd-619a316812.pth")
+    torch.save(FAN(4).state_dict(), folder / "2DFAN4-11f355bf06.pth.tar")
+    return folder

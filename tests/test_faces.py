@@ -258,3 +258,30 @@ def test_region_run_detects_faces_once(tmp_path, swwp2s, monkeypatch):
     assert df.error.isna().all() and calls["n"] == 40  # GT once (shared by region and LMD), generated once
     lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lmd", "ssim"], out=out, region="mouth", force=True)
     assert calls["n"] == 40
+
+
+# ---------------------------------------------------------------- the face-alignment backend
+
+def test_face_alignment_backend_with_weights_in_the_published_layout(tmp_path, monkeypatch, swwp2s):
+    pytest.importorskip("face_alignment")
+    from lipsync_bench.faces import backends
+    from tests.helpers import make_face_alignment_weights
+
+    frames, _ = swwp2s
+    assert backends.face_alignment_missing() is not None  # the tests' empty torch home
+    assert "2DFAN4-11f355bf06.pth.tar" in backends.face_alignment_missing()
+    assert backends.get_backend("auto").name == "dlib"
+    monkeypatch.setenv("LIPSYNC_BENCH_WEIGHTS", str(make_face_alignment_weights(tmp_path / "w")))
+    monkeypatch.setattr(backends, "_BACKENDS", {})
+    fa = backends.get_backend("auto")
+    assert fa.name == "face-alignment"
+    params = fa.params()
+    assert params["weights"]["2dfan4"]["official"] is False  # random weights are marked
+    boxes = fa.detect(frames[0])
+    assert boxes.ndim == 2 and boxes.shape[1] == 5
+    points = fa.landmarks(frames[0], [120, 120, 245, 245, 1.0])
+    assert points.shape == (68, 2) and np.isfinite(points).all()
+    # the same pipeline runs on it: detection, tracking, landmarks, cached params
+    analyzer = FaceAnalyzer("face-alignment", max_faces=2)  # random S3FD finds ~1000 "faces" a frame
+    analyzer.update(frames[:1])
+    assert analyzer.result().params["backend"] == "face-alignment" and len(analyzer.detections[0]) <= 2

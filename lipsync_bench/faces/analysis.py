@@ -67,18 +67,20 @@ def content_hash(path: Path) -> str:
 class FaceAnalyzer:
     """Streams a video's frames through the detector and landmarker; ``result()`` tracks the faces."""
 
-    def __init__(self, backend: str = "auto", track: TrackParams = TrackParams()):
+    def __init__(self, backend: str = "auto", track: TrackParams = TrackParams(), max_faces: int = 4):
         self.backend = get_backend(backend)
         self.track_params = track
+        self.max_faces = max_faces  # the highest-scoring faces a frame that get landmarks
         self.detections: list[np.ndarray] = []
         self.points: list[np.ndarray] = []  # per frame: (k, 68, 2), one per detection
 
     def params(self) -> dict:
-        return {**self.backend.params(), "track": asdict(self.track_params)}
+        return {**self.backend.params(), "track": asdict(self.track_params), "max_faces": self.max_faces}
 
     def update(self, frames: np.ndarray) -> None:
         for frame in frames:
             dets = self.backend.detect(frame)
+            dets = dets[np.argsort(-dets[:, 4], kind="stable")[: self.max_faces]]
             self.detections.append(dets)
             self.points.append(np.stack([self.backend.landmarks(frame, d) for d in dets]) if len(dets)
                                else np.zeros((0, 68, 2)))

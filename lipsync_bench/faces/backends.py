@@ -7,7 +7,10 @@ give them. Coordinates are pixels (x, y) of the frame passed in.
 Backends:
 - ``dlib`` (offline default): dlib's HOG frontal face detector and the 68-point shape predictor
   shipped in the PyPI package ``face-recognition-models`` (iBUG 300-W data: research use only).
-- ``face-alignment`` (the paper's landmarker, 2D-FAN): not wired in this version; ``auto`` uses dlib.
+- ``face-alignment`` (the paper's landmarker): the package's S3FD detector and 2D-FAN, with the
+  weights ``s3fd-619a316812.pth`` and ``2DFAN4-11f355bf06.pth.tar`` found by ``lipsync_bench.weights``
+  (weights folder or torch hub cache; never downloaded here), ``flip_input=False``, no torch.compile.
+- ``auto``: face-alignment when its weights are present, else dlib.
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ import numpy as np
 
 from ..errors import UnavailableError
 
-BACKENDS = ("auto", "dlib")
+BACKENDS = ("auto", "dlib", "face-alignment")
+FA_WEIGHTS = ("s3fd", "2dfan4")
 
 
 class DlibBackend:
@@ -69,6 +73,62 @@ class DlibBackend:
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
 
+def face_alignment_missing() -> str | None:
+    """Why the face-alignment backend cannot run here, or None."""
+    from .. import weights
+
+    if importlib.util.find_spec("face_alignment") is None:
+        return "the face-alignment landmarker needs the package face-alignment (pip install face-alignment)"
+    missing = [w for w in FA_WEIGHTS if weights.find(w) is None]
+    if missing:
+        return "the face-alignment landmarker " + "; ".join(weights.missing_message(w) for w in missing)
+    return None
+
+
+class FaceAlignmentBackend:
+    """face-alignment's S3FD detector and 2D-FAN landmarker, on the GPU when there is one."""
+
+    name = "face-alignment"
+
+    def __init__(self, device: str | None = None):
+        import torch
+
+        from .. import weights
+
+        reason = face_alignment_missing()
+        if reason:
+            raise UnavailableError(reason)
+        import face_alignment
+        import face_alignment.api as fa_api
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        s3fd, fan = (weights.require(w) for w in FA_WEIGHTS)
+        # face-alignment fetches 2D-FAN by URL into the hub cache; hand it the file found here instead
+        # (it loads it with weights_only=True), and the detector its path, so nothing is downloaded.
+        fetch = fa_api.load_file_from_url
+        fa_api.load_file_from_url = lambda *args, **kwargs: str(fan)
+        try:
+            self._fa = face_alignment.FaceAlignment(
+                face_alignment.LandmarksType.TWO_D, device=self.device, flip_input=False, face_detector="sfd",
+                face_detector_kwargs={"path_to_detector": str(s3fd)}, compile=False)
+        finally:
+            fa_api.load_file_from_url = fetch
+        self._weights = {w: weights.describe(w, p) for w, p in zip(FA_WEIGHTS, (s3fd, fan))}
+        self._version = face_alignment.__version__
+
+    def params(self) -> dict:
+        return {"backend": self.name, "version": self._version, "flip_input": False, "weights": self._weights}
+
+    def detect(self, frame: np.ndarray) -> np.ndarray:
+        boxes = self._fa.face_detector.detect_from_image(np.ascontiguousarray(frame))
+        return np.array(boxes, dtype=np.float64).reshape(-1, 5) if len(boxes) else np.zeros((0, 5))
+
+    def landmarks(self, frame: np.ndarray, box) -> np.ndarray:
+        points = self._fa.get_landmarks_from_image(np.ascontiguousarray(frame),
+                                                   detected_faces=[np.asarray(box[:5], dtype=np.float64)])
+        return np.asarray(points[0][:, :2], dtype=np.float64)
+
+
 _BACKENDS: dict[tuple, object] = {}
 
 
@@ -76,7 +136,9 @@ def get_backend(name: str = "auto", **options):
     """A landmarker backend by name (one instance per process and options)."""
     if name not in BACKENDS:
         raise UnavailableError(f"unknown landmarker '{name}' (one of {', '.join(BACKENDS)})")
+    if name == "auto":
+        name = "face-alignment" if face_alignment_missing() is None else "dlib"
     key = (name, tuple(sorted(options.items())))
     if key not in _BACKENDS:
-        _BACKENDS[key] = DlibBackend(**options)
+        _BACKENDS[key] = (FaceAlignmentBackend if name == "face-alignment" else DlibBackend)(**options)
     return _BACKENDS[key]
