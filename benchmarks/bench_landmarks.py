@@ -1,6 +1,6 @@
 """Face detection + 68-point landmark throughput (frames/s) of the offline default (dlib) on the real
-clips of ../shared/data, per clip size. face-alignment is timed too when its weights are present
-(not wired in this version: see README).
+clips of ../shared/data, per clip size; face-alignment (S3FD + 2D-FAN) too when its weights are
+present (``lipsync-bench weights list`` says where they go).
 
     python benchmarks/bench_landmarks.py [--frames 50]
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lipsync_bench import media
 from lipsync_bench.faces import FaceAnalyzer
+from lipsync_bench.faces.backends import face_alignment_missing
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -21,18 +22,27 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=50)
     args = parser.parse_args()
     clips = [DATA / "grid" / "bbaf2n.mpg", DATA / "retalking" / "face_3.mp4", DATA / "retalking" / "face_2.mp4"]
-    print(f"detection + landmarks, dlib (HOG detector on <= 360 px, 68-point predictor), {args.frames} frames a clip")
-    for clip in clips:
-        if not clip.is_file():
-            continue
-        frames = media.read_frames(clip)[: args.frames]
-        analyzer = FaceAnalyzer("dlib")
-        start = time.perf_counter()
-        analyzer.update(frames)
-        data = analyzer.result()
-        seconds = time.perf_counter() - start
-        print(f"  {clip.name:12s} {frames.shape[2]}x{frames.shape[1]}: {len(frames) / seconds:6.1f} frames/s, "
-              f"face in {data.face_fraction:.0%} of frames")
+    backends = ["dlib"]
+    reason = face_alignment_missing()
+    if reason is None:
+        backends.append("face-alignment")
+    else:
+        print(f"face-alignment not timed: {reason}")
+    for backend in backends:
+        print(f"detection + landmarks, {backend}, {args.frames} frames a clip")
+        analyzer = FaceAnalyzer(backend)
+        analyzer.update(media.read_frames(clips[0])[:2])  # warm-up (model load, JIT)
+        for clip in clips:
+            if not clip.is_file():
+                continue
+            frames = media.read_frames(clip)[: args.frames]
+            analyzer = FaceAnalyzer(backend)
+            start = time.perf_counter()
+            analyzer.update(frames)
+            data = analyzer.result()
+            seconds = time.perf_counter() - start
+            print(f"  {clip.name:12s} {frames.shape[2]}x{frames.shape[1]}: {len(frames) / seconds:6.1f} frames/s, "
+                  f"face in {data.face_fraction:.0%} of frames")
 
 
 if __name__ == "__main__":
