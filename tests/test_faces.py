@@ -27,6 +27,20 @@ def swwp2s():
     return frames, analyze(frames)
 
 
+@pytest.fixture()
+def detector_calls(monkeypatch):
+    """Counts the face detector's calls (frames analysed), to show when the cache was used."""
+    calls = {"n": 0}
+    detect = DlibBackend.detect
+
+    def counting(self, frame):
+        calls["n"] += 1
+        return detect(self, frame)
+
+    monkeypatch.setattr(DlibBackend, "detect", counting)
+    return calls
+
+
 # ---------------------------------------------------------------- detection and landmarks
 
 @pytest.mark.slow
@@ -96,23 +110,15 @@ def test_another_speakers_mouth_is_far(swwp2s):
     assert np.nanmean(lmd_frames(other, data)) > 3 * shifted
 
 
-def test_lmd_in_eval_is_cached_per_video(tmp_path, swwp2s, monkeypatch):
+def test_lmd_in_eval_is_cached_per_video(tmp_path, swwp2s, detector_calls):
     frames, _ = swwp2s
     write_lossless(tmp_path / "gt" / "a", frames[:30])
     write_lossless(tmp_path / "gen" / "a", frames[:30])
-    calls = {"n": 0}
-    detect = DlibBackend.detect
-
-    def counting(self, frame):
-        calls["n"] += 1
-        return detect(self, frame)
-
-    monkeypatch.setattr(DlibBackend, "detect", counting)
     out = tmp_path / "r"
     first = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lmd"], out=out)
-    assert calls["n"] == 60 and first.value.item() == 0.0
+    assert detector_calls["n"] == 60 and first.value.item() == 0.0
     lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lmd", "ssim"], out=out, force=True)
-    assert calls["n"] == 60  # the second run read the cached landmarks
+    assert detector_calls["n"] == 60  # the second run read the cached landmarks
 
 
 def test_a_video_without_a_face_is_a_clear_error(tmp_path):
@@ -241,23 +247,15 @@ def test_mouth_region_sees_mouth_damage_and_ignores_the_rest(tmp_path, swwp2s):
     assert corner["ssim"] == pytest.approx(1.0) and np.isinf(corner["psnr"])  # outside the mouth: unseen
 
 
-def test_region_run_detects_faces_once(tmp_path, swwp2s, monkeypatch):
+def test_region_run_detects_faces_once(tmp_path, swwp2s, detector_calls):
     frames, _ = swwp2s
     write_lossless(tmp_path / "gt" / "a", frames[:20])
     write_lossless(tmp_path / "gen" / "a", np.clip(frames[:20].astype(int) + 5, 0, 255).astype(np.uint8))
-    calls = {"n": 0}
-    detect = DlibBackend.detect
-
-    def counting(self, frame):
-        calls["n"] += 1
-        return detect(self, frame)
-
-    monkeypatch.setattr(DlibBackend, "detect", counting)
     out = tmp_path / "r"
     df = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lmd", "ssim"], out=out, region="mouth")
-    assert df.error.isna().all() and calls["n"] == 40  # GT once (shared by region and LMD), generated once
+    assert df.error.isna().all() and detector_calls["n"] == 40  # GT once (shared by region and LMD), generated once
     lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lmd", "ssim"], out=out, region="mouth", force=True)
-    assert calls["n"] == 40
+    assert detector_calls["n"] == 40
 
 
 # ---------------------------------------------------------------- the face-alignment backend
