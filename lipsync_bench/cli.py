@@ -90,9 +90,10 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap,
              landmarker, device, workers, force, as_json, quiet):
     """Evaluate generated videos against ground truth and store the results.
 
-    Each video is decoded once at --fps; every metric reads the same frames. The run resumes: videos
-    already in the store are not computed again unless --force. A video that fails is reported with
-    its reason and the others go on.
+    Each video is decoded once at --fps; every metric reads the same frames (with --region face|mouth,
+    a GT whose face analysis is not cached yet is read once more for it first). The run resumes:
+    videos already in the store are not computed again unless --force. A video that fails is
+    reported with its reason and the others go on.
     """
     from .runner import parse_params, run_eval
     from .protocol import Protocol
