@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
@@ -195,7 +196,8 @@ def evaluate_pair(pair: media.Pair, metric_names: list[str], params: dict[str, d
             if region is not None:
                 if boxes is None:
                     boxes = faces.region_boxes(region, protocol.region, t.shape[1], t.shape[2])
-                sel = boxes[index:index + len(g)]
+                # hold the last box past the analysed frames (an analysis cached from a truncated pair)
+                sel = boxes[np.minimum(np.arange(index, index + len(g)), len(boxes) - 1)]
                 batch = FrameBatch(faces.crop_frames(gen_full, sel), faces.crop_frames(gt_full, sel), index,
                                    gen_full, gt_full)
             for acc in accumulators.values():
