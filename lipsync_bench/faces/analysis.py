@@ -142,3 +142,17 @@ def overlay(frames: np.ndarray, data: FaceData) -> np.ndarray:
             for i, (x, y) in enumerate(data.landmarks[f].astype(int)):
                 cv2.circle(out[f], (x, y), 2, (255, 0, 0) if i >= 48 else (0, 160, 255), -1)
     return out
+
+
+def syncnet_crops(frames: np.ndarray, data: FaceData, crop_scale: float = 0.4) -> np.ndarray:
+    """224x224 face crops (syncnet_python's geometry and smoothing) of the frames the main track spans."""
+    from .track import Track, smoothed_centres, syncnet_crop
+
+    tracked = np.isfinite(data.boxes[:, 0]).nonzero()[0]
+    if len(tracked) == 0:
+        raise MetricError("no face track to crop")
+    span = slice(tracked[0], tracked[-1] + 1)
+    track = Track(int(tracked[0]), data.boxes[span], data.detected[span], np.zeros(len(tracked), int))
+    centres = smoothed_centres(track)
+    return np.stack([syncnet_crop(frames[track.start + i], *c, crop_scale=crop_scale)
+                     for i, c in enumerate(centres)])
