@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import MetricError
 from .backends import get_backend
-from .track import TrackParams, link_tracks
+from .track import Track, TrackParams, link_tracks
 
 MIN_FACE_FRACTION = 0.5  # below this, a video's face metrics are an error, not a number
 
@@ -34,6 +34,14 @@ class FaceData:
     @property
     def frames(self) -> int:
         return len(self.detected)
+
+    def main_track(self) -> Track | None:
+        """The main speaker's track (the frames its boxes span), or None when there is none."""
+        tracked = np.isfinite(self.boxes[:, 0]).nonzero()[0]
+        if len(tracked) == 0:
+            return None
+        span = slice(tracked[0], tracked[-1] + 1)
+        return Track(int(tracked[0]), self.boxes[span], self.detected[span], np.zeros(len(tracked), int))
 
     @property
     def face_fraction(self) -> float:
@@ -146,13 +154,11 @@ def overlay(frames: np.ndarray, data: FaceData) -> np.ndarray:
 
 def syncnet_crops(frames: np.ndarray, data: FaceData, crop_scale: float = 0.4) -> np.ndarray:
     """224x224 face crops (syncnet_python's geometry and smoothing) of the frames the main track spans."""
-    from .track import Track, smoothed_centres, syncnet_crop
+    from .track import smoothed_centres, syncnet_crop
 
-    tracked = np.isfinite(data.boxes[:, 0]).nonzero()[0]
-    if len(tracked) == 0:
+    track = data.main_track()
+    if track is None:
         raise MetricError("no face track to crop")
-    span = slice(tracked[0], tracked[-1] + 1)
-    track = Track(int(tracked[0]), data.boxes[span], data.detected[span], np.zeros(len(tracked), int))
     centres = smoothed_centres(track)
     return np.stack([syncnet_crop(frames[track.start + i], *c, crop_scale=crop_scale)
                      for i, c in enumerate(centres)])

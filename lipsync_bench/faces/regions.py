@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from ..errors import MetricError
 from .analysis import FaceData
-from .track import Track, median_filter, mouth_box, smoothed_centres
+from .track import median_filter, mouth_box, smoothed_centres
 
 REGIONS = ("full", "face", "mouth")
 
@@ -32,17 +32,12 @@ def region_boxes(data: FaceData, region: str, height: int, width: int) -> np.nda
     if region not in ("face", "mouth"):
         raise ValueError(f"region must be 'face' or 'mouth', not {region!r}")
     if region == "face":
-        tracked = np.isfinite(data.boxes[:, 0])
-        if not tracked.any():
+        track = data.main_track()
+        if track is None:
             raise MetricError("no face track to take the face region from")
-        first = int(np.argmax(tracked))
-        span = tracked.nonzero()[0]
-        track = Track(first, data.boxes[span[0]:span[-1] + 1], data.detected[span[0]:span[-1] + 1],
-                      np.zeros(len(span), int))
         cx, cy, s = smoothed_centres(track, ends="edge").T
-        full = np.full(data.frames, np.nan)
-        cxs, cys = full.copy(), full.copy()
-        cxs[span[0]:span[-1] + 1], cys[span[0]:span[-1] + 1] = cx, cy
+        cxs, cys = np.full(data.frames, np.nan), np.full(data.frames, np.nan)
+        cxs[track.frames], cys[track.frames] = cx, cy
         valid = np.isfinite(cxs)
         cxs, cys = _fill(cxs, valid), _fill(cys, valid)
         bw = bh = int(round(2 * np.median(s)))
