@@ -110,7 +110,8 @@ _DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file, remembered per (path, size, mtime) for this process."""
+    """sha256 of a file (weights, and videos for the face cache), remembered per (path, size, mtime)
+    for this process."""
     path = Path(path)
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MetricError
+from ..weights import sha256
 from .backends import get_backend
 from .track import Track, TrackParams, link_tracks
 
@@ -61,14 +62,14 @@ class FaceData:
 
 
 def content_hash(path: Path) -> str:
-    """sha256 of a file's bytes (of a frame folder's image files, in name order)."""
+    """sha256 of a file's bytes; of a frame folder, of its files' names and digests in name order.
+    Digests are remembered per file for the process, so a GT shared by the region and LMD is read once."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256(path)
     h = hashlib.sha256()
-    files = sorted(p for p in Path(path).iterdir() if p.is_file()) if Path(path).is_dir() else [Path(path)]
-    for f in files:
-        h.update(f.name.encode() if Path(path).is_dir() else b"")
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+    for f in sorted(p for p in path.iterdir() if p.is_file()):
+        h.update(f"{f.name}:{sha256(f)}\n".encode())
     return h.hexdigest()
 
 
