@@ -158,6 +158,16 @@ def estimate_frame_count(path: str | os.PathLike, fps: float | None = 25) -> int
         return max(1, round(seconds * rate)) if rate else (vs.frames or None)
 
 
+def input_signature(path: str | os.PathLike) -> str:
+    """Size and modification time of a file, or of a frame folder's images; changes when it is replaced."""
+    path = Path(path)
+    if path.is_dir():
+        files = [p.stat() for p in path.iterdir() if p.is_file()]
+        return f"dir:{len(files)}:{sum(s.st_size for s in files)}:{max((s.st_mtime_ns for s in files), default=0)}"
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 def _read_image(path: Path) -> np.ndarray:
     from PIL import Image
 

@@ -94,19 +94,9 @@ class EvalRun:
         }
 
 
-def input_signature(path: Path) -> str:
-    """Size and modification time of a file, or of a frame folder's images; changes when it is replaced."""
-    path = Path(path)
-    if path.is_dir():
-        files = [p.stat() for p in path.iterdir() if p.is_file()]
-        return f"dir:{len(files)}:{sum(s.st_size for s in files)}:{max((s.st_mtime_ns for s in files), default=0)}"
-    st = path.stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
-
-
 def _pair_signature(pair: media.Pair) -> str | None:
     try:
-        return f"{input_signature(pair.gen)}|{input_signature(pair.gt)}"
+        return f"{media.input_signature(pair.gen)}|{media.input_signature(pair.gt)}"
     except OSError:
         return None
 

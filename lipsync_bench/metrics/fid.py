@@ -27,7 +27,7 @@ from scipy import linalg
 
 from .. import weights
 from ..errors import MetricError
-from ..media import estimate_frame_count
+from ..media import estimate_frame_count, input_signature
 from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, register
 
 FEATURE_DIM = 2048
@@ -119,8 +119,6 @@ class MomentSum:
 
 def _cache_file(ctx: MetricContext, path: Path, params: dict) -> Path:
     """Features of one input under one protocol and one weights file: keyed by all of them."""
-    from ..runner import input_signature
-
     key = json.dumps({"input": str(Path(path).resolve()), "signature": input_signature(path), "fps": ctx.fps,
                       "frames": params["frames"], "weights": params["weights"]["sha256"]}, sort_keys=True)
     return ctx.cache_dir / "fid" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".npy")
