@@ -15,7 +15,7 @@ from .baselines import reported
 from .errors import LipsyncBenchError
 from .metrics import all_metrics, get_metric
 from .metrics.registry import PAPER_ORDER
-from .stats import paired_test, summarize
+from .stats import dataset_summary, paired_test, summarize
 from .store import ResultStore
 
 FORMATS = ("markdown", "latex", "csv")
@@ -111,8 +111,7 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
             else:
                 values[metric] = summarize(g[g.error.isna()].value.tolist())["mean"]
             failed[metric] = int(g.error.notna().sum())
-        unofficial = sorted(m for m, p in run.metric_params.items()
-                            if isinstance(p.get("weights"), dict) and not p["weights"]["official"])
+        unofficial = sorted(run.unofficial_weights())
         rows.append({"method": run.method, "kind": "measured", "values": values,
                      "videos": int(sub.video.nunique()), "failed": failed, "source": None,
                      "unofficial": unofficial})
@@ -271,8 +270,7 @@ def write_exports(store: ResultStore, folder: Path) -> None:
         summary = {metric: summarize(g[g.error.isna()].value.tolist(), failed=int(g.error.notna().sum()))
                    for metric, g in sub.groupby("metric")}
         for metric, d in store.dataset_results(run).items():
-            summary[metric] = {"mean": d["value"], "std": None, "ci95": [None, None], "n": d["videos"],
-                               "failed": summary.get(metric, {}).get("failed", 0), "error": d["error"]}
+            summary[metric] = dataset_summary(d, summary.get(metric, {}).get("failed", 0))
         runs.append({"method": run.method, "dataset": run.dataset, "protocol": run.protocol,
                      "metric_params": run.metric_params, "gen_dir": run.gen_dir, "gt_dir": run.gt_dir,
                      "videos": int(sub.video.nunique()), "summary": summary_json(summary),

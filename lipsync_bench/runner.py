@@ -28,7 +28,7 @@ from .errors import LipsyncBenchError, MetricError, PairingError
 from .metrics import FrameBatch, Metric, MetricContext, all_metrics, get_metric
 from .protocol import Protocol, environment
 from .report import json_float, summary_json, write_exports
-from .stats import summarize
+from .stats import dataset_summary, summarize
 from .store import ResultRow, ResultStore, Run
 
 CHUNK_FRAMES = 32
@@ -58,17 +58,14 @@ class EvalRun:
             rows = self.results[self.results.metric == metric]
             failed = int(rows.error.notna().sum())
             if get_metric(metric).scope == "dataset":
-                d = self.dataset_values.get(metric, {})
-                out[metric] = {"mean": d.get("value"), "std": None, "ci95": [None, None],
-                               "n": d.get("videos") or 0, "failed": failed, "error": d.get("error")}
+                out[metric] = dataset_summary(self.dataset_values.get(metric, {}), failed)
             else:
                 out[metric] = summarize(rows[rows.error.isna()].value.tolist(), failed=failed)
         return out
 
     def unofficial_weights(self) -> dict[str, dict]:
         """Metrics computed with weights whose checksum is not the published one."""
-        return {m: p["weights"] for m, p in self.run.metric_params.items()
-                if m in self.metrics and isinstance(p.get("weights"), dict) and not p["weights"]["official"]}
+        return {m: w for m, w in self.run.unofficial_weights().items() if m in self.metrics}
 
     def failures(self) -> pd.DataFrame:
         """One row per failed video: its first error message."""

@@ -45,6 +45,13 @@ def summarize(values, failed: int = 0) -> dict:
     return {"mean": float(v.mean()), "std": std, "ci95": [lo, hi], "n": int(v.size), "failed": failed}
 
 
+def dataset_summary(stored: dict, failed: int = 0) -> dict:
+    """The same fields as ``summarize`` for a dataset metric (FID): one value over all videos, so no
+    spread; ``stored`` is its row of the store's dataset results (empty when it was not computed)."""
+    return {"mean": stored.get("value"), "std": None, "ci95": [None, None], "n": stored.get("videos") or 0,
+            "failed": failed, "error": stored.get("error")}
+
+
 def paired_test(a, b) -> dict:
     """Wilcoxon signed-rank test of paired per-video values (two-sided).
 

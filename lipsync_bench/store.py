@@ -64,6 +64,12 @@ class Run:
     gen_dir: str | None
     gt_dir: str | None
 
+    def unofficial_weights(self) -> dict[str, dict]:
+        """metric -> its weights description, for metrics computed with weights whose checksum is not
+        the published one."""
+        return {m: p["weights"] for m, p in self.metric_params.items()
+                if isinstance(p.get("weights"), dict) and not p["weights"]["official"]}
+
 
 @dataclass
 class ResultRow:
