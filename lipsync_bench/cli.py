@@ -274,14 +274,7 @@ def weights_list(as_json):
 
     from . import weights
 
-    rows = []
-    for info in weights.KNOWN.values():
-        path = weights.find(info.name)
-        d = weights.describe(info.name, path) if path else None
-        rows.append({"name": info.name, "file": info.filename, "used_by": info.used_by, "url": info.url,
-                     "path": str(path) if path else None,
-                     "status": "missing" if d is None else ("official" if d["official"] else "unofficial"),
-                     "sha256": d["sha256"] if d else None, "licence": info.licence})
+    rows = weights.inventory()
     if as_json:
         _echo_json(rows)
         return
@@ -308,16 +301,14 @@ def weights_verify():
     """Check the checksum of every known weights file that is present; exit 1 if one is unofficial."""
     from . import weights
 
-    bad = 0
-    for info in weights.KNOWN.values():
-        path = weights.find(info.name)
-        if path is None:
-            click.echo(f"{info.name}: missing")
-            continue
-        d = weights.describe(info.name, path)
-        click.echo(f"{info.name}: {'official' if d['official'] else 'UNOFFICIAL'} sha256 {d['sha256']} ({path})")
-        bad += not d["official"]
-    if bad:
+    rows = weights.inventory()
+    for r in rows:
+        if r["status"] == "missing":
+            click.echo(f"{r['name']}: missing")
+        else:
+            click.echo(f"{r['name']}: {'official' if r['status'] == 'official' else 'UNOFFICIAL'} "
+                       f"sha256 {r['sha256']} ({r['path']})")
+    if any(r["status"] == "unofficial" for r in rows):
         sys.exit(1)
 
 
