@@ -95,6 +95,7 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap,
     videos already in the store are not computed again unless --force. A video that fails is
     reported with its reason and the others go on.
     """
+    from .metrics import get_metric
     from .runner import parse_params, run_eval
     from .protocol import Protocol
     from .report import summary_table
@@ -134,9 +135,23 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap,
                        + (" …" if len(result.unpaired_gt) > 10 else ""))
         for metric, reason in result.skipped_metrics.items():
             click.echo(f"skipped {metric}: {reason}")
+        by_file: dict[tuple, list[str]] = {}
         for metric, w in result.unofficial_weights().items():
-            click.echo(f"note: {metric} used unofficial weights ({w['file']}, sha256 {w['sha256'][:16]}…): "
+            by_file.setdefault((w["file"], w["sha256"]), []).append(metric)
+        for (file, digest), metrics_ in by_file.items():
+            click.echo(f"note: {', '.join(metrics_)} used unofficial weights ({file}, sha256 {digest[:16]}…): "
                        "not comparable with published numbers")
+        gt = result.ground_truth
+        if gt.get("summary"):
+            click.echo("ground truth (LSE of the GT videos themselves, stored once per dataset): "
+                       + ", ".join(f"{get_metric(m).label} {s['mean']:.3f}" for m, s in gt["summary"].items()
+                                   if s["mean"] is not None))
+        for video, message in gt.get("warnings", []):
+            click.echo(f"warning ground truth {video}: {message}")
+        for video, message in gt.get("failures", []):
+            click.echo(f"FAILED ground truth {video}: {message}")
+        if gt.get("error"):
+            click.echo(f"warning: {gt['error']}")
         for metric, d in result.dataset_values.items():
             for w in d["warnings"]:
                 click.echo(f"warning {metric}: {w}")

@@ -194,7 +194,38 @@ def _chunked(frames: Iterator[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
         yield np.stack(buf)
 
 
-def _video_frames(path: Path, fps: Fraction | None) -> Iterator[np.ndarray]:
+class _ToRgb:
+    """Decoded frame -> RGB array; a frame repeated by the frame-rate conversion is converted once."""
+
+    def __init__(self):
+        self._frame = self._image = None
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        if frame is not self._frame:
+            self._frame, self._image = frame, frame.to_ndarray(format="rgb24")
+        return self._image
+
+
+def _decoded(container, stream, path: Path) -> Iterator[av.VideoFrame]:
+    """The stream's frames; a stream broken partway ends where it breaks (frame-count checks against
+    the GT catch it), one that decodes nothing is an error. Only decoding errors are caught here."""
+    frames = container.decode(stream)
+    decoded = 0
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as exc:
+            if decoded == 0:
+                raise MediaError(path, f"video stream cannot be decoded ({_ffmpeg_reason(exc)})") from None
+            return
+        decoded += 1
+        yield frame
+
+
+def _video_frames(path: Path, fps: Fraction | None, convert=None) -> Iterator[np.ndarray]:
+    convert = convert or _ToRgb()
     with _av_open(path) as container:
         if not container.streams.video:
             raise MediaError(path, "no video stream")
@@ -205,34 +236,26 @@ def _video_frames(path: Path, fps: Fraction | None) -> Iterator[np.ndarray]:
         resampler = FpsResampler(fps, start) if fps else None
         frame_time = 1 / Fraction(rate) if rate else None
         last_t: Fraction | None = None
-        index = 0  # frames decoded
-        try:
-            for frame in container.decode(vs):
-                image = frame.to_ndarray(format="rgb24")
-                index += 1
-                if resampler is None:
-                    yield image
-                    continue
-                if frame.pts is not None and frame.time_base is not None:
-                    t = Fraction(frame.pts) * frame.time_base
-                elif frame_time:
-                    t = (index - 1) * frame_time
-                else:
-                    raise MediaError(path, "frames have no timestamps and the stream no frame rate")
-                if frame.duration and frame.time_base is not None:
-                    duration = Fraction(frame.duration) * frame.time_base
-                elif frame_time:
-                    duration = frame_time
-                else:
-                    duration = t - last_t if last_t is not None and t > last_t else 1 / Fraction(fps)
-                last_t = t
-                yield from resampler.push(t, duration, image)
-        except av.error.FFmpegError as exc:
-            if index == 0:
-                raise MediaError(path, f"video stream cannot be decoded ({_ffmpeg_reason(exc)})") from None
-            # A stream broken partway: keep what decoded; frame-count checks against GT catch it.
+        for index, frame in enumerate(_decoded(container, vs, path)):
+            if resampler is None:
+                yield convert(frame)
+                continue
+            if frame.pts is not None and frame.time_base is not None:
+                t = Fraction(frame.pts) * frame.time_base
+            elif frame_time:
+                t = index * frame_time
+            else:
+                raise MediaError(path, "frames have no timestamps and the stream no frame rate")
+            if frame.duration and frame.time_base is not None:
+                duration = Fraction(frame.duration) * frame.time_base
+            elif frame_time:
+                duration = frame_time
+            else:
+                duration = t - last_t if last_t is not None and t > last_t else 1 / Fraction(fps)
+            last_t = t
+            yield from map(convert, resampler.push(t, duration, frame))
         if resampler is not None:
-            yield from resampler.finish()
+            yield from map(convert, resampler.finish())
 
 
 def _folder_frames(path: Path) -> Iterator[np.ndarray]:
@@ -251,17 +274,20 @@ def _folder_frames(path: Path) -> Iterator[np.ndarray]:
 
 
 def iter_frames(path: str | os.PathLike, fps: float | Fraction | None = 25,
-                chunk: int = 32) -> Iterator[np.ndarray]:
+                chunk: int = 32, convert=None) -> Iterator[np.ndarray]:
     """Stream an input's frames as RGB uint8 chunks of shape (n<=chunk, H, W, 3).
 
     ``fps`` is the protocol frame rate (None keeps the native frames). Frame folders are taken as
-    already at the protocol rate.
+    already at the protocol rate. ``convert`` (videos only) replaces the decoded frame -> RGB
+    conversion: it is called on each output frame (an ``av.VideoFrame``) in order, repeats included.
     """
     path = Path(path)
     if path.is_dir():
+        if convert is not None:
+            raise MediaError(path, "this mode needs a video file, not a frame folder")
         frames = _folder_frames(path)
     else:
-        frames = _video_frames(path, Fraction(fps).limit_denominator(1001) if fps else None)
+        frames = _video_frames(path, Fraction(fps).limit_denominator(1001) if fps else None, convert)
     yield from _chunked(frames, chunk)
 
 

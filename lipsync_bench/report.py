@@ -16,7 +16,7 @@ from .errors import LipsyncBenchError
 from .metrics import all_metrics, get_metric
 from .metrics.registry import PAPER_ORDER
 from .stats import dataset_summary, paired_test, summarize
-from .store import ResultStore
+from .store import GROUND_TRUTH, ResultStore
 
 FORMATS = ("markdown", "latex", "csv")
 MISSING = "–"
@@ -33,12 +33,12 @@ _PAPER_COLUMNS = {"ssim": ("SSIM", True, 3), "psnr": ("PSNR", True, 3), "fid": (
 class Column:
     name: str
     label: str
-    higher_is_better: bool
+    higher_is_better: bool | None
     decimals: int
 
     @property
     def header(self) -> str:
-        return self.label + ("↑" if self.higher_is_better else "↓")
+        return self.label + {True: "↑", False: "↓", None: ""}[self.higher_is_better]
 
 
 def column(name: str) -> Column:
@@ -87,7 +87,7 @@ def summary_table(summary: dict[str, dict]) -> str:
 def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[list[Column], list[dict]]:
     """Columns and rows of the method table for ``dataset``.
 
-    Each row: ``method``, ``kind`` ("measured" or "reported"), ``values`` {metric: mean or None},
+    Each row: ``method``, ``kind`` ("measured", "ground truth" or "reported"), ``values`` {metric: mean or None},
     ``videos`` (measured rows), ``failed`` {metric: count}, ``source`` (reported rows).
     """
     runs = store.runs(dataset)
@@ -112,7 +112,8 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
                 values[metric] = summarize(g[g.error.isna()].value.tolist())["mean"]
             failed[metric] = int(g.error.notna().sum())
         unofficial = sorted(run.unofficial_weights())
-        rows.append({"method": run.method, "kind": "measured", "values": values,
+        rows.append({"method": run.method, "kind": "ground truth" if run.method == GROUND_TRUTH else "measured",
+                     "values": values,
                      "videos": int(sub.video.nunique()), "failed": failed, "source": None,
                      "unofficial": unofficial})
     if rep is not None:
@@ -123,6 +124,7 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
             rows.append({"method": rec["method"], "kind": "reported", "values": values, "videos": None,
                          "failed": {}, "source": rec.get("source"), "unofficial": []})
     order = [m for m in PAPER_ORDER if m in names] + sorted(names - set(PAPER_ORDER))
+    rows.sort(key=lambda r: r["kind"] != "ground truth")  # the real videos' row first, as papers print it
     return [column(n) for n in order], rows
 
 
@@ -133,7 +135,7 @@ def _best(columns: list[Column], rows: list[dict]) -> dict[str, float]:
         vals = [round(r["values"][col.name], col.decimals) for r in rows
                 if r["kind"] == "measured" and r["values"].get(col.name) is not None
                 and math.isfinite(r["values"][col.name])]
-        if vals:
+        if vals and col.higher_is_better is not None:
             best[col.name] = max(vals) if col.higher_is_better else min(vals)
     return best
 
@@ -173,21 +175,22 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
         text = tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True,
                         colalign=["left"] + ["right"] * (len(columns) + 1))
     else:
-        arrows = {True: "$\\uparrow$", False: "$\\downarrow$"}
+        arrows = {True: "$\\uparrow$", False: "$\\downarrow$", None: ""}
         headers = ["Method"] + [c.label + arrows[c.higher_is_better] for c in columns] + ["Videos"]
         body = [[cells[0].replace("&", "\\&").replace("_", "\\_")] + cells[1:] for cells in body]
         text = tabulate(body, headers=headers, tablefmt="latex_raw", disable_numparse=True,
                         colalign=["left"] + ["right"] * (len(columns) + 1))
-    notes = []
+    notes, unofficial = [], {}
     for r in rows:
         failed = {m: n for m, n in r["failed"].items() if n}
         if failed:
             notes.append(f"{r['method']}: failed videos excluded from the means ("
                          + ", ".join(f"{column(m).label} {n}" for m, n in failed.items()) + ")")
         if r["unofficial"]:
-            notes.append(f"{UNOFFICIAL} {r['method']}: " + ", ".join(column(m).label for m in r["unofficial"])
-                         + " computed with unofficial weights (checksum differs from the published file): "
-                         "not comparable with published numbers")
+            unofficial.setdefault(", ".join(column(m).label for m in r["unofficial"]), []).append(r["method"])
+    for labels, methods in unofficial.items():
+        notes.append(f"{UNOFFICIAL} {labels} of {', '.join(methods)}: computed with unofficial weights (checksum "
+                     "differs from the published file): not comparable with published numbers")
     sources = sorted({r["source"] for r in rows if r["kind"] == "reported" and r["source"]})
     notes += [f"reported: {s}" for s in sources]
     if fmt == "latex":
@@ -220,7 +223,7 @@ def compare_methods(store: ResultStore, dataset: str, a: str, b: str) -> list[di
         test = paired_test(pa[common].to_numpy(), pb[common].to_numpy())
         col = column(metric)
         better = None
-        if test["mean_diff"] is not None and test["mean_diff"] != 0:
+        if test["mean_diff"] is not None and test["mean_diff"] != 0 and col.higher_is_better is not None:
             a_higher = test["mean_diff"] > 0
             better = a if a_higher == col.higher_is_better else b
         out.append({"metric": metric, "label": col.header, **test, "better": better})

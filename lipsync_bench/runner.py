@@ -29,7 +29,7 @@ from .metrics import FrameBatch, Metric, MetricContext, all_metrics, get_metric
 from .protocol import Protocol, environment
 from .report import json_float, summary_json, write_exports
 from .stats import dataset_summary, summarize
-from .store import ResultRow, ResultStore, Run
+from .store import GROUND_TRUTH, ResultRow, ResultStore, Run
 
 CHUNK_FRAMES = 32
 
@@ -50,6 +50,7 @@ class EvalRun:
     results: pd.DataFrame  # long format, every video of the run
     dataset_values: dict[str, dict] = field(default_factory=dict)  # dataset metrics (FID): value, videos, ...
     environment: dict = field(default_factory=dict)
+    ground_truth: dict = field(default_factory=dict)  # LSE of the GT videos: summary, warnings, failures
 
     def summary(self) -> dict[str, dict]:
         """Per metric: mean, std, 95% bootstrap CI, n videos with a value, failed videos."""
@@ -88,6 +89,8 @@ class EvalRun:
             "failures": self.failures().to_dict(orient="records"),
             "unpaired": {"generated": self.unpaired_gen, "ground_truth": self.unpaired_gt},
             "counts": {"pairs": self.pairs, "computed": self.computed, "resumed": self.resumed},
+            "ground_truth": {**self.ground_truth,
+                             "summary": summary_json(self.ground_truth.get("summary", {}))} if self.ground_truth else {},
         }
 
 
@@ -104,6 +107,14 @@ def _pair_signature(pair: media.Pair) -> str | None:
 
 def _aligned_chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: list[str]):
     """Yield (gen, gt) uint8 chunks of equal length; check sizes and the frame-count gap at the end."""
+    if pair.gen == pair.gt:  # a video against itself (the GT's own LSE): decode once
+        frames = 0
+        for chunk_ in media.iter_frames(pair.gen, protocol.fps, chunk):
+            frames += len(chunk_)
+            yield chunk_, chunk_
+        if frames == 0:
+            raise PairingError("no frames could be decoded")
+        return
     gen_iter = media.iter_frames(pair.gen, protocol.fps, chunk)
     gt_iter = media.iter_frames(pair.gt, protocol.fps, chunk)
     n_gen = n_gt = used = 0
@@ -151,9 +162,9 @@ def _aligned_chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: 
 
 
 def _context(pair: media.Pair, metric: Metric, protocol: Protocol, device: str, cache_dir: Path | None,
-             weights_paths: dict[str, Path]) -> MetricContext:
+             weights_paths: dict[str, Path], shared: dict | None = None) -> MetricContext:
     return MetricContext(torch.device(device), pair.gen, pair.gt, protocol.fps, cache_dir,
-                         weights_paths.get(metric.name))
+                         weights_paths.get(metric.name), {} if shared is None else shared)
 
 
 def evaluate_pair(pair: media.Pair, metric_names: list[str], params: dict[str, dict],
@@ -172,8 +183,9 @@ def evaluate_pair(pair: media.Pair, metric_names: list[str], params: dict[str, d
             # the accumulators look in the cache, so that LMD reuses it).
             region = faces.analyze_file(pair.gt, protocol.fps, cache_dir)
             faces.require_faces(region, pair.gt)
-        accumulators = {m.name: m.make_accumulator(params[m.name],
-                                                   _context(pair, m, protocol, device, cache_dir, weights_paths or {}))
+        shared: dict = {}  # one per pair: metrics computed together (LSE-C/D, offset) meet here
+        accumulators = {m.name: m.make_accumulator(params[m.name], _context(pair, m, protocol, device, cache_dir,
+                                                                            weights_paths or {}, shared))
                         for m in metrics}
         boxes = None
         index = 0
@@ -223,7 +235,8 @@ def _init_worker(threads: int) -> None:
 
 
 def parse_params(items: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """``["ifc.norm=l2", "ssim.sigma=2"]`` -> ``{"ifc": {"norm": "l2"}, "ssim": {"sigma": "2"}}``."""
+    """``["ifc.norm=l2", "ssim.sigma=2"]`` -> ``{"ifc": {"norm": "l2"}, "ssim": {"sigma": "2"}}``.
+    ``lse.NAME`` sets the parameter of every LSE metric of the run (lse_c, lse_d, av_offset) at once."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         name, eq, value = item.partition("=")
@@ -232,6 +245,22 @@ def parse_params(items: Iterable[str]) -> dict[str, dict[str, Any]]:
             raise LipsyncBenchError(f"--param {item!r}: expected METRIC.NAME=VALUE, e.g. ifc.norm=l2")
         out.setdefault(metric, {})[key] = value
     return out
+
+
+def _expand_lse_params(params: dict[str, dict], names: list[str]) -> dict[str, dict]:
+    """``lse`` parameters go to each LSE metric of the run (a metric's own parameters win)."""
+    from .metrics.lse import LSE_METRICS
+
+    if "lse" not in params:
+        return params
+    params = {k: dict(v) for k, v in params.items()}
+    common = params.pop("lse")
+    targets = [m for m in LSE_METRICS if m in names]
+    if not targets:
+        raise LipsyncBenchError("--param lse.* given, but this run computes no LSE metric")
+    for m in targets:
+        params[m] = {**common, **params.get(m, {})}
+    return params
 
 
 def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[str] | None = None, *,
@@ -243,7 +272,7 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
     gen, gt = Path(gen), Path(gt)
     protocol = protocol or Protocol()
     names = list(dict.fromkeys(metrics or all_metrics()))  # default: every metric; unavailable ones are skipped
-    params = params or {}
+    params = _expand_lse_params(params or {}, names)
     for name in params:
         if name not in names:
             get_metric(name)  # unknown metric names fail here
@@ -275,43 +304,18 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
 
     for key, problem in pairing.problems.items():
         store.write(run, session, [ResultRow(key, m.name, None, None, (), problem) for m in runnable])
-    done = store.completed(run)
-    todo, resumed = [], 0
-    for pair in pairing.pairs:
-        sig = _pair_signature(pair)
-        missing = [m.name for m in runnable if done.get((pair.key, m.name), "-") != sig]
-        if missing:
-            todo.append((pair, missing))
-        else:
-            resumed += 1
-
-    bar = tqdm(total=len(todo), desc=f"eval {method}", unit="video", disable=not progress or not todo,
-               file=sys.stderr, dynamic_ncols=True)
+    todo, resumed = _pending(store, run, pairing.pairs, [m.name for m in runnable])
+    ground_truth: dict = {}
     try:
-        if workers <= 1 or len(todo) <= 1:
-            for pair, missing in todo:
-                store.write(run, session, evaluate_pair(pair, missing, resolved, protocol, device, chunk,
-                                                        cache_dir, weights_paths))
-                bar.update()
-        else:
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(threads,)) as pool:
-                futures = [pool.submit(evaluate_pair, pair, missing, resolved, protocol, device, chunk, cache_dir,
-                                       weights_paths) for pair, missing in todo]
-                try:
-                    for future in as_completed(futures):
-                        store.write(run, session, future.result())
-                        bar.update()
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
+        _compute(store, run, session, todo, resolved, protocol, device, chunk, cache_dir, weights_paths, workers,
+                 progress, f"eval {method}")
         _dataset_metrics(store, run, session, runnable, resolved, pairing.pairs, protocol, device, cache_dir,
                          weights_paths, recompute=bool(todo))
+        if method != GROUND_TRUTH:
+            ground_truth = _ground_truth_sync(store, dataset, gt, pairing.pairs, runnable, resolved, protocol,
+                                              device, chunk, cache_dir, weights_paths, workers, progress, force,
+                                              env, command)
     finally:
-        bar.close()
         store.finish_session(session)
         if scratch is not None:
             scratch.cleanup()
@@ -323,7 +327,100 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
     dataset_values = store.dataset_results(run)
     store.close()
     return EvalRun(run, session, [m.name for m in runnable], skipped, len(pairing.pairs), len(todo), resumed,
-                   pairing.unpaired_gen, pairing.unpaired_gt, results, dataset_values, env)
+                   pairing.unpaired_gen, pairing.unpaired_gt, results, dataset_values, env, ground_truth)
+
+
+def _pending(store: ResultStore, run: Run, pairs: list[media.Pair], names: list[str]):
+    """The pairs with metrics not yet in the store for their current inputs, and how many are complete."""
+    done = store.completed(run)
+    todo, resumed = [], 0
+    for pair in pairs:
+        sig = _pair_signature(pair)
+        missing = [m for m in names if done.get((pair.key, m), "-") != sig]
+        if missing:
+            todo.append((pair, missing))
+        else:
+            resumed += 1
+    return todo, resumed
+
+
+def _compute(store: ResultStore, run: Run, session: int, todo: list, params: dict[str, dict], protocol: Protocol,
+             device: str, chunk: int, cache_dir: Path, weights_paths: dict[str, Path], workers: int,
+             progress: bool, desc: str, postprocess=None) -> None:
+    """Evaluate the pending pairs (in ``workers`` processes), storing each video's rows as it finishes."""
+    bar = tqdm(total=len(todo), desc=desc, unit="video", disable=not progress or not todo, file=sys.stderr,
+               dynamic_ncols=True)
+    finish = postprocess or (lambda rows: rows)
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            for pair, missing in todo:
+                store.write(run, session, finish(evaluate_pair(pair, missing, params, protocol, device, chunk,
+                                                               cache_dir, weights_paths)))
+                bar.update()
+            return
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
+            futures = [pool.submit(evaluate_pair, pair, missing, params, protocol, device, chunk, cache_dir,
+                                   weights_paths) for pair, missing in todo]
+            try:
+                for future in as_completed(futures):
+                    store.write(run, session, finish(future.result()))
+                    bar.update()
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
+        bar.close()
+
+
+def _ground_truth_sync(store: ResultStore, dataset: str, gt: Path, pairs: list[media.Pair], metrics: list[Metric],
+                       params: dict[str, dict], protocol: Protocol, device: str, chunk: int, cache_dir: Path,
+                       weights_paths: dict[str, Path], workers: int, progress: bool, force: bool, env: dict,
+                       command: str | None) -> dict:
+    """LSE of the GT videos themselves, the "Ground truth" row papers print beside the methods: a run
+    of its own on the dataset, computed once (later evals of other methods find it in the store).
+    Each GT's own audio is used. A GT whose LSE-C is implausibly low with the official weights gets
+    a warning: the protocol is probably broken for it."""
+    from .metrics.lse import LSE_METRICS, PLAUSIBLE_GT_LSE_C
+
+    lse = [m.name for m in metrics if m.name in LSE_METRICS]
+    if not lse:
+        return {}
+    gt_params = {m: {**params[m], "audio": "gen"} for m in lse}
+    try:
+        run = store.open_run(GROUND_TRUTH, dataset, protocol.as_dict(), gt_params, str(gt.resolve()),
+                             str(gt.resolve()), force=force)
+    except LipsyncBenchError as exc:
+        return {"error": f"ground-truth LSE not computed: {exc}"}
+    official = not run.unofficial_weights()
+
+    def flag(rows: list[ResultRow]) -> list[ResultRow]:
+        for r in rows:
+            if official and r.metric == "lse_c" and r.value is not None and r.value < PLAUSIBLE_GT_LSE_C:
+                r.warnings = r.warnings + (
+                    f"ground-truth LSE-C {r.value:.2f} is implausibly low for a real video (below "
+                    f"{PLAUSIBLE_GT_LSE_C:g}): the protocol is probably broken for it (frame rate, audio track, "
+                    "face crop or audio offset)",)
+        return rows
+
+    gt_pairs = [media.Pair(p.key, p.gt, p.gt) for p in pairs]
+    todo, _ = _pending(store, run, gt_pairs, lse)
+    session = store.start_session(run, env, command)
+    try:
+        _compute(store, run, session, todo, gt_params, protocol, device, chunk, cache_dir, weights_paths, workers,
+                 progress, "ground truth LSE", flag)
+    finally:
+        store.finish_session(session)
+    rows = store.results([run])
+    rows = rows[rows.video.isin({p.key for p in pairs}) & rows.metric.isin(lse)]
+    ok = rows[rows.error.isna()]
+    return {"summary": {m: summarize(ok[ok.metric == m].value.tolist(), failed=int(
+                (rows.error.notna() & (rows.metric == m)).sum())) for m in lse},
+            "computed": len(todo),
+            "warnings": [(r.video, w) for r in rows.itertuples() for w in r.warnings],
+            "failures": [(r.video, r.error) for r in rows.drop_duplicates("video").itertuples() if r.error]}
 
 
 def _dataset_metrics(store: ResultStore, run: Run, session: int, metrics: list[Metric], params: dict[str, dict],
@@ -374,7 +471,7 @@ def available_metrics() -> list[dict]:
     for name in all_metrics():
         m = get_metric(name)
         reason = m.available()
-        rows.append({"name": m.name, "label": m.label, "better": "higher" if m.higher_is_better else "lower",
+        rows.append({"name": m.name, "label": m.label, "better": {True: "higher", False: "lower", None: "-"}[m.higher_is_better],
                      "needs": sorted(m.needs), "scope": m.scope, "available": reason is None,
                      "reason": reason, "parameters": m.defaults, "description": m.description})
     return rows

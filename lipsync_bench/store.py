@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS dataset_results (
 """
 
 
+#: The method name of the run holding metrics of the GT videos themselves (LSE of the real videos).
+GROUND_TRUTH = "Ground truth"
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

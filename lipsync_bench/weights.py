@@ -40,6 +40,18 @@ class KnownWeights:
 
 KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
     KnownWeights(
+        name="syncnet",
+        filename="syncnet_v2.model",
+        url="https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
+        # Not published by VGG: the digest that independent projects pinned from the file at that URL
+        # (several agree); a file that differs still loads but is marked unofficial.
+        sha256="961e8696f888fce4f3f3a6c3d5b3267cf5b343100b238e79b2659bff2c605442",
+        sha256_prefix=None,
+        used_by="lse_c, lse_d, av_offset",
+        licence="SyncNet (Chung & Zisserman 2016) weights from the Oxford VGG page of syncnet_python (MIT code; "
+                "research use)",
+    ),
+    KnownWeights(
         name="inception-fid",
         filename="pt_inception-2015-12-05-6726825d.pth",
         url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",

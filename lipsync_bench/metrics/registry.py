@@ -42,7 +42,8 @@ class FrameBatch:
 @dataclass
 class MetricContext:
     """What an accumulator may need beyond its parameters: the device, the pair's input files, the
-    protocol frame rate, a cache folder for per-video intermediate results, and the weights file."""
+    protocol frame rate, a cache folder for per-video intermediate results, the weights file, and a
+    dict shared by the accumulators of one pair (metrics computed together, e.g. LSE-C and LSE-D)."""
 
     device: torch.device
     gen: Path | None = None
@@ -50,6 +51,7 @@ class MetricContext:
     fps: float = 25.0
     cache_dir: Path | None = None
     weights_path: Path | None = None
+    shared: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -120,7 +122,7 @@ class Metric:
 
     name: str
     label: str  # column header, e.g. "LSE-C"
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: no direction (e.g. the AV offset, best at 0)
     needs: frozenset[str]
     scope: str  # "video" or "dataset"
     decimals: int
@@ -137,7 +139,7 @@ class Metric:
 
     @property
     def arrow(self) -> str:
-        return "↑" if self.higher_is_better else "↓"
+        return {True: "↑", False: "↓", None: ""}[self.higher_is_better]
 
     def resolve_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The defaults with ``overrides`` applied; unknown names and ill-typed values are refused."""
@@ -173,7 +175,7 @@ def _coerce(metric: str, key: str, value: Any, default: Any) -> Any:
 _REGISTRY: dict[str, Metric] = {}
 
 #: The paper's column order (Tab. B); metrics not in it follow in registration order.
-PAPER_ORDER = ("ssim", "psnr", "fid", "ifc", "lmd", "lse_c", "lse_d")
+PAPER_ORDER = ("ssim", "psnr", "fid", "ifc", "lmd", "lse_c", "lse_d", "av_offset")
 
 
 def register(metric: Metric) -> Metric:

@@ -35,6 +35,22 @@ class SyncScore:
     windows: int
     distances: np.ndarray  # per window and offset, (windows, 2 vshift + 1)
 
+    @property
+    def vshift(self) -> int:
+        return (len(self.curve) - 1) // 2
+
+    def framewise_confidence(self) -> np.ndarray:
+        """Per window: median(curve) - its distance at the best offset, median-filtered over 9 windows
+        (the reference's "framewise conf")."""
+        from scipy.signal import medfilt
+
+        conf = float(np.median(self.curve)) - self.distances[:, self.vshift - self.offset]
+        return medfilt(conf, kernel_size=9) if len(conf) >= 9 else conf
+
+    def as_dict(self) -> dict:
+        return {"offset": self.offset, "lse_c": self.lse_c, "lse_d": self.lse_d, "windows": self.windows,
+                "curve": [float(x) for x in self.curve]}
+
 
 def mfcc(audio: np.ndarray) -> np.ndarray:
     """(13, steps) MFCCs of 16 kHz audio given as float in [-1, 1) (from 16-bit samples) or int16."""
@@ -44,26 +60,59 @@ def mfcc(audio: np.ndarray) -> np.ndarray:
     return python_speech_features.mfcc(samples, SAMPLE_RATE).T
 
 
-@torch.no_grad()
-def sync_score(model: SyncNet, faces_bgr: np.ndarray, audio: np.ndarray, vshift: int = 15,
-               batch: int = 64, device: str | torch.device = "cpu") -> SyncScore:
-    """LSE of 224x224 BGR uint8 face crops (T, 224, 224, 3) at 25 fps against 16 kHz audio."""
-    samples = len(audio)
-    length = min(len(faces_bgr), samples // SAMPLES_PER_FRAME)
-    n = length - WINDOW
-    if n < 1:
-        raise ValueError(f"{length} usable frames: LSE needs at least {WINDOW + 1} (video and audio)")
-    coeffs = torch.from_numpy(mfcc(audio)).float()
-    video = torch.from_numpy(np.ascontiguousarray(faces_bgr[:length])).permute(3, 0, 1, 2).float()  # 3,T,H,W
-    im, cc = [], []
-    for start in range(0, n, batch):
-        idx = range(start, min(n, start + batch))
-        clips = torch.stack([video[:, i:i + WINDOW] for i in idx]).to(device)
-        audio_in = torch.stack([coeffs[:, i * MFCC_PER_FRAME:i * MFCC_PER_FRAME + MFCC_PER_FRAME * WINDOW]
-                                for i in idx]).unsqueeze(1).to(device)
-        im.append(model.embed_video(clips).cpu())
-        cc.append(model.embed_audio(audio_in).cpu())
-    im, cc = torch.cat(im), torch.cat(cc)
+class SyncScorer:
+    """Streaming LSE of one face-crop sequence: ``add_frames`` takes 224x224 BGR crops as they are
+    decoded (embeddings are computed per batch of windows, only the last 4 frames are kept), ``result``
+    computes the audio embeddings and the distance curve."""
+
+    def __init__(self, model: SyncNet, audio: np.ndarray, vshift: int = 15, batch: int = 32,
+                 device: str | torch.device = "cpu"):
+        self.model, self.vshift, self.batch, self.device = model, vshift, batch, torch.device(device)
+        self.samples = len(audio)
+        self.coeffs = torch.from_numpy(mfcc(audio)).float() if len(audio) else torch.zeros(13, 0)
+        self.frames = 0
+        self._tail = np.zeros((0, 224, 224, 3), np.uint8)
+        self._video: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def add_frames(self, faces_bgr: np.ndarray) -> None:
+        faces_bgr = np.asarray(faces_bgr)
+        if faces_bgr.shape[1:] != (224, 224, 3) or faces_bgr.dtype != np.uint8:
+            raise ValueError(f"face crops must be uint8 (n, 224, 224, 3), not {faces_bgr.dtype} {faces_bgr.shape}")
+        self.frames += len(faces_bgr)
+        pending = np.concatenate([self._tail, faces_bgr])
+        while len(pending) >= self.batch + WINDOW - 1:
+            self._embed(pending[:self.batch + WINDOW - 1])
+            pending = pending[self.batch:]
+        self._tail = pending
+
+    def _embed(self, frames: np.ndarray) -> None:
+        video = torch.from_numpy(frames).to(self.device).permute(3, 0, 1, 2).float()  # 3, T, H, W
+        clips = video.unfold(1, WINDOW, 1).permute(1, 0, 4, 2, 3)  # windows, 3, 5, H, W
+        self._video.append(self.model.embed_video(clips).cpu())
+
+    @torch.no_grad()
+    def result(self) -> SyncScore:
+        if len(self._tail) >= WINDOW:
+            self._embed(self._tail)
+            self._tail = self._tail[-(WINDOW - 1):]
+        length = min(self.frames, self.samples // SAMPLES_PER_FRAME)
+        n = length - WINDOW  # the reference's range(0, length - 5)
+        if n < 1:
+            raise ValueError(f"{length} usable frames (video {self.frames}, audio "
+                             f"{self.samples / SAMPLE_RATE:.2f} s): LSE needs at least {WINDOW + 1}")
+        im = torch.cat(self._video)[:n]
+        audio_in = self.coeffs[:, :MFCC_PER_FRAME * (n - 1) + MFCC_PER_FRAME * WINDOW]
+        audio_in = audio_in.unfold(1, MFCC_PER_FRAME * WINDOW, MFCC_PER_FRAME).permute(1, 0, 2)[:, None]
+        cc = torch.cat([self.model.embed_audio(audio_in[i:i + 256].to(self.device)).cpu()
+                        for i in range(0, n, 256)])
+        return distance_curve(im, cc, self.vshift)
+
+
+def distance_curve(im: torch.Tensor, cc: torch.Tensor, vshift: int) -> SyncScore:
+    """Window i's video embedding against the audio embeddings of windows i-vshift .. i+vshift (zero
+    beyond the ends), Euclidean distance; the mean over windows is the curve."""
+    n = len(im)
     padded = F.pad(cc, (0, 0, vshift, vshift))
     shifted = padded.unfold(0, 2 * vshift + 1, 1).permute(0, 2, 1)  # (n, 2 vshift + 1, D)
     dists = F.pairwise_distance(im[:, None, :].expand_as(shifted), shifted)  # (n, 2 vshift + 1)
@@ -71,3 +120,11 @@ def sync_score(model: SyncNet, faces_bgr: np.ndarray, audio: np.ndarray, vshift:
     minval, minidx = torch.min(curve, 0)
     return SyncScore(offset=int(vshift - minidx), lse_d=float(minval), lse_c=float(torch.median(curve) - minval),
                      curve=curve.numpy(), windows=n, distances=dists.numpy())
+
+
+def sync_score(model: SyncNet, faces_bgr: np.ndarray, audio: np.ndarray, vshift: int = 15,
+               batch: int = 32, device: str | torch.device = "cpu") -> SyncScore:
+    """LSE of 224x224 BGR uint8 face crops (T, 224, 224, 3) at 25 fps against 16 kHz audio."""
+    scorer = SyncScorer(model, audio, vshift, batch, device)
+    scorer.add_frames(faces_bgr)
+    return scorer.result()

@@ -4,6 +4,11 @@ directly with ``torch.load(weights_only=True)``.
 
 Inputs: video windows (N, 3, 5, 224, 224) of face crops, BGR, float 0-255, not normalised; audio
 windows (N, 1, 13, 20) of MFCCs (4 MFCC steps a video frame at 25 fps). Outputs: 1024-d embeddings.
+
+For evaluation, ``load_syncnet`` also builds an equivalent 2D lip tower (``fuse_for_inference``): the
+first Conv3d spans all 5 frames and every later one has temporal size 1, so each is a Conv2d (the
+frames stacked on channels), with the eval-mode BatchNorm folded into it. Same function, about 1.6x
+faster on CPU (oneDNN's 2D kernels, channels-last); embeddings agree to ~1e-6.
 """
 from __future__ import annotations
 
@@ -71,12 +76,81 @@ class SyncNet(nn.Module):
         return self.netfcaud(self.netcnnaud(mfcc).flatten(1))
 
     def embed_video(self, clips: torch.Tensor) -> torch.Tensor:
+        fused = self.__dict__.get("_lip2d")  # not a submodule: the state dict keeps the published keys
+        if fused is not None and not self.training:
+            n, c, t, h, w = clips.shape
+            x = clips.reshape(n, c * t, h, w).contiguous(memory_format=torch.channels_last)
+            return self.netfclip(fused(x).flatten(1))
         return self.netfclip(self.netcnnlip(clips).flatten(1))
+
+    @torch.no_grad()
+    def fuse_for_inference(self) -> "SyncNet":
+        """Build the 2D lip tower from the current weights (call again after changing them)."""
+        self.__dict__["_lip2d"] = _conv3d_tower_as_2d(self.netcnnlip).to(memory_format=torch.channels_last)
+        return self
+
+    def _apply(self, fn, *args, **kwargs):  # .to(device) moves the fused tower too
+        super()._apply(fn, *args, **kwargs)
+        if self.__dict__.get("_lip2d") is not None:
+            self.__dict__["_lip2d"]._apply(fn, *args, **kwargs)
+        return self
+
+
+def _triple(x) -> tuple:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x, x, x)
+
+
+def _conv3d_tower_as_2d(tower: nn.Sequential) -> nn.Sequential:
+    """The lip tower with each Conv3d (+ eval BatchNorm3d) as one Conv2d over (channels x frames)."""
+    mods, out, i = list(tower), [], 0
+    while i < len(mods):
+        layer = mods[i]
+        if isinstance(layer, nn.Conv3d):
+            w = layer.weight.detach()
+            conv = nn.Conv2d(w.shape[1] * w.shape[2], w.shape[0], tuple(w.shape[3:]),
+                             stride=_triple(layer.stride)[1:], padding=_triple(layer.padding)[1:])
+            weight, bias = w.reshape(w.shape[0], -1, *w.shape[3:]).clone(), layer.bias.detach().clone()
+            if i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm3d):
+                bn = mods[i + 1]
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                weight, bias = weight * scale[:, None, None, None], (bias - bn.running_mean) * scale + bn.bias
+                i += 1
+            conv.weight.data, conv.bias.data = weight, bias
+            out.append(conv)
+        elif isinstance(layer, nn.MaxPool3d):
+            out.append(nn.MaxPool2d(_triple(layer.kernel_size)[1:], _triple(layer.stride)[1:],
+                                    _triple(layer.padding)[1:]))
+        elif isinstance(layer, nn.ReLU):
+            out.append(nn.ReLU(inplace=layer.inplace))
+        else:
+            raise TypeError(f"cannot convert {type(layer).__name__} to 2D")
+        i += 1
+    return nn.Sequential(*out).eval()
 
 
 def load_syncnet(path: str | Path, device: str | torch.device = "cpu") -> SyncNet:
-    """SyncNet with the weights of ``syncnet_v2.model`` (or a file in its layout), in eval mode."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """SyncNet with the weights of ``syncnet_v2.model`` (or a file in its layout), in eval mode.
+    A file that is not such a state dict (corrupt, truncated, other keys, pickled code, which
+    ``weights_only`` refuses to run) is a ``LipsyncBenchError`` naming the file."""
+    import pickle
+
+    from ..errors import LipsyncBenchError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LipsyncBenchError(f"{path}: cannot be loaded as SyncNet weights ({reason[:200]})") from None
     model = SyncNet()
-    model.load_state_dict(state)
-    return model.eval().to(device)
+    if not isinstance(state, dict):
+        raise LipsyncBenchError(f"{path}: holds a {type(state).__name__}, not a SyncNet state dict")
+    missing = set(model.state_dict()) - set(state)
+    unexpected = set(state) - set(model.state_dict())
+    if missing or unexpected:
+        raise LipsyncBenchError(f"{path}: not in syncnet_v2.model's layout ({len(missing)} keys missing, e.g. "
+                                f"{sorted(missing)[:2]}; {len(unexpected)} unexpected, e.g. {sorted(unexpected)[:2]})")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise LipsyncBenchError(f"{path}: tensor shapes differ from SyncNet's ({str(exc).splitlines()[-1].strip()})") from None
+    return model.eval().fuse_for_inference().to(device)

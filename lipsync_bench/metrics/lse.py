@@ -1,0 +1,193 @@
+"""LSE-C, LSE-D and the audio-visual offset (Wav2Lip's lip-sync metrics): SyncNet's confidence, minimum
+distance and best offset for the generated video against its audio, by syncnet_python's procedure
+(``lipsync_bench.syncnets.lse``), from frames in memory.
+
+Per video: the face pipeline's main track (cached; shared with LMD and --region), syncnet_python's
+224x224 crop of each tracked frame (BGR), and the audio of the same span (from the track's first
+frame). The three metrics share one computation per video; they need no GT frames.
+
+Parameters (the same for the three; ``--param lse.NAME=VALUE`` sets all three at once):
+
+- ``vshift`` (15): offsets searched, in frames, each way.
+- ``min_track`` (0): tracks shorter than this many frames are an error for that video. syncnet_python's
+  pipeline uses 100 and silently drops shorter clips (every clip under 4 s); the default here keeps
+  them, down to the 6 frames the procedure needs.
+- ``audio`` ("gen"): whose audio track: the generated video's ("gen") or the GT's ("gt", for
+  generators that write silent videos).
+- ``compat`` ("none"): "syncnet_python" also round-trips the crops through JPEG as the reference's
+  ffmpeg/OpenCV step does (see ``syncnets.compat``); numbers then match published ones more closely.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import weights
+from ..errors import LipsyncBenchError, MediaError, MetricError
+from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, register
+
+DEFAULTS = {"vshift": 15, "min_track": 0, "audio": "gen", "compat": "none"}
+LSE_METRICS = ("lse_c", "lse_d", "av_offset")
+#: With the official weights, real talking-face videos score well above this; lower means the
+#: protocol is probably broken for that video.
+PLAUSIBLE_GT_LSE_C = 3.0
+
+_MODELS: dict[tuple, torch.nn.Module] = {}
+
+
+def load_model(path: Path, device: torch.device):
+    """The SyncNet of a weights file, loaded once per process and device."""
+    from ..syncnets.syncnet import load_syncnet
+
+    key = (weights.sha256(path), str(device))
+    if key not in _MODELS:
+        _MODELS[key] = load_syncnet(path, device)
+    return _MODELS[key]
+
+
+def check_params(params: dict) -> None:
+    from ..syncnets.compat import COMPAT_MODES
+
+    if params["audio"] not in ("gen", "gt"):
+        raise LipsyncBenchError(f"lse audio must be 'gen' or 'gt', not {params['audio']!r}")
+    if params["compat"] not in COMPAT_MODES:
+        raise LipsyncBenchError(f"lse compat must be one of {', '.join(COMPAT_MODES)}, not {params['compat']!r}")
+    if params["vshift"] < 1:
+        raise LipsyncBenchError("lse vshift must be at least 1")
+
+
+class TrackedSync:
+    """Streaming LSE of one video: crops of the main face track (or the frames as they are, for
+    videos that are already 224x224 face crops) fed to a ``SyncScorer`` as frames arrive."""
+
+    def __init__(self, model, audio: np.ndarray, params: dict, device, centres: np.ndarray | None = None,
+                 track_start: int = 0):
+        from ..syncnets.compat import JpegRoundTrip
+        from ..syncnets.lse import SAMPLES_PER_FRAME, SyncScorer
+
+        self.centres, self.start = centres, track_start
+        self.jpeg = JpegRoundTrip() if params["compat"] == "syncnet_python" else None
+        audio = audio[track_start * SAMPLES_PER_FRAME:]  # the track's span, as the reference cuts it
+        self.scorer = SyncScorer(model, audio, params["vshift"], device=device)
+        self.next_frame = 0
+
+    def update(self, frames_rgb: np.ndarray, start: int) -> None:
+        """Frames ``start ..`` of the video (RGB uint8); frames already seen are skipped."""
+        from ..faces import syncnet_crop
+
+        if start < self.next_frame:
+            return
+        self.next_frame = start + len(frames_rgb)
+        if self.centres is None:
+            crops = frames_rgb
+        else:
+            first = max(start, self.start)
+            last = min(start + len(frames_rgb), self.start + len(self.centres))
+            crops = [syncnet_crop(frames_rgb[f - start], *self.centres[f - self.start]) for f in range(first, last)]
+            if not crops:
+                return
+        if self.jpeg is not None:
+            bgr = np.stack([self.jpeg.from_rgb(c) for c in crops])
+        else:
+            bgr = np.ascontiguousarray(np.stack(crops)[..., ::-1])
+        self.scorer.add_frames(bgr)
+
+    def result(self):
+        try:
+            return self.scorer.result()
+        except ValueError as exc:
+            raise MetricError(str(exc)) from None
+
+
+def track_centres(face_data, path: Path, min_track: int) -> tuple[np.ndarray, int]:
+    """Smoothed crop centres of the main track and its first frame; errors name the video."""
+    from ..faces import require_faces, smoothed_centres
+    from ..syncnets.lse import WINDOW
+
+    require_faces(face_data, path)
+    track = face_data.main_track()
+    if track is None:
+        raise MetricError(f"{path}: no face track")
+    need = max(min_track, WINDOW + 1)
+    if len(track.boxes) < need:
+        why = f"min_track={min_track}" if min_track > WINDOW + 1 else "the 5-frame window needs 6"
+        raise MetricError(f"{path}: face track of {len(track.boxes)} frames is shorter than {need} ({why})")
+    return smoothed_centres(track), track.start
+
+
+def read_sync_audio(path: Path) -> np.ndarray:
+    from ..media import read_audio
+
+    try:
+        return read_audio(path)
+    except MediaError as exc:
+        raise MetricError(f"{exc}; LSE needs the driving audio (--param lse.audio=gt takes the GT's)") from None
+
+
+class _Shared:
+    """The per-video computation the three LSE accumulators share."""
+
+    def __init__(self, params: dict, ctx: MetricContext):
+        from ..faces import analyze_file
+
+        self.value = None
+        model = load_model(ctx.weights_path, ctx.device)
+        audio = read_sync_audio(ctx.gen if params["audio"] == "gen" else ctx.gt)
+        faces = analyze_file(ctx.gen, ctx.fps, ctx.cache_dir)  # cached; the first run decodes it once more
+        centres, start = track_centres(faces, ctx.gen, params["min_track"])
+        self.sync = TrackedSync(model, audio, params, ctx.device, centres, start)
+
+    def result(self):
+        if self.value is None:
+            self.value = self.sync.result()
+        return self.value
+
+
+class _LseAccumulator(Accumulator):
+    def __init__(self, name: str, params: dict, ctx: MetricContext):
+        check_params(params)
+        key = ("lse", json.dumps({k: params[k] for k in DEFAULTS}, sort_keys=True))
+        if key not in ctx.shared:
+            ctx.shared[key] = _Shared(params, ctx)
+        self.name, self.shared = name, ctx.shared[key]
+
+    def update(self, batch: FrameBatch) -> None:
+        self.shared.sync.update(batch.gen_full.cpu().numpy(), batch.start)
+
+    def result(self) -> MetricValue:
+        score = self.shared.result()
+        value = {"lse_c": score.lse_c, "lse_d": score.lse_d, "av_offset": float(score.offset)}[self.name]
+        return MetricValue(value, score.windows)
+
+
+def _available() -> str | None:
+    try:
+        import python_speech_features  # noqa: F401
+    except ImportError:
+        return "needs the package python_speech_features (pip install python_speech_features)"
+    if weights.find("syncnet") is None:
+        return weights.missing_message("syncnet")
+    return None
+
+
+def _face_pipeline(params: dict) -> dict:
+    from ..faces import FaceAnalyzer
+
+    return {"face_pipeline": FaceAnalyzer("auto").params(), "sync_model": "syncnet (syncnet_python procedure)"}
+
+
+_COMMON = dict(needs=frozenset({"audio", "landmarks", "weights"}), scope="video", defaults=DEFAULTS,
+               available=_available, weights="syncnet", protocol_extra=_face_pipeline, uses_region=False)
+
+register(Metric(name="lse_c", label="LSE-C", higher_is_better=True, decimals=3,
+                description="SyncNet confidence: median - minimum of the mean distance over offsets",
+                make_accumulator=lambda params, ctx: _LseAccumulator("lse_c", params, ctx), **_COMMON))
+register(Metric(name="lse_d", label="LSE-D", higher_is_better=False, decimals=3,
+                description="SyncNet minimum mean distance between lip and audio embeddings over offsets",
+                make_accumulator=lambda params, ctx: _LseAccumulator("lse_d", params, ctx), **_COMMON))
+register(Metric(name="av_offset", label="AV offset", higher_is_better=None, decimals=2,
+                description="audio-visual offset in frames at SyncNet's minimum distance (0 = in sync)",
+                make_accumulator=lambda params, ctx: _LseAccumulator("av_offset", params, ctx), **_COMMON))
