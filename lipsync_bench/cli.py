@@ -272,12 +272,58 @@ def faces_cmd(video, out, fps, landmarker, as_json):
                    + (f"; overlay written to {out}" if out else ""))
 
 
+@main.command("lse")
+@click.argument("video", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--audio", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Score against this audio file instead of the video's own track.")
+@click.option("--crop", type=click.Choice(["track", "none"]), default="track", show_default=True,
+              help="track: find and crop the face as eval does; none: VIDEO is already a 224x224 face crop "
+                   "(as syncnet_python's demo_syncnet.py takes it).")
+@click.option("--compat", type=click.Choice(["none", "syncnet_python"]), default="none", show_default=True,
+              help="syncnet_python: also round-trip the frames through JPEG as the reference's ffmpeg step does, "
+                   "to match published numbers (see the README).")
+@click.option("--fps", default=25.0, show_default=True, help="Frame rate the video is resampled to.")
+@click.option("--vshift", default=15, show_default=True, help="Offsets searched each way, in frames.")
+@click.option("--min-track", default=0, show_default=True,
+              help="Refuse face tracks shorter than this (syncnet_python's pipeline uses 100).")
+@click.option("--weights-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help=f"Folder holding syncnet_v2.model [default: ${ENV_VAR}, then the torch hub cache].")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Save the distance-vs-offset curve and the framewise confidence as a PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print offset, lse_c, lse_d, the curve and the protocol as JSON.")
+@_friendly
+def lse_cmd(video, audio, crop, compat, fps, vshift, min_track, weights_dir, device, plot, as_json):
+    """LSE-C, LSE-D and the AV offset of one VIDEO with SyncNet (syncnet_python's procedure)."""
+    from .metrics.lse import plot_score, score_video
+
+    score, protocol = score_video(video, audio, crop, compat, fps, vshift, min_track, device, weights_dir)
+    if plot:
+        plot_score(score, plot, title=str(video.name))
+    doc = {"video": str(video), "offset": score.offset, "lse_c": score.lse_c, "lse_d": score.lse_d,
+           "windows": score.windows, "curve": [float(x) for x in score.curve], "protocol": protocol}
+    if plot:
+        doc["plot"] = str(plot)
+    if as_json:
+        _echo_json(doc)
+        return
+    official = protocol["weights"]["official"]
+    click.echo(f"{video}: AV offset {score.offset}, LSE-D {score.lse_d:.3f}, LSE-C {score.lse_c:.3f} "
+               f"({score.windows} windows at {fps:g} fps, crop {crop}, compat {compat})")
+    if not official:
+        click.echo(f"note: unofficial weights ({protocol['weights']['sha256'][:16]}…): not comparable with "
+                   "published numbers")
+    if plot:
+        click.echo(f"plot written to {plot}")
+
+
 @main.group("weights")
 def weights_group():
     """Pretrained weights: what is known, where it is looked for, whether what is there is official.
 
-    Nothing is downloaded during evaluation: place files under their published names in
-    $LIPSYNC_BENCH_WEIGHTS (or --weights-dir) or the torch hub cache."""
+    Nothing is downloaded during evaluation: 'weights fetch NAME' downloads a file (checksum verified),
+    or place files under their published names in $LIPSYNC_BENCH_WEIGHTS (or --weights-dir) or the
+    torch hub cache."""
 
 
 @weights_group.command("list")
@@ -293,9 +339,13 @@ def weights_list(as_json):
     if as_json:
         _echo_json(rows)
         return
-    click.echo(tabulate([[r["name"], r["used_by"], r["status"], r["path"] or f"get {r['url']}"] for r in rows],
-                        headers=["weights", "metric", "status", "path"], tablefmt="simple"))
+    click.echo(tabulate([[r["name"], r["used_by"], r["status"], r["path"] or f"lipsync-bench weights fetch {r['name']}"]
+                         for r in rows], headers=["weights", "metric", "status", "path (or how to get it)"],
+                        tablefmt="simple"))
     click.echo("searched: " + ", ".join(str(d) for d in weights.search_dirs()))
+    for r in rows:
+        if r["status"] == "missing":
+            click.echo(f"{r['name']}: {r['url']} ({r['licence']})")
 
 
 @weights_group.command("path")
@@ -308,6 +358,25 @@ def weights_path(name):
     if name not in weights.KNOWN:
         raise LipsyncBenchError(f"unknown weights '{name}' (known: {', '.join(weights.KNOWN)})")
     click.echo(str(weights.require(name)))
+
+
+@weights_group.command("fetch")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--weights-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help=f"Download into this folder [default: ${ENV_VAR}, else the torch hub cache].")
+@click.option("--url", default=None, help="Download from this mirror instead of the official URL (one name only).")
+@_friendly
+def weights_fetch(names, weights_dir, url):
+    """Download the weights NAMES ('all' for every known file) and keep each only if its sha256 is
+    the published one."""
+    from . import weights
+
+    names = list(weights.KNOWN) if list(names) == ["all"] else list(names)
+    if url and len(names) > 1:
+        raise LipsyncBenchError("--url takes one weights name")
+    for name in names:
+        path = weights.fetch(name, weights_dir, url)
+        click.echo(f"{name}: {path} (sha256 verified)")
 
 
 @weights_group.command("verify")

@@ -299,12 +299,37 @@ def read_frames(path: str | os.PathLike, fps: float | Fraction | None = 25) -> n
     return np.concatenate(chunks)
 
 
+def _declared_end(container, stream) -> Fraction | None:
+    """Where an MP4/MOV audio stream ends by its declared duration (its edit list), in seconds: the
+    encoder's padding in the last AAC frame lies beyond it, and the ffmpeg CLI drops it."""
+    if "mp4" not in container.format.name or not stream.duration or stream.time_base is None:
+        return None
+    return (Fraction(stream.start_time or 0) + stream.duration) * stream.time_base
+
+
+def _trim_audio_frame(frame: av.AudioFrame, end: Fraction) -> av.AudioFrame | None:
+    """The part of a decoded audio frame before ``end`` (None when nothing is left)."""
+    if frame.pts is None or frame.time_base is None:
+        return frame
+    keep = round((end - Fraction(frame.pts) * frame.time_base) * frame.sample_rate)
+    if keep >= frame.samples:
+        return frame
+    if keep <= 0:
+        return None
+    data = frame.to_ndarray()
+    data = data[:, :keep] if frame.format.is_planar else data[:, :keep * len(frame.layout.channels)]
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=frame.format.name, layout=frame.layout.name)
+    out.sample_rate = frame.sample_rate
+    return out
+
+
 def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     """The first audio stream as mono float32 in [-1, 1) at ``sample_rate``.
 
     The samples are those ffmpeg writes with ``-ac 1 -ar 16000 -acodec pcm_s16le`` (the syncnet_python
     recipe): libswresample to signed 16-bit mono, whose downmix matrix is normalised so stereo becomes
-    (L + R) / 2, then divided by 32768. For a frame folder, the audio is its ``audio.wav``.
+    (L + R) / 2, then divided by 32768; MP4 audio ends at its declared duration, as the CLI trims it
+    (checked sample for sample against ffmpeg 9 on the shared clips). For a frame folder, the audio is its ``audio.wav``.
     """
     path = Path(path)
     if path.is_dir():
@@ -315,10 +340,15 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
         if not container.streams.audio:
             raise MediaError(path, "no audio stream")
         stream = container.streams.audio[0]
+        end = _declared_end(container, stream)
         resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
         parts = []
         try:
             for frame in container.decode(stream):
+                if end is not None:
+                    frame = _trim_audio_frame(frame, end)
+                    if frame is None:
+                        continue
                 frame.pts = None  # let the resampler follow the samples, not gaps in timestamps
                 for out in resampler.resample(frame):
                     parts.append(out.to_ndarray().reshape(-1))

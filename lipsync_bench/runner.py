@@ -184,9 +184,13 @@ def evaluate_pair(pair: media.Pair, metric_names: list[str], params: dict[str, d
             region = faces.analyze_file(pair.gt, protocol.fps, cache_dir)
             faces.require_faces(region, pair.gt)
         shared: dict = {}  # one per pair: metrics computed together (LSE-C/D, offset) meet here
-        accumulators = {m.name: m.make_accumulator(params[m.name], _context(pair, m, protocol, device, cache_dir,
-                                                                            weights_paths or {}, shared))
-                        for m in metrics}
+        accumulators, refused = {}, {}
+        for m in metrics:  # a metric that cannot start on this video (e.g. LSE without audio) leaves the others
+            try:
+                accumulators[m.name] = m.make_accumulator(params[m.name], _context(
+                    pair, m, protocol, device, cache_dir, weights_paths or {}, shared))
+            except MetricError as exc:
+                refused[m.name] = str(exc)
         boxes = None
         index = 0
         for g, t in _aligned_chunks(pair, protocol, chunk, warnings):
@@ -209,7 +213,8 @@ def evaluate_pair(pair: media.Pair, metric_names: list[str], params: dict[str, d
         message = f"internal error {type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})"
         return _error_rows(pair, metric_names, message, start, signature)
     seconds = (time.perf_counter() - start) / max(1, len(metrics))
-    rows = []
+    rows = [ResultRow(pair.key, name, None, None, tuple(warnings), message, seconds, signature)
+            for name, message in refused.items()]
     for name, acc in accumulators.items():
         try:
             value = acc.result()

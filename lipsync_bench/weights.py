@@ -1,6 +1,7 @@
 """Known pretrained weights: where they come from, how they are checked, where they are looked for.
 
-Nothing is downloaded at evaluation time. A file is looked for, in order, in ``--weights-dir`` /
+Nothing is downloaded at evaluation time; ``fetch`` (``lipsync-bench weights fetch NAME``) downloads
+a file on request and keeps it only when its checksum is the published one. A file is looked for, in order, in ``--weights-dir`` /
 ``$LIPSYNC_BENCH_WEIGHTS`` and in torch's hub cache (``$TORCH_HOME/hub/checkpoints``, where
 pytorch-fid and torch.hub put downloads), under its published file name. A missing file makes the
 metrics that need it unavailable, with one message naming the file, the folders and the URL.
@@ -108,7 +109,7 @@ def missing_message(name: str, weights_dir: str | os.PathLike | None = None) -> 
     dirs = search_dirs(weights_dir)
     return (f"needs {info.filename} ({info.name} weights), not found in "
             + ", ".join(str(d) for d in dirs)
-            + f"; download {info.url} into {dirs[-1]} or into a folder named by ${ENV_VAR}")
+            + f"; get it with 'lipsync-bench weights fetch {info.name}' (downloads {info.url} into {dirs[0]})")
 
 
 def require(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
@@ -155,3 +156,54 @@ def inventory() -> list[dict]:
                      "status": "missing" if d is None else ("official" if d["official"] else "unofficial"),
                      "sha256": d["sha256"] if d else None, "licence": info.licence})
     return rows
+
+
+def default_target(weights_dir: str | os.PathLike | None = None) -> Path:
+    """Where ``fetch`` puts files: --weights-dir, else $LIPSYNC_BENCH_WEIGHTS, else the torch hub cache."""
+    return search_dirs(weights_dir)[0]
+
+
+def fetch(name: str, weights_dir: str | os.PathLike | None = None, url: str | None = None,
+          progress: bool = True, timeout: float = 60) -> Path:
+    """Download the weights ``name`` (from ``url``, a mirror, if given) into ``weights_dir`` (see
+    ``default_target``), verifying the checksum while writing to a temporary file; the file is kept
+    under its published name only when it is official. A file already there and official is kept."""
+    import urllib.error
+    import urllib.request
+
+    from tqdm import tqdm
+
+    from .errors import LipsyncBenchError
+
+    if name not in KNOWN:
+        raise LipsyncBenchError(f"unknown weights '{name}' (known: {', '.join(KNOWN)})")
+    info = KNOWN[name]
+    folder = default_target(weights_dir)
+    target = folder / info.filename
+    if target.is_file() and info.is_official(sha256(target)):
+        return target
+    source = url or info.url
+    folder.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(source, timeout=timeout) as response, open(part, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=info.filename, disable=not progress) as bar:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+                    h.update(block)
+                    bar.update(len(block))
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        part.unlink(missing_ok=True)
+        reason = getattr(exc, "reason", exc)
+        raise LipsyncBenchError(f"cannot download {source} ({reason}); place {info.filename} in {folder} "
+                                "by hand, or pass --url with a mirror") from None
+    digest = h.hexdigest()
+    if not info.is_official(digest):
+        part.unlink(missing_ok=True)
+        expected = info.sha256 or f"{info.sha256_prefix}…"
+        raise LipsyncBenchError(f"{source}: checksum mismatch for {info.filename} (sha256 {digest}, expected "
+                                f"{expected}); the download is corrupt or not the published file, nothing kept")
+    part.replace(target)
+    return target

@@ -228,3 +228,21 @@ def test_symlink_loop_is_not_followed_forever(tmp_path):
     (root / "x" / "loop").symlink_to(root, target_is_directory=True)
     inputs, problems = media.find_inputs(root)
     assert list(inputs) == ["x/v"] and not problems
+
+
+@pytest.mark.parametrize("name", ["retalking/face_1.mp4", "retalking/face_3.mp4", "grid/bbaf2n.mpg",
+                                  "retalking/audio_2.wav"])
+def test_audio_equals_the_ffmpeg_cli_sample_for_sample(tmp_path, name):
+    """syncnet_python's audio step, `ffmpeg -i F -ac 1 -vn -acodec pcm_s16le -ar 16000 audio.wav`: same
+    length (MP4 audio ends at its declared duration, without the AAC padding) and same samples."""
+    from scipy.io import wavfile
+
+    if _ffmpeg() is None:
+        pytest.skip("needs imageio-ffmpeg (the test extra) for a real ffmpeg binary")
+    out = tmp_path / "audio.wav"
+    subprocess.run([_ffmpeg(), "-v", "error", "-y", "-i", str(data_file(name)), "-ac", "1", "-vn",
+                    "-acodec", "pcm_s16le", "-ar", "16000", str(out)], check=True)
+    _, ref = wavfile.read(out)
+    ours = np.round(media.read_audio(data_file(name)) * 32768).astype(np.int32)
+    assert len(ours) == len(ref)
+    assert np.array_equal(ours, ref.astype(np.int32))

@@ -20,6 +20,7 @@ Parameters (the same for the three; ``--param lse.NAME=VALUE`` sets all three at
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,9 @@ def track_centres(face_data, path: Path, min_track: int) -> tuple[np.ndarray, in
     from ..faces import require_faces, smoothed_centres
     from ..syncnets.lse import WINDOW
 
+    if face_data.frames < WINDOW + 1:
+        raise MetricError(f"{path}: {face_data.frames} frames, shorter than 6: LSE needs at least 6 "
+                          "(one 5-frame window and the reference's one-window margin)")
     require_faces(face_data, path)
     track = face_data.main_track()
     if track is None:
@@ -151,7 +155,12 @@ class _LseAccumulator(Accumulator):
         check_params(params)
         key = ("lse", json.dumps({k: params[k] for k in DEFAULTS}, sort_keys=True))
         if key not in ctx.shared:
-            ctx.shared[key] = _Shared(params, ctx)
+            try:
+                ctx.shared[key] = _Shared(params, ctx)
+            except MetricError as exc:  # the sibling metrics fail the same way, without trying again
+                ctx.shared[key] = exc
+        if isinstance(ctx.shared[key], MetricError):
+            raise ctx.shared[key]
         self.name, self.shared = name, ctx.shared[key]
 
     def update(self, batch: FrameBatch) -> None:
@@ -191,3 +200,79 @@ register(Metric(name="lse_d", label="LSE-D", higher_is_better=False, decimals=3,
 register(Metric(name="av_offset", label="AV offset", higher_is_better=None, decimals=2,
                 description="audio-visual offset in frames at SyncNet's minimum distance (0 = in sync)",
                 make_accumulator=lambda params, ctx: _LseAccumulator("av_offset", params, ctx), **_COMMON))
+
+
+def score_video(video: Path, audio: Path | None = None, crop: str = "track", compat: str = "none",
+                fps: float = 25.0, vshift: int = 15, min_track: int = 0, device: str = "cpu",
+                weights_dir: Path | None = None, progress: bool = False):
+    """LSE of one video file (``lipsync-bench lse``): returns the ``SyncScore`` and the protocol.
+
+    ``crop="track"`` finds the face as ``eval`` does; ``"none"`` takes the frames as already cropped
+    224x224 faces (syncnet_python's ``demo_syncnet.py`` input). ``audio`` defaults to the video's own.
+    """
+    from ..faces import FaceAnalyzer
+    from ..media import iter_frames, read_audio
+    from ..protocol import environment
+    from ..syncnets.compat import JpegRoundTrip
+
+    params = {"vshift": vshift, "min_track": min_track, "audio": "gen", "compat": compat}
+    check_params(params)
+    if crop not in ("track", "none"):
+        raise LipsyncBenchError(f"crop must be 'track' or 'none', not {crop!r}")
+    path = weights.require("syncnet", weights_dir)
+    model = load_model(path, torch.device(device))
+    samples = read_audio(audio or video)
+    protocol = {"fps": fps, "sample_rate": 16000, "crop": crop, **params,
+                "audio_file": str(audio) if audio else None, "weights": weights.describe("syncnet", path),
+                "sync_model": "syncnet (syncnet_python procedure)", "environment": environment(device)}
+    if crop == "none":
+        sync = TrackedSync(model, samples, {**params, "compat": "none"}, device)
+        convert = JpegRoundTrip(Fraction(fps).limit_denominator(1001)) if compat == "syncnet_python" else None
+        start = 0
+        for chunk in iter_frames(video, fps, convert=convert):
+            if chunk.shape[1:3] != (224, 224):
+                raise LipsyncBenchError(f"{video}: --crop none takes 224x224 face crops, this video is "
+                                        f"{chunk.shape[2]}x{chunk.shape[1]} (use --crop track)")
+            # the JPEG round trip gives BGR already; TrackedSync wants RGB
+            sync.update(chunk[..., ::-1] if convert is not None else chunk, start)
+            start += len(chunk)
+        return sync.result(), protocol
+    analyzer = FaceAnalyzer()
+    for chunk in iter_frames(video, fps):
+        analyzer.update(chunk)
+    centres, first = track_centres(analyzer.result(), video, min_track)
+    protocol["face_pipeline"] = analyzer.params()
+    sync = TrackedSync(model, samples, params, device, centres, first)
+    start = 0
+    for chunk in iter_frames(video, fps):
+        sync.update(chunk, start)
+        start += len(chunk)
+    return sync.result(), protocol
+
+
+def plot_score(score, path: Path, title: str = "") -> None:
+    """PNG of the distance-vs-offset curve and the framewise confidence (the reference's medfilt 9)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    offsets = np.arange(score.vshift, -score.vshift - 1, -1)  # curve index i is offset vshift - i
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a.plot(offsets, score.curve, marker=".", color="tab:blue")
+    a.axhline(float(np.median(score.curve)), color="grey", ls="--", lw=1, label="median")
+    a.plot([score.offset], [score.lse_d], "o", color="tab:red", label=f"min: offset {score.offset}")
+    a.set_xlabel("AV offset (frames)")
+    a.set_ylabel("mean distance")
+    a.set_title(f"LSE-D {score.lse_d:.3f}, LSE-C {score.lse_c:.3f}")
+    a.legend(fontsize=8)
+    conf = score.framewise_confidence()
+    b.plot(np.arange(len(conf)), conf, color="tab:green")
+    b.set_xlabel("window (start frame)")
+    b.set_ylabel("confidence at best offset")
+    b.set_title("framewise confidence (median filter 9)")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
