@@ -83,11 +83,14 @@ def main():
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--workers", default=1, show_default=True, help="Videos evaluated in parallel processes.")
 @click.option("--force", is_flag=True, help="Recompute videos already in the store.")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Evaluate only shard I of N (a fixed split by file name), e.g. one task of a job array "
+                   "with its own --out; combine the shards with 'lipsync-bench merge'.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (summary and per-video values).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly
 def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap, params, fid_frames, weights_dir,
-             landmarker, device, workers, force, as_json, quiet):
+             landmarker, device, workers, force, shard, as_json, quiet):
     """Evaluate generated videos against ground truth and store the results.
 
     Each video is decoded once at --fps; every metric reads the same frames (with --region face|mouth,
@@ -108,13 +111,19 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap,
     if weights_dir:
         os.environ[ENV_VAR] = str(weights_dir)  # read by this process and by --workers processes
     params = parse_params(params)
+    if shard is not None:
+        i, slash, n = shard.partition("/")
+        if not (slash and i.isdigit() and n.isdigit()):
+            raise LipsyncBenchError(f"--shard {shard}: expected I/N, e.g. 0/4")
+        shard = (int(i), int(n))
     if fid_frames is not None:
         params.setdefault("fid", {})["frames"] = fid_frames
     if landmarker is not None:
         params.setdefault("lmd", {})["landmarker"] = landmarker
     result = run_eval(gen, gt, names, method=method, dataset=dataset, out=out, protocol=protocol,
                       params=params, device=device, workers=workers, force=force,
-                      progress=not quiet and not as_json, command=shlex.join(["lipsync-bench", *sys.argv[1:]]))
+                      progress=not quiet and not as_json, command=shlex.join(["lipsync-bench", *sys.argv[1:]]),
+                      shard=shard)
     if as_json:
         _echo_json(result.to_json())
     else:
@@ -155,6 +164,9 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap,
         for metric, d in result.dataset_values.items():
             for w in d["warnings"]:
                 click.echo(f"warning {metric}: {w}")
+        if shard is not None and any(get_metric(m).scope == "dataset" for m in result.metrics):
+            click.echo(f"shard {shard[0]}/{shard[1]}: dataset metrics (FID) are combined over all shards by "
+                       "'lipsync-bench merge SHARD_DIRS... --out DIR'")
     if result.pairs and result.results.error.notna().all():
         sys.exit(1)  # nothing could be evaluated
     if not result.pairs:
@@ -185,6 +197,27 @@ def table_cmd(dataset, results, fmt, paper, as_json):
         _echo_json(table_json(columns, rows))
     else:
         click.echo(render_table(columns, rows, fmt))
+
+
+@main.command("merge")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Results folder to merge into.")
+@click.option("--device", default="cpu", show_default=True)
+@_friendly
+def merge_cmd(sources, out, device):
+    """Combine results folders (e.g. the shards of 'eval --shard I/N') into one. FID is computed again
+    over all videos from the shards' feature statistics (their caches), never averaged."""
+    from .runner import merge
+    from .store import ResultStore
+
+    runs = merge(sources, out, device, command=shlex.join(["lipsync-bench", *sys.argv[1:]]))
+    store = ResultStore.open_existing(out)
+    for run in runs:
+        videos = store.results([run]).video.nunique()
+        extra = "".join(f", {m} {d['value']:.4g}" if d["value"] is not None else f", {m}: {d['error']}"
+                        for m, d in store.dataset_results(run).items())
+        click.echo(f"{run.method} on {run.dataset}: {videos} videos{extra}")
+    click.echo(f"merged {len(sources)} folders into {out}")
 
 
 @main.command("compare")

@@ -6,6 +6,7 @@ it stopped and a failing video is recorded as that video's error while the other
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import multiprocessing
 import os
@@ -272,8 +273,12 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
              method: str | None = None, dataset: str | None = None, out: str | os.PathLike | None = None,
              protocol: Protocol | None = None, params: dict[str, dict] | None = None,
              device: str = "cpu", workers: int = 1, force: bool = False, progress: bool = True,
-             chunk: int = CHUNK_FRAMES, command: str | None = None) -> EvalRun:
-    """Evaluate every generated/GT pair and store the rows; see ``evaluate`` for the arguments."""
+             chunk: int = CHUNK_FRAMES, command: str | None = None,
+             shard: tuple[int, int] | None = None) -> EvalRun:
+    """Evaluate every generated/GT pair and store the rows; see ``evaluate`` for the arguments.
+
+    ``shard=(i, n)`` evaluates only the pairs of shard i of n (``in_shard``); dataset metrics (FID)
+    are then left to ``merge``, which combines the shards' feature statistics."""
     gen, gt = Path(gen), Path(gt)
     protocol = protocol or Protocol()
     names = list(dict.fromkeys(metrics or all_metrics()))  # default: every metric; unavailable ones are skipped
@@ -297,6 +302,10 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
         raise LipsyncBenchError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
 
     pairing = media.pair_inputs(gen, gt)
+    if shard is not None:
+        check_shard(shard)
+        pairing.pairs = [p for p in pairing.pairs if in_shard(p.key, shard)]
+        pairing.problems = {k: v for k, v in pairing.problems.items() if in_shard(k, shard)}
     method = method or gen.resolve().name
     dataset = dataset or gt.resolve().name
     store = ResultStore(out)
@@ -314,8 +323,9 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
     try:
         _compute(store, run, session, todo, resolved, protocol, device, chunk, cache_dir, weights_paths, workers,
                  progress, f"eval {method}")
-        _dataset_metrics(store, run, session, runnable, resolved, pairing.pairs, protocol, device, cache_dir,
-                         weights_paths, recompute=bool(todo))
+        if shard is None:  # a shard's FID would cover a fraction of the videos: merge combines them
+            _dataset_metrics(store, run, session, runnable, resolved, pairing.pairs, protocol, device, cache_dir,
+                             weights_paths, recompute=bool(todo))
         if method != GROUND_TRUTH:
             ground_truth = _ground_truth_sync(store, dataset, gt, pairing.pairs, runnable, resolved, protocol,
                                               device, chunk, cache_dir, weights_paths, workers, progress, force,
@@ -333,6 +343,67 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
     store.close()
     return EvalRun(run, session, [m.name for m in runnable], skipped, len(pairing.pairs), len(todo), resumed,
                    pairing.unpaired_gen, pairing.unpaired_gt, results, dataset_values, env, ground_truth)
+
+
+def check_shard(shard: tuple[int, int]) -> None:
+    i, n = shard
+    if not (n >= 1 and 0 <= i < n):
+        raise LipsyncBenchError(f"--shard {i}/{n}: expected I/N with 0 <= I < N, e.g. 0/4")
+
+
+def in_shard(key: str, shard: tuple[int, int]) -> bool:
+    """Whether a pair belongs to shard i of n: by a hash of its key, so the split is the same on every
+    machine and does not move when other files are added."""
+    i, n = shard
+    return int(hashlib.sha1(key.encode()).hexdigest()[:12], 16) % n == i
+
+
+def merge(sources: Iterable[str | os.PathLike], out: str | os.PathLike, device: str = "cpu",
+          command: str | None = None) -> list[Run]:
+    """Combine result stores (the shards of one evaluation, or any stores) into ``out``.
+
+    Runs must agree in protocol and parameters. Rows and sessions are copied; caches (face analyses,
+    FID feature statistics) are copied too, and each run's dataset metrics are computed again over all
+    its videos from the merged per-video statistics — never as a mean of the shards' values. That needs
+    the run's input folders (recorded in the store) to be readable from here."""
+    import shutil
+
+    out = Path(out)
+    store = ResultStore(out)
+    for src in sources:
+        src = Path(src)
+        if src.resolve() == out.resolve():
+            raise LipsyncBenchError(f"{src}: a source is the output folder itself")
+        other = ResultStore.open_existing(src)
+        for run in other.runs():
+            store.import_run(other, run)
+        other.close()
+        if (src / "cache").is_dir():
+            shutil.copytree(src / "cache", out / "cache", dirs_exist_ok=True)
+    env = environment(device)
+    for run in store.runs():
+        dataset_metrics = [get_metric(m) for m in run.metric_params
+                           if m in all_metrics() and get_metric(m).scope == "dataset"]
+        if not dataset_metrics:
+            continue
+        session = store.start_session(run, env, command)
+        try:
+            protocol = Protocol(**{k: run.protocol[k] for k in ("fps", "sample_rate", "region", "max_frame_gap")})
+            pairs = media.pair_inputs(run.gen_dir, run.gt_dir).pairs
+            weights_paths = {m.name: weights.require(m.weights) for m in dataset_metrics if m.weights}
+        except LipsyncBenchError as exc:
+            for m in dataset_metrics:
+                store.write_dataset(run, session, m.name, None, 0, None,
+                                    error=f"not combined: {exc} (the inputs of the run must be readable)")
+            store.finish_session(session)
+            continue
+        _dataset_metrics(store, run, session, dataset_metrics, run.metric_params, pairs, protocol, device,
+                         out / "cache", weights_paths, recompute=True)
+        store.finish_session(session)
+    runs = store.runs()
+    write_exports(store, out)
+    store.close()
+    return runs
 
 
 def _pending(store: ResultStore, run: Run, pairs: list[media.Pair], names: list[str]):

@@ -237,6 +237,24 @@ class ResultStore:
                             (run.run_id, metric, value, videos, frames, json.dumps(list(warnings)), error,
                              session_id))
 
+    def import_run(self, other: "ResultStore", run: Run) -> Run:
+        """Copy a run of another store (e.g. one shard of an evaluation) into this one, with its sessions
+        and rows; the run here must have the same protocol and metric parameters (else refused, as for
+        eval). Dataset metric values are not copied: the caller recombines them over all the videos."""
+        dst = self.open_run(run.method, run.dataset, run.protocol, run.metric_params, run.gen_dir, run.gt_dir)
+        with self.db:
+            sessions = {}
+            for s in other.sessions(run):
+                cur = self.db.execute(
+                    "INSERT INTO sessions (run_id, started, finished, environment, command) VALUES (?,?,?,?,?)",
+                    (dst.run_id, s["started"], s["finished"], canonical(s["environment"]), s["command"]))
+                sessions[s["session"]] = cur.lastrowid
+            rows = other.db.execute("SELECT video, metric, value, frames, warnings, error, seconds, inputs, "
+                                    "session_id FROM results WHERE run_id=?", (run.run_id,)).fetchall()
+            self.db.executemany("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?)",
+                                [(dst.run_id, *r[:8], sessions.get(r[8])) for r in rows])
+        return dst
+
     def dataset_results(self, run: Run) -> dict[str, dict]:
         rows = self.db.execute("SELECT metric, value, videos, frames, warnings, error, session_id "
                                "FROM dataset_results WHERE run_id=?", (run.run_id,))

@@ -184,8 +184,10 @@ def test_weights_commands_and_folder_option(fid_home, tmp_path, monkeypatch):
     assert path.exit_code == 0 and path.output.strip().endswith(FID_FILE)
     verify = runner.invoke(main, ["weights", "verify"])
     assert verify.exit_code == 1 and "UNOFFICIAL" in verify.output
-    doc = json.loads(runner.invoke(main, ["weights", "list", "--json"]).output)
-    assert doc[0]["status"] == "unofficial" and doc[0]["sha256"] == weights.sha256(path.output.strip())
+    doc = {r["name"]: r for r in json.loads(runner.invoke(main, ["weights", "list", "--json"]).output)}
+    fid = doc["inception-fid"]
+    assert fid["status"] == "unofficial" and fid["sha256"] == weights.sha256(path.output.strip())
+    assert doc["syncnet"]["status"] == "missing"
 
 
 def test_official_checksum_rule():

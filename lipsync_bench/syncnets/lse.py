@@ -79,8 +79,10 @@ class SyncScorer:
         faces_bgr = np.asarray(faces_bgr)
         if faces_bgr.shape[1:] != (224, 224, 3) or faces_bgr.dtype != np.uint8:
             raise ValueError(f"face crops must be uint8 (n, 224, 224, 3), not {faces_bgr.dtype} {faces_bgr.shape}")
+        limit = self.samples // SAMPLES_PER_FRAME  # frames past the audio end are never scored: skip them
+        useful = faces_bgr[:max(0, limit - self.frames)]
         self.frames += len(faces_bgr)
-        pending = np.concatenate([self._tail, faces_bgr])
+        pending = np.concatenate([self._tail, useful])
         while len(pending) >= self.batch + WINDOW - 1:
             self._embed(pending[:self.batch + WINDOW - 1])
             pending = pending[self.batch:]
