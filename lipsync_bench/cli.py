@@ -132,7 +132,9 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap,
                    f"at {protocol.fps:g} fps -> {out}")
         click.echo(summary_table(result.summary()))
         for rec in result.failures().itertuples():
-            click.echo(f"FAILED {rec.video}: {rec.error}")
+            click.echo(f"FAILED {rec.video}" + (f" ({rec.metrics})" if rec.metrics else "") + f": {rec.error}")
+        for note in result.skipped_inputs:
+            click.echo(f"skipped {note}")
         for video, warnings in result.results.drop_duplicates("video")[["video", "warnings"]].itertuples(index=False):
             for w in warnings:
                 click.echo(f"warning {video}: {w}")
@@ -150,17 +152,17 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap,
         for (file, digest), metrics_ in by_file.items():
             click.echo(f"note: {', '.join(metrics_)} used unofficial weights ({file}, sha256 {digest[:16]}…): "
                        "not comparable with published numbers")
-        gt = result.ground_truth
-        if gt.get("summary"):
+        truth = result.ground_truth
+        if truth.get("summary"):
             click.echo("ground truth (LSE of the GT videos themselves, stored once per dataset): "
-                       + ", ".join(f"{get_metric(m).label} {s['mean']:.3f}" for m, s in gt["summary"].items()
+                       + ", ".join(f"{get_metric(m).label} {s['mean']:.3f}" for m, s in truth["summary"].items()
                                    if s["mean"] is not None))
-        for video, message in gt.get("warnings", []):
+        for video, message in truth.get("warnings", []):
             click.echo(f"warning ground truth {video}: {message}")
-        for video, message in gt.get("failures", []):
+        for video, message in truth.get("failures", []):
             click.echo(f"FAILED ground truth {video}: {message}")
-        if gt.get("error"):
-            click.echo(f"warning: {gt['error']}")
+        if truth.get("error"):
+            click.echo(f"warning: {truth['error']}")
         for metric, d in result.dataset_values.items():
             for w in d["warnings"]:
                 click.echo(f"warning {metric}: {w}")
@@ -169,7 +171,7 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap,
                        "'lipsync-bench merge SHARD_DIRS... --out DIR'")
     if result.pairs and result.results.error.notna().all():
         sys.exit(1)  # nothing could be evaluated
-    if not result.pairs:
+    if not result.pairs and shard is None:
         raise LipsyncBenchError(f"no pairs: no file name in {gen} matches one in {gt}")
 
 

@@ -382,19 +382,23 @@ class Pairing:
     unpaired_gt: list[str] = field(default_factory=list)
     # key -> problem, for keys that cannot be evaluated (e.g. two files with the same stem)
     problems: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # folders not entered, with the reason
 
 
-def find_inputs(root: str | os.PathLike) -> tuple[dict[str, Path], dict[str, str]]:
+def find_inputs(root: str | os.PathLike) -> tuple[dict[str, Path], dict[str, str], list[str]]:
     """Videos and frame folders below ``root``, keyed by relative path without extension.
 
-    Returns (inputs, problems): a key found twice (``a.mp4`` and ``a.avi``) is a problem, not an input.
-    Symbolic links are followed; a link back to a folder already visited is skipped.
+    Returns (inputs, problems, skipped): a key found twice (``a.mp4`` and ``a.avi``) is a problem, not
+    an input. Symbolic links are followed, except a link to the root or one of its parents (a loop),
+    which is skipped with a note; a link to a folder already visited is skipped silently.
     """
     root = Path(root)
     if not root.is_dir():
         raise MediaError(root, "not a folder")
     found: dict[str, list[Path]] = {}
     seen: set[str] = set()
+    skipped: list[str] = []
+    root_real = os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:
@@ -403,6 +407,11 @@ def find_inputs(root: str | os.PathLike) -> tuple[dict[str, Path], dict[str, str
         seen.add(real)
         here = Path(dirpath)
         rel = here.relative_to(root)
+        for d in list(dirnames):
+            target = os.path.realpath(here / d)
+            if os.path.islink(here / d) and (target == root_real or root_real.startswith(target + os.sep)):
+                dirnames.remove(d)
+                skipped.append(f"{here / d}: a symbolic link to {target}, which contains it (a loop); not entered")
         if here != root and any(f.lower().endswith(IMAGE_EXTENSIONS) for f in filenames):
             found.setdefault(rel.as_posix(), []).append(here)
             dirnames[:] = []  # a frame folder is a leaf
@@ -419,14 +428,14 @@ def find_inputs(root: str | os.PathLike) -> tuple[dict[str, Path], dict[str, str
             problems[key] = f"several inputs share the name '{key}' ({names}); keep one"
         else:
             inputs[key] = paths[0]
-    return inputs, problems
+    return inputs, problems, skipped
 
 
 def pair_inputs(gen_root: str | os.PathLike, gt_root: str | os.PathLike) -> Pairing:
     """Pair generated and GT inputs by relative path stem (nested folders allowed)."""
-    gen, gen_problems = find_inputs(gen_root)
-    gt, gt_problems = find_inputs(gt_root)
-    result = Pairing()
+    gen, gen_problems, gen_skipped = find_inputs(gen_root)
+    gt, gt_problems, gt_skipped = find_inputs(gt_root)
+    result = Pairing(skipped=gen_skipped + gt_skipped)
     for key in sorted(set(gen) | set(gt) | set(gen_problems) | set(gt_problems)):
         if key in gen_problems or key in gt_problems:
             result.problems[key] = gen_problems.get(key) or gt_problems[key]

@@ -52,6 +52,7 @@ class EvalRun:
     dataset_values: dict[str, dict] = field(default_factory=dict)  # dataset metrics (FID): value, videos, ...
     environment: dict = field(default_factory=dict)
     ground_truth: dict = field(default_factory=dict)  # LSE of the GT videos: summary, warnings, failures
+    skipped_inputs: list[str] = field(default_factory=list)  # folders not entered (symbolic link loops)
 
     def summary(self) -> dict[str, dict]:
         """Per metric: mean, std, 95% bootstrap CI, n videos with a value, failed videos."""
@@ -70,9 +71,14 @@ class EvalRun:
         return {m: w for m, w in self.run.unofficial_weights().items() if m in self.metrics}
 
     def failures(self) -> pd.DataFrame:
-        """One row per failed video: its first error message."""
+        """One row per failed video: its first error message, and ``metrics``: the metrics that failed,
+        or "" when all of them did (a video that could not be read at all)."""
         bad = self.results[self.results.error.notna()]
-        return bad.drop_duplicates("video")[["video", "metric", "error"]].reset_index(drop=True)
+        first = bad.drop_duplicates("video")[["video", "metric", "error"]].reset_index(drop=True)
+        failed = bad.groupby("video").metric.apply(list)
+        total = self.results.groupby("video").metric.nunique()
+        first["metrics"] = [("" if len(failed[v]) == total[v] else ", ".join(failed[v])) for v in first.video]
+        return first
 
     def to_json(self) -> dict:
         ok = self.results[self.results.error.isna()]
@@ -88,6 +94,7 @@ class EvalRun:
             "videos": {video: {r.metric: json_float(r.value) for r in rows.itertuples() if r.value == r.value}
                        for video, rows in ok.groupby("video")},
             "failures": self.failures().to_dict(orient="records"),
+            "skipped_inputs": self.skipped_inputs,
             "unpaired": {"generated": self.unpaired_gen, "ground_truth": self.unpaired_gt},
             "counts": {"pairs": self.pairs, "computed": self.computed, "resumed": self.resumed},
             "ground_truth": {**self.ground_truth,
@@ -156,10 +163,23 @@ def _aligned_chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: 
         (short, n_short), (long_, n_long) = sorted([("generated", n_gen), ("ground truth", n_gt)],
                                                    key=lambda x: x[1])
         raise PairingError(f"frame counts differ by more than {protocol.max_frame_gap} at {protocol.fps:g} fps: "
-                           f"{short} has {n_short} frames, {long_} at least {n_long} (--max-frame-gap)")
+                           f"{short} has {n_short} frames, {long_} at least {n_long} (--max-frame-gap)"
+                           + _native_rates_note(pair))
     if gap:
         warnings.append(f"frame counts differ by {gap} (generated {n_gen}, ground truth {n_gt}); "
                         f"truncated to {used}")
+
+
+def _native_rates_note(pair: media.Pair) -> str:
+    """When the two inputs declare different frame rates, say so: a wrong rate in a file's metadata
+    (0, 1000 fps) is the usual cause of a frame-count mismatch."""
+    try:
+        rates = [media.probe(p).native_fps for p in (pair.gen, pair.gt)]
+    except LipsyncBenchError:
+        return ""
+    if None in rates or abs(rates[0] - rates[1]) < 0.01:
+        return ""
+    return f"; their native frame rates differ: generated {rates[0]:g} fps, ground truth {rates[1]:g} fps"
 
 
 def _context(pair: media.Pair, metric: Metric, protocol: Protocol, device: str, cache_dir: Path | None,
@@ -302,6 +322,9 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
         raise LipsyncBenchError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
 
     pairing = media.pair_inputs(gen, gt)
+    if not pairing.pairs and not pairing.problems:
+        raise PairingError(f"no pairs: no file name in {gen} matches one in {gt} ({len(pairing.unpaired_gen)} "
+                           f"inputs in --gen, {len(pairing.unpaired_gt)} in --gt)")
     if shard is not None:
         check_shard(shard)
         pairing.pairs = [p for p in pairing.pairs if in_shard(p.key, shard)]
@@ -342,7 +365,8 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
     dataset_values = store.dataset_results(run)
     store.close()
     return EvalRun(run, session, [m.name for m in runnable], skipped, len(pairing.pairs), len(todo), resumed,
-                   pairing.unpaired_gen, pairing.unpaired_gt, results, dataset_values, env, ground_truth)
+                   pairing.unpaired_gen, pairing.unpaired_gt, results, dataset_values, env, ground_truth,
+                   pairing.skipped)
 
 
 def check_shard(shard: tuple[int, int]) -> None:
@@ -496,7 +520,7 @@ def _ground_truth_sync(store: ResultStore, dataset: str, gt: Path, pairs: list[m
                 (rows.error.notna() & (rows.metric == m)).sum())) for m in lse},
             "computed": len(todo),
             "warnings": [(r.video, w) for r in rows.itertuples() for w in r.warnings],
-            "failures": [(r.video, r.error) for r in rows.drop_duplicates("video").itertuples() if r.error]}
+            "failures": [(r.video, r.error) for r in rows[rows.error.notna()].drop_duplicates("video").itertuples()]}
 
 
 def _dataset_metrics(store: ResultStore, run: Run, session: int, metrics: list[Metric], params: dict[str, dict],

@@ -226,8 +226,9 @@ def test_symlink_loop_is_not_followed_forever(tmp_path):
     (root / "x").mkdir(parents=True)
     write_lossless(root / "x" / "v", np.zeros((2, 16, 16, 3), np.uint8))
     (root / "x" / "loop").symlink_to(root, target_is_directory=True)
-    inputs, problems = media.find_inputs(root)
+    inputs, problems, skipped = media.find_inputs(root)
     assert list(inputs) == ["x/v"] and not problems
+    assert len(skipped) == 1 and "loop" in skipped[0] and "a loop" in skipped[0]
 
 
 @pytest.mark.parametrize("name", ["retalking/face_1.mp4", "retalking/face_3.mp4", "grid/bbaf2n.mpg",

@@ -45,7 +45,10 @@ def load_model(path: Path, device: torch.device):
 
     key = (weights.sha256(path), str(device))
     if key not in _MODELS:
-        _MODELS[key] = load_syncnet(path, device)
+        try:
+            _MODELS[key] = load_syncnet(path, device)
+        except LipsyncBenchError as exc:  # the LSE metrics fail, the others go on
+            raise MetricError(str(exc)) from None
     return _MODELS[key]
 
 
@@ -109,8 +112,9 @@ def track_centres(face_data, path: Path, min_track: int) -> tuple[np.ndarray, in
     from ..syncnets.lse import WINDOW
 
     if face_data.frames < WINDOW + 1:
-        raise MetricError(f"{path}: {face_data.frames} frames, shorter than 6: LSE needs at least 6 "
-                          "(one 5-frame window and the reference's one-window margin)")
+        n = face_data.frames
+        raise MetricError(f"{path}: {n} frame{'s' * (n != 1)}, shorter than 6: LSE needs at least 6 (one "
+                          "5-frame window and the reference's one-window margin)")
     require_faces(face_data, path)
     track = face_data.main_track()
     if track is None:
