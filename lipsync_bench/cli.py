@@ -179,7 +179,7 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap,
 @click.option("--dataset", required=True, help="Dataset whose runs form the rows.")
 @click.option("--results", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path),
               help="Results folder written by 'eval --out'.")
-@click.option("--format", "fmt", type=click.Choice(["markdown", "latex", "csv"]), default="markdown",
+@click.option("--format", "fmt", type=click.Choice(["markdown", "latex", "csv", "html"]), default="markdown",
               show_default=True)
 @click.option("--paper", is_flag=True, help="Add the paper's reported rows for this dataset, labelled 'reported'.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
@@ -220,6 +220,21 @@ def merge_cmd(sources, out, device):
                         for m, d in store.dataset_results(run).items())
         click.echo(f"{run.method} on {run.dataset}: {videos} videos{extra}")
     click.echo(f"merged {len(sources)} folders into {out}")
+
+
+@main.command("report")
+@click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out", default="report.html", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dataset", "datasets", multiple=True, help="Only these datasets (repeatable) [default: all].")
+@click.option("--worst", default=3, show_default=True, help="Worst videos shown per metric and method.")
+@_friendly
+def report_cmd(results, out, datasets, worst):
+    """One self-contained HTML page of RESULTS: tables, distributions, worst videos with thumbnails,
+    LSE curves, failures and protocols (images inline, nothing fetched)."""
+    from .report_html import build_report
+
+    path = build_report(results, out, list(datasets) or None, worst)
+    click.echo(f"report written to {path}")
 
 
 @main.command("compare")

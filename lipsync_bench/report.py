@@ -18,7 +18,7 @@ from .metrics.registry import PAPER_ORDER
 from .stats import dataset_summary, paired_test, summarize
 from .store import GROUND_TRUTH, ResultStore
 
-FORMATS = ("markdown", "latex", "csv")
+FORMATS = ("markdown", "latex", "csv", "html")
 MISSING = "–"
 UNOFFICIAL = "†"
 
@@ -141,8 +141,8 @@ def _best(columns: list[Column], rows: list[dict]) -> dict[str, float]:
 
 
 def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown") -> str:
-    """The method table as markdown, LaTeX or CSV. Best measured value per column in bold; reported
-    rows are labelled and never bold (they come from another protocol)."""
+    """The method table as markdown, LaTeX, CSV or an HTML fragment. Best measured value per column in
+    bold; reported rows are labelled and never bold (they come from another protocol)."""
     if fmt not in FORMATS:
         raise LipsyncBenchError(f"unknown format '{fmt}' (one of {', '.join(FORMATS)})")
     if fmt == "csv":
@@ -154,10 +154,15 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
             records.append(rec)
         return pd.DataFrame(records).to_csv(index=False, lineterminator="\n")
     best = _best(columns, rows)
-    bold = (lambda s: f"**{s}**") if fmt == "markdown" else (lambda s: f"\\textbf{{{s}}}")
+    bold = {"markdown": lambda s: f"**{s}**", "latex": lambda s: f"\\textbf{{{s}}}",
+            "html": lambda s: f"<b>{s}</b>"}[fmt]
     body = []
     for r in rows:
         name = r["method"] + (" (reported)" if r["kind"] == "reported" else "")
+        if fmt == "html":
+            import html
+
+            name = html.escape(name)
         cells = [name]
         for c in columns:
             v = r["values"].get(c.name)
@@ -170,10 +175,10 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
             cells.append(text)
         cells.append(MISSING if r["videos"] is None else str(r["videos"]))
         body.append(cells)
-    if fmt == "markdown":
+    if fmt in ("markdown", "html"):
         headers = ["Method"] + [c.header for c in columns] + ["Videos"]
-        text = tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True,
-                        colalign=["left"] + ["right"] * (len(columns) + 1))
+        text = tabulate(body, headers=headers, tablefmt="pipe" if fmt == "markdown" else "unsafehtml",
+                        disable_numparse=True, colalign=["left"] + ["right"] * (len(columns) + 1))
     else:
         arrows = {True: "$\\uparrow$", False: "$\\downarrow$", None: ""}
         headers = ["Method"] + [c.label + arrows[c.higher_is_better] for c in columns] + ["Videos"]
@@ -195,6 +200,10 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
     notes += [f"reported: {s}" for s in sources]
     if fmt == "latex":
         notes = ["% " + n for n in notes]
+    if fmt == "html":
+        import html
+
+        return text + "".join(f'\n<p class="note">{html.escape(n)}</p>' for n in notes)
     return text + ("\n\n" + "\n".join(notes) if notes else "")
 
 

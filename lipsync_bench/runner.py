@@ -241,7 +241,7 @@ def evaluate_pair(pair: media.Pair, metric_names: list[str], params: dict[str, d
             value = acc.result()
             rows.append(ResultRow(pair.key, name, None if math.isnan(value.value) else float(value.value),
                                   value.frames,
-                                  tuple(warnings + value.warnings), None, seconds, signature))
+                                  tuple(warnings + value.warnings), None, seconds, signature, value.details))
         except MetricError as exc:
             rows.append(ResultRow(pair.key, name, None, None, tuple(warnings), str(exc), seconds, signature))
     return rows

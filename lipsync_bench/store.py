@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS results (
     value REAL, frames INTEGER, warnings TEXT NOT NULL DEFAULT '[]', error TEXT,
     seconds REAL, inputs TEXT, session_id INTEGER REFERENCES sessions,
     PRIMARY KEY (run_id, video, metric));
+CREATE TABLE IF NOT EXISTS details (
+    run_id INTEGER NOT NULL REFERENCES runs, video TEXT NOT NULL, metric TEXT NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (run_id, video, metric));
 CREATE TABLE IF NOT EXISTS dataset_results (
     run_id INTEGER NOT NULL REFERENCES runs, metric TEXT NOT NULL, value REAL, videos INTEGER,
     frames INTEGER, warnings TEXT NOT NULL DEFAULT '[]', error TEXT, session_id INTEGER REFERENCES sessions,
@@ -86,6 +89,7 @@ class ResultRow:
     error: str | None = None
     seconds: float | None = None
     inputs: str | None = None
+    details: dict | None = None  # e.g. LSE's distance curve (MetricValue.details)
 
 
 class ResultStore:
@@ -156,7 +160,7 @@ class ResultStore:
                             f"{self._where()} already holds '{method}' on '{dataset}' under another protocol "
                             f"({_diff(stored, protocol)}); results of two protocols are never mixed: "
                             "use another --out or --name, or --force to replace them")
-                    for table in ("results", "dataset_results", "run_metrics"):
+                    for table in ("results", "dataset_results", "run_metrics", "details"):
                         self.db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
                 self.db.execute("UPDATE runs SET protocol=?, gen_dir=?, gt_dir=? WHERE run_id=?",
                                 (canonical(protocol), gen_dir, gt_dir, run_id))
@@ -177,7 +181,7 @@ class ResultStore:
         return self.get_run(method, dataset)
 
     def _delete_metric(self, run_id: int, metric: str) -> None:
-        for table in ("results", "dataset_results"):
+        for table in ("results", "dataset_results", "details"):
             self.db.execute(f"DELETE FROM {table} WHERE run_id=? AND metric=?", (run_id, metric))
 
     def _where(self) -> str:
@@ -228,6 +232,15 @@ class ResultStore:
                 "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [(run.run_id, r.video, r.metric, r.value, r.frames, json.dumps(list(r.warnings)), r.error,
                   r.seconds, r.inputs, session_id) for r in rows])
+            self.db.executemany("DELETE FROM details WHERE run_id=? AND video=? AND metric=?",
+                                [(run.run_id, r.video, r.metric) for r in rows])
+            self.db.executemany("INSERT INTO details VALUES (?,?,?,?)",
+                                [(run.run_id, r.video, r.metric, json.dumps(r.details)) for r in rows if r.details])
+
+    def details(self, run: Run, metric: str) -> dict[str, dict]:
+        """video -> the details stored with its value of ``metric``."""
+        rows = self.db.execute("SELECT video, data FROM details WHERE run_id=? AND metric=?", (run.run_id, metric))
+        return {v: json.loads(d) for v, d in rows}
 
     def write_dataset(self, run: Run, session_id: int, metric: str, value: float | None, videos: int,
                       frames: int | None, warnings: list[str] = (), error: str | None = None) -> None:
@@ -253,6 +266,9 @@ class ResultStore:
                                     "session_id FROM results WHERE run_id=?", (run.run_id,)).fetchall()
             self.db.executemany("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?)",
                                 [(dst.run_id, *r[:8], sessions.get(r[8])) for r in rows])
+            self.db.executemany("INSERT OR REPLACE INTO details VALUES (?,?,?,?)",
+                                [(dst.run_id, *r) for r in other.db.execute(
+                                    "SELECT video, metric, data FROM details WHERE run_id=?", (run.run_id,))])
         return dst
 
     def dataset_results(self, run: Run) -> dict[str, dict]:

@@ -173,7 +173,9 @@ class _LseAccumulator(Accumulator):
     def result(self) -> MetricValue:
         score = self.shared.result()
         value = {"lse_c": score.lse_c, "lse_d": score.lse_d, "av_offset": float(score.offset)}[self.name]
-        return MetricValue(value, score.windows)
+        details = {"curve": [round(float(x), 5) for x in score.curve], "offset": score.offset,
+                   "framewise_confidence": [round(float(x), 4) for x in score.framewise_confidence()]}
+        return MetricValue(value, score.windows, details=details)
 
 
 def _available() -> str | None:

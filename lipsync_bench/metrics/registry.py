@@ -56,11 +56,13 @@ class MetricContext:
 
 @dataclass
 class MetricValue:
-    """One video's value of one metric, with the number of frames it used and any warnings."""
+    """One video's value of one metric, with the number of frames it used, any warnings, and optional
+    details kept beside it in the store (JSON-able, small: e.g. LSE's distance curve, for reports)."""
 
     value: float
     frames: int
     warnings: list[str] = field(default_factory=list)
+    details: dict | None = None
 
 
 class Accumulator:

@@ -1,0 +1,206 @@
+"""``lipsync-bench report``: one self-contained HTML page of a results folder — per dataset the method
+table, per-metric distributions (box plots), the worst videos per metric with thumbnails of the
+generated and GT frames, the LSE distance curves where computed, failures, and every run's protocol.
+
+Self-contained: CSS inline, images as base64 PNG/JPEG data URIs, no scripts, nothing fetched — the
+page can be mailed or archived beside the numbers it shows.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import media
+from .errors import LipsyncBenchError
+from .metrics import get_metric
+from .metrics.lse import LSE_METRICS
+from .report import method_rows, render_table
+from .store import GROUND_TRUTH, ResultStore
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .92em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f3f3f3; }
+.note { color: #555; font-size: .88em; margin: .2em 0; }
+.worst { display: flex; flex-wrap: wrap; gap: 1em; }
+.card { border: 1px solid #ddd; padding: .4em; font-size: .85em; }
+.card img { display: inline-block; margin-right: 3px; }
+pre { background: #f7f7f7; padding: .6em; overflow-x: auto; font-size: .8em; }
+img.plot { max-width: 100%; }
+"""
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _thumbnail(path: Path, index: int, fps: float, width: int = 160) -> str | None:
+    """The frame ``index`` of an input, as a small JPEG data URI (None when it cannot be read)."""
+    import cv2
+
+    seen = 0
+    try:
+        for chunk in media.iter_frames(path, fps):
+            if index < seen + len(chunk):
+                frame = chunk[index - seen]
+                height = max(1, round(frame.shape[0] * width / frame.shape[1]))
+                small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+                ok, data = cv2.imencode(".jpg", small[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+                return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode() if ok else None
+            seen += len(chunk)
+    except LipsyncBenchError:
+        return None
+    return None
+
+
+def _boxplots(df, metrics: list[str]) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in metrics if df[df.metric == m].value.notna().any()]
+    if not metrics:
+        return None
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sub = df[(df.metric == metric) & df.value.notna() & np.isfinite(df.value)]
+        methods = list(dict.fromkeys(sub.method))
+        ax.boxplot([sub[sub.method == m].value.to_numpy() for m in methods], showmeans=True)
+        ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, ha="right", fontsize=8)
+        ax.set_title(get_metric(metric).label + get_metric(metric).arrow, fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _lse_curves(store: ResultStore, runs) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    for run in runs:
+        details = next((d for m in LSE_METRICS if (d := store.details(run, m))), {})
+        if details:
+            curves[run.method] = [np.asarray(d["curve"]) for d in details.values()]
+    if not curves:
+        return None
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3), squeeze=False, sharey=True)
+    for ax, (method, cs) in zip(axes[0], curves.items()):
+        vshift = (len(cs[0]) - 1) // 2
+        offsets = np.arange(vshift, -vshift - 1, -1)
+        for c in cs:
+            ax.plot(offsets, c, color="tab:blue", alpha=0.25, lw=0.8)
+        ax.plot(offsets, np.mean(cs, axis=0), color="tab:red", lw=2, label="mean")
+        ax.set_title(f"{method} ({len(cs)} videos)", fontsize=10)
+        ax.set_xlabel("AV offset (frames)")
+    axes[0][0].set_ylabel("mean SyncNet distance")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _worst(store: ResultStore, runs, df, metrics: list[str], count: int) -> str:
+    parts = []
+    for run in runs:
+        if run.method == GROUND_TRUTH:
+            continue
+        try:
+            pairs = {p.key: p for p in media.pair_inputs(run.gen_dir, run.gt_dir).pairs}
+        except LipsyncBenchError:
+            pairs = {}
+        fps = run.protocol.get("fps", 25.0)
+        for metric in metrics:
+            m = get_metric(metric)
+            if m.higher_is_better is None:
+                continue
+            sub = df[(df.method == run.method) & (df.metric == metric) & df.value.notna()]
+            sub = sub.sort_values("value", ascending=m.higher_is_better).head(count)
+            if sub.empty:
+                continue
+            cards = []
+            for rec in sub.itertuples():
+                pair = pairs.get(rec.video)
+                middle = int(rec.frames or 0) // 2
+                images = ""
+                if pair is not None:
+                    for side, path in (("generated", pair.gen), ("ground truth", pair.gt)):
+                        uri = _thumbnail(path, middle, fps)
+                        if uri:
+                            images += f'<img src="{uri}" alt="{side}" title="{side}, frame {middle}">'
+                else:
+                    images = "<i>inputs not readable from here</i>"
+                cards.append(f'<div class="card">{images}<br>{html.escape(rec.video)}: {m.label} '
+                             f'{rec.value:.{m.decimals}f} <span class="note">(generated | ground truth, frame '
+                             f'{middle})</span></div>')
+            parts.append(f"<h4>{html.escape(run.method)}: worst {m.label}</h4>"
+                         f"<div class='worst'>{''.join(cards)}</div>")
+    return "".join(parts)
+
+
+def build_report(results: str | Path, out: str | Path, datasets: list[str] | None = None, worst: int = 3) -> Path:
+    """Write the HTML report of the results folder ``results`` to ``out``; returns ``out``."""
+    import lipsync_bench
+
+    store = ResultStore.open_existing(results)
+    all_runs = store.runs()
+    datasets = datasets or sorted({r.dataset for r in all_runs})
+    body = [f"<h1>lipsync-bench report</h1><p class='note'>{html.escape(str(Path(results).resolve()))} — "
+            f"generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by lipsync-bench "
+            f"{html.escape(lipsync_bench.__version__)}</p>"]
+    for dataset in datasets:
+        runs = [r for r in all_runs if r.dataset == dataset]
+        if not runs:
+            raise LipsyncBenchError(f"no results for dataset '{dataset}' in {results}")
+        body.append(f"<h2>{html.escape(dataset)}</h2>")
+        columns, rows = method_rows(store, dataset)
+        body.append(render_table(columns, rows, "html"))
+        df = store.results(runs)
+        video_metrics = [c.name for c in columns if get_metric(c.name).scope == "video"]
+        plot = _boxplots(df, video_metrics)
+        if plot:
+            body.append(f"<h3>Distributions over videos</h3><img class='plot' src='{plot}' alt='box plots'>")
+        curves = _lse_curves(store, runs)
+        if curves:
+            body.append("<h3>LSE: SyncNet distance against offset, per video</h3>"
+                        f"<img class='plot' src='{curves}' alt='LSE curves'>")
+        worst_html = _worst(store, runs, df, video_metrics, worst)
+        if worst_html:
+            body.append(f"<h3>Worst videos per metric</h3>{worst_html}")
+        failures = df[df.error.notna()].drop_duplicates(["method", "video"])
+        if not failures.empty:
+            items = "".join(f"<li>{html.escape(r.method)} / {html.escape(r.video)}: {html.escape(r.error)}</li>"
+                            for r in failures.itertuples())
+            body.append(f"<h3>Failures</h3><ul>{items}</ul>")
+        body.append("<h3>Protocol</h3>")
+        for run in runs:
+            sessions = store.sessions(run)
+            doc = {"protocol": run.protocol, "metric_params": run.metric_params, "gen_dir": run.gen_dir,
+                   "gt_dir": run.gt_dir, "environment": sessions[-1]["environment"] if sessions else None,
+                   "sessions": len(sessions)}
+            body.append(f"<details><summary>{html.escape(run.method)}</summary>"
+                        f"<pre>{html.escape(json.dumps(doc, indent=2, default=str))}</pre></details>")
+    store.close()
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>lipsync-bench report</title>"
+            f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return out
