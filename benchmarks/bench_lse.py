@@ -40,11 +40,9 @@ def timed(fn, repeat: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+def measure(clips: list[Path], repeat: int, verbose: bool = True) -> tuple[dict[str, list[float]], float]:
+    """Seconds per clip of each row, and the largest |LSE difference| between compat mode and the
+    reference."""
     import imageio_ffmpeg
     import torch
 
@@ -53,9 +51,6 @@ def main() -> None:
     from lipsync_bench.metrics.lse import score_video
     from tests.test_syncnet import reference_modules
 
-    clips = sorted((DATA / "grid").glob("*.mpg"))[: args.clips]
-    if not clips:
-        sys.exit(f"no GRID clips under {DATA / 'grid'}")
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     ref_model, ref_instance = reference_modules()
     torch.manual_seed(0)
@@ -87,19 +82,34 @@ def main() -> None:
                 with redirect_stdout(StringIO()):  # it prints its framewise confidences
                     return instance.evaluate(types.SimpleNamespace(tmp_dir=str(work), batch_size=20, vshift=15))
 
-            t_extract, _ = timed(extract, args.repeat)
-            t_eval, (offset, conf, dist) = timed(evaluate, args.repeat)
-            t_ours, (plain, _) = timed(lambda: score_video(video, crop="none", weights_dir=tmp / "w"), args.repeat)
+            t_extract, _ = timed(extract, repeat)
+            t_eval, (offset, conf, dist) = timed(evaluate, repeat)
+            t_ours, (plain, _) = timed(lambda: score_video(video, crop="none", weights_dir=tmp / "w"), repeat)
             t_compat, (compat, _) = timed(lambda: score_video(video, crop="none", compat="syncnet_python",
-                                                              weights_dir=tmp / "w"), args.repeat)
+                                                              weights_dir=tmp / "w"), repeat)
             worst = max(worst, abs(compat.lse_c - conf), abs(compat.lse_d - dist))
             rows["reference (ffmpeg + evaluate)"].append(t_extract + t_eval)
             rows["reference evaluate() alone"].append(t_eval)
             rows["ours"].append(t_ours)
             rows["ours --compat syncnet_python"].append(t_compat)
-            print(f"{clip.stem}: reference offset {offset} LSE-D {dist:.4f} LSE-C {conf:.4f} | compat "
-                  f"{compat.offset} {compat.lse_d:.4f} {compat.lse_c:.4f} | default {plain.offset} "
-                  f"{plain.lse_d:.4f} {plain.lse_c:.4f}")
+            if verbose:
+                print(f"{clip.stem}: reference offset {offset} LSE-D {dist:.4f} LSE-C {conf:.4f} | compat "
+                      f"{compat.offset} {compat.lse_d:.4f} {compat.lse_c:.4f} | default {plain.offset} "
+                      f"{plain.lse_d:.4f} {plain.lse_c:.4f}")
+    return rows, worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    import torch
+
+    clips = sorted((DATA / "grid").glob("*.mpg"))[: args.clips]
+    if not clips:
+        sys.exit(f"no GRID clips under {DATA / 'grid'}")
+    rows, worst = measure(clips, args.repeat)
     ref = statistics.mean(rows["reference (ffmpeg + evaluate)"])
     print(f"\nLSE on {len(clips)} face-crop clips (75 frames each), {torch.get_num_threads()} CPU threads, "
           f"median of {args.repeat} per clip; compat vs reference: max |difference| {worst:.2e}")

@@ -1,0 +1,208 @@
+"""All of lipsync-bench's speed claims in one run, side by side with the peers, on the same inputs.
+
+    python benchmarks/run_all.py [--quick] [--device cpu|cuda]
+
+Rows (each prints a line with its ratio):
+- SSIM + PSNR: ours vs scikit-image per-frame loops (real GRID frames, JPEG-degraded);
+- FID: ours from video files vs the usual recipe (ffmpeg PNG extraction + pytorch-fid on the folders),
+  the same random calibrated weights;
+- LSE: ours vs syncnet_python's procedure (its ffmpeg commands + ``evaluate()``), same random weights;
+- full ``eval`` (every metric that can run, with the random weights above): video-seconds evaluated
+  per wall-second, and its peak memory;
+- scaling: 1, 4 and 16 copies of the clips through ``eval`` (SSIM, PSNR, IFC) in fresh processes —
+  time should grow linearly (ratio of seconds per video to the 1-copy run near 1) and peak memory stay flat.
+
+``--quick`` runs the same rows on fewer frames and clips (under two minutes on 2 CPU cores). Needs
+../shared/data and the test extras (imageio-ffmpeg, syncnet-python).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+DATA = ROOT.parent / "shared" / "data"
+FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
+
+# A child process: one eval, reporting its wall time and its own peak memory.
+CHILD = """
+import json, resource, sys, time
+from lipsync_bench import run_eval
+gen, gt, out, metrics, device = sys.argv[1:6]
+start = time.perf_counter()
+run = run_eval(gen, gt, metrics.split(","), out=out, device=device, progress=False)
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "frames": int(run.results.drop_duplicates("video").frames.fillna(0).sum()),
+                  "failed": int(run.results.error.notna().sum())}))
+"""
+
+
+def row(name: str, text: str) -> None:
+    print(f"{name:34s} {text}", flush=True)
+
+
+def frame_metrics(clips, frames_per_clip: int, device: str) -> None:
+    import torch
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    from lipsync_bench import media
+    from lipsync_bench.metrics.psnr import psnr_frames
+    from lipsync_bench.metrics.ssim import ssim_frames
+    from tests.helpers import jpeg
+
+    gt = np.concatenate([media.read_frames(c)[:frames_per_clip] for c in clips])
+    gen = jpeg(gt, 30)
+    start = time.perf_counter()
+    ref = [(structural_similarity(a, b, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
+                                  use_sample_covariance=False), peak_signal_noise_ratio(b, a, data_range=255))
+           for a, b in zip(gen, gt)]
+    t_ref = time.perf_counter() - start
+    dev = torch.device(device)
+    g, t = torch.from_numpy(gen).to(dev), torch.from_numpy(gt).to(dev)
+    ssim_frames(g[:2], t[:2])  # warm-up
+    start = time.perf_counter()
+    ours_ssim = ssim_frames(g, t).cpu().numpy()
+    ours_psnr = psnr_frames(g, t).cpu().numpy()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t_ours = time.perf_counter() - start
+    diff = max(np.abs(ours_ssim - [r[0] for r in ref]).max(), 0)
+    row("SSIM+PSNR vs scikit-image loop", f"{len(gt) / t_ours:8.1f} vs {len(gt) / t_ref:7.1f} frames/s   "
+        f"ratio {t_ref / t_ours:5.2f}x   (max SSIM diff {diff:.1e}, {len(gt)} frames {gt.shape[2]}x{gt.shape[1]})")
+
+
+def fid(clips, frames_per_clip: int, tmp: Path, device: str) -> None:
+    import imageio_ffmpeg
+
+    from bench_fid import png_recipe
+    from lipsync_bench import media, run_eval
+    from tests.helpers import noise, write_lossless
+
+    for clip in clips:
+        f = media.read_frames(clip)[:frames_per_clip]
+        write_lossless(tmp / "fid_gt" / clip.stem, f)
+        write_lossless(tmp / "fid_gen" / clip.stem, noise(f, 6, seed=1))
+    start = time.perf_counter()
+    ours = run_eval(tmp / "fid_gen", tmp / "fid_gt", ["fid"], out=tmp / "fid_res", device=device,
+                    progress=False).dataset_values["fid"]["value"]
+    t_ours = time.perf_counter() - start
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = png_recipe(imageio_ffmpeg.get_ffmpeg_exe(), tmp / "fid_gen", tmp / "fid_gt", tmp / "fid_png")
+    t_ref = time.perf_counter() - start
+    row("FID vs PNG + pytorch-fid", f"{t_ours:8.1f} vs {t_ref:7.1f} s          ratio {t_ref / t_ours:5.2f}x   "
+        f"(FID diff {abs(ours - ref):.1e}; both include one 2048² sqrtm)")
+
+
+def lse(clips, repeat: int) -> None:
+    from bench_lse import measure
+
+    rows, worst = measure(clips, repeat, verbose=False)
+    ref = statistics.mean(rows["reference (ffmpeg + evaluate)"])
+    ours = statistics.mean(rows["ours"])
+    compat = statistics.mean(rows["ours --compat syncnet_python"])
+    row("LSE vs syncnet_python", f"{ours:8.2f} vs {ref:7.2f} s/clip     ratio {ref / ours:5.2f}x   "
+        f"(compat mode {ref / compat:.2f}x, max |diff| {worst:.1e})")
+
+
+def child_eval(gen: Path, gt: Path, out: Path, metrics: str, device: str) -> dict:
+    result = subprocess.run([sys.executable, "-c", CHILD, str(gen), str(gt), str(out), metrics, device],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if result.returncode != 0:
+        raise SystemExit(f"eval child failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def full_eval(clips, tmp: Path, device: str) -> None:
+    from lipsync_bench import media
+    from tests.helpers import blur
+
+    (tmp / "all_gt").mkdir()
+    for clip in clips:
+        shutil.copy(clip, tmp / "all_gt" / clip.name)
+        media.write_video(tmp / "all_gen" / f"{clip.stem}.avi", blur(media.read_frames(clip), 1.0), 25,
+                          media.read_audio(clip), codec="ffv1")
+    from lipsync_bench.runner import available_metrics
+
+    metrics = ",".join(m["name"] for m in available_metrics() if m["available"])
+    r = child_eval(tmp / "all_gen", tmp / "all_gt", tmp / "all_res", metrics, device)
+    video_seconds = r["frames"] / 25
+    row("full eval (all metrics)", f"{video_seconds / r['seconds']:8.2f} video-s per wall-s   ratio "
+        f"{video_seconds / r['seconds']:5.2f}x real time   (peak {r['peak_mb']:.0f} MB; {metrics})")
+
+
+def scaling(clips, tmp: Path, device: str, copies=(1, 4, 16)) -> None:
+    base = None
+    for n in copies:
+        gen, gt = tmp / f"scale{n}_gen", tmp / f"scale{n}_gt"
+        gen.mkdir()
+        gt.mkdir()
+        for k in range(n):
+            for clip in clips:
+                os.symlink(clip, gen / f"{clip.stem}_{k}{clip.suffix}")
+                os.symlink(clip, gt / f"{clip.stem}_{k}{clip.suffix}")
+        r = child_eval(gen, gt, tmp / f"scale{n}_res", "ssim,psnr,ifc", device)
+        per_video = r["seconds"] / (n * len(clips))
+        base = base or (per_video, r["peak_mb"])
+        row(f"scaling x{n:<2d} ({n * len(clips)} videos)", f"{r['seconds']:8.1f} s, {per_video:.2f} s/video   "
+            f"ratio {per_video / base[0]:5.2f}x time/video, {r['peak_mb'] / base[1]:.2f}x peak memory "
+            f"({r['peak_mb']:.0f} MB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer frames and clips: under two minutes")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = parser.parse_args()
+    import torch
+
+    from tests.helpers import make_fid_weights
+
+    clips = sorted((DATA / "grid").glob("*.mpg"))
+    if len(clips) < 3:
+        sys.exit(f"GRID clips not found under {DATA / 'grid'}")
+    n_clips, frames, repeat = (1, 25, 1) if args.quick else (3, 75, 3)
+    clips = clips[:n_clips]
+    print(f"lipsync-bench benchmarks{' (quick)' if args.quick else ''}: {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}, {n_clips} GRID clip(s)")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        from lipsync_bench import media
+        from lipsync_bench.syncnets.syncnet import SyncNet
+
+        wdir = tmp / "torch" / "hub" / "checkpoints"  # where pytorch-fid looks, for the reference side
+        os.environ["TORCH_HOME"] = str(tmp / "torch")
+        calibration = np.concatenate([media.read_frames(c)[::10] for c in clips])
+        make_fid_weights(wdir / FID_FILE, calibration)
+        torch.manual_seed(0)
+        torch.save(SyncNet().state_dict(), wdir / "syncnet_v2.model")
+        os.environ["LIPSYNC_BENCH_WEIGHTS"] = str(wdir)
+        frame_metrics(clips, 16 if args.quick else 64, args.device)
+        fid(clips, frames, tmp, args.device)
+        lse(clips, repeat)
+        if args.quick:  # the eval rows on the first `frames` frames of each clip, with their audio
+            (tmp / "short").mkdir()
+            clips = [media.write_video(tmp / "short" / f"{c.stem}.avi", media.read_frames(c)[:frames], 25,
+                                       media.read_audio(c)[:frames * 640], codec="ffv1") for c in clips]
+        full_eval(clips, tmp, args.device)
+        scaling(clips, tmp, args.device)
+
+
+if __name__ == "__main__":
+    main()
