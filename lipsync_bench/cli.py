@@ -417,11 +417,11 @@ def weights_path(name):
 @click.option("--url", default=None, help="Download from this mirror instead of the official URL (one name only).")
 @_friendly
 def weights_fetch(names, weights_dir, url):
-    """Download the weights NAMES ('all' for every known file) and keep each only if its sha256 is
-    the published one."""
+    """Download the weights NAMES ('all' for every file with a direct download) and keep each only if
+    its sha256 is the published one."""
     from . import weights
 
-    names = list(weights.KNOWN) if list(names) == ["all"] else list(names)
+    names = [n for n, w in weights.KNOWN.items() if w.fetchable] if list(names) == ["all"] else list(names)
     if url and len(names) > 1:
         raise LipsyncBenchError("--url takes one weights name")
     for name in names:

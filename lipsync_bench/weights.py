@@ -38,6 +38,11 @@ class KnownWeights:
             return digest == self.sha256
         return bool(self.sha256_prefix) and digest.startswith(self.sha256_prefix)
 
+    @property
+    def fetchable(self) -> bool:
+        """``fetch`` downloads only what it can verify: a direct URL with a published checksum."""
+        return bool(self.sha256 or self.sha256_prefix)
+
 
 KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
     KnownWeights(
@@ -78,6 +83,16 @@ KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
         sha256_prefix="11f355bf06",
         used_by="face-alignment landmarker (lmd, regions)",
         licence="face-alignment's 2D-FAN weights (trained on 300W-LP etc.: research use)",
+    ),
+    KnownWeights(
+        name="wav2lip-expert",
+        filename="lipsync_expert.pth",
+        # The Wav2Lip README links it on a SharePoint share that needs a browser; no checksum is published.
+        url="https://github.com/Rudrabha/Wav2Lip#getting-the-weights",
+        sha256=None,
+        sha256_prefix=None,
+        used_by="stability, robustness (--model wav2lip); train-syncnet --arch wav2lip checkpoints share its layout",
+        licence="Wav2Lip's lip-sync expert (LRS2-trained; non-commercial research use, see the Wav2Lip README)",
     ),
 ]}
 
@@ -180,6 +195,9 @@ def fetch(name: str, weights_dir: str | os.PathLike | None = None, url: str | No
     info = KNOWN[name]
     folder = default_target(weights_dir)
     target = folder / info.filename
+    if not info.fetchable:
+        raise LipsyncBenchError(f"{name}: no direct download with a published checksum; get {info.filename} as "
+                                f"{info.url} explains and place it in {folder}")
     if target.is_file() and info.is_official(sha256(target)):
         return target
     source = url or info.url

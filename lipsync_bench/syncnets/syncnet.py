@@ -132,25 +132,12 @@ def load_syncnet(path: str | Path, device: str | torch.device = "cpu") -> SyncNe
     """SyncNet with the weights of ``syncnet_v2.model`` (or a file in its layout), in eval mode.
     A file that is not such a state dict (corrupt, truncated, other keys, pickled code, which
     ``weights_only`` refuses to run) is a ``LipsyncBenchError`` naming the file."""
-    import pickle
-
     from ..errors import LipsyncBenchError
+    from .checkpoint import load_state, read_checkpoint
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LipsyncBenchError(f"{path}: cannot be loaded as SyncNet weights ({reason[:200]})") from None
-    model = SyncNet()
+    state = read_checkpoint(path, "SyncNet weights")
     if not isinstance(state, dict):
         raise LipsyncBenchError(f"{path}: holds a {type(state).__name__}, not a SyncNet state dict")
-    missing = set(model.state_dict()) - set(state)
-    unexpected = set(state) - set(model.state_dict())
-    if missing or unexpected:
-        raise LipsyncBenchError(f"{path}: not in syncnet_v2.model's layout ({len(missing)} keys missing, e.g. "
-                                f"{sorted(missing)[:2]}; {len(unexpected)} unexpected, e.g. {sorted(unexpected)[:2]})")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise LipsyncBenchError(f"{path}: tensor shapes differ from SyncNet's ({str(exc).splitlines()[-1].strip()})") from None
+    model = SyncNet()
+    load_state(model, state, path, "syncnet_v2.model")
     return model.eval().fuse_for_inference().to(device)

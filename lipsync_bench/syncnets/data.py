@@ -1,0 +1,403 @@
+"""Training and analysis data for the sync experts: talking-face clips as face crops + 16 kHz audio,
+and the aligned / misaligned window pairs the experts learn from.
+
+Two sources (``open_clips``):
+
+- Wav2Lip's preprocessed layout (LRS2 as ``preprocess.py`` writes it): ``<root>/<video>/<n>.jpg``
+  (face crops, numbered from 0) and ``<root>/<video>/audio.wav``; a file list (``filelists/train.txt``,
+  one ``<video>`` path relative to ``root`` a line) selects the videos, else every such folder is one.
+- Plain video folders: each video through the face pipeline (detection, tracking, smoothing as for
+  LMD), cut to its main face track, each frame cropped around the smoothed box (``FACE_CROP_SCALE``:
+  syncnet_python's crop geometry with a 0.15 margin, which keeps mouth and chin in the bottom half, as
+  Wav2Lip's detector box + 10 px does) and resized to 224x224. The crops are cached once per video
+  under ``<cache>/syncnet_crops/`` as one ``.npz`` file of JPEG bytes (quality 95, about 10x smaller
+  than raw frames), the 16-bit audio of the track's span and the track's boxes.
+
+Pairs (``SyncPairs``): a window of 5 consecutive frames and a mel window of 16 steps (0.2 s, Wav2Lip's
+``crop_audio_window``: it starts at mel step int(80 t / 25) for frame t). Positive (label 1): the audio
+of the same frames; negative (label 0): audio from a window of the same video that does not overlap the
+frames (|t - s| >= 5), as the supplementary (A.3) says. The choice of each item is a function of
+(seed, epoch, index) alone, so a run is reproducible and a resumed run sees the same pairs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import LipsyncBenchError, MediaError, MetricError
+from .wav2lip import HOP, MEL_STEPS_PER_SECOND, MEL_WINDOW, mel_window, melspectrogram
+
+FRAMES = 5  # frames of one window
+CROP_SIZE = 224
+FACE_CROP_SCALE = 0.15
+JPEG_QUALITY = 95
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ExpertInput:
+    """How a sync expert wants its face windows: crop size, channel order, lower half or whole crop."""
+
+    size: int
+    bgr: bool
+    lower_half: bool = True
+
+
+#: The inputs of the experts that train on face crops (the original SyncNet takes syncnet_python's
+#: crops instead: see ``experts``).
+INPUTS = {"wav2lip": ExpertInput(96, bgr=True), "avsyncnet": ExpertInput(224, bgr=False)}
+
+
+class _Lru:
+    """A small least-recently-used cache (decoded audio, mel spectrograms, JPEG blobs): bounded memory
+    however many clips a data set has."""
+
+    def __init__(self, size: int):
+        from collections import OrderedDict
+
+        self.size, self.items = size, OrderedDict()
+
+    def get(self, key, make):
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        value = self.items[key] = make()
+        if len(self.items) > self.size:
+            self.items.popitem(last=False)
+        return value
+
+
+_AUDIO, _MEL, _BLOBS = _Lru(256), _Lru(256), _Lru(64)
+
+
+@dataclass
+class FaceClip:
+    """One talking-face video as face crops (RGB uint8, any square size) and 16 kHz audio, both read
+    on demand (bounded caches), so a data set of any size fits in memory. Crop 0 is frame
+    ``first_frame`` of ``source`` at 25 fps."""
+
+    name: str
+    frames: int
+    samples: int  # 16 kHz audio samples
+    read_frames: Callable[[int, int], list] = field(repr=False)  # (start, count) -> RGB arrays
+    read_audio: Callable[[], np.ndarray] = field(repr=False)  # float32 in [-1, 1)
+    source: Path | None = None
+    first_frame: int = 0
+    boxes: np.ndarray | None = field(default=None, repr=False)  # the face track's boxes, for video sources
+
+    def faces(self, start: int, count: int, size: int) -> np.ndarray:
+        """Frames start .. start+count-1 as (count, size, size, 3) RGB uint8."""
+        import cv2
+
+        out = []
+        for img in self.read_frames(start, count):
+            if img.shape[:2] != (size, size):
+                img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if img.shape[0] > size
+                                 else cv2.INTER_LINEAR)
+            out.append(img)
+        return np.stack(out)
+
+    @property
+    def audio(self) -> np.ndarray:
+        return _AUDIO.get((str(self.source), self.name), self.read_audio)
+
+    @property
+    def mel(self) -> np.ndarray:
+        """Wav2Lip's normalised 80-band mel spectrogram of the audio (80, 1 + samples // 200)."""
+        return _MEL.get((str(self.source), self.name), lambda: melspectrogram(self.audio))
+
+    def window_starts(self) -> int:
+        """How many 5-frame windows (starts 0 .. n-1) have their 16-step mel window inside the audio."""
+        mel_steps = 1 + self.samples // HOP
+        n = 0
+        while n <= self.frames - FRAMES and int(MEL_STEPS_PER_SECOND * n / 25) + MEL_WINDOW <= mel_steps:
+            n += 1
+        return n
+
+
+def window_tensor(frames_rgb: np.ndarray, spec: ExpertInput) -> torch.Tensor:
+    """(5, S, S, 3) RGB uint8 crops at the expert's size -> (15, S/2 or S, S) float in [0, 1],
+    frame-major on channels (Wav2Lip's ``np.concatenate(window, axis=2)``)."""
+    x = frames_rgb[..., ::-1] if spec.bgr else frames_rgb
+    x = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).reshape(-1, *x.shape[1:3])
+    if spec.lower_half:
+        x = x[:, x.shape[1] // 2:]
+    return x.float().div_(255)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sources
+
+
+def _numbered_jpgs(folder: Path) -> list[Path]:
+    files = [p for p in folder.iterdir() if p.suffix.lower() == ".jpg" and p.stem.isdigit()]
+    return sorted(files, key=lambda p: int(p.stem))
+
+
+def _imread_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise MediaError(path, "cannot be read as an image")
+    return img[..., ::-1]
+
+
+def _wav_samples(path: Path) -> int:
+    """16 kHz sample count of a WAV file: from its header when it is 16 kHz PCM (Wav2Lip's LRS2 audio),
+    else by decoding it."""
+    import wave
+
+    from ..media import read_audio
+
+    try:
+        with wave.open(str(path)) as w:
+            if w.getframerate() == 16000:
+                return w.getnframes()
+    except (wave.Error, EOFError, OSError):
+        pass
+    return len(read_audio(path))
+
+
+def wav2lip_clip(folder: Path, name: str | None = None) -> FaceClip:
+    """A folder of Wav2Lip's preprocessed layout: 0.jpg, 1.jpg, ... (face crops) and audio.wav."""
+    from ..media import read_audio
+
+    jpgs = _numbered_jpgs(folder)
+    if not jpgs:
+        raise MediaError(folder, "no numbered .jpg face crops (Wav2Lip's layout: 0.jpg, 1.jpg, ... and audio.wav)")
+    if [int(p.stem) for p in jpgs] != list(range(int(jpgs[0].stem), int(jpgs[0].stem) + len(jpgs))):
+        raise MediaError(folder, "frame numbers are not consecutive")
+    wav = folder / "audio.wav"
+    if not wav.is_file():
+        raise MediaError(folder, "no audio.wav")
+    return FaceClip(name or folder.name, len(jpgs), _wav_samples(wav),
+                    lambda start, count: [_imread_rgb(p) for p in jpgs[start:start + count]],
+                    lambda: read_audio(wav), folder)
+
+
+def _crop_cache_file(cache_dir: Path, video: Path, fps: float, params: dict) -> Path:
+    from ..faces.analysis import content_hash
+
+    key = json.dumps({"content": content_hash(video), "fps": fps, "params": params, "crop": FACE_CROP_SCALE,
+                      "size": CROP_SIZE, "version": CACHE_VERSION}, sort_keys=True)
+    return Path(cache_dir) / "syncnet_crops" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".npz")
+
+
+def _clip_from_cache(path: Path, name: str, source: Path) -> FaceClip:
+    import cv2
+
+    def blob():
+        with np.load(path) as z:
+            return z["jpeg"], z["offsets"]
+
+    def read_frames(start, count):
+        data, offsets = _BLOBS.get(path, blob)
+        return [cv2.imdecode(data[offsets[i]:offsets[i + 1]], cv2.IMREAD_COLOR)[..., ::-1]
+                for i in range(start, start + count)]
+
+    def read_audio():
+        with np.load(path) as z:
+            return z["audio"].astype(np.float32) / 32768
+
+    with np.load(path) as z:
+        frames, samples, first, boxes = len(z["offsets"]) - 1, len(z["audio"]), int(z["first_frame"]), z["boxes"]
+    return FaceClip(name, frames, samples, read_frames, read_audio, source, first, boxes)
+
+
+def video_clip(video: Path, cache_dir: Path, name: str | None = None, fps: float = 25.0,
+               landmarker: str = "auto") -> FaceClip:
+    """A video through the face pipeline, cut to its main track and cropped (cached, see the module
+    docstring). Errors (no face, no audio, unreadable) name the video."""
+    import cv2
+
+    from ..faces import FaceAnalyzer
+    from ..faces.track import smoothed_centres, syncnet_crop
+    from ..media import iter_frames, read_audio
+    from .lse import SAMPLES_PER_FRAME
+
+    analyzer = FaceAnalyzer(landmarker)
+    cache = _crop_cache_file(cache_dir, video, fps, analyzer.params())
+    name = name or video.stem
+    if cache.is_file():
+        return _clip_from_cache(cache, name, video)
+    audio = read_audio(video)
+    frames = []
+    for chunk in iter_frames(video, fps):
+        analyzer.update(chunk)
+        frames.extend(chunk)
+    track = analyzer.result().main_track()
+    if track is None:
+        raise MetricError(f"{video}: no face found")
+    centres = smoothed_centres(track, ends="edge")
+    blobs = []
+    for i, c in enumerate(centres):
+        crop = syncnet_crop(frames[track.start + i], *c, crop_scale=FACE_CROP_SCALE, size=CROP_SIZE)
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(crop[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        blobs.append(buf.ravel())
+    span = audio[track.start * SAMPLES_PER_FRAME:(track.start + len(centres)) * SAMPLES_PER_FRAME]
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, jpeg=np.concatenate(blobs), offsets=offsets,
+             audio=np.round(span * 32768).clip(-32768, 32767).astype(np.int16), first_frame=track.start,
+             boxes=track.boxes)
+    tmp.replace(cache)
+    return _clip_from_cache(cache, name, video)
+
+
+def _is_wav2lip_folder(folder: Path) -> bool:
+    return (folder / "audio.wav").is_file() and (folder / "0.jpg").is_file()
+
+
+def _read_list(path: Path) -> list[str]:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise LipsyncBenchError(f"{path}: cannot read the file list ({exc.strerror})") from None
+    return [ln.split()[0] for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+@dataclass
+class ClipSet:
+    """The clips that could be read, and one line per input that could not."""
+
+    clips: list[FaceClip]
+    problems: list[str]
+    layout: str
+
+
+def open_clips(root: str | os.PathLike, cache_dir: str | os.PathLike | None = None, layout: str = "auto",
+               filelist: str | os.PathLike | None = None, fps: float = 25.0, landmarker: str = "auto",
+               progress: bool = False) -> ClipSet:
+    """The clips under ``root``. ``layout``: "wav2lip" (preprocessed face-crop folders), "videos" (any
+    video files or frame folders, through the face pipeline; crops cached under ``cache_dir``,
+    default ``<root>/.lipsync_bench_cache``), or "auto" (wav2lip when ``root`` holds such folders and
+    no video files). ``filelist`` names the videos to use (Wav2Lip's ``filelists/*.txt``)."""
+    from tqdm import tqdm
+
+    from ..media import find_inputs
+
+    root = Path(root)
+    if not root.is_dir():
+        raise LipsyncBenchError(f"{root}: not a folder")
+    if layout not in ("auto", "wav2lip", "videos"):
+        raise LipsyncBenchError(f"layout must be auto, wav2lip or videos, not {layout!r}")
+    wanted = _read_list(Path(filelist)) if filelist else None
+    if layout == "auto":
+        w2l = [p.parent for p in root.rglob("audio.wav") if _is_wav2lip_folder(p.parent)]
+        inputs, _, _ = find_inputs(root)
+        has_videos = any(p.is_file() for p in inputs.values())
+        layout = "wav2lip" if w2l and not has_videos else "videos"
+    problems: list[str] = []
+    if layout == "wav2lip":
+        if wanted is not None:
+            items = [(w, root / w) for w in wanted]
+        else:
+            items = sorted((p.parent.relative_to(root).as_posix(), p.parent) for p in root.rglob("audio.wav")
+                           if _is_wav2lip_folder(p.parent))
+        read = wav2lip_clip
+    else:
+        inputs, duplicates, _ = find_inputs(root)
+        problems += [f"{k}: {v}" for k, v in duplicates.items()]
+        if wanted is not None:
+            missing = [w for w in wanted if re.sub(r"\.[^./]+$", "", w) not in inputs]
+            problems += [f"{w}: listed but not found under {root}" for w in missing]
+            inputs = {k: v for k, v in inputs.items() if k in {re.sub(r"\.[^./]+$", "", w) for w in wanted}}
+        items = sorted(inputs.items())
+        cache = Path(cache_dir) if cache_dir else root / ".lipsync_bench_cache"
+
+        def read(path, name):
+            return video_clip(path, cache, name, fps, landmarker)
+
+    clips = []
+    for name, path in tqdm(items, desc="clips", unit="video", disable=not progress):
+        try:
+            clips.append(read(path, name))
+        except (LipsyncBenchError, OSError) as exc:
+            problems.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+    if not clips:
+        raise LipsyncBenchError(f"{root}: no usable clip ({layout} layout)"
+                                + (f"; first problem: {problems[0]}" if problems else ""))
+    return ClipSet(clips, problems, layout)
+
+
+def split_clips(clips: list[FaceClip], val_fraction: float) -> tuple[list[FaceClip], list[FaceClip]]:
+    """A fixed train/validation split by a hash of each clip's name (at least one of each when there
+    are two or more clips), so the split does not depend on the order or number of other clips."""
+    if len(clips) < 2 or val_fraction <= 0:
+        return clips, []
+    score = {c.name: int(hashlib.sha256(c.name.encode()).hexdigest()[:8], 16) / 16 ** 8 for c in clips}
+    val = [c for c in clips if score[c.name] < val_fraction]
+    if not val:
+        val = [min(clips, key=lambda c: score[c.name])]
+    if len(val) == len(clips):
+        val = val[:-1]
+    names = {c.name for c in val}
+    return [c for c in clips if c.name not in names], val
+
+
+# --------------------------------------------------------------------------------------------------
+# Pairs
+
+
+class SyncPairs(torch.utils.data.Dataset):
+    """Aligned (label 1) and misaligned (label 0) window pairs of ``clips`` for one expert's input.
+
+    Each window start of each clip is one item (every ``stride``-th start). ``positive_fraction`` of
+    the items are aligned; a misaligned item takes the audio of a non-overlapping window of the same
+    clip. Items are a function of (seed, epoch, index): ``set_epoch`` draws other pairs."""
+
+    def __init__(self, clips: list[FaceClip], spec: ExpertInput, seed: int = 0, stride: int = 1,
+                 positive_fraction: float = 0.5):
+        self.clips, self.spec, self.seed, self.epoch = clips, spec, seed, 0
+        self.positive_fraction = positive_fraction
+        self.index: list[tuple[int, int, int]] = []  # clip, start, number of starts of that clip
+        self.too_short: list[str] = []
+        for c, clip in enumerate(clips):
+            n = clip.window_starts()
+            if n < FRAMES + 1:  # no window that does not overlap another
+                self.too_short.append(f"{clip.name}: {clip.frames} frames, too short for a misaligned pair "
+                                      f"(needs {2 * FRAMES} frames with audio)")
+                continue
+            self.index += [(c, s, n) for s in range(0, n, stride)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def pair(self, i: int) -> tuple[int, int, int, bool]:
+        """(clip, frame start, audio start, aligned) of item i in this epoch."""
+        c, s, n = self.index[i]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        aligned = bool(rng.random() < self.positive_fraction)
+        if aligned:
+            return c, s, s, True
+        choices = np.concatenate([np.arange(0, max(0, s - FRAMES + 1)), np.arange(s + FRAMES, n)])
+        return c, s, int(rng.choice(choices)), False
+
+    def __getitem__(self, i: int):
+        c, s, t, aligned = self.pair(i)
+        clip = self.clips[c]
+        faces = window_tensor(clip.faces(s, FRAMES, self.spec.size), self.spec)
+        mel = torch.from_numpy(np.ascontiguousarray(mel_window(clip.mel, t)))[None]
+        return faces, mel, torch.tensor(float(aligned))
+
+
+def mel_windows(clip: FaceClip, starts) -> torch.Tensor:
+    """(len(starts), 1, 80, 16) mel windows of ``clip`` for the given frame starts."""
+    return torch.from_numpy(np.stack([mel_window(clip.mel, int(t)) for t in starts]))[:, None]
+
+
+__all__ = ["ExpertInput", "INPUTS", "FaceClip", "ClipSet", "SyncPairs", "open_clips", "split_clips", "video_clip",
+           "wav2lip_clip", "window_tensor", "mel_windows", "MEL_WINDOW"]

@@ -1,0 +1,245 @@
+"""One interface over the three sync experts, for the analyses (stability, robustness) and for LSE
+with an expert other than SyncNet: each gives unit-norm video and audio embeddings of 5-frame windows
+of a clip, in the crop geometry and colour order it was trained on.
+
+| expert | crop (from the face track) | frames fed | audio |
+|---|---|---|---|
+| ``syncnet`` | syncnet_python's (margin 0.4), 224x224, whole crop | BGR, 0-255 | MFCC 13 x 20 |
+| ``wav2lip`` | face crop (margin 0.15), 96x96, bottom half | BGR, [0, 1] | mel 80 x 16 |
+| ``avsyncnet`` | face crop (margin 0.15), 224x224, bottom half | RGB, [0, 1] | mel 80 x 16 |
+
+Cosine similarity is the paper's P_sync (Eq. A) and -log of it (clamped to [1e-7, 1]) the lip-sync
+loss of a ground-truth pair (Eq. B with label 1). SyncNet was trained on Euclidean distance, not on
+cosine similarity; its cosine similarity is computed all the same, as the paper does for Fig. 1 / A.
+
+``random_init=True`` builds a seeded random network and calibrates its batch-norm statistics on the
+given clips (momentum None: the exact mean over the calibration batches), so that random embeddings
+are informative enough for smoke tests; results are labelled "random-init".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import LipsyncBenchError
+from .data import FACE_CROP_SCALE, FRAMES, INPUTS, FaceClip, mel_windows, window_tensor
+
+EXPERTS = ("syncnet", "wav2lip", "avsyncnet")
+LABELS = {"syncnet": "SyncNet", "wav2lip": "Wav2Lip SyncNet", "avsyncnet": "AVSyncNet"}
+SYNCNET_CROP_SCALE = 0.4
+
+
+@dataclass
+class Expert:
+    name: str
+    model: torch.nn.Module
+    weights: dict  # {"file", "sha256", "official"} or {"random_init": seed}
+    device: torch.device
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.name] + (" (random-init)" if self.weights.get("random_init") is not None else "")
+
+    @property
+    def crop_scale(self) -> float:
+        return SYNCNET_CROP_SCALE if self.name == "syncnet" else FACE_CROP_SCALE
+
+    @property
+    def crop_size(self) -> int:
+        return 224 if self.name == "syncnet" else INPUTS[self.name].size
+
+    def crops(self, clip: FaceClip) -> np.ndarray:
+        """All frames of ``clip`` in this expert's crop geometry: (T, S, S, 3) RGB uint8."""
+        if self.name != "syncnet":
+            return clip.faces(0, clip.frames, self.crop_size)
+        return syncnet_crops_of(clip)
+
+    @torch.no_grad()
+    def video(self, windows: torch.Tensor, transform=None, before_half: bool = False) -> torch.Tensor:
+        """(N, 5, S, S, 3) RGB uint8 windows -> (N, D) unit embeddings. ``transform`` maps float
+        (M, 3, H, W) images to images of the same size: applied to the expert's input (the bottom half
+        for the experts that take one) or, with ``before_half``, to the whole crop before it is halved."""
+        n = windows.shape[0]
+        x = windows.to(self.device)
+        if self.name == "syncnet":
+            x = x.flip(-1).permute(0, 4, 1, 2, 3).float()  # N, 3 (BGR), 5, H, W; 0-255
+            if transform is not None:
+                imgs = transform(x.permute(0, 2, 1, 3, 4).reshape(-1, 3, *x.shape[-2:]))
+                x = imgs.reshape(n, FRAMES, 3, *x.shape[-2:]).permute(0, 2, 1, 3, 4)
+            return F.normalize(self.model.embed_video(x.contiguous()), dim=1)
+        spec = INPUTS[self.name]
+        imgs = x.reshape(-1, *x.shape[2:]).permute(0, 3, 1, 2).float().div(255)  # N*5, 3 (RGB), S, S
+        if transform is not None and before_half:
+            imgs = transform(imgs)
+        if spec.lower_half:
+            imgs = imgs[:, :, imgs.shape[2] // 2:]
+        if transform is not None and not before_half:
+            imgs = transform(imgs)
+        if spec.bgr:
+            imgs = imgs.flip(1)
+        faces = imgs.reshape(n, FRAMES * 3, *imgs.shape[2:])
+        return self.model.embed_faces(faces.contiguous())
+
+    @torch.no_grad()
+    def audio(self, clip: FaceClip, starts) -> torch.Tensor:
+        """Unit embeddings of the audio windows of ``clip`` starting at the given frames."""
+        starts = np.asarray(starts, int)
+        if self.name == "syncnet":
+            from .lse import mfcc
+
+            coeffs = torch.from_numpy(mfcc(clip.audio)).float()  # (13, 4 per frame)
+            feats = torch.stack([coeffs[:, 4 * s:4 * s + 20] for s in starts])[:, None]
+            return F.normalize(self.model.embed_audio(feats.to(self.device)), dim=1)
+        return self.model.embed_audio(mel_windows(clip, starts).to(self.device))
+
+    def usable_windows(self, clip: FaceClip) -> int:
+        """Window starts 0 .. n-1 whose audio window lies inside the audio, for this expert's features."""
+        if self.name == "syncnet":
+            from .lse import SAMPLES_PER_FRAME, WINDOW
+
+            # the reference's range(0, L - 5): the MFCC of the last full window may be short
+            return max(0, min(clip.frames, clip.samples // SAMPLES_PER_FRAME) - WINDOW)
+        return clip.window_starts()
+
+
+def syncnet_crops_of(clip: FaceClip) -> np.ndarray:
+    """syncnet_python's 224x224 crops of a clip read from a video: its face track's boxes smoothed as
+    LSE smooths them, cut from the decoded frames. Face-crop folders (Wav2Lip's layout) hold no full
+    frames to take them from."""
+    from ..faces.track import Track, smoothed_centres, syncnet_crop
+    from ..media import iter_frames
+
+    if clip.boxes is None or clip.source is None:
+        raise LipsyncBenchError(f"{clip.name}: the original SyncNet takes syncnet_python's wide crop of the full "
+                                "frame; this clip has face crops only (Wav2Lip's layout): use a folder of videos")
+    centres = smoothed_centres(Track(clip.first_frame, clip.boxes, np.ones(len(clip.boxes), bool),
+                                     np.zeros(len(clip.boxes), int)))
+    crops, index = [], 0
+    for chunk in iter_frames(clip.source, 25):
+        for frame in chunk:
+            i = index - clip.first_frame
+            if 0 <= i < clip.frames:
+                crops.append(syncnet_crop(frame, *centres[i], crop_scale=SYNCNET_CROP_SCALE))
+            index += 1
+    return np.stack(crops)
+
+
+def build_model(name: str, tiny: bool = False) -> torch.nn.Module:
+    if name == "syncnet":
+        from .syncnet import SyncNet
+
+        return SyncNet()
+    if name == "wav2lip":
+        from .wav2lip import Wav2LipSyncNet
+
+        return Wav2LipSyncNet()
+    if name == "avsyncnet":
+        from .avsyncnet import TINY, AVSyncNet, AVSyncNetConfig
+
+        return AVSyncNet(TINY if tiny else AVSyncNetConfig())
+    raise LipsyncBenchError(f"unknown sync expert {name!r} (known: {', '.join(EXPERTS)})")
+
+
+def load_expert(name: str, path: str | Path, device: str | torch.device = "cpu") -> Expert:
+    """An expert from its weights file: ``syncnet_v2.model``, ``lipsync_expert.pth`` (or a
+    train-syncnet checkpoint of either Wav2Lip's layout), or an AVSyncNet checkpoint."""
+    from .. import weights
+
+    device = torch.device(device)
+    path = Path(path)
+    if not path.is_file():
+        raise LipsyncBenchError(f"{path}: no such weights file for {LABELS.get(name, name)}")
+    if name == "syncnet":
+        from .syncnet import load_syncnet
+
+        model = load_syncnet(path, device)
+        info = weights.describe("syncnet", path)
+    elif name == "wav2lip":
+        from .wav2lip import load_wav2lip_syncnet
+
+        model = load_wav2lip_syncnet(path, device)
+        info = weights.describe("wav2lip-expert", path)
+    elif name == "avsyncnet":
+        from .avsyncnet import load_avsyncnet
+
+        model = load_avsyncnet(path, device)
+        info = {"name": "avsyncnet", "file": path.name, "sha256": weights.sha256(path), "official": False}
+    else:
+        raise LipsyncBenchError(f"unknown sync expert {name!r} (known: {', '.join(EXPERTS)})")
+    return Expert(name, model.eval(), info, device)
+
+
+def random_expert(name: str, clips: list[FaceClip], seed: int = 0, tiny: bool = True,
+                  device: str | torch.device = "cpu", windows: int = 64) -> Expert:
+    """A seeded random expert with batch-norm statistics calibrated on aligned windows of ``clips``."""
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    model = build_model(name, tiny).to(device)
+    expert = Expert(name, model, {"random_init": seed, "tiny": tiny and name == "avsyncnet"}, device)
+    calibrate_batchnorm(expert, clips, windows)
+    if name == "syncnet":
+        model.fuse_for_inference()
+    return expert
+
+
+@torch.no_grad()
+def calibrate_batchnorm(expert: Expert, clips: list[FaceClip], windows: int = 64, batch: int = 16) -> None:
+    """Reset every batch norm's running statistics and set them to the exact mean over up to
+    ``windows`` aligned windows of ``clips`` (spread over the clips), then put the model in eval mode."""
+    model = expert.model
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    per_clip = max(1, windows // max(1, len(clips)))
+    feeds = []
+    for clip in clips:
+        n = expert.usable_windows(clip)
+        if n < 1:
+            continue
+        crops = expert.crops(clip)
+        starts = np.linspace(0, n - 1, min(per_clip, n)).astype(int)
+        feeds.append((clip, crops, starts))
+    if not feeds:
+        raise LipsyncBenchError("no clip long enough to calibrate the random expert's batch norms")
+    model.train()
+    try:
+        for clip, crops, starts in feeds:
+            for i in range(0, len(starts), batch):
+                s = starts[i:i + batch]
+                if len(s) < 2:
+                    continue  # batch norm needs two samples
+                win = torch.from_numpy(np.stack([crops[t:t + FRAMES] for t in s]))
+                expert.video(win)
+                expert.audio(clip, s)
+    finally:
+        model.eval()
+        for m in norms:
+            m.momentum = 0.1
+
+
+def cosine_similarities(expert: Expert, clip: FaceClip, starts=None, audio_starts=None, crops=None,
+                        transform=None, before_half: bool = False, batch: int = 32) -> np.ndarray:
+    """Cosine similarity (Eq. A) of each 5-frame window of ``clip`` starting at ``starts`` (default:
+    every usable start) with the audio window at ``audio_starts`` (default: the same frames)."""
+    n = expert.usable_windows(clip)
+    starts = np.arange(n) if starts is None else np.asarray(starts, int)
+    audio_starts = starts if audio_starts is None else np.asarray(audio_starts, int)
+    crops = expert.crops(clip) if crops is None else crops
+    out = []
+    for i in range(0, len(starts), batch):
+        s = starts[i:i + batch]
+        win = torch.from_numpy(np.stack([crops[t:t + FRAMES] for t in s]))
+        v = expert.video(win, transform, before_half)
+        a = expert.audio(clip, audio_starts[i:i + batch])
+        out.append((v * a).sum(dim=1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def sync_loss_of(similarity: np.ndarray) -> np.ndarray:
+    """The lip-sync loss of a ground-truth pair, -log P_sync (Eq. B), P clamped to [1e-7, 1]."""
+    return -np.log(np.clip(similarity, 1e-7, 1.0))

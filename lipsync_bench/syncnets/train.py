@@ -1,0 +1,293 @@
+"""Training of the sync experts (``lipsync-bench train-syncnet``): Wav2Lip's SyncNet or AVSyncNet on
+aligned / misaligned window pairs (``data.SyncPairs``), BCE on the cosine similarity (Eq. A/B).
+
+- Optimiser: Adam (Wav2Lip's, lr 1e-4) for ``wav2lip``, AdamW (weight decay 0.01) for ``avsyncnet``
+  by default; mixed precision (fp16 autocast + gradient scaling) on CUDA; the loss in float32.
+- Order: each epoch is a permutation of the training pairs drawn from (seed, epoch), and each pair is
+  a function of (seed, epoch, index) (``SyncPairs``); the models have no dropout. So a run is
+  reproducible and a run resumed from a checkpoint written mid-epoch continues exactly where it was.
+- Checkpoints: ``<out>/last.pt`` after every epoch and every ``save_every`` steps, ``<out>/best.pt``
+  at the lowest validation loss, written atomically; Wav2Lip's keys (``state_dict``, ``optimizer``,
+  ``global_step``, ``global_epoch``) plus ``arch``, ``config`` (AVSyncNet's) and the training state.
+  ``resume=True`` continues from ``last.pt`` (the settings that define the run must be the same).
+- Validation after every epoch on held-out clips (fixed pairs): loss, sync accuracy (cosine similarity
+  above 0.5 <=> aligned) and the mean cosine similarity of the aligned (ground-truth) pairs, the
+  quantity of the paper's Tab. A. Logged to ``<out>/log.csv`` (and TensorBoard with ``log="tensorboard"``).
+- Several GPUs: start with ``torchrun --nproc-per-node N -m lipsync_bench.cli train-syncnet ...``; each
+  process trains on its slice of every epoch's permutation under DistributedDataParallel, and
+  validation sums are all-reduced. Process 0 writes checkpoints and logs.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import LipsyncBenchError
+from .checkpoint import read_checkpoint, save_checkpoint, state_dict_of
+from .data import INPUTS, SyncPairs, open_clips, split_clips
+from .experts import build_model
+from .wav2lip import sync_loss
+
+ARCHS = ("avsyncnet", "wav2lip")
+LOG_FIELDS = ["step", "epoch", "split", "loss", "sync_acc", "gt_cos", "lr", "samples_per_s", "seconds"]
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "avsyncnet"
+    tiny: bool = False  # AVSyncNet's small configuration, for smoke runs on a CPU
+    epochs: int = 100
+    max_steps: int | None = None  # stop after this many optimiser steps in all (a checkpoint is written)
+    batch_size: int = 64
+    lr: float = 1e-4
+    optimizer: str | None = None  # adam | adamw; default: adam for wav2lip, adamw for avsyncnet
+    weight_decay: float | None = None  # default: 0 for adam, 0.01 for adamw
+    seed: int = 0
+    stride: int = 1  # every stride-th window start of each clip is a training item
+    val_fraction: float = 0.1  # held-out clips when no validation list is given
+    workers: int = 0  # DataLoader processes
+    amp: bool = True  # mixed precision, CUDA only
+    save_every: int = 0  # steps between mid-epoch checkpoints; 0: after each epoch only
+
+    #: Fields that define the run: resuming with another value is refused.
+    IDENTITY = ("arch", "tiny", "batch_size", "lr", "optimizer", "weight_decay", "seed", "stride")
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise LipsyncBenchError(f"arch must be one of {', '.join(ARCHS)}, not {self.arch!r}")
+        if self.optimizer is None:
+            self.optimizer = "adam" if self.arch == "wav2lip" else "adamw"
+        if self.optimizer not in ("adam", "adamw"):
+            raise LipsyncBenchError(f"optimizer must be adam or adamw, not {self.optimizer!r}")
+        if self.weight_decay is None:
+            self.weight_decay = 0.0 if self.optimizer == "adam" else 0.01
+        if self.batch_size < 2:
+            raise LipsyncBenchError("batch size must be at least 2 (batch norm)")
+
+    def identity(self) -> dict:
+        return {k: getattr(self, k) for k in self.IDENTITY}
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size) under torchrun, else (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _batches(n: int, config: TrainConfig, epoch: int, rank: int, world: int) -> list[list[int]]:
+    """This process's batches of one epoch: its slice of the epoch's permutation, in batches (a last
+    batch of one item is dropped: batch norm needs two)."""
+    order = np.random.default_rng([config.seed, epoch]).permutation(n)[rank::world]
+    batches = [order[i:i + config.batch_size].tolist() for i in range(0, len(order), config.batch_size)]
+    return [b for b in batches if len(b) >= 2]
+
+
+class _Log:
+    """CSV log (always) and TensorBoard (optional), written by process 0 only."""
+
+    def __init__(self, out: Path, kind: str, enabled: bool, resume: bool):
+        self.enabled, self.file, self.tb = enabled, out / "log.csv", None
+        if not enabled:
+            return
+        if not resume or not self.file.is_file():
+            with open(self.file, "w", newline="") as f:
+                csv.writer(f).writerow(LOG_FIELDS)
+        if kind == "tensorboard":
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise LipsyncBenchError("--log tensorboard needs the tensorboard package (pip install tensorboard); "
+                                        "log.csv is written either way") from None
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+        elif kind != "csv":
+            raise LipsyncBenchError(f"log must be csv or tensorboard, not {kind!r}")
+
+    def write(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.file, "a", newline="") as f:
+            csv.writer(f).writerow([row.get(k, "") for k in LOG_FIELDS])
+        if self.tb is not None:
+            for k in ("loss", "sync_acc", "gt_cos", "samples_per_s"):
+                if row.get(k) not in (None, ""):
+                    self.tb.add_scalar(f"{row['split']}/{k}", row[k], row["step"])
+
+
+@torch.no_grad()
+def validate(model, pairs: SyncPairs, batch_size: int, device: torch.device, world: int = 1, rank: int = 0) -> dict:
+    """Loss, sync accuracy and mean cosine similarity of aligned pairs over ``pairs`` (fixed: epoch 0)."""
+    model.eval()
+    pairs.set_epoch(0)
+    sums = torch.zeros(5, dtype=torch.float64)  # loss, correct, items, aligned cos, aligned items
+    for start in range(rank * batch_size, len(pairs), batch_size * world):
+        faces, mel, y = (torch.stack(t) for t in zip(*(pairs[i] for i in range(start, min(start + batch_size, len(pairs))))))
+        audio, video = model(mel.to(device), faces.to(device))
+        cos = torch.nn.functional.cosine_similarity(audio.float(), video.float()).cpu()
+        sums += torch.tensor([float(sync_loss(audio.float(), video.float(), y.to(device))) * len(y),
+                              float(((cos > 0.5).float() == y).sum()), len(y), float(cos[y == 1].sum()),
+                              float((y == 1).sum())], dtype=torch.float64)
+    if world > 1:
+        sums = sums.to(device)
+        torch.distributed.all_reduce(sums)
+        sums = sums.cpu()
+    loss, correct, items, cos, aligned = sums.tolist()
+    return {"loss": loss / items if items else math.nan, "sync_acc": correct / items if items else math.nan,
+            "gt_cos": cos / aligned if aligned else math.nan, "items": int(items)}
+
+
+def _make_optimizer(model, config: TrainConfig):
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _checkpoint(model, optimizer, scaler, config: TrainConfig, state: dict) -> dict:
+    ckpt = {"arch": config.arch, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "global_step": state["step"], "global_epoch": state["epoch"],
+            "train": {"config": asdict(config), **state}}
+    if config.arch == "avsyncnet":
+        ckpt["config"] = asdict(model.config)
+    if scaler is not None:
+        ckpt["scaler"] = scaler.state_dict()
+    return ckpt
+
+
+def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: TrainConfig = TrainConfig(), *,
+                  resume: bool = False, device: str = "cpu", layout: str = "auto", cache_dir=None,
+                  train_list=None, val_list=None, log: str = "csv", progress: bool = True) -> dict:
+    """Train one sync expert on the clips under ``data``; returns the final state and the validation
+    history. See the module docstring for what is written to ``out``."""
+    from tqdm import tqdm
+
+    rank, world = _dist()
+    if world > 1 and device.startswith("cuda"):
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LipsyncBenchError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    last = out / "last.pt"
+    saved = None
+    if resume:
+        if not last.is_file():
+            raise LipsyncBenchError(f"--resume: no checkpoint {last} to resume from")
+        saved = read_checkpoint(last, "a train-syncnet checkpoint")
+        before = saved.get("train", {}).get("config", {}) if isinstance(saved, dict) else {}
+        differ = {k: (before.get(k), v) for k, v in config.identity().items() if before.get(k) != v}
+        if differ:
+            raise LipsyncBenchError(f"--resume: {last} was trained with other settings: "
+                                    + ", ".join(f"{k} {a!r} (now {b!r})" for k, (a, b) in differ.items()))
+
+    clipset = open_clips(data, cache_dir, layout, train_list, progress=progress and rank == 0)
+    if val_list:
+        train_clips = clipset.clips
+        val_clips = open_clips(data, cache_dir, layout, val_list, progress=False).clips
+    else:
+        train_clips, val_clips = split_clips(clipset.clips, config.val_fraction)
+    spec = INPUTS[config.arch]
+    train_pairs = SyncPairs(train_clips, spec, config.seed, config.stride)
+    val_pairs = SyncPairs(val_clips, spec, config.seed + 1) if val_clips else None
+    if len(train_pairs) < 2:
+        raise LipsyncBenchError(f"{data}: fewer than 2 training windows ({'; '.join(train_pairs.too_short) or 'no clips'})")
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.arch, config.tiny).to(dev)
+    optimizer = _make_optimizer(model, config)
+    use_amp = config.amp and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_val_loss": math.inf, "history": []}
+    if saved is not None:
+        model.load_state_dict(state_dict_of(saved, last))
+        optimizer.load_state_dict(saved["optimizer"])
+        if scaler is not None and "scaler" in saved:
+            scaler.load_state_dict(saved["scaler"])
+        state = {k: saved["train"][k] for k in state}
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None) \
+        if world > 1 else model
+    logger = _Log(out, log, rank == 0, resume)
+    meta = {"data": str(data), "layout": clipset.layout, "train_clips": len(train_clips), "val_clips": len(val_clips),
+            "train_windows": len(train_pairs), "val_windows": len(val_pairs) if val_pairs else 0,
+            "skipped": clipset.problems + train_pairs.too_short, "world_size": world, "device": str(dev),
+            "amp": use_amp, "config": asdict(config)}
+    if rank == 0:
+        (out / "run.json").write_text(json.dumps(meta, indent=2))
+
+    def save(path: Path) -> None:
+        if rank == 0:
+            save_checkpoint(_checkpoint(model, optimizer, scaler, config, state), path)
+
+    done = False
+    while state["epoch"] < config.epochs and not done:
+        epoch = state["epoch"]
+        train_pairs.set_epoch(epoch)
+        batches = _batches(len(train_pairs), config, epoch, rank, world)[state["batch_in_epoch"]:]
+        loader = torch.utils.data.DataLoader(train_pairs, batch_sampler=batches, num_workers=config.workers,
+                                             pin_memory=dev.type == "cuda")
+        net.train()
+        total, items, started = 0.0, 0, time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress or rank != 0)
+        for faces, mel, y in bar:
+            faces, mel, y = faces.to(dev, non_blocking=True), mel.to(dev, non_blocking=True), y.to(dev)
+            with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
+                audio, video = net(mel, faces)
+            loss = sync_loss(audio.float(), video.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            state["step"] += 1
+            state["batch_in_epoch"] += 1
+            total += float(loss.detach()) * len(y)
+            items += len(y)
+            bar.set_postfix(loss=f"{total / items:.4f}")
+            if config.save_every and state["step"] % config.save_every == 0:
+                save(last)
+            if config.max_steps is not None and state["step"] >= config.max_steps:
+                done = True
+                break
+        seconds = time.perf_counter() - started
+        row = {"step": state["step"], "epoch": epoch + 1, "split": "train", "loss": total / max(1, items),
+               "lr": optimizer.param_groups[0]["lr"], "samples_per_s": items * world / seconds if seconds else "",
+               "seconds": round(seconds, 3)}
+        logger.write(row)
+        epoch_done = not done or state["batch_in_epoch"] >= len(_batches(len(train_pairs), config, epoch, rank, world))
+        if epoch_done:
+            state["epoch"] += 1
+            state["batch_in_epoch"] = 0
+            record = {"epoch": epoch + 1, "step": state["step"], "train_loss": row["loss"],
+                      "samples_per_s": row["samples_per_s"]}
+            best = False
+            if val_pairs is not None:
+                val = validate(model, val_pairs, config.batch_size, dev, world, rank)
+                logger.write({"step": state["step"], "epoch": epoch + 1, "split": "val", **val})
+                record.update({f"val_{k}": v for k, v in val.items()})
+                best = val["loss"] < state["best_val_loss"]
+                state["best_val_loss"] = min(val["loss"], state["best_val_loss"])
+            state["history"].append(record)
+            if best:
+                save(out / "best.pt")
+        save(last)
+    if world > 1:
+        torch.distributed.barrier()
+    return {**state, **meta, "checkpoint": str(last)}
+
+
+def config_from_options(**options) -> TrainConfig:
+    """A ``TrainConfig`` from keyword options, ignoring those left as None (the defaults apply)."""
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in options.items() if k in names and v is not None})
