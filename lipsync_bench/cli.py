@@ -80,6 +80,11 @@ def main():
 @click.option("--landmarker", type=click.Choice(["auto", "dlib", "face-alignment"]), default=None,
               help="Face landmarker for LMD (same as --param lmd.landmarker=NAME) [default: auto = "
                    "face-alignment when its weights are present, else dlib].")
+@click.option("--sync-model", type=click.Choice(["syncnet", "avsyncnet", "wav2lip"]), default=None,
+              help="Sync expert of LSE-C/LSE-D/offset (same as --param lse.sync_model=NAME) [default: syncnet, "
+                   "as papers report]; another expert's LSE is on another scale and gets its own columns.")
+@click.option("--sync-weights", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Weights of the sync expert (an AVSyncNet train-syncnet checkpoint) [default: its published file].")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--workers", default=1, show_default=True, help="Videos evaluated in parallel processes.")
 @click.option("--force", is_flag=True, help="Recompute videos already in the store.")
@@ -90,7 +95,7 @@ def main():
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly
 def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap, params, fid_frames, weights_dir,
-             landmarker, device, workers, force, shard, as_json, quiet):
+             landmarker, sync_model, sync_weights, device, workers, force, shard, as_json, quiet):
     """Evaluate generated videos against ground truth and store the results.
 
     Each video is decoded once at --fps; every metric reads the same frames (with --region face|mouth,
@@ -120,6 +125,10 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap,
         params.setdefault("fid", {})["frames"] = fid_frames
     if landmarker is not None:
         params.setdefault("lmd", {})["landmarker"] = landmarker
+    if sync_model is not None:
+        params.setdefault("lse", {})["sync_model"] = sync_model
+    if sync_weights is not None:
+        params.setdefault("lse", {})["sync_weights"] = str(sync_weights.resolve())
     result = run_eval(gen, gt, names, method=method, dataset=dataset, out=out, protocol=protocol,
                       params=params, device=device, workers=workers, force=force,
                       progress=not quiet and not as_json, command=shlex.join(["lipsync-bench", *sys.argv[1:]]),
@@ -338,16 +347,23 @@ def faces_cmd(video, out, fps, landmarker, as_json):
               help="Refuse face tracks shorter than this (syncnet_python's pipeline uses 100).")
 @click.option("--weights-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help=f"Folder holding syncnet_v2.model [default: ${ENV_VAR}, then the torch hub cache].")
+@click.option("--sync-model", type=click.Choice(["syncnet", "avsyncnet", "wav2lip"]), default="syncnet",
+              show_default=True, help="Sync expert; avsyncnet/wav2lip use unit-norm embeddings (another scale).")
+@click.option("--sync-weights", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Weights of the sync expert [default: syncnet_v2.model / lipsync_expert.pth from the weights folder].")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Save the distance-vs-offset curve and the framewise confidence as a PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print offset, lse_c, lse_d, the curve and the protocol as JSON.")
 @_friendly
-def lse_cmd(video, audio, crop, compat, fps, vshift, min_track, weights_dir, device, plot, as_json):
-    """LSE-C, LSE-D and the AV offset of one VIDEO with SyncNet (syncnet_python's procedure)."""
+def lse_cmd(video, audio, crop, compat, fps, vshift, min_track, weights_dir, sync_model, sync_weights, device, plot,
+            as_json):
+    """LSE-C, LSE-D and the AV offset of one VIDEO with SyncNet (syncnet_python's procedure), or with
+    another sync expert (--sync-model)."""
     from .metrics.lse import plot_score, score_video
 
-    score, protocol = score_video(video, audio, crop, compat, fps, vshift, min_track, device, weights_dir)
+    score, protocol = score_video(video, audio, crop, compat, fps, vshift, min_track, device, weights_dir,
+                                  sync_model=sync_model, sync_weights=sync_weights)
     if plot:
         plot_score(score, plot, title=str(video.name))
     doc = {"video": str(video), "offset": score.offset, "lse_c": score.lse_c, "lse_d": score.lse_d,
@@ -359,7 +375,7 @@ def lse_cmd(video, audio, crop, compat, fps, vshift, min_track, weights_dir, dev
         return
     official = protocol["weights"]["official"]
     click.echo(f"{video}: AV offset {score.offset}, LSE-D {score.lse_d:.3f}, LSE-C {score.lse_c:.3f} "
-               f"({score.windows} windows at {fps:g} fps, crop {crop}, compat {compat})")
+               f"({score.windows} windows at {fps:g} fps, crop {crop}, compat {compat}, sync model {sync_model})")
     if not official:
         click.echo(f"note: unofficial weights ({protocol['weights']['sha256'][:16]}…): not comparable with "
                    "published numbers")
@@ -444,6 +460,158 @@ def weights_verify():
                        f"sha256 {r['sha256']} ({r['path']})")
     if any(r["status"] == "unofficial" for r in rows):
         sys.exit(1)
+
+
+_DATA_HELP = ("Folder of talking-face clips: videos (through the face pipeline, crops cached) or Wav2Lip's "
+              "preprocessed layout (<video>/<n>.jpg + audio.wav).")
+
+
+def _data_options(fn):
+    """--layout, --cache and --device, shared by the sync-expert commands."""
+    fn = click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")(fn)
+    fn = click.option("--cache", "cache_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+                      help="Where face crops of videos are cached [default: <data>/.lipsync_bench_cache].")(fn)
+    return click.option("--layout", type=click.Choice(["auto", "wav2lip", "videos"]), default="auto",
+                        show_default=True, help="auto: wav2lip when the folder holds such folders and no videos.")(fn)
+
+
+@main.command("train-syncnet")
+@click.option("--arch", type=click.Choice(["avsyncnet", "wav2lip"]), default="avsyncnet", show_default=True)
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help=_DATA_HELP)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for last.pt, best.pt, log.csv and run.json.")
+@click.option("--train-list", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File list of the training videos (Wav2Lip's filelists/train.txt) [default: all but --val-fraction].")
+@click.option("--val-list", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File list of the validation videos (Wav2Lip's filelists/val.txt).")
+@click.option("--val-fraction", default=0.1, show_default=True, help="Held-out clips when no --val-list is given.")
+@click.option("--epochs", default=100, show_default=True)
+@click.option("--max-steps", default=None, type=int, help="Stop after this many optimiser steps (a checkpoint is kept).")
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--lr", default=1e-4, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default=None,
+              help="[default: adam for wav2lip, as Wav2Lip; adamw for avsyncnet]")
+@click.option("--weight-decay", default=None, type=float, help="[default: 0 for adam, 0.01 for adamw]")
+@click.option("--stride", default=1, show_default=True, help="Use every N-th window start of each clip.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--workers", default=0, show_default=True, help="DataLoader processes.")
+@click.option("--no-amp", is_flag=True, help="No mixed precision on CUDA.")
+@click.option("--save-every", default=0, show_default=True, help="Also write last.pt every N steps (0: per epoch).")
+@click.option("--log", type=click.Choice(["csv", "tensorboard"]), default="csv", show_default=True)
+@click.option("--tiny", is_flag=True, help="AVSyncNet's small configuration (smoke runs on a CPU).")
+@click.option("--resume", is_flag=True, help="Continue from <out>/last.pt (same arch, batch size, lr, seed...).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_data_options
+@_friendly
+def train_syncnet_cmd(arch, data, out, train_list, val_list, val_fraction, epochs, max_steps, batch_size, lr,
+                      optimizer, weight_decay, stride, seed, workers, no_amp, save_every, log, tiny, resume, quiet,
+                      layout, cache_dir, device):
+    """Train a sync expert (AVSyncNet or Wav2Lip's SyncNet) on aligned and misaligned window pairs.
+
+    Several GPUs: torchrun --nproc-per-node N -m lipsync_bench.cli train-syncnet ... --device cuda
+    """
+    from .syncnets.train import config_from_options, train_syncnet
+
+    config = config_from_options(arch=arch, tiny=tiny, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+                                 lr=lr, optimizer=optimizer, weight_decay=weight_decay, seed=seed, stride=stride,
+                                 val_fraction=val_fraction, workers=workers, amp=not no_amp, save_every=save_every)
+    result = train_syncnet(data, out, config, resume=resume, device=device, layout=layout, cache_dir=cache_dir,
+                           train_list=train_list, val_list=val_list, log=log, progress=not quiet)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    click.echo(f"{arch}: {result['train_clips']} training clips ({result['train_windows']} windows), "
+               f"{result['val_clips']} validation clips ({result['val_windows']} windows), {result['layout']} layout")
+    for rec in result["history"]:
+        val = (f", val loss {rec['val_loss']:.4f}, sync accuracy {rec['val_sync_acc']:.3f}, GT cos-sim "
+               f"{rec['val_gt_cos']:.3f}") if "val_loss" in rec else ""
+        click.echo(f"epoch {rec['epoch']} (step {rec['step']}): train loss {rec['train_loss']:.4f}{val}")
+    for problem in result["skipped"]:
+        click.echo(f"skipped {problem}")
+    click.echo(f"checkpoint: {result['checkpoint']} (step {result['step']})")
+
+
+def _experts_options(fn):
+    fn = click.option("--seed", default=0, show_default=True)(fn)
+    fn = click.option("--json", "as_json", is_flag=True)(fn)
+    fn = click.option("--quiet", is_flag=True, help="No progress bar.")(fn)
+    fn = click.option("--random-init", is_flag=True,
+                      help="Seeded random weights, batch norms calibrated on the data (smoke tests; labelled).")(fn)
+    fn = click.option("--weights", "weights_files", multiple=True,
+                      help="Weights of each --model, in order [default: syncnet_v2.model / lipsync_expert.pth "
+                           "from the weights folder; avsyncnet needs one].")(fn)
+    return click.option("--model", "models", multiple=True, required=True,
+                        type=click.Choice(["syncnet", "wav2lip", "avsyncnet"]),
+                        help="Sync expert (repeatable: several models share decoding).")(fn)
+
+
+@main.command("stability")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Ground-truth clips. " + _DATA_HELP)
+@click.option("--gen", default=None, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Generated videos (same names): adds generated and reference pairs (Fig. C).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--samples", default=None, type=int, help="Windows in all, spread evenly over the clips [default: all].")
+@_experts_options
+@_data_options
+@_friendly
+def stability_cmd(data, gen, out, samples, models, weights_files, random_init, quiet, as_json, seed, layout,
+                  cache_dir, device):
+    """Cosine similarity and lip-sync loss of GT audio-lip pairs per sample (the paper's Tab. A, Fig. A;
+    with --gen, Fig. C): stability.csv, stability.json and stability.png in --out."""
+    from tabulate import tabulate
+
+    from .syncnets.analysis import parse_models, stability
+
+    doc = stability(data, parse_models(list(models), list(weights_files)), out, gen, random_init, samples, seed,
+                    device, layout, cache_dir, progress=not quiet and not as_json)
+    if as_json:
+        _echo_json(doc)
+        return
+    click.echo(tabulate([[r["model"], r["pairs"], r["samples"], f"{r['cos_sim']:.3f} ± {r['cos_sim_std']:.3f}",
+                          f"{r['sync_loss']:.3f}"] for r in doc["summary"]],
+                        headers=["model", "pairs", "samples", "cos-sim ↑", "lip-sync loss ↓"], tablefmt="github"))
+    for problem in doc["protocol"]["skipped"]:
+        click.echo(f"skipped {problem}")
+    click.echo("written: " + ", ".join(doc["files"]))
+
+
+@main.command("robustness")
+@click.option("--transform", required=True, type=click.Choice(["shift", "shear", "rotation", "rotation-mouth"]))
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Ground-truth clips. " + _DATA_HELP)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--magnitudes", default=None,
+              help="Comma-separated magnitudes (shift: px of a 224-px face crop; others: degrees) [default: 0,10,...,60].")
+@click.option("--samples", default=200, show_default=True, help="Windows in all, spread evenly over the clips.")
+@_experts_options
+@_data_options
+@_friendly
+def robustness_cmd(transform, data, out, magnitudes, samples, models, weights_files, random_init, quiet, as_json,
+                   seed, layout, cache_dir, device):
+    """Mean cosine similarity of GT pairs as a transform grows (the paper's Fig. 6 / Fig. B), per model:
+    robustness_<transform>.csv/.json/.png in --out."""
+    from tabulate import tabulate
+
+    from .syncnets.analysis import parse_models, robustness
+
+    try:
+        mags = [float(m) for m in magnitudes.split(",")] if magnitudes else None
+    except ValueError:
+        raise LipsyncBenchError(f"--magnitudes {magnitudes!r}: expected numbers separated by commas") from None
+    doc = robustness(data, parse_models(list(models), list(weights_files)), transform, out, mags, random_init,
+                     samples, seed, device, layout, cache_dir, progress=not quiet and not as_json)
+    if as_json:
+        _echo_json(doc)
+        return
+    labels = list(dict.fromkeys(r["model"] for r in doc["rows"]))
+    by = {(r["magnitude"], r["model"]): r["cos_sim"] for r in doc["rows"]}
+    mags = list(dict.fromkeys(r["magnitude"] for r in doc["rows"]))
+    click.echo(f"{transform} ({doc['protocol']['unit']}), mean cos-sim of {doc['protocol']['windows']} GT windows")
+    click.echo(tabulate([[f"{m:g}", *[f"{by[(m, lab)]:.3f}" for lab in labels]] for m in mags],
+                        headers=["magnitude", *labels], tablefmt="github"))
+    for problem in doc["protocol"]["skipped"]:
+        click.echo(f"skipped {problem}")
+    click.echo("written: " + ", ".join(doc["files"]))
 
 
 @main.command("demo")

@@ -10,7 +10,6 @@ layout) is taken to be at the protocol frame rate already; its audio is ``audio.
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction

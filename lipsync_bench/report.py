@@ -16,7 +16,7 @@ from .errors import LipsyncBenchError
 from .metrics import all_metrics, get_metric
 from .metrics.registry import PAPER_ORDER
 from .stats import dataset_summary, paired_test, summarize
-from .store import GROUND_TRUTH, ResultStore
+from .store import ResultStore, is_ground_truth
 
 FORMATS = ("markdown", "latex", "csv", "html")
 MISSING = "–"
@@ -42,6 +42,14 @@ class Column:
 
 
 def column(name: str) -> Column:
+    """The column of a metric; ``lse_c@avsyncnet``: LSE computed with another sync expert than SyncNet
+    (another scale: a column of its own, labelled with the expert)."""
+    if "@" in name:
+        from .syncnets.experts import LABELS
+
+        base, expert = name.split("@", 1)
+        col = column(base)
+        return Column(name, f"{col.label} [{LABELS.get(expert, expert)}]", col.higher_is_better, col.decimals)
     if name in all_metrics():
         m = get_metric(name)
         return Column(name, m.label, m.higher_is_better, m.decimals)
@@ -105,14 +113,15 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
         values, failed = {}, {}
         dataset_values = store.dataset_results(run)
         for metric, g in sub.groupby("metric"):
-            names.add(metric)
             if metric in dataset_values:  # dataset metrics (FID): one value over all videos
-                values[metric] = dataset_values[metric]["value"]
+                value = dataset_values[metric]["value"]
             else:
-                values[metric] = summarize(g[g.error.isna()].value.tolist())["mean"]
-            failed[metric] = int(g.error.notna().sum())
-        unofficial = sorted(run.unofficial_weights())
-        rows.append({"method": run.method, "kind": "ground truth" if run.method == GROUND_TRUTH else "measured",
+                value = summarize(g[g.error.isna()].value.tolist())["mean"]
+            metric = column_name(metric, run.metric_params.get(metric, {}))
+            names.add(metric)
+            values[metric], failed[metric] = value, int(g.error.notna().sum())
+        unofficial = sorted(column_name(m, run.metric_params.get(m, {})) for m in run.unofficial_weights())
+        rows.append({"method": run.method, "kind": "ground truth" if is_ground_truth(run.method) else "measured",
                      "values": values,
                      "videos": int(sub.video.nunique()), "failed": failed, "source": None,
                      "unofficial": unofficial})
@@ -123,9 +132,19 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
             names.update(c for c, v in values.items() if v is not None)
             rows.append({"method": rec["method"], "kind": "reported", "values": values, "videos": None,
                          "failed": {}, "source": rec.get("source"), "unofficial": []})
-    order = [m for m in PAPER_ORDER if m in names] + sorted(names - set(PAPER_ORDER))
+    def place(name: str) -> tuple:  # the paper's order; an expert's LSE column beside SyncNet's
+        base = name.split("@")[0]
+        return (PAPER_ORDER.index(base) if base in PAPER_ORDER else len(PAPER_ORDER), base, name)
+
+    order = sorted(names, key=place)
     rows.sort(key=lambda r: r["kind"] != "ground truth")  # the real videos' row first, as papers print it
     return [column(n) for n in order], rows
+
+
+def column_name(metric: str, params: dict) -> str:
+    """``metric``, or ``metric@expert`` for an LSE metric computed with a sync expert other than SyncNet."""
+    expert = params.get("sync_model", "syncnet")
+    return metric if expert == "syncnet" else f"{metric}@{expert}"
 
 
 def _best(columns: list[Column], rows: list[dict]) -> dict[str, float]:

@@ -21,7 +21,7 @@ from .errors import LipsyncBenchError
 from .metrics import get_metric
 from .metrics.lse import LSE_METRICS
 from .report import method_rows, render_table
-from .store import GROUND_TRUTH, ResultStore
+from .store import ResultStore, is_ground_truth
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -118,7 +118,7 @@ def _lse_curves(store: ResultStore, runs) -> str | None:
 def _worst(store: ResultStore, runs, df, metrics: list[str], count: int) -> str:
     parts = []
     for run in runs:
-        if run.method == GROUND_TRUTH:
+        if is_ground_truth(run.method):
             continue
         try:
             pairs = {p.key: p for p in media.pair_inputs(run.gen_dir, run.gt_dir).pairs}

@@ -24,13 +24,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from . import faces, media, weights
+from . import faces, media
 from .errors import LipsyncBenchError, MetricError, PairingError
 from .metrics import FrameBatch, Metric, MetricContext, all_metrics, get_metric
 from .protocol import Protocol, environment
 from .report import json_float, summary_json, write_exports
 from .stats import dataset_summary, summarize
-from .store import GROUND_TRUTH, ResultRow, ResultStore, Run
+from .store import ResultRow, ResultStore, Run, ground_truth_name, is_ground_truth
 
 CHUNK_FRAMES = 32
 
@@ -308,14 +308,15 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
             get_metric(name)  # unknown metric names fail here
             raise LipsyncBenchError(f"--param given for '{name}', which this run does not compute")
     chosen: list[Metric] = [get_metric(n) for n in names]
-    skipped = {m.name: reason for m in chosen if (reason := m.available())}
+    resolved = {m.name: m.resolve_params(params.get(m.name)) for m in chosen}
+    skipped = {m.name: reason for m in chosen if (reason := m.available(resolved[m.name]))}
     runnable = [m for m in chosen if m.name not in skipped]
-    resolved = {m.name: m.resolve_params(params.get(m.name)) for m in runnable}
+    resolved = {m.name: resolved[m.name] for m in runnable}
     weights_paths: dict[str, Path] = {}
     for m in runnable:
-        if m.weights:  # the file's checksum is part of the protocol of every result it gives
-            weights_paths[m.name] = weights.require(m.weights)
-            resolved[m.name]["weights"] = weights.describe(m.weights, weights_paths[m.name])
+        found = m.resolve_weights(resolved[m.name])
+        if found is not None:  # the file's checksum is part of the protocol of every result it gives
+            weights_paths[m.name], resolved[m.name]["weights"] = found
         if m.protocol_extra:
             resolved[m.name]["resolved"] = m.protocol_extra(resolved[m.name])
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -349,7 +350,7 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
         if shard is None:  # a shard's FID would cover a fraction of the videos: merge combines them
             _dataset_metrics(store, run, session, runnable, resolved, pairing.pairs, protocol, device, cache_dir,
                              weights_paths, recompute=bool(todo))
-        if method != GROUND_TRUTH:
+        if not is_ground_truth(method):
             ground_truth = _ground_truth_sync(store, dataset, gt, pairing.pairs, runnable, resolved, protocol,
                                               device, chunk, cache_dir, weights_paths, workers, progress, force,
                                               env, command)
@@ -414,7 +415,8 @@ def merge(sources: Iterable[str | os.PathLike], out: str | os.PathLike, device: 
         try:
             protocol = Protocol(**{k: run.protocol[k] for k in ("fps", "sample_rate", "region", "max_frame_gap")})
             pairs = media.pair_inputs(run.gen_dir, run.gt_dir).pairs
-            weights_paths = {m.name: weights.require(m.weights) for m in dataset_metrics if m.weights}
+            weights_paths = {m.name: found[0] for m in dataset_metrics
+                             if (found := m.resolve_weights(run.metric_params[m.name])) is not None}
         except LipsyncBenchError as exc:
             for m in dataset_metrics:
                 store.write_dataset(run, session, m.name, None, 0, None,
@@ -490,8 +492,8 @@ def _ground_truth_sync(store: ResultStore, dataset: str, gt: Path, pairs: list[m
         return {}
     gt_params = {m: {**params[m], "audio": "gen"} for m in lse}
     try:
-        run = store.open_run(GROUND_TRUTH, dataset, protocol.as_dict(), gt_params, str(gt.resolve()),
-                             str(gt.resolve()), force=force)
+        run = store.open_run(ground_truth_name(gt_params[lse[0]]["sync_model"]), dataset, protocol.as_dict(),
+                             gt_params, str(gt.resolve()), str(gt.resolve()), force=force)
     except LipsyncBenchError as exc:
         return {"error": f"ground-truth LSE not computed: {exc}"}
     official = not run.unofficial_weights()
@@ -570,7 +572,7 @@ def available_metrics() -> list[dict]:
     rows = []
     for name in all_metrics():
         m = get_metric(name)
-        reason = m.available()
+        reason = m.available(m.resolve_params())
         rows.append({"name": m.name, "label": m.label, "better": {True: "higher", False: "lower", None: "-"}[m.higher_is_better],
                      "needs": sorted(m.needs), "scope": m.scope, "available": reason is None,
                      "reason": reason, "parameters": m.defaults, "description": m.description})

@@ -56,6 +56,17 @@ CREATE TABLE IF NOT EXISTS dataset_results (
 #: The method name of the run holding metrics of the GT videos themselves (LSE of the real videos).
 GROUND_TRUTH = "Ground truth"
 
+
+def ground_truth_name(sync_model: str = "syncnet") -> str:
+    """The run name of the GT videos' own LSE: one per sync expert (their scales differ)."""
+    from .syncnets.experts import LABELS
+
+    return GROUND_TRUTH if sync_model == "syncnet" else f"{GROUND_TRUTH} [{LABELS[sync_model]}]"
+
+
+def is_ground_truth(method: str) -> bool:
+    return method == GROUND_TRUTH or method.startswith(GROUND_TRUTH + " [")
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

@@ -29,3 +29,32 @@ def grid_clips() -> list[Path]:
 def grid_frames(grid_clips) -> dict[str, np.ndarray]:
     """Decoded frames (25 fps) of the first three GRID clips, by stem."""
     return {p.stem: media.read_frames(p) for p in grid_clips[:3]}
+
+
+@pytest.fixture(scope="session")
+def sync_clips(tmp_path_factory, grid_clips) -> dict:
+    """A folder of real talking-face clips for the sync experts (4 GRID clips and one ReTalking clip)
+    and a crop cache that the tests share (each video goes through the face pipeline once)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("sync_clips")
+    videos = root / "videos"
+    videos.mkdir()
+    for clip in grid_clips[:4]:
+        shutil.copy(clip, videos / clip.name)
+    face = DATA / "retalking" / "face_3.mp4"
+    if face.is_file():
+        shutil.copy(face, videos / face.name)
+    return {"videos": videos, "cache": root / "cache"}
+
+
+@pytest.fixture(scope="session")
+def tiny_avsyncnet(tmp_path_factory, sync_clips) -> dict:
+    """A tiny AVSyncNet trained here on the real clips (3 short epochs on CPU): its checkpoint and the
+    trainer's result."""
+    from lipsync_bench.syncnets.train import TrainConfig, train_syncnet
+
+    out = tmp_path_factory.mktemp("tiny_avsyncnet")
+    config = TrainConfig(arch="avsyncnet", tiny=True, epochs=3, batch_size=16, stride=2, lr=3e-4, val_fraction=0.2)
+    result = train_syncnet(sync_clips["videos"], out, config, cache_dir=sync_clips["cache"], progress=False)
+    return {"out": out, "checkpoint": out / "last.pt", "result": result, "config": config}

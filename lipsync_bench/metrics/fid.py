@@ -201,7 +201,7 @@ def _dataset_fid(params: dict, contexts: list[MetricContext]) -> MetricValue:
                                                        "features, the covariance is singular; compare with care"])
 
 
-def _available() -> str | None:
+def _available(params: dict) -> str | None:
     try:
         import pytorch_fid  # noqa: F401
     except ImportError:

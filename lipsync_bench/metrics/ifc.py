@@ -18,7 +18,6 @@ give 0. Differences of uint8 frames are integers, summed exactly.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 

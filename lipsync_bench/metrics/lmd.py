@@ -66,7 +66,7 @@ class _LmdAccumulator(Accumulator):
         return MetricValue(float(d[used].mean()), int(used.sum()), warnings)
 
 
-def _available() -> str | None:
+def _available(params: dict) -> str | None:
     from ..errors import UnavailableError
     from ..faces import get_backend
 

@@ -16,6 +16,14 @@ Parameters (the same for the three; ``--param lse.NAME=VALUE`` sets all three at
   generators that write silent videos).
 - ``compat`` ("none"): "syncnet_python" also round-trips the crops through JPEG as the reference's
   ffmpeg/OpenCV step does (see ``syncnets.compat``); numbers then match published ones more closely.
+- ``sync_model`` ("syncnet"): the expert whose embeddings are compared. "avsyncnet" (the paper's) or
+  "wav2lip" (Wav2Lip's SyncNet) run the same offset search on their own face crops and mel windows,
+  with the Euclidean distance between their unit-norm embeddings (``syncnets.lse.ExpertSyncScorer``):
+  another scale, so such LSE values get their own table columns ("LSE-C [AVSyncNet]") and their own
+  ground-truth row, and are never compared with SyncNet's or with published numbers.
+- ``sync_weights`` (""): the expert's weights file; default: ``syncnet_v2.model`` /
+  ``lipsync_expert.pth`` from the weights folder (AVSyncNet has no published weights: give a
+  ``train-syncnet`` checkpoint).
 """
 from __future__ import annotations
 
@@ -30,7 +38,8 @@ from .. import weights
 from ..errors import LipsyncBenchError, MediaError, MetricError
 from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, register
 
-DEFAULTS = {"vshift": 15, "min_track": 0, "audio": "gen", "compat": "none"}
+DEFAULTS = {"vshift": 15, "min_track": 0, "audio": "gen", "compat": "none", "sync_model": "syncnet",
+            "sync_weights": ""}
 LSE_METRICS = ("lse_c", "lse_d", "av_offset")
 #: With the official weights, real talking-face videos score well above this; lower means the
 #: protocol is probably broken for that video.
@@ -39,17 +48,37 @@ PLAUSIBLE_GT_LSE_C = 3.0
 _MODELS: dict[tuple, torch.nn.Module] = {}
 
 
-def load_model(path: Path, device: torch.device):
-    """The SyncNet of a weights file, loaded once per process and device."""
+def load_model(path: Path, device: torch.device, sync_model: str = "syncnet"):
+    """The SyncNet (or, for another ``sync_model``, the ``experts.Expert``) of a weights file, loaded
+    once per process and device."""
+    from ..syncnets.experts import load_expert
     from ..syncnets.syncnet import load_syncnet
 
-    key = (weights.sha256(path), str(device))
+    key = (weights.sha256(path), str(device), sync_model)
     if key not in _MODELS:
         try:
-            _MODELS[key] = load_syncnet(path, device)
+            _MODELS[key] = load_syncnet(path, device) if sync_model == "syncnet" else load_expert(sync_model, path, device)
         except LipsyncBenchError as exc:  # the LSE metrics fail, the others go on
             raise MetricError(str(exc)) from None
     return _MODELS[key]
+
+
+def weights_for(params: dict) -> tuple[Path, dict]:
+    """The expert's weights file (``sync_weights``, else its known file) and its description."""
+    from ..errors import UnavailableError
+    from ..syncnets.experts import KNOWN_WEIGHTS, describe_weights
+
+    model = params["sync_model"]
+    if params["sync_weights"]:
+        path = Path(params["sync_weights"]).expanduser()
+        if not path.is_file():
+            raise UnavailableError(f"sync_weights {path}: no such file")
+    elif model in KNOWN_WEIGHTS:
+        path = weights.require(KNOWN_WEIGHTS[model])
+    else:
+        raise UnavailableError(f"LSE with {model} needs its weights: --sync-weights CHECKPOINT (a train-syncnet "
+                               "checkpoint; no published weights exist)")
+    return path, describe_weights(model, path)
 
 
 def check_params(params: dict) -> None:
@@ -61,43 +90,61 @@ def check_params(params: dict) -> None:
         raise LipsyncBenchError(f"lse compat must be one of {', '.join(COMPAT_MODES)}, not {params['compat']!r}")
     if params["vshift"] < 1:
         raise LipsyncBenchError("lse vshift must be at least 1")
+    from ..syncnets.experts import EXPERTS
+
+    if params["sync_model"] not in EXPERTS:
+        raise LipsyncBenchError(f"lse sync_model must be one of {', '.join(EXPERTS)}, not {params['sync_model']!r}")
+    if params["compat"] != "none" and params["sync_model"] != "syncnet":
+        raise LipsyncBenchError(f"lse compat {params['compat']} reproduces syncnet_python: it needs sync_model syncnet")
 
 
 class TrackedSync:
     """Streaming LSE of one video: crops of the main face track (or the frames as they are, for
-    videos that are already 224x224 face crops) fed to a ``SyncScorer`` as frames arrive."""
+    videos that are already face crops) fed to the scorer of the run's expert as frames arrive:
+    SyncNet's ``SyncScorer`` (syncnet_python's crop, BGR) or an ``ExpertSyncScorer`` (the expert's face
+    crop, RGB)."""
 
     def __init__(self, model, audio: np.ndarray, params: dict, device, centres: np.ndarray | None = None,
                  track_start: int = 0):
         from ..syncnets.compat import JpegRoundTrip
-        from ..syncnets.lse import SAMPLES_PER_FRAME, SyncScorer
+        from ..syncnets.lse import SAMPLES_PER_FRAME, ExpertSyncScorer, SyncScorer
 
         self.centres, self.start = centres, track_start
         self.jpeg = JpegRoundTrip() if params["compat"] == "syncnet_python" else None
         audio = audio[track_start * SAMPLES_PER_FRAME:]  # the track's span, as the reference cuts it
-        self.scorer = SyncScorer(model, audio, params["vshift"], device=device)
+        if params["sync_model"] == "syncnet":
+            self.scorer = SyncScorer(model, audio, params["vshift"], device=device)
+            self.crop_scale, self.size, self.bgr = 0.4, 224, True
+        else:
+            self.scorer = ExpertSyncScorer(model, audio, params["vshift"])
+            self.crop_scale, self.size, self.bgr = model.crop_scale, model.crop_size, False
         self.next_frame = 0
 
     def update(self, frames_rgb: np.ndarray, start: int) -> None:
         """Frames ``start ..`` of the video (RGB uint8); frames already seen are skipped."""
+        import cv2
+
         from ..faces import syncnet_crop
 
         if start < self.next_frame:
             return
         self.next_frame = start + len(frames_rgb)
         if self.centres is None:
-            crops = frames_rgb
+            crops = [f if f.shape[:2] == (self.size, self.size) else cv2.resize(f, (self.size, self.size))
+                     for f in frames_rgb]
         else:
             first = max(start, self.start)
             last = min(start + len(frames_rgb), self.start + len(self.centres))
-            crops = [syncnet_crop(frames_rgb[f - start], *self.centres[f - self.start]) for f in range(first, last)]
-            if not crops:
-                return
+            crops = [syncnet_crop(frames_rgb[f - start], *self.centres[f - self.start], crop_scale=self.crop_scale,
+                                  size=self.size) for f in range(first, last)]
+        if not len(crops):
+            return
         if self.jpeg is not None:
-            bgr = np.stack([self.jpeg.from_rgb(c) for c in crops])
+            self.scorer.add_frames(np.stack([self.jpeg.from_rgb(c) for c in crops]))
+        elif self.bgr:
+            self.scorer.add_frames(np.ascontiguousarray(np.stack(crops)[..., ::-1]))
         else:
-            bgr = np.ascontiguousarray(np.stack(crops)[..., ::-1])
-        self.scorer.add_frames(bgr)
+            self.scorer.add_frames(np.stack(crops))
 
     def result(self):
         try:
@@ -142,7 +189,7 @@ class _Shared:
         from ..faces import analyze_file
 
         self.value = None
-        model = load_model(ctx.weights_path, ctx.device)
+        model = load_model(ctx.weights_path, ctx.device, params["sync_model"])
         audio = read_sync_audio(ctx.gen if params["audio"] == "gen" else ctx.gt)
         faces = analyze_file(ctx.gen, ctx.fps, ctx.cache_dir)  # cached; the first run decodes it once more
         centres, start = track_centres(faces, ctx.gen, params["min_track"])
@@ -178,24 +225,38 @@ class _LseAccumulator(Accumulator):
         return MetricValue(value, score.windows, details=details)
 
 
-def _available() -> str | None:
+def _available(params: dict) -> str | None:
+    from ..errors import UnavailableError
+
+    if params["sync_model"] == "syncnet":
+        try:
+            import python_speech_features  # noqa: F401
+        except ImportError:
+            return "needs the package python_speech_features (pip install python_speech_features)"
     try:
-        import python_speech_features  # noqa: F401
-    except ImportError:
-        return "needs the package python_speech_features (pip install python_speech_features)"
-    if weights.find("syncnet") is None:
-        return weights.missing_message("syncnet")
+        weights_for(params)
+    except UnavailableError as exc:
+        return str(exc)
     return None
+
+
+def sync_model_label(params: dict) -> str:
+    from ..syncnets.experts import LABELS
+
+    if params.get("sync_model", "syncnet") == "syncnet":
+        return "syncnet (syncnet_python procedure)"
+    return f"{params['sync_model']} ({LABELS[params['sync_model']]}: unit-norm embeddings, Euclidean distance)"
 
 
 def _face_pipeline(params: dict) -> dict:
     from ..faces import FaceAnalyzer
 
-    return {"face_pipeline": FaceAnalyzer("auto").params(), "sync_model": "syncnet (syncnet_python procedure)"}
+    return {"face_pipeline": FaceAnalyzer("auto").params(), "sync_model": sync_model_label(params)}
 
 
 _COMMON = dict(needs=frozenset({"audio", "landmarks", "weights"}), scope="video", defaults=DEFAULTS,
-               available=_available, weights="syncnet", protocol_extra=_face_pipeline, uses_region=False)
+               available=_available, weights="syncnet", weights_for=weights_for, protocol_extra=_face_pipeline,
+               uses_region=False)
 
 register(Metric(name="lse_c", label="LSE-C", higher_is_better=True, decimals=3,
                 description="SyncNet confidence: median - minimum of the mean distance over offsets",
@@ -210,33 +271,39 @@ register(Metric(name="av_offset", label="AV offset", higher_is_better=None, deci
 
 def score_video(video: Path, audio: Path | None = None, crop: str = "track", compat: str = "none",
                 fps: float = 25.0, vshift: int = 15, min_track: int = 0, device: str = "cpu",
-                weights_dir: Path | None = None, progress: bool = False):
+                weights_dir: Path | None = None, progress: bool = False, sync_model: str = "syncnet",
+                sync_weights: str | Path | None = None):
     """LSE of one video file (``lipsync-bench lse``): returns the ``SyncScore`` and the protocol.
 
     ``crop="track"`` finds the face as ``eval`` does; ``"none"`` takes the frames as already cropped
-    224x224 faces (syncnet_python's ``demo_syncnet.py`` input). ``audio`` defaults to the video's own.
+    faces (224x224 for SyncNet, syncnet_python's ``demo_syncnet.py`` input; square face crops, resized
+    to the expert's size, for the others). ``audio`` defaults to the video's own.
     """
     from ..faces import FaceAnalyzer
     from ..media import iter_frames, read_audio
     from ..protocol import environment
     from ..syncnets.compat import JpegRoundTrip
+    from ..syncnets.experts import KNOWN_WEIGHTS
 
-    params = {"vshift": vshift, "min_track": min_track, "audio": "gen", "compat": compat}
+    params = {"vshift": vshift, "min_track": min_track, "audio": "gen", "compat": compat, "sync_model": sync_model,
+              "sync_weights": str(sync_weights or "")}
     check_params(params)
     if crop not in ("track", "none"):
         raise LipsyncBenchError(f"crop must be 'track' or 'none', not {crop!r}")
-    path = weights.require("syncnet", weights_dir)
-    model = load_model(path, torch.device(device))
+    if not sync_weights and sync_model in KNOWN_WEIGHTS:
+        params["sync_weights"] = str(weights.require(KNOWN_WEIGHTS[sync_model], weights_dir))
+    path, described = weights_for(params)
+    model = load_model(path, torch.device(device), sync_model)
     samples = read_audio(audio or video)
     protocol = {"fps": fps, "sample_rate": 16000, "crop": crop, **params,
-                "audio_file": str(audio) if audio else None, "weights": weights.describe("syncnet", path),
-                "sync_model": "syncnet (syncnet_python procedure)", "environment": environment(device)}
+                "audio_file": str(audio) if audio else None, "weights": described,
+                "sync_model": sync_model_label(params), "environment": environment(device)}
     if crop == "none":
         sync = TrackedSync(model, samples, {**params, "compat": "none"}, device)
         convert = JpegRoundTrip(Fraction(fps).limit_denominator(1001)) if compat == "syncnet_python" else None
         start = 0
         for chunk in iter_frames(video, fps, convert=convert):
-            if chunk.shape[1:3] != (224, 224):
+            if sync_model == "syncnet" and chunk.shape[1:3] != (224, 224):
                 raise LipsyncBenchError(f"{video}: --crop none takes 224x224 face crops, this video is "
                                         f"{chunk.shape[2]}x{chunk.shape[1]} (use --crop track)")
             # the JPEG round trip gives BGR already; TrackedSync wants RGB

@@ -114,8 +114,10 @@ class Metric:
     """A registered metric.
 
     ``defaults`` holds every parameter with its default value; the parameters a run uses are part of
-    its protocol. ``available`` returns None when the metric can run here, else the reason it cannot.
-    ``weights`` names the entry of ``lipsync_bench.weights.KNOWN`` the metric loads, if any.
+    its protocol. ``available(params)`` returns None when the metric can run here with these
+    parameters, else the reason it cannot. ``weights`` names the entry of ``lipsync_bench.weights.KNOWN``
+    the metric loads, if any; ``weights_for(params)``, where given, decides instead (e.g. LSE with a
+    user-trained AVSyncNet checkpoint) and returns the file and its description for the protocol.
 
     A per-video metric's accumulator gives the video's value. A dataset metric (scope "dataset", e.g.
     FID) keeps per-video intermediate results in the cache (its rows have no value) and
@@ -131,8 +133,9 @@ class Metric:
     description: str
     defaults: dict[str, Any]
     make_accumulator: Callable[[dict[str, Any], MetricContext], Accumulator]
-    available: Callable[[], str | None] = lambda: None
+    available: Callable[[dict[str, Any]], str | None] = lambda params: None
     weights: str | None = None
+    weights_for: Callable[[dict[str, Any]], tuple[Path, dict]] | None = None
     dataset_value: Callable[[dict[str, Any], list[MetricContext]], MetricValue] | None = None
     # What the parameters resolve to on this machine (e.g. "auto" -> the landmarker's settings), for the protocol
     protocol_extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None
@@ -142,6 +145,18 @@ class Metric:
     @property
     def arrow(self) -> str:
         return {True: "↑", False: "↓", None: ""}[self.higher_is_better]
+
+    def resolve_weights(self, params: dict[str, Any]) -> tuple[Path, dict] | None:
+        """The weights file a run with ``params`` loads and its description (name, file, sha256,
+        official), or None for a metric without weights. Missing files raise ``UnavailableError``."""
+        from .. import weights
+
+        if self.weights_for is not None:
+            return self.weights_for(params)
+        if self.weights is None:
+            return None
+        path = weights.require(self.weights)
+        return path, weights.describe(self.weights, path)
 
     def resolve_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The defaults with ``overrides`` applied; unknown names and ill-typed values are refused."""

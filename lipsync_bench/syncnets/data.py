@@ -116,21 +116,35 @@ class FaceClip:
 
     def window_starts(self) -> int:
         """How many 5-frame windows (starts 0 .. n-1) have their 16-step mel window inside the audio."""
-        mel_steps = 1 + self.samples // HOP
-        n = 0
-        while n <= self.frames - FRAMES and int(MEL_STEPS_PER_SECOND * n / 25) + MEL_WINDOW <= mel_steps:
-            n += 1
-        return n
+        return mel_window_count(self.frames, self.samples)
 
 
-def window_tensor(frames_rgb: np.ndarray, spec: ExpertInput) -> torch.Tensor:
-    """(5, S, S, 3) RGB uint8 crops at the expert's size -> (15, S/2 or S, S) float in [0, 1],
-    frame-major on channels (Wav2Lip's ``np.concatenate(window, axis=2)``)."""
-    x = frames_rgb[..., ::-1] if spec.bgr else frames_rgb
-    x = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).reshape(-1, *x.shape[1:3])
+def mel_window_count(frames: int, samples: int) -> int:
+    """Window starts 0 .. n-1 of a video of ``frames`` frames (25 fps) whose 5 frames exist and whose
+    16-step mel window lies inside ``samples`` of 16 kHz audio (Wav2Lip's mel has 1 + samples // 200 steps)."""
+    mel_steps = 1 + samples // HOP
+    n = 0
+    while n <= frames - FRAMES and int(MEL_STEPS_PER_SECOND * n / 25) + MEL_WINDOW <= mel_steps:
+        n += 1
+    return n
+
+
+def expert_input(windows: torch.Tensor, spec: ExpertInput, transform=None, before_half: bool = False) -> torch.Tensor:
+    """(N, 5, S, S, 3) RGB uint8 windows of face crops at the expert's size -> (N, 15, S/2 or S, S) float
+    in [0, 1], frame-major on channels (Wav2Lip's ``np.concatenate(window, axis=2)``), in the expert's
+    colour order. ``transform`` (float (M, 3, H, W) images -> same size) is applied to the expert's
+    input, or with ``before_half`` to the whole crop before its bottom half is taken."""
+    n = windows.shape[0]
+    imgs = windows.reshape(-1, *windows.shape[2:]).permute(0, 3, 1, 2).float().div(255)  # N*5, 3, S, S
+    if transform is not None and before_half:
+        imgs = transform(imgs)
     if spec.lower_half:
-        x = x[:, x.shape[1] // 2:]
-    return x.float().div_(255)
+        imgs = imgs[:, :, imgs.shape[2] // 2:]
+    if transform is not None and not before_half:
+        imgs = transform(imgs)
+    if spec.bgr:
+        imgs = imgs.flip(1)
+    return imgs.reshape(n, FRAMES * 3, *imgs.shape[2:]).contiguous()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -389,7 +403,7 @@ class SyncPairs(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         c, s, t, aligned = self.pair(i)
         clip = self.clips[c]
-        faces = window_tensor(clip.faces(s, FRAMES, self.spec.size), self.spec)
+        faces = expert_input(torch.from_numpy(clip.faces(s, FRAMES, self.spec.size))[None], self.spec)[0]
         mel = torch.from_numpy(np.ascontiguousarray(mel_window(clip.mel, t)))[None]
         return faces, mel, torch.tensor(float(aligned))
 
@@ -400,4 +414,4 @@ def mel_windows(clip: FaceClip, starts) -> torch.Tensor:
 
 
 __all__ = ["ExpertInput", "INPUTS", "FaceClip", "ClipSet", "SyncPairs", "open_clips", "split_clips", "video_clip",
-           "wav2lip_clip", "window_tensor", "mel_windows", "MEL_WINDOW"]
+           "wav2lip_clip", "expert_input", "mel_windows", "MEL_WINDOW"]

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import LipsyncBenchError
-from .data import FACE_CROP_SCALE, FRAMES, INPUTS, FaceClip, mel_windows, window_tensor
+from .data import FACE_CROP_SCALE, FRAMES, INPUTS, FaceClip, expert_input, mel_windows
 
 EXPERTS = ("syncnet", "wav2lip", "avsyncnet")
 LABELS = {"syncnet": "SyncNet", "wav2lip": "Wav2Lip SyncNet", "avsyncnet": "AVSyncNet"}
@@ -71,18 +71,7 @@ class Expert:
                 imgs = transform(x.permute(0, 2, 1, 3, 4).reshape(-1, 3, *x.shape[-2:]))
                 x = imgs.reshape(n, FRAMES, 3, *x.shape[-2:]).permute(0, 2, 1, 3, 4)
             return F.normalize(self.model.embed_video(x.contiguous()), dim=1)
-        spec = INPUTS[self.name]
-        imgs = x.reshape(-1, *x.shape[2:]).permute(0, 3, 1, 2).float().div(255)  # N*5, 3 (RGB), S, S
-        if transform is not None and before_half:
-            imgs = transform(imgs)
-        if spec.lower_half:
-            imgs = imgs[:, :, imgs.shape[2] // 2:]
-        if transform is not None and not before_half:
-            imgs = transform(imgs)
-        if spec.bgr:
-            imgs = imgs.flip(1)
-        faces = imgs.reshape(n, FRAMES * 3, *imgs.shape[2:])
-        return self.model.embed_faces(faces.contiguous())
+        return self.model.embed_faces(expert_input(x, INPUTS[self.name], transform, before_half))
 
     @torch.no_grad()
     def audio(self, clip: FaceClip, starts) -> torch.Tensor:
@@ -144,33 +133,41 @@ def build_model(name: str, tiny: bool = False) -> torch.nn.Module:
     raise LipsyncBenchError(f"unknown sync expert {name!r} (known: {', '.join(EXPERTS)})")
 
 
+#: The weights entry (``lipsync_bench.weights.KNOWN``) of each expert that has published weights.
+KNOWN_WEIGHTS = {"syncnet": "syncnet", "wav2lip": "wav2lip-expert"}
+
+
+def describe_weights(name: str, path: str | Path) -> dict:
+    """What goes into the protocol for an expert's weights file: name, file, sha256, official."""
+    from .. import weights
+
+    if name in KNOWN_WEIGHTS:
+        return weights.describe(KNOWN_WEIGHTS[name], path)
+    return {"name": name, "file": Path(path).name, "sha256": weights.sha256(path), "official": False}
+
+
 def load_expert(name: str, path: str | Path, device: str | torch.device = "cpu") -> Expert:
     """An expert from its weights file: ``syncnet_v2.model``, ``lipsync_expert.pth`` (or a
     train-syncnet checkpoint of either Wav2Lip's layout), or an AVSyncNet checkpoint."""
-    from .. import weights
-
     device = torch.device(device)
     path = Path(path)
+    if name not in EXPERTS:
+        raise LipsyncBenchError(f"unknown sync expert {name!r} (known: {', '.join(EXPERTS)})")
     if not path.is_file():
-        raise LipsyncBenchError(f"{path}: no such weights file for {LABELS.get(name, name)}")
+        raise LipsyncBenchError(f"{path}: no such weights file for {LABELS[name]}")
     if name == "syncnet":
         from .syncnet import load_syncnet
 
         model = load_syncnet(path, device)
-        info = weights.describe("syncnet", path)
     elif name == "wav2lip":
         from .wav2lip import load_wav2lip_syncnet
 
         model = load_wav2lip_syncnet(path, device)
-        info = weights.describe("wav2lip-expert", path)
-    elif name == "avsyncnet":
+    else:
         from .avsyncnet import load_avsyncnet
 
         model = load_avsyncnet(path, device)
-        info = {"name": "avsyncnet", "file": path.name, "sha256": weights.sha256(path), "official": False}
-    else:
-        raise LipsyncBenchError(f"unknown sync expert {name!r} (known: {', '.join(EXPERTS)})")
-    return Expert(name, model.eval(), info, device)
+    return Expert(name, model.eval(), describe_weights(name, path), device)
 
 
 def random_expert(name: str, clips: list[FaceClip], seed: int = 0, tiny: bool = True,

@@ -111,6 +111,58 @@ class SyncScorer:
         return distance_curve(im, cc, self.vshift)
 
 
+class ExpertSyncScorer:
+    """The same procedure with Wav2Lip's SyncNet or AVSyncNet (``experts.Expert``): 5-frame windows of
+    the expert's face crops (RGB uint8, ``add_frames`` as they are decoded) against its 16-step mel
+    windows, offsets -vshift .. vshift, mean over windows. Their embeddings are unit vectors (trained
+    on cosine similarity), so the distance is the Euclidean distance between unit vectors,
+    sqrt(2 - 2 cos) in [0, 2]: LSE-D and LSE-C on this scale are not comparable with SyncNet's. Every
+    window whose frames and mel window exist is scored (no one-window margin: that is a quirk of the
+    reference's MFCC indexing)."""
+
+    def __init__(self, expert, audio: np.ndarray, vshift: int = 15, batch: int = 32):
+        from .wav2lip import melspectrogram
+
+        self.expert, self.vshift, self.batch = expert, vshift, batch
+        self.samples = len(audio)
+        self.mel = melspectrogram(audio) if len(audio) else np.zeros((80, 0), np.float32)
+        self.frames = 0
+        self._tail: np.ndarray | None = None
+        self._video: list[torch.Tensor] = []
+
+    def add_frames(self, faces_rgb: np.ndarray) -> None:
+        faces_rgb = np.asarray(faces_rgb)
+        self.frames += len(faces_rgb)
+        pending = faces_rgb if self._tail is None else np.concatenate([self._tail, faces_rgb])
+        while len(pending) >= self.batch + WINDOW - 1:
+            self._embed(pending[:self.batch + WINDOW - 1])
+            pending = pending[self.batch:]
+        self._tail = pending
+
+    def _embed(self, frames: np.ndarray) -> None:
+        windows = torch.from_numpy(np.lib.stride_tricks.sliding_window_view(frames, WINDOW, axis=0)
+                                   .transpose(0, 4, 1, 2, 3).copy())
+        self._video.append(self.expert.video(windows).cpu())
+
+    @torch.no_grad()
+    def result(self) -> SyncScore:
+        from .data import mel_window_count
+        from .wav2lip import mel_window
+
+        if self._tail is not None and len(self._tail) >= WINDOW:
+            self._embed(self._tail)
+            self._tail = self._tail[-(WINDOW - 1):]
+        n = mel_window_count(self.frames, self.samples)
+        if n < 1:
+            raise ValueError(f"{self.frames} frames and {self.samples / SAMPLE_RATE:.2f} s of audio: no 5-frame "
+                             "window with its 0.2 s of audio")
+        im = torch.cat(self._video)[:n]
+        mels = torch.from_numpy(np.stack([mel_window(self.mel, s) for s in range(n)]))[:, None]
+        cc = torch.cat([self.expert.model.embed_audio(mels[i:i + 256].to(self.expert.device)).cpu()
+                        for i in range(0, n, 256)])
+        return distance_curve(im, cc, self.vshift)
+
+
 def distance_curve(im: torch.Tensor, cc: torch.Tensor, vshift: int) -> SyncScore:
     """Window i's video embedding against the audio embeddings of windows i-vshift .. i+vshift (zero
     beyond the ends), Euclidean distance; the mean over windows is the curve."""

@@ -1,0 +1,343 @@
+"""The paper's analyses of the sync experts, runnable on any data.
+
+``stability`` (Tab. A, Fig. A, Fig. C): per 5-frame window of each ground-truth clip, the cosine
+similarity (Eq. A) and lip-sync loss (Eq. B, label 1) of the aligned GT pair; with generated videos,
+also of (generated window, the same audio) and of (a reference window, the same audio): the reference
+is a seeded random window of the same GT clip that does not overlap the target, as a generator's
+identity reference is. Summary: mean and standard deviation per model and pair kind; the per-sample
+curves and the differences |GT - generated| (Fig. C (g)/(h)) are plotted.
+
+``robustness`` (Fig. 6, Fig. B): the mean cosine similarity of aligned GT pairs while a transform of
+growing magnitude is applied to every frame the expert sees:
+
+- ``shift``: horizontal translation by m pixels of a 224-pixel-wide face crop (scaled to the expert's
+  input width, e.g. m * 96 / 224 for Wav2Lip's), as SIDGAN's shift-invariance test; zeros enter.
+- ``shear``: horizontal shear of m degrees, its sign drawn per window (seeded): "random shear".
+- ``rotation``: rotation by m degrees (counter-clockwise) about the centre of the expert's input (the
+  bottom half of the face for Wav2Lip's SyncNet and AVSyncNet).
+- ``rotation-mouth``: the whole face crop rotated by m degrees, then its bottom half taken (Fig. B (d)).
+  SyncNet's input is the whole crop, so for it this equals ``rotation``.
+
+Windows: every usable window of every clip, or ``samples`` of them spread evenly over the clips. All
+models of one run see the same windows; crops are decoded once per clip and crop geometry.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import LipsyncBenchError
+from .data import FRAMES, FaceClip, open_clips
+from .experts import EXPERTS, KNOWN_WEIGHTS, Expert, cosine_similarities, load_expert, random_expert, sync_loss_of
+
+TRANSFORMS = ("shift", "shear", "rotation", "rotation-mouth")
+DEFAULT_MAGNITUDES = {"shift": (0, 10, 20, 30, 40, 50, 60), "shear": (0, 10, 20, 30, 40, 50, 60),
+                      "rotation": (0, 10, 20, 30, 40, 50, 60), "rotation-mouth": (0, 10, 20, 30, 40, 50, 60)}
+REFERENCE_WIDTH = 224  # shift magnitudes are pixels of a face crop this wide
+
+
+def make_transform(kind: str, magnitude: float, seed: int = 0):
+    """A function of (M, 3, H, W) float images, M = windows x 5 frames (window-major), applying one
+    transform of the given magnitude (see the module docstring); None for magnitude 0."""
+    import torchvision.transforms.v2.functional as TF
+
+    if kind not in TRANSFORMS:
+        raise LipsyncBenchError(f"unknown transform {kind!r} (known: {', '.join(TRANSFORMS)})")
+    if magnitude == 0:
+        return None
+
+    def transform(images: torch.Tensor) -> torch.Tensor:
+        if kind == "shift":
+            dx = magnitude * images.shape[-1] / REFERENCE_WIDTH
+            return TF.affine(images, angle=0.0, translate=[dx, 0.0], scale=1.0, shear=[0.0, 0.0],
+                             interpolation=TF.InterpolationMode.BILINEAR)
+        if kind in ("rotation", "rotation-mouth"):
+            # affine's angle turns clockwise; the magnitude counter-clockwise, as TF.rotate
+            return TF.affine(images, angle=-float(magnitude), translate=[0.0, 0.0], scale=1.0, shear=[0.0, 0.0],
+                             interpolation=TF.InterpolationMode.BILINEAR)
+        windows = images.shape[0] // FRAMES
+        signs = np.random.default_rng([seed, int(round(magnitude * 1000))]).choice([-1.0, 1.0], windows)
+        out = images.clone()
+        for sign in (-1.0, 1.0):
+            rows = torch.from_numpy(np.repeat(signs == sign, FRAMES))
+            if rows.any():
+                out[rows] = TF.affine(images[rows], angle=0.0, translate=[0.0, 0.0], scale=1.0,
+                                      shear=[sign * float(magnitude), 0.0], interpolation=TF.InterpolationMode.BILINEAR)
+        return out
+
+    return transform
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    weights: Path | None = None
+
+
+def parse_models(models: list[str], weights_files: list[str]) -> list[ModelSpec]:
+    """``--model`` (repeatable) with ``--weights`` (repeatable, in the same order; a model without one
+    uses its known weights file: syncnet_v2.model, lipsync_expert.pth)."""
+    if not models:
+        raise LipsyncBenchError("give at least one --model (syncnet, wav2lip or avsyncnet)")
+    if len(weights_files) > len(models):
+        raise LipsyncBenchError(f"{len(weights_files)} --weights for {len(models)} --model")
+    for m in models:
+        if m not in EXPERTS:
+            raise LipsyncBenchError(f"unknown model {m!r} (known: {', '.join(EXPERTS)})")
+    return [ModelSpec(m, Path(weights_files[i]) if i < len(weights_files) else None) for i, m in enumerate(models)]
+
+
+def make_experts(specs: list[ModelSpec], clips: list[FaceClip], random_init: bool, device: str,
+                 seed: int = 0) -> list[Expert]:
+    """Load each model's weights (the given file, else its known file), or with ``random_init`` a
+    seeded random network with batch norms calibrated on ``clips``."""
+    from .. import weights
+
+    experts = []
+    for spec in specs:
+        if random_init:
+            experts.append(random_expert(spec.name, clips, seed, device=device))
+            continue
+        path = spec.weights
+        if path is None:
+            if spec.name not in KNOWN_WEIGHTS:
+                raise LipsyncBenchError("--model avsyncnet needs --weights (a train-syncnet checkpoint), or "
+                                        "--random-init")
+            path = weights.require(KNOWN_WEIGHTS[spec.name])
+        experts.append(load_expert(spec.name, path, device))
+    return experts
+
+
+def _spread(counts: list[int], samples: int | None) -> list[np.ndarray]:
+    """Window starts per clip: all of them, or ``samples`` in all spread evenly over the clips."""
+    total = sum(counts)
+    if samples is None or samples >= total:
+        return [np.arange(n) for n in counts]
+    picks = np.linspace(0, total - 1, samples).round().astype(int)
+    edges = np.concatenate([[0], np.cumsum(counts)])
+    return [picks[(picks >= edges[i]) & (picks < edges[i + 1])] - edges[i] for i in range(len(counts))]
+
+
+class _CropCache:
+    """One clip's crops per crop geometry, shared by the experts of a run."""
+
+    def __init__(self, clip: FaceClip):
+        self.clip, self.crops = clip, {}
+
+    def __call__(self, expert: Expert) -> np.ndarray:
+        key = (expert.crop_scale, expert.crop_size)
+        if key not in self.crops:
+            self.crops[key] = expert.crops(self.clip)
+        return self.crops[key]
+
+
+def _protocol(experts: list[Expert], clipset, extra: dict) -> dict:
+    from ..protocol import environment
+
+    return {"models": [{"name": e.name, "label": e.label, "weights": e.weights} for e in experts],
+            "layout": clipset.layout, "clips": len(clipset.clips), "skipped": clipset.problems,
+            "environment": environment(str(experts[0].device) if experts else "cpu"), **extra}
+
+
+# --------------------------------------------------------------------------------------------------
+# Stability
+
+
+def stability(data: str | os.PathLike, specs: list[ModelSpec], out: str | os.PathLike, gen=None,
+              random_init: bool = False, samples: int | None = None, seed: int = 0, device: str = "cpu",
+              layout: str = "auto", cache_dir=None, progress: bool = True) -> dict:
+    """Per-sample cosine similarity and lip-sync loss of GT pairs (and generated and reference pairs
+    with ``gen``) for each model; writes ``stability.csv``, ``stability.json``, ``stability.png``."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    experts = None if random_init else make_experts(specs, [], False, device, seed)  # missing weights fail first
+    gt_set = open_clips(data, cache_dir, layout, progress=progress)
+    gen_clips = {}
+    if gen is not None:
+        gen_set = open_clips(gen, cache_dir, layout, progress=progress)
+        gen_clips = {c.name: c for c in gen_set.clips}
+        missing = [c.name for c in gt_set.clips if c.name not in gen_clips]
+        if len(missing) == len(gt_set.clips):
+            raise LipsyncBenchError(f"no clip of {gen} has the name of a clip of {data}")
+    experts = experts or make_experts(specs, gt_set.clips, random_init, device, seed)
+    counts = [min(e.usable_windows(c) for e in experts) for c in gt_set.clips]
+    picks = _spread(counts, samples)
+    rows = []
+    for clip, starts in tqdm(list(zip(gt_set.clips, picks)), desc="stability", unit="clip", disable=not progress):
+        if len(starts) == 0:
+            continue
+        rng = np.random.default_rng([seed, len(rows)])
+        n = counts[gt_set.clips.index(clip)]
+        choices = [np.concatenate([np.arange(0, max(0, s - FRAMES + 1)), np.arange(s + FRAMES, n)]) for s in starts]
+        refs = np.array([rng.choice(c) if len(c) else -1 for c in choices])  # -1: no non-overlapping window
+        crops, other = _CropCache(clip), gen_clips.get(clip.name)
+        other_crops = _CropCache(other) if other is not None else None
+        for e in experts:
+            gt_cos = cosine_similarities(e, clip, starts, crops=crops(e))
+            row = {"model": e.label, "video": clip.name, "start": starts, "gt_cos": gt_cos}
+            if other is not None:
+                # the generated window at the same source frames, against the GT's (driving) audio
+                shift = clip.first_frame - other.first_frame
+                ok = (starts + shift >= 0) & (starts + shift + FRAMES <= other.frames)
+                gen_cos = np.full(len(starts), np.nan)
+                if ok.any():
+                    gcrops = other_crops(e)
+                    win = torch.from_numpy(np.stack([gcrops[t + shift:t + shift + FRAMES] for t in starts[ok]]))
+                    gen_cos[ok] = (e.video(win) * e.audio(clip, starts[ok])).sum(1).cpu().numpy()
+                row["gen_cos"] = gen_cos
+                ref_cos = np.full(len(starts), np.nan)
+                has = refs >= 0
+                if has.any():
+                    ref_cos[has] = cosine_similarities(e, clip, refs[has], audio_starts=starts[has], crops=crops(e))
+                row["ref_cos"] = ref_cos
+            rows.append(row)
+    if not rows:
+        raise LipsyncBenchError(f"{data}: no clip has a usable 5-frame window")
+    frame = pd.concat([pd.DataFrame(r) for r in rows], ignore_index=True)
+    for kind in ("gt", "gen", "ref"):
+        if f"{kind}_cos" in frame:
+            frame[f"{kind}_loss"] = sync_loss_of(frame[f"{kind}_cos"].to_numpy(dtype=float))
+    frame.to_csv(out / "stability.csv", index=False)
+    summary = []
+    for label, part in frame.groupby("model", sort=False):
+        for kind, name in (("gt", "ground truth"), ("gen", "generated"), ("ref", "reference")):
+            if f"{kind}_cos" in part:
+                cos = part[f"{kind}_cos"].dropna()
+                summary.append({"model": label, "pairs": name, "samples": int(len(cos)),
+                                "cos_sim": float(cos.mean()), "cos_sim_std": float(cos.std(ddof=0)),
+                                "sync_loss": float(sync_loss_of(cos.to_numpy()).mean())})
+    doc = {"summary": summary, "protocol": _protocol(experts, gt_set, {
+        "study": "stability", "gen": str(gen) if gen else None, "samples": int(len(frame) // len(experts)),
+        "seed": seed, "reference": "random non-overlapping window of the same GT clip"})}
+    (out / "stability.json").write_text(json.dumps(doc, indent=2))
+    plot_stability(frame, out / "stability.png")
+    doc["files"] = [str(out / f) for f in ("stability.csv", "stability.json", "stability.png")]
+    return doc
+
+
+def plot_stability(frame, path: Path, curve_samples: int = 200) -> None:
+    """Fig. A / Fig. C style: per model, the cosine similarity of each sample (GT, generated,
+    reference), the lip-sync loss of the GT pairs, and |GT - generated| per sample."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(frame.model))
+    has_gen = "gen_cos" in frame
+    cols = 3 if has_gen else 2
+    fig, axes = plt.subplots(len(models), cols, figsize=(4.2 * cols, 2.8 * len(models)), squeeze=False)
+    for r, label in enumerate(models):
+        part = frame[frame.model == label].head(curve_samples)
+        x = np.arange(len(part))
+        ax = axes[r][0]
+        ax.plot(x, part.gt_cos, lw=1, label="GT audio-lip")
+        if has_gen:
+            ax.plot(x, part.gen_cos, lw=1, label="generated")
+            ax.plot(x, part.ref_cos, lw=1, alpha=0.7, label="reference")
+        ax.set_ylim(min(0.0, float(np.nanmin(part.filter(like="_cos").to_numpy())) - 0.05), 1.0)
+        ax.set_title(f"{label}: cosine similarity", fontsize=9)
+        ax.set_xlabel("sample")
+        ax.legend(fontsize=7)
+        ax = axes[r][1]
+        ax.plot(x, part.gt_loss, lw=1, color="tab:red")
+        ax.set_title(f"{label}: lip-sync loss of GT pairs", fontsize=9)
+        ax.set_xlabel("sample")
+        if has_gen:
+            ax = axes[r][2]
+            ax.plot(x, (part.gt_cos - part.gen_cos).abs(), lw=1, color="tab:purple")
+            ax.set_title(f"{label}: |GT - generated| cosine similarity", fontsize=9)
+            ax.set_xlabel("sample")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------------
+# Robustness
+
+
+def robustness(data: str | os.PathLike, specs: list[ModelSpec], transform: str, out: str | os.PathLike,
+               magnitudes=None, random_init: bool = False, samples: int | None = 200, seed: int = 0,
+               device: str = "cpu", layout: str = "auto", cache_dir=None, progress: bool = True) -> dict:
+    """Mean cosine similarity of aligned GT pairs per transform magnitude and model; writes
+    ``robustness_<transform>.csv``/``.json``/``.png``."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    if transform not in TRANSFORMS:
+        raise LipsyncBenchError(f"unknown transform {transform!r} (known: {', '.join(TRANSFORMS)})")
+    magnitudes = [float(m) for m in (magnitudes or DEFAULT_MAGNITUDES[transform])]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    experts = None if random_init else make_experts(specs, [], False, device, seed)  # missing weights fail first
+    clipset = open_clips(data, cache_dir, layout, progress=progress)
+    experts = experts or make_experts(specs, clipset.clips, random_init, device, seed)
+    counts = [min(e.usable_windows(c) for e in experts) for c in clipset.clips]
+    picks = _spread(counts, samples)
+    sims = {(e.label, m): [] for e in experts for m in magnitudes}
+    for clip, starts in tqdm(list(zip(clipset.clips, picks)), desc=f"robustness {transform}", unit="clip",
+                             disable=not progress):
+        if len(starts) == 0:
+            continue
+        crops = _CropCache(clip)
+        for e in experts:
+            audio = e.audio(clip, starts)  # the transforms touch the frames only
+            for m in magnitudes:
+                fn = make_transform(transform, m, seed)
+                sims[(e.label, m)].append(_window_cos(e, starts, crops(e), audio, fn, transform == "rotation-mouth"))
+    rows = []
+    for (label, m), parts in sims.items():
+        values = np.concatenate(parts) if parts else np.zeros(0)
+        rows.append({"transform": transform, "magnitude": m, "model": label, "cos_sim": float(values.mean())
+                     if len(values) else math.nan, "cos_sim_std": float(values.std()) if len(values) else math.nan,
+                     "windows": int(len(values))})
+    frame = pd.DataFrame(rows)
+    stem = f"robustness_{transform}"
+    frame.to_csv(out / f"{stem}.csv", index=False)
+    unit = "px of a 224-px face crop" if transform == "shift" else "degrees"
+    doc = {"rows": rows, "protocol": _protocol(experts, clipset, {
+        "study": "robustness", "transform": transform, "unit": unit, "magnitudes": magnitudes,
+        "windows": int(sum(len(p) for p in picks)), "seed": seed})}
+    (out / f"{stem}.json").write_text(json.dumps(doc, indent=2))
+    plot_robustness(frame, transform, unit, out / f"{stem}.png")
+    doc["files"] = [str(out / f"{stem}{ext}") for ext in (".csv", ".json", ".png")]
+    return doc
+
+
+def _window_cos(expert: Expert, starts: np.ndarray, crops: np.ndarray, audio: torch.Tensor, transform,
+                before_half: bool, batch: int = 32) -> np.ndarray:
+    """Cosine similarity of the (transformed) windows at ``starts`` with their audio embeddings."""
+    out = []
+    for i in range(0, len(starts), batch):
+        win = torch.from_numpy(np.stack([crops[t:t + FRAMES] for t in starts[i:i + batch]]))
+        out.append((expert.video(win, transform, before_half) * audio[i:i + batch]).sum(1).cpu())
+    return torch.cat(out).numpy()
+
+
+def plot_robustness(frame, transform: str, unit: str, path: Path) -> None:
+    """Fig. 6 style: mean cosine similarity of GT pairs against the transform's magnitude, per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for label, part in frame.groupby("model", sort=False):
+        ax.errorbar(part.magnitude, part.cos_sim, yerr=part.cos_sim_std, marker="o", capsize=3, label=label)
+    ax.set_xlabel(f"{transform} ({unit})")
+    ax.set_ylabel("mean cosine similarity, GT pairs")
+    ax.set_title(f"Robustness to {transform}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
