@@ -149,7 +149,7 @@ def line_of(lines, prefix):
     ("grayscale", f"FAILED grayscale (lse_c): gen/grayscale.mkv: no audio stream; {LSE_NEEDS_AUDIO}"),
     ("dup", "FAILED dup: several inputs share the name 'dup' (dup.avi, dup.mpg); keep one"),
     ("small_gap", "warning small_gap: frame counts differ by 2 (generated 73, ground truth 75); truncated to 73"),
-    ("loop", f"skipped gen/loop: a symbolic link to {{root}}, which contains it (a loop); not entered"),
+    ("loop", "skipped gen/loop: a symbolic link to {root}, which contains it (a loop); not entered"),
     ("only_in_gen", "unpaired in --gen (1): only_in_gen"),
     ("only_in_gt", "unpaired in --gt (1): only_in_gt"),
     ("ground truth", f"FAILED ground truth four_frames: gt/four_frames.avi: 4 frames, {TOO_SHORT}"),

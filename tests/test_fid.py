@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import lipsync_bench
-from lipsync_bench import media, weights
+from lipsync_bench import weights
 from lipsync_bench.cli import main
 from lipsync_bench.metrics.fid import MomentSum, frechet_distance, inception_features, load_inception
 from tests.helpers import blur, make_fid_weights, noise, write_lossless
