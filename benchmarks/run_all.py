@@ -82,8 +82,10 @@ def frame_metrics(clips, frames_per_clip: int, device: str) -> None:
         torch.cuda.synchronize()
     t_ours = time.perf_counter() - start
     diff = max(np.abs(ours_ssim - [r[0] for r in ref]).max(), 0)
+    psnr_diff = np.abs(ours_psnr - [r[1] for r in ref]).max()
     row("SSIM+PSNR vs scikit-image loop", f"{len(gt) / t_ours:8.1f} vs {len(gt) / t_ref:7.1f} frames/s   "
-        f"ratio {t_ref / t_ours:5.2f}x   (max SSIM diff {diff:.1e}, {len(gt)} frames {gt.shape[2]}x{gt.shape[1]})")
+        f"ratio {t_ref / t_ours:5.2f}x   (max SSIM diff {diff:.1e}, PSNR {psnr_diff:.1e} dB, {len(gt)} frames "
+        f"{gt.shape[2]}x{gt.shape[1]})")
 
 
 def fid(clips, frames_per_clip: int, tmp: Path, device: str) -> None:
