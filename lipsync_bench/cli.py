@@ -405,9 +405,14 @@ def weights_list(as_json):
     if as_json:
         _echo_json(rows)
         return
-    click.echo(tabulate([[r["name"], r["used_by"], r["status"], r["path"] or f"lipsync-bench weights fetch {r['name']}"]
-                         for r in rows], headers=["weights", "metric", "status", "path (or how to get it)"],
-                        tablefmt="simple"))
+    def how(r) -> str:
+        if r["path"]:
+            return r["path"]
+        return (f"lipsync-bench weights fetch {r['name']}" if weights.KNOWN[r["name"]].fetchable
+                else "by hand: see its URL below")
+
+    click.echo(tabulate([[r["name"], r["used_by"], r["status"], how(r)] for r in rows],
+                        headers=["weights", "used by", "status", "path (or how to get it)"], tablefmt="simple"))
     click.echo("searched: " + ", ".join(str(d) for d in weights.search_dirs()))
     for r in rows:
         if r["status"] == "missing":

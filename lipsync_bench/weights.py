@@ -91,7 +91,7 @@ KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
         url="https://github.com/Rudrabha/Wav2Lip#getting-the-weights",
         sha256=None,
         sha256_prefix=None,
-        used_by="stability, robustness (--model wav2lip); train-syncnet --arch wav2lip checkpoints share its layout",
+        used_by="stability, robustness, LSE with --model/--sync-model wav2lip",
         licence="Wav2Lip's lip-sync expert (LRS2-trained; non-commercial research use, see the Wav2Lip README)",
     ),
 ]}

@@ -357,3 +357,17 @@ def test_face_clip_reads_lazily():
     assert calls == []
     assert clip.faces(2, 3, 8).shape == (3, 8, 8, 3) and calls == [(2, 3)]
     assert clip.window_starts() == 6 and "audio" not in calls  # from the sample count alone
+
+
+def test_wav2lip_expert_weights_are_listed_but_never_fetched_unverified(tmp_path, monkeypatch):
+    from lipsync_bench import weights
+
+    monkeypatch.setenv(weights.ENV_VAR, str(tmp_path))
+    listed = CliRunner().invoke(main, ["weights", "list"])
+    line = next(ln for ln in listed.output.splitlines() if ln.startswith("wav2lip-expert"))
+    assert "missing" in line and "by hand: see its URL below" in line
+    fetched = CliRunner().invoke(main, ["weights", "fetch", "wav2lip-expert"])
+    assert fetched.exit_code == 1 and "no direct download with a published checksum" in fetched.output
+    assert not list(tmp_path.iterdir())
+    (tmp_path / "lipsync_expert.pth").write_bytes(b"x")
+    assert weights.describe("wav2lip-expert", tmp_path / "lipsync_expert.pth")["official"] is False
