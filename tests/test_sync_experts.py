@@ -371,3 +371,26 @@ def test_wav2lip_expert_weights_are_listed_but_never_fetched_unverified(tmp_path
     assert not list(tmp_path.iterdir())
     (tmp_path / "lipsync_expert.pth").write_bytes(b"x")
     assert weights.describe("wav2lip-expert", tmp_path / "lipsync_expert.pth")["official"] is False
+
+
+def test_train_syncnet_under_torchrun_on_cpu(sync_clips, tmp_path):
+    """Two processes (gloo, CPU) under torchrun: DistributedDataParallel trains, process 0 writes."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "lipsync_bench.cli",
+           "train-syncnet", "--tiny", "--data", str(sync_clips["videos"]), "--cache", str(sync_clips["cache"]),
+           "--out", str(out), "--epochs", "1", "--batch-size", "4", "--stride", "8", "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("checkpoint:") == 1  # process 0 reports
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["world_size"] == 2
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    # each process takes n // 2 items in batches of 4 (a last batch of one dropped)
+    per_rank = meta["train_windows"] // 2
+    assert ckpt["global_step"] == per_rank // 4 + (per_rank % 4 >= 2)
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())

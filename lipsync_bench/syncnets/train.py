@@ -87,8 +87,9 @@ def _dist() -> tuple[int, int]:
 
 def _batches(n: int, config: TrainConfig, epoch: int, rank: int, world: int) -> list[list[int]]:
     """This process's batches of one epoch: its slice of the epoch's permutation, in batches (a last
-    batch of one item is dropped: batch norm needs two)."""
-    order = np.random.default_rng([config.seed, epoch]).permutation(n)[rank::world]
+    batch of one item is dropped: batch norm needs two). Every process gets n // world items, so all
+    take the same number of steps (DistributedDataParallel would wait forever for a missing one)."""
+    order = np.random.default_rng([config.seed, epoch]).permutation(n)[:n // world * world][rank::world]
     batches = [order[i:i + config.batch_size].tolist() for i in range(0, len(order), config.batch_size)]
     return [b for b in batches if len(b) >= 2]
 
