@@ -619,6 +619,120 @@ def robustness_cmd(transform, data, out, magnitudes, samples, models, weights_fi
     click.echo("written: " + ", ".join(doc["files"]))
 
 
+def _generator_options(fn):
+    """Options shared by train-generator and train-silent."""
+    options = [
+        click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+                     help=_DATA_HELP),
+        click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+                     help="Folder for last.pt, log.csv and run.json."),
+        click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="JSON or TOML file overriding GeneratorConfig fields (loss weights, eps, lr...)."),
+        click.option("--max-steps", default=1000, show_default=True, help="Optimiser steps in all."),
+        click.option("--tiny", is_flag=True, help="A small model that trains on a CPU in seconds (smoke runs)."),
+        click.option("--sync-expert", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="train-syncnet checkpoint (AVSyncNet) for the sync losses and the frozen audio encoder "
+                          "[default: a seeded random tiny AVSyncNet, recorded in the checkpoint: smoke runs only]."),
+        click.option("--batch-size", default=None, type=int, help="Windows per step [default: the config's]."),
+        click.option("--lr", default=None, type=float, help="Generator learning rate [default: 1e-4]."),
+        click.option("--train-list", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="File list of the training videos (Wav2Lip's filelists/train.txt)."),
+        click.option("--workers", default=0, show_default=True, help="DataLoader processes."),
+        click.option("--no-amp", is_flag=True, help="No mixed precision on CUDA."),
+        click.option("--save-every", default=0, show_default=True, help="Also write last.pt every N steps."),
+        click.option("--log", type=click.Choice(["csv", "tensorboard"]), default="csv", show_default=True),
+        click.option("--log-every", default=10, show_default=True, help="Steps between log rows."),
+        click.option("--resume", is_flag=True, help="Continue from <out>/last.pt (same config)."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return _data_options(fn)
+
+
+def _run_generator_training(silent_mode, setup, data, out, config_file, max_steps, tiny, sync_expert, silent,
+                            batch_size, lr, train_list, workers, no_amp, save_every, log, log_every, resume, quiet,
+                            layout, cache_dir, device):
+    from .generation.config import GeneratorConfig, read_config_file
+    from .generation.train import train_generator
+
+    overrides = read_config_file(config_file) if config_file else {}
+    overrides.update({k: v for k, v in {"batch_size": batch_size, "lr": lr}.items() if v is not None})
+    config = (GeneratorConfig.silent(tiny, **overrides) if silent_mode
+              else GeneratorConfig.for_setup(setup, tiny, **overrides))
+    result = train_generator(data, out, config, silent_mode=silent_mode, sync_expert=sync_expert, silent=silent,
+                             max_steps=max_steps, resume=resume, device=device, layout=layout, cache_dir=cache_dir,
+                             train_list=train_list, workers=workers, amp=not no_amp, save_every=save_every, log=log,
+                             log_every=log_every, progress=not quiet)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    what = "G_S (silent-lip generator)" if silent_mode else f"G_L setup {config.setup}"
+    click.echo(f"{what}: {result['clips']} clips, {result['windows']} windows, {result['layout']} layout, "
+               f"step {result['step']}")
+    if result["history"]:
+        first, last = result["history"][0], result["history"][-1]
+        click.echo(f"pixel L1 {first['pixel']:.4f} (first {first['step']} steps) -> {last['pixel']:.4f} "
+                   f"(to step {last['step']}); loss {first['loss']:.4f} -> {last['loss']:.4f}")
+    for name, value in (("sync expert", result["sync_expert"]), ("G_S", result["silent_generator"])):
+        if isinstance(value, dict) and "random_init" in value:
+            click.echo(f"note: {name} is a seeded random network (smoke run; give a trained one)")
+    click.echo(f"perceptual loss: {result['perceptual']}")
+    for problem in result["skipped"]:
+        click.echo(f"skipped {problem}")
+    click.echo(f"checkpoint: {result['checkpoint']}")
+
+
+@main.command("train-generator")
+@click.option("--setup", default="H", show_default=True,
+              help="Ablation setup A-H (C needs Wav2Vec2 weights: unsupported); H is the full model.")
+@click.option("--silent", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="train-silent checkpoint (G_S) for setups D-H [default: a seeded random G_S: smoke runs only].")
+@_generator_options
+@_friendly
+def train_generator_cmd(setup, silent, **options):
+    """Train the lip generator G_L (the paper's model, or an ablation setup) on talking-face clips.
+
+    Several GPUs: torchrun --nproc-per-node N -m lipsync_bench.cli train-generator ... --device cuda
+    """
+    _run_generator_training(False, setup, silent=silent, **options)
+
+
+@main.command("train-silent")
+@_generator_options
+@_friendly
+def train_silent_cmd(**options):
+    """Train the silent-lip generator G_S (reconstruction with GAN + pixel + perceptual losses, no sync
+    loss); fed silent audio, it closes the lips of the identity reference for G_L."""
+    _run_generator_training(True, None, silent=None, **options)
+
+
+@main.command("generate")
+@click.option("--face", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Face video or image.")
+@click.option("--audio", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Driving audio (any file with an audio track); the output lasts as long.")
+@click.option("--ckpt", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="train-generator checkpoint (holds its G_S and audio encoder).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output video (.mp4).")
+@click.option("--batch", default=16, show_default=True, help="Frames generated at once.")
+@click.option("--landmarker", type=click.Choice(["auto", "dlib", "face-alignment"]), default="auto", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly
+def generate_cmd(face, audio, ckpt, out, batch, landmarker, device, as_json, quiet):
+    """Make a talking-face video: FACE's lower face redrawn to AUDIO at 25 fps, pasted back with a soft
+    mask, the audio muxed in."""
+    from .generation.inference import generate
+
+    doc = generate(face, audio, ckpt, out, device, batch, landmarker, progress=not quiet and not as_json)
+    if as_json:
+        _echo_json(doc)
+        return
+    click.echo(f"{out}: {doc['frames']} frames ({doc['seconds']:.2f} s at 25 fps), {doc['generated_frames']} with a "
+               f"face redrawn; setup {doc['checkpoint']['setup']}, step {doc['checkpoint']['step']}")
+
+
 @main.command("demo")
 @click.option("--out", default=None, type=click.Path(path_type=Path),
               help="Folder for the example clips and results [default: a temporary folder, removed after].")

@@ -451,21 +451,23 @@ def pair_inputs(gen_root: str | os.PathLike, gt_root: str | os.PathLike) -> Pair
 # Writing
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25, audio: np.ndarray | None = None,
+def write_video(path: str | os.PathLike, frames, fps: float = 25, audio: np.ndarray | None = None,
                 sample_rate: int = 16000, codec: str = "libx264", crf: int = 12) -> Path:
-    """Write RGB uint8 frames (T, H, W, 3) and optional mono float audio in [-1, 1] to a video file.
+    """Write RGB uint8 frames (T, H, W, 3) — or an iterable of such chunks, written as they come — and
+    optional mono float audio in [-1, 1] to a video file.
 
     ``codec`` "libx264" (yuv420p, ``crf``) for .mp4/.mov, "ffv1" (lossless, for tests) for .avi/.mkv.
     Audio is AAC in .mp4/.mov, PCM 16-bit in .avi/.mkv.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+    chunks = iter([frames] if isinstance(frames, np.ndarray) else frames)
+    first = np.asarray(next(chunks))
+    if first.ndim != 4 or first.shape[-1] != 3 or first.dtype != np.uint8:
         raise ValueError("frames must be uint8 of shape (T, H, W, 3)")
     with av.open(str(path), "w") as container:
         vs = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        vs.width, vs.height = frames.shape[2], frames.shape[1]
+        vs.width, vs.height = first.shape[2], first.shape[1]
         if codec == "libx264":
             vs.pix_fmt = "yuv420p"
             vs.options = {"crf": str(crf), "preset": "veryfast"}
@@ -475,9 +477,10 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 25, au
         if audio is not None:
             acodec = "aac" if path.suffix.lower() in (".mp4", ".mov") else "pcm_s16le"
             astream = container.add_stream(acodec, rate=sample_rate, layout="mono")
-        for image in frames:
-            for packet in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
-                container.mux(packet)
+        for chunk in (first, *chunks):
+            for image in chunk:
+                for packet in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
+                    container.mux(packet)
         for packet in vs.encode():
             container.mux(packet)
         if astream is not None:

@@ -118,17 +118,24 @@ def median_filter(values: np.ndarray, kernel: int, ends: str = "zeros") -> np.nd
     return signal.medfilt(np.pad(values, half, mode="edge"), kernel_size=kernel)[half:len(values) + half]
 
 
+def crop_window(cx: float, cy: float, s: float, crop_scale: float = 0.4) -> tuple[int, int, int, int, int]:
+    """The rows y0:y1 and columns x0:x1 (frame pixels, possibly outside the frame) that ``syncnet_crop``
+    takes, with its padding: (y0, y1, x0, x1, pad)."""
+    pad = int(s * (1 + 2 * crop_scale))
+    my, mx = cy + pad, cx + pad
+    return (int(my - s) - pad, int(my + s * (1 + 2 * crop_scale)) - pad,
+            int(mx - s * (1 + crop_scale)) - pad, int(mx + s * (1 + crop_scale)) - pad, pad)
+
+
 def syncnet_crop(frame: np.ndarray, cx: float, cy: float, s: float, crop_scale: float = 0.4,
                  size: int = 224) -> np.ndarray:
     """syncnet_python's face crop: pad by int(s*(1+2*cs)) with value 110, take rows
     [cy - s, cy + s(1+2cs)) and columns [cx - s(1+cs), cx + s(1+cs)), resize to size x size (bilinear)."""
     import cv2
 
-    pad = int(s * (1 + 2 * crop_scale))
+    y0, y1, x0, x1, pad = crop_window(cx, cy, s, crop_scale)
     padded = np.pad(frame, ((pad, pad), (pad, pad), (0, 0)), constant_values=110)
-    my, mx = cy + pad, cx + pad
-    face = padded[int(my - s):int(my + s * (1 + 2 * crop_scale)),
-                  int(mx - s * (1 + crop_scale)):int(mx + s * (1 + crop_scale))]
+    face = padded[y0 + pad:y1 + pad, x0 + pad:x1 + pad]
     return cv2.resize(face, (size, size))
 
 

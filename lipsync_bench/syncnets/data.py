@@ -130,12 +130,18 @@ def mel_window_count(frames: int, samples: int) -> int:
 
 
 def expert_input(windows: torch.Tensor, spec: ExpertInput, transform=None, before_half: bool = False) -> torch.Tensor:
-    """(N, 5, S, S, 3) RGB uint8 windows of face crops at the expert's size -> (N, 15, S/2 or S, S) float
-    in [0, 1], frame-major on channels (Wav2Lip's ``np.concatenate(window, axis=2)``), in the expert's
-    colour order. ``transform`` (float (M, 3, H, W) images -> same size) is applied to the expert's
-    input, or with ``before_half`` to the whole crop before its bottom half is taken."""
-    n = windows.shape[0]
-    imgs = windows.reshape(-1, *windows.shape[2:]).permute(0, 3, 1, 2).float().div(255)  # N*5, 3, S, S
+    """(N, 5, S, S, 3) RGB uint8 windows of face crops -> the expert's input (see ``frames_input``)."""
+    imgs = windows.reshape(-1, *windows.shape[2:]).permute(0, 3, 1, 2).float().div(255)
+    return frames_input(imgs, spec, transform, before_half)
+
+
+def frames_input(imgs: torch.Tensor, spec: ExpertInput, transform=None, before_half: bool = False) -> torch.Tensor:
+    """(N * 5, 3, S, S) RGB float face crops in [0, 1], window-major -> (N, 15, S/2 or S, S): frame-major
+    on channels (Wav2Lip's ``np.concatenate(window, axis=2)``), in the expert's colour order;
+    differentiable (the generator's sync losses). ``transform`` (float (M, 3, H, W) images -> same
+    size) is applied to the expert's input, or with ``before_half`` to the whole crop before its bottom
+    half is taken."""
+    n = imgs.shape[0] // FRAMES
     if transform is not None and before_half:
         imgs = transform(imgs)
     if spec.lower_half:
@@ -414,4 +420,4 @@ def mel_windows(clip: FaceClip, starts) -> torch.Tensor:
 
 
 __all__ = ["ExpertInput", "INPUTS", "FaceClip", "ClipSet", "SyncPairs", "open_clips", "split_clips", "video_clip",
-           "wav2lip_clip", "expert_input", "mel_windows", "MEL_WINDOW"]
+           "wav2lip_clip", "expert_input", "frames_input", "mel_windows", "MEL_WINDOW"]

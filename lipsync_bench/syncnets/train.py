@@ -14,12 +14,11 @@ aligned / misaligned window pairs (``data.SyncPairs``), BCE on the cosine simila
   above 0.5 <=> aligned) and the mean cosine similarity of the aligned (ground-truth) pairs, the
   quantity of the paper's Tab. A. Logged to ``<out>/log.csv`` (and TensorBoard with ``log="tensorboard"``).
 - Several GPUs: start with ``torchrun --nproc-per-node N -m lipsync_bench.cli train-syncnet ...``; each
-  process trains on its slice of every epoch's permutation under DistributedDataParallel, and
-  validation sums are all-reduced. Process 0 writes checkpoints and logs.
+  process trains on its equal slice of every epoch's permutation under DistributedDataParallel
+  (``training.epoch_batches``), and validation sums are all-reduced. Process 0 writes checkpoints and logs.
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -27,11 +26,11 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..errors import LipsyncBenchError
-from .checkpoint import read_checkpoint, save_checkpoint, state_dict_of
+from ..training import TrainLog, check_resume, distributed, epoch_batches, train_device, wrap_ddp
+from .checkpoint import save_checkpoint, state_dict_of
 from .data import INPUTS, SyncPairs, open_clips, split_clips
 from .experts import build_model
 from .wav2lip import sync_loss
@@ -74,55 +73,6 @@ class TrainConfig:
 
     def identity(self) -> dict:
         return {k: getattr(self, k) for k in self.IDENTITY}
-
-
-def _dist() -> tuple[int, int]:
-    """(rank, world size) under torchrun, else (0, 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
-
-
-def _batches(n: int, config: TrainConfig, epoch: int, rank: int, world: int) -> list[list[int]]:
-    """This process's batches of one epoch: its slice of the epoch's permutation, in batches (a last
-    batch of one item is dropped: batch norm needs two). Every process gets n // world items, so all
-    take the same number of steps (DistributedDataParallel would wait forever for a missing one)."""
-    order = np.random.default_rng([config.seed, epoch]).permutation(n)[:n // world * world][rank::world]
-    batches = [order[i:i + config.batch_size].tolist() for i in range(0, len(order), config.batch_size)]
-    return [b for b in batches if len(b) >= 2]
-
-
-class _Log:
-    """CSV log (always) and TensorBoard (optional), written by process 0 only."""
-
-    def __init__(self, out: Path, kind: str, enabled: bool, resume: bool):
-        self.enabled, self.file, self.tb = enabled, out / "log.csv", None
-        if not enabled:
-            return
-        if not resume or not self.file.is_file():
-            with open(self.file, "w", newline="") as f:
-                csv.writer(f).writerow(LOG_FIELDS)
-        if kind == "tensorboard":
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise LipsyncBenchError("--log tensorboard needs the tensorboard package (pip install tensorboard); "
-                                        "log.csv is written either way") from None
-            self.tb = SummaryWriter(str(out / "tensorboard"))
-        elif kind != "csv":
-            raise LipsyncBenchError(f"log must be csv or tensorboard, not {kind!r}")
-
-    def write(self, row: dict) -> None:
-        if not self.enabled:
-            return
-        with open(self.file, "a", newline="") as f:
-            csv.writer(f).writerow([row.get(k, "") for k in LOG_FIELDS])
-        if self.tb is not None:
-            for k in ("loss", "sync_acc", "gt_cos", "samples_per_s"):
-                if row.get(k) not in (None, ""):
-                    self.tb.add_scalar(f"{row['split']}/{k}", row[k], row["step"])
 
 
 @torch.no_grad()
@@ -170,25 +120,12 @@ def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: Train
     history. See the module docstring for what is written to ``out``."""
     from tqdm import tqdm
 
-    rank, world = _dist()
-    if world > 1 and device.startswith("cuda"):
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise LipsyncBenchError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    rank, world = distributed()
+    dev = train_device(device, rank, world)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
-    saved = None
-    if resume:
-        if not last.is_file():
-            raise LipsyncBenchError(f"--resume: no checkpoint {last} to resume from")
-        saved = read_checkpoint(last, "a train-syncnet checkpoint")
-        before = saved.get("train", {}).get("config", {}) if isinstance(saved, dict) else {}
-        differ = {k: (before.get(k), v) for k, v in config.identity().items() if before.get(k) != v}
-        if differ:
-            raise LipsyncBenchError(f"--resume: {last} was trained with other settings: "
-                                    + ", ".join(f"{k} {a!r} (now {b!r})" for k, (a, b) in differ.items()))
+    saved = check_resume(last, config.identity(), "a train-syncnet checkpoint") if resume else None
 
     clipset = open_clips(data, cache_dir, layout, train_list, progress=progress and rank == 0)
     if val_list:
@@ -214,9 +151,8 @@ def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: Train
         if scaler is not None and "scaler" in saved:
             scaler.load_state_dict(saved["scaler"])
         state = {k: saved["train"][k] for k in state}
-    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None) \
-        if world > 1 else model
-    logger = _Log(out, log, rank == 0, resume)
+    net = wrap_ddp(model, dev, world)
+    logger = TrainLog(out, LOG_FIELDS, log, rank == 0, resume)
     meta = {"data": str(data), "layout": clipset.layout, "train_clips": len(train_clips), "val_clips": len(val_clips),
             "train_windows": len(train_pairs), "val_windows": len(val_pairs) if val_pairs else 0,
             "skipped": clipset.problems + train_pairs.too_short, "world_size": world, "device": str(dev),
@@ -232,9 +168,9 @@ def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: Train
     while state["epoch"] < config.epochs and not done:
         epoch = state["epoch"]
         train_pairs.set_epoch(epoch)
-        batches = _batches(len(train_pairs), config, epoch, rank, world)[state["batch_in_epoch"]:]
-        loader = torch.utils.data.DataLoader(train_pairs, batch_sampler=batches, num_workers=config.workers,
-                                             pin_memory=dev.type == "cuda")
+        batches = epoch_batches(len(train_pairs), config.batch_size, config.seed, epoch, rank, world)
+        loader = torch.utils.data.DataLoader(train_pairs, batch_sampler=batches[state["batch_in_epoch"]:],
+                                             num_workers=config.workers, pin_memory=dev.type == "cuda")
         net.train()
         total, items, started = 0.0, 0, time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress or rank != 0)
@@ -266,7 +202,7 @@ def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: Train
                "lr": optimizer.param_groups[0]["lr"], "samples_per_s": items * world / seconds if seconds else "",
                "seconds": round(seconds, 3)}
         logger.write(row)
-        epoch_done = not done or state["batch_in_epoch"] >= len(_batches(len(train_pairs), config, epoch, rank, world))
+        epoch_done = state["batch_in_epoch"] >= len(batches)
         if epoch_done:
             state["epoch"] += 1
             state["batch_in_epoch"] = 0

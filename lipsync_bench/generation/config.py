@@ -1,0 +1,123 @@
+"""Generator configuration: the paper's ablation setups A-H, loss weights and the open choices, each a
+field of ``GeneratorConfig`` (stored in every checkpoint; a JSON or TOML ``--config`` file overrides
+fields by name).
+
+Setups (GENERATOR.md; F and H are not described in the notes and are defined here):
+
+| setup | audio encoder | G_S on the reference | sync loss | L_at |
+|---|---|---|---|---|
+| A | trained with the generator (Wav2Lip-style) | no | plain (-log x) | no |
+| B | the sync expert's, frozen | no | plain | no |
+| C | Wav2Vec2 features | - | - | - (needs Wav2Vec2 weights: not supported offline) |
+| D | frozen | yes | plain | no |
+| E | frozen | yes | L_ss | no |
+| F | frozen | yes | L_ss | fixed margin (the adaptation ablated; defined here) |
+| G | frozen | yes | L_ss | adaptive |
+| H | frozen | yes | L_ss | adaptive: the full model, as supplementary Fig. C names it ("Setup H") |
+
+The notes call G "the full model"; the supplementary calls the full model "Setup H". No difference
+between the two is known, so G and H train the same losses here.
+
+Total loss of G_L: w_gan L_GAN + 10 L_pixel + w_per L_per + 2 L_ss (or w_sync L_sync) + 0.5 L_at.
+G_S (``train-silent``): w_gan L_GAN + 10 L_pixel + w_per L_per, no sync loss (the notes). Optimiser
+(unknown in the paper): Adam, lr 1e-4 (Wav2Lip's), for generator and discriminator.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from ..errors import LipsyncBenchError
+
+SETUPS = {
+    "A": dict(frozen_audio=False, silent_reference=False, sync_loss="plain", triplet="none"),
+    "B": dict(frozen_audio=True, silent_reference=False, sync_loss="plain", triplet="none"),
+    "D": dict(frozen_audio=True, silent_reference=True, sync_loss="plain", triplet="none"),
+    "E": dict(frozen_audio=True, silent_reference=True, sync_loss="stabilized", triplet="none"),
+    "F": dict(frozen_audio=True, silent_reference=True, sync_loss="stabilized", triplet="fixed"),
+    "G": dict(frozen_audio=True, silent_reference=True, sync_loss="stabilized", triplet="adaptive"),
+    "H": dict(frozen_audio=True, silent_reference=True, sync_loss="stabilized", triplet="adaptive"),
+}
+UNSUPPORTED = {"C": "setup C uses Wav2Vec2 audio features, which need pretrained Wav2Vec2 weights (not a "
+                    "dependency and not reachable offline); setups A, B, D-H are available"}
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    setup: str = "H"
+    size: int = 96  # working resolution (Wav2Lip's)
+    base: int = 16  # channels of the first encoder stage (doubling per stage, up to 512)
+    frames: int = 5  # window: the sync expert's 5 frames
+    # from the setup
+    frozen_audio: bool = True
+    silent_reference: bool = True
+    sync_loss: str = "stabilized"  # plain | stabilized
+    triplet: str = "adaptive"  # none | fixed | adaptive
+    # loss weights (the paper's total loss)
+    w_gan: float = 1.0
+    w_pixel: float = 10.0
+    w_per: float = 1.0
+    w_sync: float = 2.0  # L_ss, or the plain sync loss
+    w_at: float = 0.5
+    ss_eps: float = 1e-3
+    at_alpha: float = 0.5
+    at_fixed_margin: float = 0.02
+    perceptual: bool = True  # skipped with a message when VGG-19 weights are absent
+    sync_size: int = 224  # face size the sync expert sees (its bottom half): AVSyncNet's 224; tiny: 96
+    # optimisation
+    lr: float = 1e-4
+    disc_lr: float = 1e-4
+    batch_size: int = 8
+    seed: int = 0
+
+    @classmethod
+    def for_setup(cls, setup: str, tiny: bool = False, **overrides) -> "GeneratorConfig":
+        setup = setup.upper()
+        if setup in UNSUPPORTED:
+            raise LipsyncBenchError(UNSUPPORTED[setup])
+        if setup not in SETUPS:
+            raise LipsyncBenchError(f"unknown setup {setup!r} (A-H; see lipsync_bench/generation/config.py)")
+        cfg = cls(setup=setup, **SETUPS[setup])
+        if tiny:
+            cfg = replace(cfg, base=4, sync_size=96, perceptual=False, batch_size=4)
+        return cfg.override(overrides)
+
+    @classmethod
+    def silent(cls, tiny: bool = False, **overrides) -> "GeneratorConfig":
+        """G_S: the same network trained with GAN + pixel + perceptual losses only."""
+        cfg = cls(setup="silent", frozen_audio=True, silent_reference=False, sync_loss="none", triplet="none", w_sync=0.0,
+                  w_at=0.0)
+        if tiny:
+            cfg = replace(cfg, base=4, sync_size=96, perceptual=False, batch_size=4)
+        return cfg.override(overrides)
+
+    def override(self, values: dict) -> "GeneratorConfig":
+        known = {f.name: f for f in fields(self)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise LipsyncBenchError(f"unknown generator config field(s) {', '.join(unknown)} "
+                                    f"(known: {', '.join(sorted(known))})")
+        if "setup" in values:
+            raise LipsyncBenchError("set the setup with --setup, not in the config file")
+        return replace(self, **values)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """Fields from a JSON (.json) or TOML (.toml) file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise LipsyncBenchError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            import tomllib
+
+            return tomllib.loads(text)
+        return json.loads(text)
+    except (ValueError, ImportError) as exc:
+        raise LipsyncBenchError(f"{path}: not a valid {path.suffix.lstrip('.') or 'JSON'} config ({exc})") from None

@@ -1,0 +1,60 @@
+"""Training windows of the generators, from the sync experts' clip readers (``syncnets.data``): the
+same sources (Wav2Lip's layout or videos through the face pipeline, crops cached) and the same
+(seed, epoch, index) reproducibility.
+
+An item (``frames`` consecutive frames of one clip, at the working size):
+
+- ``target``: the frames (RGB [0, 1]); the generator sees them with the bottom half masked;
+- ``reference``: as many frames from a seeded random window of the same clip that does not overlap
+  the target (the identity reference; Wav2Lip's "wrong window");
+- ``mels``: per frame, the 16-step mel window centred on it (Wav2Lip's ``get_segmented_mels``: it
+  starts 2 frames earlier; clamped at the clip's ends);
+- ``sync_mel``: the mel window of the whole 5-frame target (what the sync expert compares with).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..syncnets.data import FRAMES, FaceClip
+from ..syncnets.wav2lip import mel_window
+
+
+class GeneratorWindows(torch.utils.data.Dataset):
+    def __init__(self, clips: list[FaceClip], size: int = 96, frames: int = FRAMES, seed: int = 0, stride: int = 1):
+        self.clips, self.size, self.frames, self.seed, self.epoch = clips, size, frames, seed, 0
+        self.index: list[tuple[int, int, int]] = []
+        self.too_short: list[str] = []
+        for c, clip in enumerate(clips):
+            n = clip.window_starts()
+            if n < FRAMES + 1:
+                self.too_short.append(f"{clip.name}: {clip.frames} frames, too short for a target and a separate "
+                                      "reference window")
+                continue
+            self.index += [(c, s, n) for s in range(0, n, stride)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def reference_start(self, i: int) -> int:
+        c, s, n = self.index[i]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        choices = np.concatenate([np.arange(0, max(0, s - self.frames + 1)), np.arange(s + self.frames, n)])
+        return int(rng.choice(choices))
+
+    def __getitem__(self, i: int) -> dict:
+        c, s, n = self.index[i]
+        clip = self.clips[c]
+        r = self.reference_start(i)
+        mel = clip.mel
+        mels = [mel_window(mel, int(np.clip(t - 2, 0, n - 1))) for t in range(s, s + self.frames)]
+
+        def faces(start):
+            x = torch.from_numpy(clip.faces(start, self.frames, self.size))
+            return x.permute(0, 3, 1, 2).float().div(255)
+
+        return {"target": faces(s), "reference": faces(r), "mels": torch.from_numpy(np.stack(mels))[:, None],
+                "sync_mel": torch.from_numpy(np.ascontiguousarray(mel_window(mel, s)))[None]}

@@ -1,0 +1,177 @@
+"""``lipsync-bench generate``: a face video (or one image) and a driving audio -> a talking-face video.
+
+- Output: 25 fps, as many frames as the audio lasts (16 kHz samples / 640); a shorter face video is
+  looped, a longer one cut; the driving audio is muxed in (AAC in .mp4).
+- Face: the face pipeline's main track (detection, tracking, edge-padded median smoothing), each frame
+  cropped as the training crops are (``syncnets.data.FACE_CROP_SCALE``) at the working size 96x96.
+  Frames outside the track are written unchanged.
+- Generation in batches: the identity reference of a frame is the frame itself (as Wav2Lip's
+  inference does), through G_S with silent audio first when the checkpoint holds one (setups D-H);
+  the target is the same frame with its bottom half masked; the audio is the mel window centred on the
+  frame.
+- Paste-back: the generated face is resized to its crop box and blended into the frame with a soft mask
+  over the bottom half of the box (feathered edges), so only the mouth region changes.
+- Streaming: two passes over the face video (face analysis, then generation); frames are never all in
+  memory and never written to disk.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import LipsyncBenchError
+from ..syncnets.data import FACE_CROP_SCALE
+from ..syncnets.lse import SAMPLES_PER_FRAME
+from ..syncnets.wav2lip import MEL_STEPS_PER_SECOND, MEL_WINDOW, melspectrogram
+from .models import mask_lower_half
+from .train import SILENT_MEL, load_generator
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+FPS = 25
+
+
+def centred_mel(mel: np.ndarray, frame: int) -> np.ndarray:
+    """The 16-step mel window centred on ``frame`` (Wav2Lip's: it starts 2 frames earlier), clamped to
+    the spectrogram."""
+    start = int(MEL_STEPS_PER_SECOND * (frame - 2) / FPS)
+    start = min(max(0, start), mel.shape[1] - MEL_WINDOW)
+    return mel[:, start:start + MEL_WINDOW]
+
+
+def soft_mask(height: int, width: int) -> np.ndarray:
+    """(H, W, 1) weights: 1 over the bottom half of a crop box, fading to 0 at its edges and at mid-height."""
+    import cv2
+
+    mask = np.zeros((height, width), np.float32)
+    m = max(1, int(round(0.08 * width)))
+    mask[height // 2 + m // 2:height - m, m:width - m] = 1.0
+    sigma = max(0.5, 0.04 * width)
+    return cv2.GaussianBlur(mask, (0, 0), sigma)[..., None]
+
+
+def paste(frame: np.ndarray, face: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``face`` (generated crop, RGB uint8) resized to ``box`` (y0, y1, x0, x1; may reach outside the
+    frame) and blended into ``frame`` with ``soft_mask``."""
+    import cv2
+
+    y0, y1, x0, x1 = box
+    resized = cv2.resize(face, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    mask = soft_mask(y1 - y0, x1 - x0)
+    fy0, fy1, fx0, fx1 = max(0, y0), min(frame.shape[0], y1), max(0, x0), min(frame.shape[1], x1)
+    if fy0 >= fy1 or fx0 >= fx1:
+        return frame
+    out = frame.copy()
+    region = out[fy0:fy1, fx0:fx1].astype(np.float32)
+    sub = (slice(fy0 - y0, fy1 - y0), slice(fx0 - x0, fx1 - x0))
+    out[fy0:fy1, fx0:fx1] = np.round(region * (1 - mask[sub]) + resized[sub] * mask[sub]).astype(np.uint8)
+    return out
+
+
+def _face_frames(face: Path):
+    """Chunks of RGB frames of the face input at 25 fps (an image: one frame)."""
+    from ..media import iter_frames
+
+    if face.suffix.lower() in IMAGE_SUFFIXES:
+        import cv2
+
+        img = cv2.imread(str(face), cv2.IMREAD_COLOR)
+        if img is None:
+            raise LipsyncBenchError(f"{face}: cannot be read as an image")
+        yield img[..., ::-1][None].copy()
+        return
+    yield from iter_frames(face, FPS)
+
+
+def generate(face: str | Path, audio: str | Path, ckpt: str | Path, out: str | Path, device: str = "cpu",
+             batch: int = 16, landmarker: str = "auto", progress: bool = True) -> dict:
+    """Write ``out`` (see the module docstring); returns what was done (frames, face coverage, model)."""
+    from tqdm import tqdm
+
+    from ..faces import FaceAnalyzer
+    from ..faces.track import crop_window, smoothed_centres, syncnet_crop
+    from ..media import read_audio, write_video
+
+    face, out = Path(face), Path(out)
+    dev = torch.device(device)
+    generator, silent, meta = load_generator(ckpt, dev)
+    size = generator.config.size
+    samples = read_audio(audio)
+    total = len(samples) // SAMPLES_PER_FRAME
+    if total < 1:
+        raise LipsyncBenchError(f"{audio}: shorter than one frame at 25 fps")
+    mel = melspectrogram(samples)
+
+    from dataclasses import replace
+
+    from ..faces.track import TrackParams
+
+    image = face.suffix.lower() in IMAGE_SUFFIXES  # one frame: a track of one frame is a track
+    analyzer = FaceAnalyzer(landmarker, replace(TrackParams(), min_track=0) if image else TrackParams())
+    n_face = 0  # pass 1: the face track
+    for chunk in _face_frames(face):
+        analyzer.update(chunk)
+        n_face += len(chunk)
+    if n_face == 0:
+        raise LipsyncBenchError(f"{face}: no frames")
+    analysis = analyzer.result()
+    track = analysis.main_track()
+    if track is None:
+        raise LipsyncBenchError(f"{face}: no face found")
+    centres = smoothed_centres(track, ends="edge")
+
+    def source():  # the face frames, looped to the audio's length
+        index = 0
+        while True:
+            for chunk in _face_frames(face):
+                for frame in chunk:
+                    if index >= total:
+                        return
+                    yield index, frame
+                    index += 1
+
+    bar = tqdm(total=total, desc="generate", unit="frame", disable=not progress)
+    generated = 0
+
+    @torch.no_grad()
+    def frames_out():  # pass 2: generation, in batches
+        nonlocal generated
+        pending: list[tuple[int, np.ndarray]] = []
+        for item in source():
+            pending.append(item)
+            if len(pending) == batch:
+                yield _generate_batch(pending)
+                pending = []
+        if pending:
+            yield _generate_batch(pending)
+
+    def _generate_batch(items) -> np.ndarray:
+        nonlocal generated
+        frames = [f for _, f in items]
+        todo = [(k, i, centres[(i % n_face) - track.start]) for k, (i, _) in enumerate(items)
+                if track.start <= i % n_face < track.start + len(centres)]
+        if todo:
+            crops = np.stack([syncnet_crop(frames[k], *c, crop_scale=FACE_CROP_SCALE, size=size) for k, _, c in todo])
+            x = torch.from_numpy(crops).to(dev).permute(0, 3, 1, 2).float().div(255)
+            mels = torch.from_numpy(np.stack([centred_mel(mel, i) for _, i, _ in todo]))[:, None].to(dev)
+            reference = x
+            if silent is not None:
+                reference = silent(x, mask_lower_half(x), torch.full_like(mels, SILENT_MEL))
+            faces = generator(reference, mask_lower_half(x), mels)
+            faces = (faces.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            for (k, _, c), gen in zip(todo, faces):
+                y0, y1, x0, x1, _ = crop_window(*c, crop_scale=FACE_CROP_SCALE)
+                frames[k] = paste(frames[k], gen, (y0, y1, x0, x1))
+            generated += len(todo)
+        bar.update(len(items))
+        return np.stack(frames)
+
+    try:
+        write_video(out, frames_out(), FPS, samples[:total * SAMPLES_PER_FRAME])
+    finally:
+        bar.close()
+    return {"out": str(out), "frames": total, "seconds": total / FPS, "generated_frames": generated,
+            "face_frames": n_face, "face_fraction": float(analysis.face_fraction),
+            "checkpoint": {"file": str(ckpt), "setup": meta["config"]["setup"], "step": meta["global_step"],
+                           "sync_expert": meta["sync_expert"], "silent_generator": meta["silent_generator"]}}

@@ -1,0 +1,324 @@
+"""Training of the lip generator G_L (``train-generator``) and of the silent-lip generator G_S
+(``train-silent``), with the sync-expert trainer's machinery (``lipsync_bench.training``): data readers,
+reproducible epochs, atomic checkpoints, exact resume, mixed precision on CUDA, DistributedDataParallel
+under torchrun, CSV/TensorBoard logs.
+
+One step: the targets' bottom halves are masked; the identity references go through G_S with silent
+audio first (setups D-H: the lips of the reference are closed so that G_L cannot copy them); G_L draws
+the faces; its loss is ``config``'s weighted sum (``config.py``), the sync terms from the frozen sync
+expert on the 5-frame window (x: generated, y: GT, d: reference, against the window's audio); then the
+discriminator's step. G_S is the same network trained on reconstruction alone (GAN + pixel +
+perceptual), which teaches it the lips of silent audio.
+
+Without ``sync_expert`` a seeded random tiny AVSyncNet (batch norms calibrated on the data) is used,
+and without ``silent`` (setups D-H) a seeded random G_S; checkpoints and ``run.json`` say so. Both are
+for smoke runs: a real run gives a trained expert (``train-syncnet``) and G_S (``train-silent``).
+The checkpoint of G_L holds G_S and the frozen audio encoder, so ``generate`` needs it alone.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from ..errors import LipsyncBenchError
+from ..syncnets.checkpoint import read_checkpoint, save_checkpoint
+from ..syncnets.data import INPUTS, ExpertInput, frames_input, open_clips
+from ..training import TrainLog, check_resume, distributed, epoch_batches, train_device, wrap_ddp
+from .config import GeneratorConfig
+from .data import GeneratorWindows
+from .losses import (PerceptualLoss, adaptive_triplet_loss, gan_discriminator_loss, gan_generator_loss,
+                     plain_sync_loss, stabilized_sync_loss)
+from .models import Discriminator, Generator, build_generator, mask_lower_half
+
+LOG_FIELDS = ["step", "epoch", "split", "loss", "pixel", "perceptual", "gan", "sync", "triplet", "disc",
+              "sync_x", "sync_y", "sync_d", "samples_per_s", "seconds"]
+SILENT_MEL = -4.0  # Wav2Lip's normalised mel of silence (the floor of its [-4, 4] range)
+
+
+# --------------------------------------------------------------------------------------------------
+# The sync expert as the generator sees it
+
+
+class SyncJudge:
+    """The frozen sync expert: similarity of 5-frame windows of float faces (B * 5, 3, S, S) with mel
+    windows (B, 1, 80, 16); differentiable in the faces. Faces are resized to ``size`` (AVSyncNet's
+    224, or the working size for tiny runs) before the expert's bottom half is taken."""
+
+    def __init__(self, arch: str, model: torch.nn.Module, describe: dict, size: int):
+        self.arch, self.model, self.describe, self.size = arch, model.eval(), describe, size
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.spec = ExpertInput(size, bgr=INPUTS[arch].bgr)
+
+    def similarity(self, faces: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        if faces.shape[-1] != self.size:
+            faces = torch.nn.functional.interpolate(faces, size=(self.size, self.size), mode="bilinear",
+                                                    align_corners=False)
+        audio = self.model.embed_audio(mel)
+        video = self.model.embed_faces(frames_input(faces, self.spec))
+        return (audio.float() * video.float()).sum(dim=1)
+
+
+def load_judge(path: str | Path | None, config: GeneratorConfig, clips, device: torch.device) -> SyncJudge:
+    """The sync expert from a train-syncnet checkpoint (AVSyncNet or Wav2Lip's layout), or a seeded
+    random tiny AVSyncNet calibrated on ``clips``."""
+    from ..syncnets.experts import describe_weights, load_expert, random_expert
+
+    if path is None:
+        expert = random_expert("avsyncnet", clips, config.seed, tiny=True, device=device)
+        return SyncJudge("avsyncnet", expert.model, expert.weights, config.sync_size)
+    checkpoint = read_checkpoint(path, "sync expert weights")
+    arch = checkpoint.get("arch", "wav2lip") if isinstance(checkpoint, dict) else "wav2lip"
+    if arch not in ("avsyncnet", "wav2lip"):
+        raise LipsyncBenchError(f"{path}: a {arch} checkpoint; the generator's sync expert is AVSyncNet or Wav2Lip's")
+    expert = load_expert(arch, path, device)
+    size = config.sync_size if arch == "avsyncnet" else INPUTS["wav2lip"].size
+    return SyncJudge(arch, expert.model, describe_weights(arch, path), size)
+
+
+def _audio_source(judge: SyncJudge) -> dict:
+    """How to rebuild the frozen audio encoder from a checkpoint: the expert's architecture and config."""
+    if judge.arch == "avsyncnet":
+        return {"arch": "avsyncnet", "config": asdict(judge.model.config)}
+    return {"arch": "wav2lip"}
+
+
+def make_generator(config: GeneratorConfig, audio_source: dict | None, expert: torch.nn.Module | None = None) -> Generator:
+    """The generator of ``config``; its frozen audio encoder copied from ``expert``, or rebuilt empty
+    from ``audio_source`` (to load a checkpoint into)."""
+    if not config.frozen_audio:
+        return build_generator(config)
+    if expert is None:
+        if audio_source["arch"] == "avsyncnet":
+            from ..syncnets.avsyncnet import AVSyncNet, AVSyncNetConfig
+
+            expert = AVSyncNet(AVSyncNetConfig.from_dict(audio_source["config"]))
+        else:
+            from ..syncnets.wav2lip import Wav2LipSyncNet
+
+            expert = Wav2LipSyncNet()
+    return build_generator(config, expert)
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def generator_checkpoint(kind: str, generator: Generator, audio_source: dict | None, **extra) -> dict:
+    return {"arch": kind, "config": generator.config.as_dict(), "audio_source": audio_source,
+            "state_dict": generator.state_dict(), **extra}
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, Generator | None, dict]:
+    """(G_L or G_S, the G_S it uses or None, the checkpoint's metadata) from a train-generator or
+    train-silent checkpoint, in eval mode."""
+    from ..syncnets.checkpoint import load_state
+
+    ckpt = read_checkpoint(path, "generator weights")
+    if not isinstance(ckpt, dict) or ckpt.get("arch") not in ("generator", "silent"):
+        raise LipsyncBenchError(f"{path}: not a train-generator or train-silent checkpoint")
+
+    def build(prefix: str = "") -> Generator:
+        fields = {k: v for k, v in ckpt[prefix + "config"].items()}
+        model = make_generator(GeneratorConfig(**fields), ckpt[prefix + "audio_source"])
+        load_state(model, ckpt[prefix + "state_dict"], path, "this generator")
+        return model.eval().to(device)
+
+    silent = build("silent_") if ckpt.get("silent_state_dict") is not None else None
+    meta = {k: ckpt.get(k) for k in ("arch", "config", "audio_source", "sync_expert", "silent_generator", "perceptual",
+                                     "global_step")}
+    return build(), silent, meta
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+
+
+def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = False, sync_expert=None,
+                    silent=None, max_steps: int = 1000, epochs: int = 10 ** 6, resume: bool = False,
+                    device: str = "cpu", layout: str = "auto", cache_dir=None, train_list=None, workers: int = 0,
+                    amp: bool = True, save_every: int = 0, log: str = "csv", log_every: int = 10,
+                    progress: bool = True) -> dict:
+    """Train G_L (or G_S with ``silent_mode``) for ``max_steps`` steps; returns the state, the loss
+    history (every ``log_every`` steps) and what the run used. See the module docstring."""
+    from tqdm import tqdm
+
+    kind = "silent" if silent_mode else "generator"
+    rank, world = distributed()
+    dev = train_device(device, rank, world)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    last = out / "last.pt"
+    identity = {k: v for k, v in config.as_dict().items()}
+    saved = check_resume(last, identity, f"a train-{kind} checkpoint") if resume else None
+
+    clips = open_clips(data, cache_dir, layout, train_list, progress=progress and rank == 0)
+    windows = GeneratorWindows(clips.clips, config.size, config.frames, config.seed)
+    if len(windows) < 2:
+        raise LipsyncBenchError(f"{data}: fewer than 2 training windows ({'; '.join(windows.too_short) or 'no clips'})")
+    torch.manual_seed(config.seed)
+    judge = load_judge(sync_expert, config, clips.clips, dev) if (config.frozen_audio or not silent_mode) else None
+    audio_source = _audio_source(judge) if judge is not None and config.frozen_audio else None
+    generator = make_generator(config, audio_source, judge.model if judge is not None else None).to(dev)
+    disc = Discriminator(config.base).to(dev)
+    silent_net, silent_info, silent_source = None, None, None
+    if config.silent_reference:
+        if silent is not None:
+            silent_net, _, silent_meta = load_generator(silent, dev)
+            if silent_meta["arch"] != "silent":
+                raise LipsyncBenchError(f"{silent}: a {silent_meta['arch']} checkpoint, not a train-silent one (G_S)")
+            from ..weights import sha256
+
+            silent_info = {"file": str(silent), "sha256": sha256(silent)}
+            silent_source = silent_meta["audio_source"]
+        else:
+            torch.manual_seed(config.seed + 1)
+            silent_cfg = GeneratorConfig.silent(base=config.base, sync_size=config.sync_size, perceptual=False)
+            silent_net = make_generator(silent_cfg, audio_source, judge.model).to(dev).eval()
+            silent_info, silent_source = {"random_init": config.seed + 1}, audio_source
+        for p in silent_net.parameters():
+            p.requires_grad_(False)
+    perceptual, perceptual_note = None, "off in the config"
+    if config.perceptual and config.w_per:
+        try:
+            perceptual, perceptual_note = PerceptualLoss.load().to(dev), "VGG-19 (torchvision ImageNet weights)"
+        except LipsyncBenchError as exc:
+            perceptual_note = str(exc)
+    trainable = [p for p in generator.parameters() if p.requires_grad]
+    opt_g = torch.optim.Adam(trainable, lr=config.lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=config.disc_lr, betas=(0.5, 0.999))
+    use_amp = amp and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": []}
+    if saved is not None:
+        generator.load_state_dict(saved["state_dict"])
+        disc.load_state_dict(saved["disc"])
+        opt_g.load_state_dict(saved["optimizer"])
+        opt_d.load_state_dict(saved["disc_optimizer"])
+        if scaler is not None and "scaler" in saved:
+            scaler.load_state_dict(saved["scaler"])
+        state = {k: saved["train"][k] for k in state}
+    g_net, d_net = wrap_ddp(generator, dev, world), wrap_ddp(disc, dev, world)
+    logger = TrainLog(out, LOG_FIELDS, log, rank == 0, resume)
+    meta = {"kind": kind, "data": str(data), "layout": clips.layout, "clips": len(clips.clips), "windows": len(windows),
+            "skipped": clips.problems + windows.too_short, "config": config.as_dict(), "world_size": world,
+            "device": str(dev), "amp": use_amp, "perceptual": perceptual_note,
+            "sync_expert": judge.describe if judge is not None else None, "silent_generator": silent_info}
+    if rank == 0:
+        (out / "run.json").write_text(json.dumps(meta, indent=2))
+
+    def save(path: Path) -> None:
+        if rank != 0:
+            return
+        extra = {"disc": disc.state_dict(), "optimizer": opt_g.state_dict(), "disc_optimizer": opt_d.state_dict(),
+                 "global_step": state["step"], "train": {"config": identity, **state},
+                 "sync_expert": meta["sync_expert"], "silent_generator": silent_info, "perceptual": perceptual_note}
+        if silent_net is not None:
+            extra.update({"silent_state_dict": silent_net.state_dict(), "silent_config": silent_net.config.as_dict(),
+                          "silent_audio_source": silent_source})
+        if scaler is not None:
+            extra["scaler"] = scaler.state_dict()
+        save_checkpoint(generator_checkpoint(kind, generator, audio_source, **extra), path)
+
+    def step(batch: dict) -> dict:
+        target = batch["target"].to(dev).flatten(0, 1)  # (B * F, 3, S, S)
+        reference = batch["reference"].to(dev).flatten(0, 1)
+        mels = batch["mels"].to(dev).flatten(0, 1)
+        with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
+            if silent_net is not None:
+                with torch.no_grad():  # G_S closes the reference's lips
+                    reference = silent_net(reference, mask_lower_half(reference), torch.full_like(mels, SILENT_MEL))
+            fake = g_net(reference, mask_lower_half(target), mels)
+            parts = {"pixel": torch.nn.functional.l1_loss(fake.float(), target)}
+            disc.requires_grad_(False)  # the generator's step: no discriminator gradients, no DDP sync for it
+            parts["gan"] = gan_generator_loss(disc(fake).float())
+            disc.requires_grad_(True)
+            if perceptual is not None:
+                parts["perceptual"] = perceptual(fake.float(), target)
+        total = config.w_pixel * parts["pixel"] + config.w_gan * parts["gan"]
+        if perceptual is not None:
+            total = total + config.w_per * parts["perceptual"]
+        logged = {}
+        if not silent_mode:
+            sync_mel = batch["sync_mel"].to(dev)
+            x = judge.similarity(fake.float(), sync_mel)
+            with torch.no_grad():
+                y = judge.similarity(target, sync_mel)
+                d = judge.similarity(reference.float(), sync_mel)
+            if config.sync_loss == "stabilized":
+                parts["sync"] = stabilized_sync_loss(x, y, d, config.ss_eps)
+            else:
+                parts["sync"] = plain_sync_loss(x)
+            total = total + config.w_sync * parts["sync"]
+            logged = {"sync_x": float(x.detach().mean()), "sync_y": float(y.mean()), "sync_d": float(d.mean())}
+            if config.triplet != "none":
+                margin = config.at_fixed_margin if config.triplet == "fixed" else None
+                parts["triplet"] = adaptive_triplet_loss(fake.float(), target, reference.float(), config.at_alpha, margin)
+                total = total + config.w_at * parts["triplet"]
+        opt_g.zero_grad(set_to_none=True)
+        _backward_step(total, opt_g, scaler)
+        with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
+            logits = d_net(torch.cat([target, fake.detach()])).float()  # one forward: DDP allows no more
+            disc_loss = gan_discriminator_loss(logits[:len(target)], logits[len(target):])
+        opt_d.zero_grad(set_to_none=True)
+        _backward_step(disc_loss, opt_d, scaler)
+        if scaler is not None:
+            scaler.update()
+        return {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in parts.items()},
+                "disc": float(disc_loss.detach()), **logged}
+
+    sums, count, started = {}, 0, time.perf_counter()
+    done = state["step"] >= max_steps
+    while not done and state["epoch"] < epochs:
+        windows.set_epoch(state["epoch"])
+        batches = epoch_batches(len(windows), config.batch_size, config.seed, state["epoch"], rank, world)
+        loader = torch.utils.data.DataLoader(windows, batch_sampler=batches[state["batch_in_epoch"]:],
+                                             num_workers=workers, pin_memory=dev.type == "cuda")
+        g_net.train(), d_net.train()
+        bar = tqdm(loader, desc=f"{kind} epoch {state['epoch'] + 1}", unit="step",
+                   disable=not progress or rank != 0)
+        for batch in bar:
+            values = step(batch)
+            if not all(math.isfinite(v) for v in values.values()):
+                raise LipsyncBenchError(f"non-finite loss at step {state['step'] + 1}: {values}")
+            state["step"] += 1
+            state["batch_in_epoch"] += 1
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            bar.set_postfix(loss=f"{values['loss']:.4f}")
+            if state["step"] % log_every == 0 or state["step"] >= max_steps:
+                seconds = time.perf_counter() - started
+                row = {"step": state["step"], "epoch": state["epoch"] + 1, "split": "train",
+                       **{k: v / count for k, v in sums.items()},
+                       "samples_per_s": count * config.batch_size * config.frames * world / seconds,
+                       "seconds": round(seconds, 3)}
+                logger.write(row)
+                state["history"].append({k: v for k, v in row.items() if k != "split"})
+                sums, count, started = {}, 0, time.perf_counter()
+            if save_every and state["step"] % save_every == 0:
+                save(last)
+            if state["step"] >= max_steps:
+                done = True
+                break
+        if state["batch_in_epoch"] >= len(batches):
+            state["epoch"] += 1
+            state["batch_in_epoch"] = 0
+    save(last)
+    if world > 1:
+        torch.distributed.barrier()
+    return {**state, **meta, "checkpoint": str(last)}
+
+
+def _backward_step(loss: torch.Tensor, optimizer, scaler) -> None:
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+    else:
+        loss.backward()
+        optimizer.step()
