@@ -19,7 +19,8 @@ The notes call G "the full model"; the supplementary calls the full model "Setup
 between the two is known, so G and H train the same losses here.
 
 Total loss of G_L: w_gan L_GAN + 10 L_pixel + w_per L_per + 2 L_ss (or w_sync L_sync) + 0.5 L_at.
-G_S (``train-silent``): w_gan L_GAN + 10 L_pixel + w_per L_per, no sync loss (the notes). Optimiser
+G_S (``train-silent``): w_gan L_GAN + 10 L_pixel + w_per L_per, no sync loss (the notes); quiet audio
+windows are replaced by digital silence in its training (``silence_threshold``). Optimiser
 (unknown in the paper): Adam, lr 1e-4 (Wav2Lip's), for generator and discriminator.
 """
 from __future__ import annotations
@@ -65,6 +66,10 @@ class GeneratorConfig:
     at_fixed_margin: float = 0.02
     perceptual: bool = True  # skipped with a message when VGG-19 weights are absent
     sync_size: int = 224  # face size the sync expert sees (its bottom half): AVSyncNet's 224; tiny: 96
+    # G_S: mel windows quieter than this (mean of Wav2Lip's normalised mel, in [-4, 4]) are replaced by
+    # digital silence (-4 everywhere) in training, so that "silent audio" at inference is an input G_S
+    # has learnt: the lips of quiet frames. Real silences sit around -3.2 to -3.8 (GRID).
+    silence_threshold: float = -3.0
     # optimisation
     lr: float = 1e-4
     disc_lr: float = 1e-4

@@ -12,7 +12,11 @@ transposed convolutions and skip connections), at ``size`` x ``size`` (96, Wav2L
   (setup A); a 1x1 conv maps it to the bottleneck's width;
 - decoder: from the 1x1 bottleneck (audio + both encoders' last features), transposed convolutions
   up to 96x96, each stage fed the two encoders' features of its resolution (skip connections), and a
-  final conv + sigmoid to RGB.
+  final conv + sigmoid to RGB; the two input images join the last skip connection.
+- output: the network draws the masked part; the target's visible pixels are kept (the usual
+  inpainting composition): rows above 40% of the height are the target's own, a linear ramp to
+  mid-height joins them to the drawn bottom half. So the upper face is the input's by construction and
+  training spends itself on the mouth (the paste-back of ``generate`` uses the bottom half only anyway).
 
 Discriminator: Wav2Lip-HQ's visual-quality idea, on the bottom half of each face (where the generator
 draws): strided convs with leaky ReLU, no normalisation, global average, one logit.
@@ -141,7 +145,11 @@ class Generator(nn.Module):
             UpBlock(w[2] * 3, w[1], 3, 2, 1, 1),  # 24 -> 48
             UpBlock(w[1] * 3, w[0], 3, 2, 1, 1),  # 48 -> 96
         ])
-        self.head = nn.Sequential(Block(w[0] * 3, w[0], 3, 1, 1), nn.Conv2d(w[0], 3, 1))
+        self.head = nn.Sequential(Block(w[0] * 3 + 6, w[0], 3, 1, 1), nn.Conv2d(w[0], 3, 1))
+        # where the output is drawn (1) and where the visible pixels of the target are kept (0): rows
+        # above 40% of the height keep the target, a linear ramp to mid-height joins the two
+        rows = torch.arange(config.size, dtype=torch.float32) / config.size
+        self.register_buffer("draw", ((rows - 0.4) / 0.1).clamp(0, 1).view(1, 1, -1, 1), persistent=False)
 
     def forward(self, reference: torch.Tensor, masked: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         ident, pose = self.identity_encoder(reference), self.pose_encoder(masked)
@@ -150,7 +158,9 @@ class Generator(nn.Module):
         x = self.up[0](x)
         for k, up in enumerate(self.up[1:], start=1):
             x = up(torch.cat([x, ident[6 - k], pose[6 - k]], dim=1))
-        return torch.sigmoid(self.head(torch.cat([x, ident[0], pose[0]], dim=1)))
+        # the input images join the last skip connection (continuity at the join)
+        drawn = torch.sigmoid(self.head(torch.cat([x, ident[0], pose[0], reference, masked], dim=1)))
+        return drawn * self.draw + masked * (1 - self.draw)
 
 
 class Discriminator(nn.Module):

@@ -229,6 +229,9 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
         target = batch["target"].to(dev).flatten(0, 1)  # (B * F, 3, S, S)
         reference = batch["reference"].to(dev).flatten(0, 1)
         mels = batch["mels"].to(dev).flatten(0, 1)
+        if silent_mode:  # quiet windows become digital silence, G_S's "silent audio" (config.silence_threshold)
+            mels = torch.where(mels.mean(dim=(1, 2, 3), keepdim=True) < config.silence_threshold,
+                               torch.full_like(mels, SILENT_MEL), mels)
         with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
             if silent_net is not None:
                 with torch.no_grad():  # G_S closes the reference's lips
