@@ -216,8 +216,8 @@ def table_cmd(dataset, results, fmt, paper, as_json):
 @click.option("--device", default="cpu", show_default=True)
 @_friendly
 def merge_cmd(sources, out, device):
-    """Combine results folders (e.g. the shards of 'eval --shard I/N') into one. FID is computed again
-    over all videos from the shards' feature statistics (their caches), never averaged."""
+    """Combine results folders (such as the shards of 'eval --shard I/N') into one. FID is computed
+    again over all videos from the shards' feature statistics (their caches), never averaged."""
     from .runner import merge
     from .store import ResultStore
 
