@@ -16,34 +16,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..syncnets.data import FRAMES, FaceClip
+from ..syncnets.data import FRAMES, ClipWindows, FaceClip, other_window
 from ..syncnets.wav2lip import mel_window
 
 
-class GeneratorWindows(torch.utils.data.Dataset):
+class GeneratorWindows(ClipWindows):
     def __init__(self, clips: list[FaceClip], size: int = 96, frames: int = FRAMES, seed: int = 0, stride: int = 1):
-        self.clips, self.size, self.frames, self.seed, self.epoch = clips, size, frames, seed, 0
-        self.index: list[tuple[int, int, int]] = []
-        self.too_short: list[str] = []
-        for c, clip in enumerate(clips):
-            n = clip.window_starts()
-            if n < FRAMES + 1:
-                self.too_short.append(f"{clip.name}: {clip.frames} frames, too short for a target and a separate "
-                                      "reference window")
-                continue
-            self.index += [(c, s, n) for s in range(0, n, stride)]
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.index)
+        super().__init__(clips, seed, stride, "a target and a separate reference window")
+        self.size, self.frames = size, frames
 
     def reference_start(self, i: int) -> int:
         c, s, n = self.index[i]
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        choices = np.concatenate([np.arange(0, max(0, s - self.frames + 1)), np.arange(s + self.frames, n)])
-        return int(rng.choice(choices))
+        return other_window(s, n, self.rng(i), self.frames)
 
     def __getitem__(self, i: int) -> dict:
         c, s, n = self.index[i]

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import LipsyncBenchError
-from .data import FRAMES, FaceClip, open_clips
+from .data import FRAMES, FaceClip, open_clips, other_window
 from .experts import EXPERTS, KNOWN_WEIGHTS, Expert, cosine_similarities, load_expert, random_expert, sync_loss_of
 
 TRANSFORMS = ("shift", "shear", "rotation", "rotation-mouth")
@@ -177,8 +177,7 @@ def stability(data: str | os.PathLike, specs: list[ModelSpec], out: str | os.Pat
             continue
         rng = np.random.default_rng([seed, len(rows)])
         n = counts[gt_set.clips.index(clip)]
-        choices = [np.concatenate([np.arange(0, max(0, s - FRAMES + 1)), np.arange(s + FRAMES, n)]) for s in starts]
-        refs = np.array([rng.choice(c) if len(c) else -1 for c in choices])  # -1: no non-overlapping window
+        refs = np.array([-1 if (r := other_window(s, n, rng)) is None else r for s in starts])  # -1: none
         crops, other = _CropCache(clip), gen_clips.get(clip.name)
         other_crops = _CropCache(other) if other is not None else None
         for e in experts:

@@ -369,23 +369,26 @@ def split_clips(clips: list[FaceClip], val_fraction: float) -> tuple[list[FaceCl
 # Pairs
 
 
-class SyncPairs(torch.utils.data.Dataset):
-    """Aligned (label 1) and misaligned (label 0) window pairs of ``clips`` for one expert's input.
+def other_window(start: int, starts: int, rng: np.random.Generator, width: int = FRAMES) -> int | None:
+    """A seeded random window start in [0, starts) whose ``width`` frames share none with the window at
+    ``start`` (a misaligned audio window, an identity reference); None when the clip has none."""
+    choices = np.concatenate([np.arange(0, max(0, start - width + 1)), np.arange(start + width, starts)])
+    return int(rng.choice(choices)) if len(choices) else None
 
-    Each window start of each clip is one item (every ``stride``-th start). ``positive_fraction`` of
-    the items are aligned; a misaligned item takes the audio of a non-overlapping window of the same
-    clip. Items are a function of (seed, epoch, index): ``set_epoch`` draws other pairs."""
 
-    def __init__(self, clips: list[FaceClip], spec: ExpertInput, seed: int = 0, stride: int = 1,
-                 positive_fraction: float = 0.5):
-        self.clips, self.spec, self.seed, self.epoch = clips, spec, seed, 0
-        self.positive_fraction = positive_fraction
+class ClipWindows(torch.utils.data.Dataset):
+    """Every ``stride``-th 5-frame window start of every clip that also has a second window not
+    overlapping it; an item is a function of (seed, epoch, index) alone (``rng``): ``set_epoch``
+    draws other items, and a resumed run sees the same ones."""
+
+    def __init__(self, clips: list[FaceClip], seed: int = 0, stride: int = 1, needs: str = "a second window"):
+        self.clips, self.seed, self.epoch = clips, seed, 0
         self.index: list[tuple[int, int, int]] = []  # clip, start, number of starts of that clip
         self.too_short: list[str] = []
         for c, clip in enumerate(clips):
             n = clip.window_starts()
             if n < FRAMES + 1:  # no window that does not overlap another
-                self.too_short.append(f"{clip.name}: {clip.frames} frames, too short for a misaligned pair "
+                self.too_short.append(f"{clip.name}: {clip.frames} frames, too short for {needs} "
                                       f"(needs {2 * FRAMES} frames with audio)")
                 continue
             self.index += [(c, s, n) for s in range(0, n, stride)]
@@ -396,15 +399,27 @@ class SyncPairs(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def rng(self, i: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, i])
+
+
+class SyncPairs(ClipWindows):
+    """Aligned (label 1) and misaligned (label 0) window pairs of ``clips`` for one expert's input.
+    ``positive_fraction`` of the items are aligned; a misaligned item takes the audio of a window of the
+    same clip that does not overlap the frames."""
+
+    def __init__(self, clips: list[FaceClip], spec: ExpertInput, seed: int = 0, stride: int = 1,
+                 positive_fraction: float = 0.5):
+        super().__init__(clips, seed, stride, "a misaligned pair")
+        self.spec, self.positive_fraction = spec, positive_fraction
+
     def pair(self, i: int) -> tuple[int, int, int, bool]:
         """(clip, frame start, audio start, aligned) of item i in this epoch."""
         c, s, n = self.index[i]
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        aligned = bool(rng.random() < self.positive_fraction)
-        if aligned:
+        rng = self.rng(i)
+        if rng.random() < self.positive_fraction:
             return c, s, s, True
-        choices = np.concatenate([np.arange(0, max(0, s - FRAMES + 1)), np.arange(s + FRAMES, n)])
-        return c, s, int(rng.choice(choices)), False
+        return c, s, other_window(s, n, rng), False
 
     def __getitem__(self, i: int):
         c, s, t, aligned = self.pair(i)
@@ -419,5 +434,5 @@ def mel_windows(clip: FaceClip, starts) -> torch.Tensor:
     return torch.from_numpy(np.stack([mel_window(clip.mel, int(t)) for t in starts]))[:, None]
 
 
-__all__ = ["ExpertInput", "INPUTS", "FaceClip", "ClipSet", "SyncPairs", "open_clips", "split_clips", "video_clip",
+__all__ = ["ExpertInput", "INPUTS", "FaceClip", "ClipSet", "ClipWindows", "SyncPairs", "other_window", "open_clips", "split_clips", "video_clip",
            "wav2lip_clip", "expert_input", "frames_input", "mel_windows", "MEL_WINDOW"]
