@@ -93,14 +93,18 @@ def _lse_curves(store: ResultStore, runs) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = {}
+    from .syncnets.experts import LABELS
+
+    curves, experts = {}, {}
     for run in runs:
-        details = next((d for m in LSE_METRICS if (d := store.details(run, m))), {})
-        if details:
-            curves[run.method] = [np.asarray(d["curve"]) for d in details.values()]
+        metric = next((m for m in LSE_METRICS if store.details(run, m)), None)
+        if metric is not None:
+            curves[run.method] = [np.asarray(d["curve"]) for d in store.details(run, metric).values()]
+            experts[run.method] = LABELS[run.metric_params.get(metric, {}).get("sync_model", "syncnet")]
     if not curves:
         return None
-    fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3), squeeze=False, sharey=True)
+    # no shared y axis: another expert's distances are on another scale
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3), squeeze=False)
     for ax, (method, cs) in zip(axes[0], curves.items()):
         vshift = (len(cs[0]) - 1) // 2
         offsets = np.arange(vshift, -vshift - 1, -1)
@@ -109,7 +113,7 @@ def _lse_curves(store: ResultStore, runs) -> str | None:
         ax.plot(offsets, np.mean(cs, axis=0), color="tab:red", lw=2, label="mean")
         ax.set_title(f"{method} ({len(cs)} videos)", fontsize=10)
         ax.set_xlabel("AV offset (frames)")
-    axes[0][0].set_ylabel("mean SyncNet distance")
+        ax.set_ylabel(f"mean {experts[method]} distance")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return _png(fig)
@@ -177,7 +181,7 @@ def build_report(results: str | Path, out: str | Path, datasets: list[str] | Non
             body.append(f"<h3>Distributions over videos</h3><img class='plot' src='{plot}' alt='box plots'>")
         curves = _lse_curves(store, runs)
         if curves:
-            body.append("<h3>LSE: SyncNet distance against offset, per video</h3>"
+            body.append("<h3>LSE: sync-expert distance against offset, per video</h3>"
                         f"<img class='plot' src='{curves}' alt='LSE curves'>")
         worst_html = _worst(store, runs, df, video_metrics, worst)
         if worst_html:
