@@ -309,3 +309,23 @@ def test_generate_refuses_what_it_cannot_use(tmp_path):
                                        "--ckpt", str(not_gen), "--out", str(tmp_path / "o.mp4")])
     assert result.exit_code == 1 and "not a train-generator or train-silent checkpoint" in result.output
     assert "Traceback" not in result.output
+
+
+def test_train_generator_command_under_torchrun_on_cpu(sync_clips, tmp_path):
+    """train-generator with two processes (gloo, CPU): DistributedDataParallel over the generator and
+    the discriminator (one discriminator forward per step, as DDP needs), process 0 writes."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "lipsync_bench.cli",
+           "train-generator", "--setup", "H", "--tiny", "--data", str(sync_clips["videos"]), "--cache",
+           str(sync_clips["cache"]), "--out", str(out), "--max-steps", "4", "--batch-size", "2", "--log-every", "2",
+           "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("checkpoint:") == 1 and "G_L setup H" in done.stdout
+    assert "note: sync expert is a seeded random network" in done.stdout
+    assert json.loads((out / "run.json").read_text())["world_size"] == 2
+    assert torch.load(out / "last.pt", weights_only=True)["global_step"] == 4
