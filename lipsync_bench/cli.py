@@ -461,8 +461,9 @@ def weights_verify():
         if r["status"] == "missing":
             click.echo(f"{r['name']}: missing")
         else:
-            click.echo(f"{r['name']}: {'official' if r['status'] == 'official' else 'UNOFFICIAL'} "
-                       f"sha256 {r['sha256']} ({r['path']})")
+            status = {"official": "official", "unofficial": "UNOFFICIAL",
+                      "unverifiable": "present, no published checksum to verify"}[r["status"]]
+            click.echo(f"{r['name']}: {status} sha256 {r['sha256']} ({r['path']})")
     if any(r["status"] == "unofficial" for r in rows):
         sys.exit(1)
 

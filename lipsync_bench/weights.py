@@ -160,15 +160,17 @@ def describe(name: str, path: str | os.PathLike) -> dict:
 
 
 def inventory() -> list[dict]:
-    """Every known weights file: where it was found (or None), its sha256 and status
-    ("official", "unofficial" or "missing"), with its URL and licence."""
+    """Every known weights file: where it was found (or None), its sha256 and status ("official",
+    "unofficial", "unverifiable" — present, but no checksum is published — or "missing"), with its URL
+    and licence."""
     rows = []
     for info in KNOWN.values():
         path = find(info.name)
         d = describe(info.name, path) if path else None
         rows.append({"name": info.name, "file": info.filename, "used_by": info.used_by, "url": info.url,
                      "path": str(path) if path else None,
-                     "status": "missing" if d is None else ("official" if d["official"] else "unofficial"),
+                     "status": "missing" if d is None else ("official" if d["official"] else
+                                                            "unofficial" if info.fetchable else "unverifiable"),
                      "sha256": d["sha256"] if d else None, "licence": info.licence})
     return rows
 
