@@ -34,7 +34,8 @@ import torch
 
 from ..errors import LipsyncBenchError
 from .data import FRAMES, FaceClip, open_clips, other_window
-from .experts import EXPERTS, KNOWN_WEIGHTS, Expert, cosine_similarities, load_expert, random_expert, sync_loss_of
+from .experts import (EXPERTS, KNOWN_WEIGHTS, Crops, Expert, cosine_similarities, load_expert, random_expert,
+                      sync_loss_of)
 
 TRANSFORMS = ("shift", "shear", "rotation", "rotation-mouth")
 DEFAULT_MAGNITUDES = {"shift": (0, 10, 20, 30, 40, 50, 60), "shear": (0, 10, 20, 30, 40, 50, 60),
@@ -125,15 +126,15 @@ def _spread(counts: list[int], samples: int | None) -> list[np.ndarray]:
 
 
 class _CropCache:
-    """One clip's crops per crop geometry, shared by the experts of a run."""
+    """One clip's crops per crop geometry, of the frames the run's windows need, shared by the experts."""
 
-    def __init__(self, clip: FaceClip):
-        self.clip, self.crops = clip, {}
+    def __init__(self, clip: FaceClip, starts):
+        self.clip, self.starts, self.crops = clip, starts, {}
 
-    def __call__(self, expert: Expert) -> np.ndarray:
+    def __call__(self, expert: Expert) -> Crops:
         key = (expert.crop_scale, expert.crop_size)
         if key not in self.crops:
-            self.crops[key] = expert.crops(self.clip)
+            self.crops[key] = expert.crops(self.clip, self.starts)
         return self.crops[key]
 
 
@@ -178,19 +179,19 @@ def stability(data: str | os.PathLike, specs: list[ModelSpec], out: str | os.Pat
         rng = np.random.default_rng([seed, len(rows)])
         n = counts[gt_set.clips.index(clip)]
         refs = np.array([-1 if (r := other_window(s, n, rng)) is None else r for s in starts])  # -1: none
-        crops, other = _CropCache(clip), gen_clips.get(clip.name)
-        other_crops = _CropCache(other) if other is not None else None
+        other = gen_clips.get(clip.name)
+        crops = _CropCache(clip, np.concatenate([starts, refs[refs >= 0]]))
+        shift = clip.first_frame - other.first_frame if other is not None else 0
+        ok = (starts + shift >= 0) & (starts + shift + FRAMES <= other.frames) if other is not None else None
+        other_crops = _CropCache(other, starts[ok] + shift) if other is not None else None
         for e in experts:
             gt_cos = cosine_similarities(e, clip, starts, crops=crops(e))
             row = {"model": e.label, "video": clip.name, "start": starts, "gt_cos": gt_cos}
             if other is not None:
                 # the generated window at the same source frames, against the GT's (driving) audio
-                shift = clip.first_frame - other.first_frame
-                ok = (starts + shift >= 0) & (starts + shift + FRAMES <= other.frames)
                 gen_cos = np.full(len(starts), np.nan)
                 if ok.any():
-                    gcrops = other_crops(e)
-                    win = torch.from_numpy(np.stack([gcrops[t + shift:t + shift + FRAMES] for t in starts[ok]]))
+                    win = other_crops(e).windows(starts[ok] + shift)
                     gen_cos[ok] = (e.video(win) * e.audio(clip, starts[ok])).sum(1).cpu().numpy()
                 row["gen_cos"] = gen_cos
                 ref_cos = np.full(len(starts), np.nan)
@@ -288,7 +289,7 @@ def robustness(data: str | os.PathLike, specs: list[ModelSpec], transform: str, 
                              disable=not progress):
         if len(starts) == 0:
             continue
-        crops = _CropCache(clip)
+        crops = _CropCache(clip, starts)
         for e in experts:
             audio = e.audio(clip, starts)  # the transforms touch the frames only
             for m in magnitudes:
@@ -313,12 +314,12 @@ def robustness(data: str | os.PathLike, specs: list[ModelSpec], transform: str, 
     return doc
 
 
-def _window_cos(expert: Expert, starts: np.ndarray, crops: np.ndarray, audio: torch.Tensor, transform,
+def _window_cos(expert: Expert, starts: np.ndarray, crops: Crops, audio: torch.Tensor, transform,
                 before_half: bool, batch: int = 32) -> np.ndarray:
     """Cosine similarity of the (transformed) windows at ``starts`` with their audio embeddings."""
     out = []
     for i in range(0, len(starts), batch):
-        win = torch.from_numpy(np.stack([crops[t:t + FRAMES] for t in starts[i:i + batch]]))
+        win = crops.windows(starts[i:i + batch])
         out.append((expert.video(win, transform, before_half) * audio[i:i + batch]).sum(1).cpu())
     return torch.cat(out).numpy()
 

@@ -52,11 +52,17 @@ class Expert:
     def crop_size(self) -> int:
         return 224 if self.name == "syncnet" else INPUTS[self.name].size
 
-    def crops(self, clip: FaceClip) -> np.ndarray:
-        """All frames of ``clip`` in this expert's crop geometry: (T, S, S, 3) RGB uint8."""
+    def crops(self, clip: FaceClip, starts=None) -> "Crops":
+        """The frames of ``clip`` that the 5-frame windows at ``starts`` (default: all frames) cover,
+        in this expert's crop geometry (RGB uint8): only those are decoded and kept, so a few windows
+        of a long video cost a few frames."""
+        frames = range(clip.frames) if starts is None else window_frames(starts)
         if self.name != "syncnet":
-            return clip.faces(0, clip.frames, self.crop_size)
-        return syncnet_crops_of(clip)
+            kept = {}
+            for first, count in _runs(frames):
+                kept.update(zip(range(first, first + count), clip.faces(first, count, self.crop_size)))
+            return Crops(kept)
+        return syncnet_crops_of(clip, set(frames))
 
     @torch.no_grad()
     def video(self, windows: torch.Tensor, transform=None, before_half: bool = False) -> torch.Tensor:
@@ -95,7 +101,34 @@ class Expert:
         return clip.window_starts()
 
 
-def syncnet_crops_of(clip: FaceClip) -> np.ndarray:
+class Crops:
+    """Crops of some frames of a clip, by frame index; ``windows(starts)`` stacks 5-frame windows."""
+
+    def __init__(self, frames: dict[int, np.ndarray]):
+        self.frames = frames
+
+    def windows(self, starts) -> torch.Tensor:
+        """(len(starts), 5, S, S, 3) uint8."""
+        return torch.from_numpy(np.stack([np.stack([self.frames[int(t) + k] for k in range(FRAMES)]) for t in starts]))
+
+
+def window_frames(starts) -> list[int]:
+    """The frame indices that 5-frame windows at ``starts`` cover, sorted."""
+    return sorted({int(t) + k for t in starts for k in range(FRAMES)})
+
+
+def _runs(frames) -> list[tuple[int, int]]:
+    """Sorted frame indices as (first, count) runs of consecutive frames."""
+    runs: list[list[int]] = []
+    for f in frames:
+        if runs and f == runs[-1][0] + runs[-1][1]:
+            runs[-1][1] += 1
+        else:
+            runs.append([f, 1])
+    return [(a, n) for a, n in runs]
+
+
+def syncnet_crops_of(clip: FaceClip, frames: set[int] | None = None) -> Crops:
     """syncnet_python's 224x224 crops of a clip read from a video: its face track's boxes smoothed as
     LSE smooths them, cut from the decoded frames. Face-crop folders (Wav2Lip's layout) hold no full
     frames to take them from."""
@@ -107,14 +140,17 @@ def syncnet_crops_of(clip: FaceClip) -> np.ndarray:
                                 "frame; this clip has face crops only (Wav2Lip's layout): use a folder of videos")
     centres = smoothed_centres(Track(clip.first_frame, clip.boxes, np.ones(len(clip.boxes), bool),
                                      np.zeros(len(clip.boxes), int)))
-    crops, index = [], 0
-    for chunk in iter_frames(clip.source, 25):
+    wanted = set(range(clip.frames)) if frames is None else frames
+    crops, index = {}, 0
+    for chunk in iter_frames(clip.source, 25):  # decoded once, only the wanted frames kept
         for frame in chunk:
             i = index - clip.first_frame
-            if 0 <= i < clip.frames:
-                crops.append(syncnet_crop(frame, *centres[i], crop_scale=SYNCNET_CROP_SCALE))
+            if i in wanted:
+                crops[i] = syncnet_crop(frame, *centres[i], crop_scale=SYNCNET_CROP_SCALE)
             index += 1
-    return np.stack(crops)
+        if index - clip.first_frame > max(wanted, default=-1):
+            break
+    return Crops(crops)
 
 
 def build_model(name: str, tiny: bool = False) -> torch.nn.Module:
@@ -198,9 +234,8 @@ def calibrate_batchnorm(expert: Expert, clips: list[FaceClip], windows: int = 64
         n = expert.usable_windows(clip)
         if n < 1:
             continue
-        crops = expert.crops(clip)
         starts = np.linspace(0, n - 1, min(per_clip, n)).astype(int)
-        feeds.append((clip, crops, starts))
+        feeds.append((clip, expert.crops(clip, starts), starts))
     if not feeds:
         raise LipsyncBenchError("no clip long enough to calibrate the random expert's batch norms")
     model.train()
@@ -210,8 +245,7 @@ def calibrate_batchnorm(expert: Expert, clips: list[FaceClip], windows: int = 64
                 s = starts[i:i + batch]
                 if len(s) < 2:
                     continue  # batch norm needs two samples
-                win = torch.from_numpy(np.stack([crops[t:t + FRAMES] for t in s]))
-                expert.video(win)
+                expert.video(crops.windows(s))
                 expert.audio(clip, s)
     finally:
         model.eval()
@@ -219,19 +253,18 @@ def calibrate_batchnorm(expert: Expert, clips: list[FaceClip], windows: int = 64
             m.momentum = 0.1
 
 
-def cosine_similarities(expert: Expert, clip: FaceClip, starts=None, audio_starts=None, crops=None,
+def cosine_similarities(expert: Expert, clip: FaceClip, starts=None, audio_starts=None, crops: Crops | None = None,
                         transform=None, before_half: bool = False, batch: int = 32) -> np.ndarray:
     """Cosine similarity (Eq. A) of each 5-frame window of ``clip`` starting at ``starts`` (default:
     every usable start) with the audio window at ``audio_starts`` (default: the same frames)."""
     n = expert.usable_windows(clip)
     starts = np.arange(n) if starts is None else np.asarray(starts, int)
     audio_starts = starts if audio_starts is None else np.asarray(audio_starts, int)
-    crops = expert.crops(clip) if crops is None else crops
+    crops = expert.crops(clip, starts) if crops is None else crops
     out = []
     for i in range(0, len(starts), batch):
         s = starts[i:i + batch]
-        win = torch.from_numpy(np.stack([crops[t:t + FRAMES] for t in s]))
-        v = expert.video(win, transform, before_half)
+        v = expert.video(crops.windows(s), transform, before_half)
         a = expert.audio(clip, audio_starts[i:i + batch])
         out.append((v * a).sum(dim=1).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
