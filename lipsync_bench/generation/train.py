@@ -67,7 +67,7 @@ class SyncJudge:
 def load_judge(path: str | Path | None, config: GeneratorConfig, clips, device: torch.device) -> SyncJudge:
     """The sync expert from a train-syncnet checkpoint (AVSyncNet or Wav2Lip's layout), or a seeded
     random tiny AVSyncNet calibrated on ``clips``."""
-    from ..syncnets.experts import describe_weights, load_expert, random_expert
+    from ..syncnets.experts import load_expert, random_expert
 
     if path is None:
         expert = random_expert("avsyncnet", clips, config.seed, tiny=True, device=device)
@@ -78,7 +78,7 @@ def load_judge(path: str | Path | None, config: GeneratorConfig, clips, device: 
         raise LipsyncBenchError(f"{path}: a {arch} checkpoint; the generator's sync expert is AVSyncNet or Wav2Lip's")
     expert = load_expert(arch, path, device)
     size = config.sync_size if arch == "avsyncnet" else INPUTS["wav2lip"].size
-    return SyncJudge(arch, expert.model, describe_weights(arch, path), size)
+    return SyncJudge(arch, expert.model, expert.weights, size)
 
 
 def _audio_source(judge: SyncJudge) -> dict:

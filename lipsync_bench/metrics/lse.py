@@ -63,8 +63,9 @@ def load_model(path: Path, device: torch.device, sync_model: str = "syncnet"):
     return _MODELS[key]
 
 
-def weights_for(params: dict) -> tuple[Path, dict]:
-    """The expert's weights file (``sync_weights``, else its known file) and its description."""
+def weights_for(params: dict, weights_dir: Path | None = None) -> tuple[Path, dict]:
+    """The expert's weights file (``sync_weights``, else its known file, looked for in ``weights_dir``
+    first) and its description."""
     from ..errors import UnavailableError
     from ..syncnets.experts import KNOWN_WEIGHTS, describe_weights
 
@@ -74,7 +75,7 @@ def weights_for(params: dict) -> tuple[Path, dict]:
         if not path.is_file():
             raise UnavailableError(f"sync_weights {path}: no such file")
     elif model in KNOWN_WEIGHTS:
-        path = weights.require(KNOWN_WEIGHTS[model])
+        path = weights.require(KNOWN_WEIGHTS[model], weights_dir)
     else:
         raise UnavailableError(f"LSE with {model} needs its weights: --sync-weights CHECKPOINT (a train-syncnet "
                                "checkpoint; no published weights exist)")
@@ -283,16 +284,13 @@ def score_video(video: Path, audio: Path | None = None, crop: str = "track", com
     from ..media import iter_frames, read_audio
     from ..protocol import environment
     from ..syncnets.compat import JpegRoundTrip
-    from ..syncnets.experts import KNOWN_WEIGHTS
 
     params = {"vshift": vshift, "min_track": min_track, "audio": "gen", "compat": compat, "sync_model": sync_model,
               "sync_weights": str(sync_weights or "")}
     check_params(params)
     if crop not in ("track", "none"):
         raise LipsyncBenchError(f"crop must be 'track' or 'none', not {crop!r}")
-    if not sync_weights and sync_model in KNOWN_WEIGHTS:
-        params["sync_weights"] = str(weights.require(KNOWN_WEIGHTS[sync_model], weights_dir))
-    path, described = weights_for(params)
+    path, described = weights_for(params, weights_dir)
     model = load_model(path, torch.device(device), sync_model)
     samples = read_audio(audio or video)
     protocol = {"fps": fps, "sample_rate": 16000, "crop": crop, **params,

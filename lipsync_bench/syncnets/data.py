@@ -312,26 +312,33 @@ def open_clips(root: str | os.PathLike, cache_dir: str | os.PathLike | None = No
     if layout not in ("auto", "wav2lip", "videos"):
         raise LipsyncBenchError(f"layout must be auto, wav2lip or videos, not {layout!r}")
     wanted = _read_list(Path(filelist)) if filelist else None
+    walks: dict = {}  # each walk of the tree is done once: a data set can hold millions of files
+
+    def wav2lip_folders() -> list:
+        if "wav2lip" not in walks:
+            walks["wav2lip"] = sorted((p.parent.relative_to(root).as_posix(), p.parent)
+                                      for p in root.rglob("audio.wav") if _is_wav2lip_folder(p.parent))
+        return walks["wav2lip"]
+
+    def video_inputs() -> tuple:
+        if "videos" not in walks:
+            walks["videos"] = find_inputs(root)
+        return walks["videos"]
+
     if layout == "auto":
-        w2l = [p.parent for p in root.rglob("audio.wav") if _is_wav2lip_folder(p.parent)]
-        inputs, _, _ = find_inputs(root)
-        has_videos = any(p.is_file() for p in inputs.values())
-        layout = "wav2lip" if w2l and not has_videos else "videos"
+        has_videos = any(p.is_file() for p in video_inputs()[0].values())
+        layout = "wav2lip" if wav2lip_folders() and not has_videos else "videos"
     problems: list[str] = []
     if layout == "wav2lip":
-        if wanted is not None:
-            items = [(w, root / w) for w in wanted]
-        else:
-            items = sorted((p.parent.relative_to(root).as_posix(), p.parent) for p in root.rglob("audio.wav")
-                           if _is_wav2lip_folder(p.parent))
+        items = [(w, root / w) for w in wanted] if wanted is not None else wav2lip_folders()
         read = wav2lip_clip
     else:
-        inputs, duplicates, _ = find_inputs(root)
+        inputs, duplicates, _ = video_inputs()
         problems += [f"{k}: {v}" for k, v in duplicates.items()]
         if wanted is not None:
-            missing = [w for w in wanted if re.sub(r"\.[^./]+$", "", w) not in inputs]
-            problems += [f"{w}: listed but not found under {root}" for w in missing]
-            inputs = {k: v for k, v in inputs.items() if k in {re.sub(r"\.[^./]+$", "", w) for w in wanted}}
+            stems = {w: re.sub(r"\.[^./]+$", "", w) for w in wanted}  # listed with or without extension
+            problems += [f"{w}: listed but not found under {root}" for w, stem in stems.items() if stem not in inputs]
+            inputs = {k: v for k, v in inputs.items() if k in set(stems.values())}
         items = sorted(inputs.items())
         cache = Path(cache_dir) if cache_dir else root / ".lipsync_bench_cache"
 

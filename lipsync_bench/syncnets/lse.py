@@ -60,19 +60,44 @@ def mfcc(audio: np.ndarray) -> np.ndarray:
     return python_speech_features.mfcc(samples, SAMPLE_RATE).T
 
 
-class SyncScorer:
+class _WindowStream:
+    """Video embeddings of overlapping 5-frame windows of crops that arrive in chunks: computed per
+    batch of ``batch`` windows; between chunks only the last 4 frames are kept."""
+
+    def __init__(self, batch: int):
+        self.batch, self.frames = batch, 0
+        self._tail: np.ndarray | None = None
+        self._video: list[torch.Tensor] = []
+
+    def _push(self, frames: np.ndarray) -> None:
+        pending = frames if self._tail is None else np.concatenate([self._tail, frames])
+        while len(pending) >= self.batch + WINDOW - 1:
+            self._embed(pending[:self.batch + WINDOW - 1])
+            pending = pending[self.batch:]
+        self._tail = pending
+
+    def _flush(self) -> torch.Tensor:
+        """All window embeddings so far, the pending windows included."""
+        if self._tail is not None and len(self._tail) >= WINDOW:
+            self._embed(self._tail)
+            self._tail = self._tail[-(WINDOW - 1):]
+        return torch.cat(self._video) if self._video else torch.zeros(0)
+
+    def _embed(self, frames: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+class SyncScorer(_WindowStream):
     """Streaming LSE of one face-crop sequence: ``add_frames`` takes 224x224 BGR crops as they are
     decoded (embeddings are computed per batch of windows, only the last 4 frames are kept), ``result``
     computes the audio embeddings and the distance curve."""
 
     def __init__(self, model: SyncNet, audio: np.ndarray, vshift: int = 15, batch: int = 32,
                  device: str | torch.device = "cpu"):
-        self.model, self.vshift, self.batch, self.device = model, vshift, batch, torch.device(device)
+        super().__init__(batch)
+        self.model, self.vshift, self.device = model, vshift, torch.device(device)
         self.samples = len(audio)
         self.coeffs = torch.from_numpy(mfcc(audio)).float() if len(audio) else torch.zeros(13, 0)
-        self.frames = 0
-        self._tail = np.zeros((0, 224, 224, 3), np.uint8)
-        self._video: list[torch.Tensor] = []
 
     @torch.no_grad()
     def add_frames(self, faces_bgr: np.ndarray) -> None:
@@ -82,11 +107,7 @@ class SyncScorer:
         limit = self.samples // SAMPLES_PER_FRAME  # frames past the audio end are never scored: skip them
         useful = faces_bgr[:max(0, limit - self.frames)]
         self.frames += len(faces_bgr)
-        pending = np.concatenate([self._tail, useful])
-        while len(pending) >= self.batch + WINDOW - 1:
-            self._embed(pending[:self.batch + WINDOW - 1])
-            pending = pending[self.batch:]
-        self._tail = pending
+        self._push(useful)
 
     def _embed(self, frames: np.ndarray) -> None:
         video = torch.from_numpy(frames).to(self.device).permute(3, 0, 1, 2).float()  # 3, T, H, W
@@ -95,15 +116,13 @@ class SyncScorer:
 
     @torch.no_grad()
     def result(self) -> SyncScore:
-        if len(self._tail) >= WINDOW:
-            self._embed(self._tail)
-            self._tail = self._tail[-(WINDOW - 1):]
+        video = self._flush()
         length = min(self.frames, self.samples // SAMPLES_PER_FRAME)
         n = length - WINDOW  # the reference's range(0, length - 5)
         if n < 1:
             raise ValueError(f"{length} usable frames (video {self.frames}, audio "
                              f"{self.samples / SAMPLE_RATE:.2f} s): LSE needs at least {WINDOW + 1}")
-        im = torch.cat(self._video)[:n]
+        im = video[:n]
         audio_in = self.coeffs[:, :MFCC_PER_FRAME * (n - 1) + MFCC_PER_FRAME * WINDOW]
         audio_in = audio_in.unfold(1, MFCC_PER_FRAME * WINDOW, MFCC_PER_FRAME).permute(1, 0, 2)[:, None]
         cc = torch.cat([self.model.embed_audio(audio_in[i:i + 256].to(self.device)).cpu()
@@ -111,7 +130,7 @@ class SyncScorer:
         return distance_curve(im, cc, self.vshift)
 
 
-class ExpertSyncScorer:
+class ExpertSyncScorer(_WindowStream):
     """The same procedure with Wav2Lip's SyncNet or AVSyncNet (``experts.Expert``): 5-frame windows of
     the expert's face crops (RGB uint8, ``add_frames`` as they are decoded) against its 16-step mel
     windows, offsets -vshift .. vshift, mean over windows. Their embeddings are unit vectors (trained
@@ -123,21 +142,15 @@ class ExpertSyncScorer:
     def __init__(self, expert, audio: np.ndarray, vshift: int = 15, batch: int = 32):
         from .wav2lip import melspectrogram
 
-        self.expert, self.vshift, self.batch = expert, vshift, batch
+        super().__init__(batch)
+        self.expert, self.vshift = expert, vshift
         self.samples = len(audio)
         self.mel = melspectrogram(audio) if len(audio) else np.zeros((80, 0), np.float32)
-        self.frames = 0
-        self._tail: np.ndarray | None = None
-        self._video: list[torch.Tensor] = []
 
     def add_frames(self, faces_rgb: np.ndarray) -> None:
         faces_rgb = np.asarray(faces_rgb)
         self.frames += len(faces_rgb)
-        pending = faces_rgb if self._tail is None else np.concatenate([self._tail, faces_rgb])
-        while len(pending) >= self.batch + WINDOW - 1:
-            self._embed(pending[:self.batch + WINDOW - 1])
-            pending = pending[self.batch:]
-        self._tail = pending
+        self._push(faces_rgb)
 
     def _embed(self, frames: np.ndarray) -> None:
         windows = torch.from_numpy(np.lib.stride_tricks.sliding_window_view(frames, WINDOW, axis=0)
@@ -149,14 +162,12 @@ class ExpertSyncScorer:
         from .data import mel_window_count
         from .wav2lip import mel_window
 
-        if self._tail is not None and len(self._tail) >= WINDOW:
-            self._embed(self._tail)
-            self._tail = self._tail[-(WINDOW - 1):]
+        video = self._flush()
         n = mel_window_count(self.frames, self.samples)
         if n < 1:
             raise ValueError(f"{self.frames} frames and {self.samples / SAMPLE_RATE:.2f} s of audio: no 5-frame "
                              "window with its 0.2 s of audio")
-        im = torch.cat(self._video)[:n]
+        im = video[:n]
         mels = torch.from_numpy(np.stack([mel_window(self.mel, s) for s in range(n)]))[:, None]
         cc = torch.cat([self.expert.model.embed_audio(mels[i:i + 256].to(self.expert.device)).cpu()
                         for i in range(0, n, 256)])
