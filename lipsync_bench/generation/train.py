@@ -124,8 +124,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         raise LipsyncBenchError(f"{path}: not a train-generator or train-silent checkpoint")
 
     def build(prefix: str = "") -> Generator:
-        fields = {k: v for k, v in ckpt[prefix + "config"].items()}
-        model = make_generator(GeneratorConfig(**fields), ckpt[prefix + "audio_source"])
+        model = make_generator(GeneratorConfig(**ckpt[prefix + "config"]), ckpt[prefix + "audio_source"])
         load_state(model, ckpt[prefix + "state_dict"], path, "this generator")
         return model.eval().to(device)
 
@@ -154,7 +153,7 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
-    identity = {k: v for k, v in config.as_dict().items()}
+    identity = config.as_dict()
     saved = check_resume(last, identity, f"a train-{kind} checkpoint") if resume else None
 
     clips = open_clips(data, cache_dir, layout, train_list, progress=progress and rank == 0)
