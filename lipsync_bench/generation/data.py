@@ -7,8 +7,8 @@ An item (``frames`` consecutive frames of one clip, at the working size):
 - ``target``: the frames (RGB [0, 1]); the generator sees them with the bottom half masked;
 - ``reference``: as many frames from a seeded random window of the same clip that does not overlap
   the target (the identity reference; Wav2Lip's "wrong window");
-- ``mels``: per frame, the 16-step mel window centred on it (Wav2Lip's ``get_segmented_mels``: it
-  starts 2 frames earlier; clamped at the clip's ends);
+- ``mels``: per frame, the 16-step mel window centred on it (``centred_mel``, as ``generate`` takes it;
+  Wav2Lip's ``get_segmented_mels``: it starts 2 frames earlier; clamped to the spectrogram);
 - ``sync_mel``: the mel window of the whole 5-frame target (what the sync expert compares with).
 """
 from __future__ import annotations
@@ -17,7 +17,15 @@ import numpy as np
 import torch
 
 from ..syncnets.data import FRAMES, ClipWindows, FaceClip, other_window
-from ..syncnets.wav2lip import mel_window
+from ..syncnets.wav2lip import MEL_STEPS_PER_SECOND, MEL_WINDOW, mel_window
+
+
+def centred_mel(mel: np.ndarray, frame: int, fps: float = 25.0) -> np.ndarray:
+    """The 16-step mel window centred on ``frame`` (Wav2Lip's: it starts 2 frames earlier), clamped to
+    the spectrogram; training and ``generate`` both take the audio of a frame from here."""
+    start = int(MEL_STEPS_PER_SECOND * (frame - 2) / fps)
+    start = min(max(0, start), mel.shape[1] - MEL_WINDOW)
+    return mel[:, start:start + MEL_WINDOW]
 
 
 class GeneratorWindows(ClipWindows):
@@ -34,7 +42,7 @@ class GeneratorWindows(ClipWindows):
         clip = self.clips[c]
         r = self.reference_start(i)
         mel = clip.mel
-        mels = [mel_window(mel, int(np.clip(t - 2, 0, n - 1))) for t in range(s, s + self.frames)]
+        mels = [centred_mel(mel, t) for t in range(s, s + self.frames)]
 
         def faces(start):
             x = torch.from_numpy(clip.faces(start, self.frames, self.size))

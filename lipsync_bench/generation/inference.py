@@ -24,20 +24,13 @@ import torch
 from ..errors import LipsyncBenchError
 from ..syncnets.data import FACE_CROP_SCALE
 from ..syncnets.lse import SAMPLES_PER_FRAME
-from ..syncnets.wav2lip import MEL_STEPS_PER_SECOND, MEL_WINDOW, melspectrogram
+from ..syncnets.wav2lip import melspectrogram
+from .data import centred_mel
 from .models import mask_lower_half
 from .train import SILENT_MEL, load_generator
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 FPS = 25
-
-
-def centred_mel(mel: np.ndarray, frame: int) -> np.ndarray:
-    """The 16-step mel window centred on ``frame`` (Wav2Lip's: it starts 2 frames earlier), clamped to
-    the spectrogram."""
-    start = int(MEL_STEPS_PER_SECOND * (frame - 2) / FPS)
-    start = min(max(0, start), mel.shape[1] - MEL_WINDOW)
-    return mel[:, start:start + MEL_WINDOW]
 
 
 def soft_mask(height: int, width: int) -> np.ndarray:
