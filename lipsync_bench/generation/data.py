@@ -38,7 +38,7 @@ class GeneratorWindows(ClipWindows):
         return other_window(s, n, self.rng(i), self.frames)
 
     def __getitem__(self, i: int) -> dict:
-        c, s, n = self.index[i]
+        c, s, _ = self.index[i]
         clip = self.clips[c]
         r = self.reference_start(i)
         mel = clip.mel
