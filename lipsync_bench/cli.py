@@ -346,7 +346,8 @@ def faces_cmd(video, out, fps, landmarker, as_json):
 @click.option("--min-track", default=0, show_default=True,
               help="Refuse face tracks shorter than this (syncnet_python's pipeline uses 100).")
 @click.option("--weights-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
-              help=f"Folder holding syncnet_v2.model [default: ${ENV_VAR}, then the torch hub cache].")
+              help=f"Folder of weights under their published names (syncnet_v2.model, lipsync_expert.pth) "
+                   f"[default: ${ENV_VAR}, then the torch hub cache].")
 @click.option("--sync-model", type=click.Choice(["syncnet", "avsyncnet", "wav2lip"]), default="syncnet",
               show_default=True, help="Sync expert; avsyncnet/wav2lip use unit-norm embeddings (another scale).")
 @click.option("--sync-weights", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
