@@ -517,7 +517,7 @@ def train_syncnet_cmd(arch, data, out, train_list, val_list, val_fraction, epoch
 
     Several GPUs: torchrun --nproc-per-node N -m lipsync_bench.cli train-syncnet ... --device cuda
     """
-    from .syncnets.train import config_from_options, train_syncnet
+    from .research.expert_training import config_from_options, train_syncnet
 
     config = config_from_options(arch=arch, tiny=tiny, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                                  lr=lr, optimizer=optimizer, weight_decay=weight_decay, seed=seed, stride=stride,
@@ -567,7 +567,7 @@ def stability_cmd(data, gen, out, samples, models, weights_files, random_init, q
     with --gen, Fig. C): stability.csv, stability.json and stability.png in --out."""
     from tabulate import tabulate
 
-    from .syncnets.analysis import parse_models, stability
+    from .research.studies import parse_models, stability
 
     doc = stability(data, parse_models(list(models), list(weights_files)), out, gen, random_init, samples, seed,
                     device, layout, cache_dir, progress=not quiet and not as_json)
@@ -599,7 +599,7 @@ def robustness_cmd(transform, data, out, magnitudes, samples, models, weights_fi
     robustness_<transform>.csv/.json/.png in --out."""
     from tabulate import tabulate
 
-    from .syncnets.analysis import parse_models, robustness
+    from .research.studies import parse_models, robustness
 
     try:
         mags = [float(m) for m in magnitudes.split(",")] if magnitudes else None
@@ -655,8 +655,8 @@ def _generator_options(fn):
 def _run_generator_training(silent_mode, setup, data, out, config_file, max_steps, tiny, sync_expert, silent,
                             batch_size, lr, train_list, workers, no_amp, save_every, log, log_every, resume, quiet,
                             layout, cache_dir, device):
-    from .generation.config import GeneratorConfig, read_config_file
-    from .generation.train import train_generator
+    from .research.generator.config import GeneratorConfig, read_config_file
+    from .research.generator.trainer import train_generator
 
     overrides = read_config_file(config_file) if config_file else {}
     overrides.update({k: v for k, v in {"batch_size": batch_size, "lr": lr}.items() if v is not None})
@@ -725,7 +725,7 @@ def train_silent_cmd(**options):
 def generate_cmd(face, audio, ckpt, out, batch, landmarker, device, as_json, quiet):
     """Make a talking-face video: FACE's lower face redrawn to AUDIO at 25 fps, pasted back with a soft
     mask, the audio muxed in."""
-    from .generation.inference import generate
+    from .research.generator.inference import generate
 
     doc = generate(face, audio, ckpt, out, device, batch, landmarker, progress=not quiet and not as_json)
     if as_json:

@@ -52,7 +52,7 @@ def sync_clips(tmp_path_factory, grid_clips) -> dict:
 def tiny_avsyncnet(tmp_path_factory, sync_clips) -> dict:
     """A tiny AVSyncNet trained here on the real clips (3 short epochs on CPU): its checkpoint and the
     trainer's result."""
-    from lipsync_bench.syncnets.train import TrainConfig, train_syncnet
+    from lipsync_bench.research.expert_training import TrainConfig, train_syncnet
 
     out = tmp_path_factory.mktemp("tiny_avsyncnet")
     config = TrainConfig(arch="avsyncnet", tiny=True, epochs=3, batch_size=16, stride=2, lr=3e-4, val_fraction=0.2)

@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from lipsync_bench import media
 from lipsync_bench.cli import main
 from lipsync_bench.errors import LipsyncBenchError
-from lipsync_bench.generation.config import GeneratorConfig, read_config_file
-from lipsync_bench.generation.losses import (PerceptualLoss, adaptive_triplet_loss, plain_sync_loss,
+from lipsync_bench.research.generator.config import GeneratorConfig, read_config_file
+from lipsync_bench.research.generator.losses import (PerceptualLoss, adaptive_triplet_loss, plain_sync_loss,
                                              stabilized_sync_loss)
-from lipsync_bench.generation.models import build_generator, mask_lower_half
+from lipsync_bench.research.generator.models import build_generator, mask_lower_half
 from tests.helpers import data_file
 
 pytest.importorskip("dlib")
@@ -155,7 +155,7 @@ def _first_last(history: list[dict], key: str) -> tuple[float, float]:
 def test_tiny_generator_trains_a_few_hundred_steps(sync_clips, tmp_path, setup):
     """The tiny configuration of setups A and H, default loss weights, on the real clips: every loss
     finite, the reconstruction loss of the last 20 steps below that of the first 20."""
-    from lipsync_bench.generation.train import train_generator
+    from lipsync_bench.research.generator.trainer import train_generator
 
     config = GeneratorConfig.for_setup(setup, tiny=True, batch_size=2, lr=1e-3)
     result = train_generator(sync_clips["videos"], tmp_path, config, max_steps=200, log_every=20,
@@ -178,7 +178,7 @@ def test_tiny_generator_trains_a_few_hundred_steps(sync_clips, tmp_path, setup):
 
 
 def test_generator_training_resumes_to_the_same_weights(sync_clips, tmp_path):
-    from lipsync_bench.generation.train import train_generator
+    from lipsync_bench.research.generator.trainer import train_generator
 
     config = GeneratorConfig.for_setup("H", tiny=True, batch_size=2)
     kw = dict(cache_dir=sync_clips["cache"], progress=False, log_every=2)
@@ -213,9 +213,9 @@ def test_silent_lip_generator_closes_the_lips_of_speech_frames(tmp_path):
 
     from lipsync_bench.faces import FaceAnalyzer
     from lipsync_bench.faces.track import crop_window, smoothed_centres, syncnet_crop
-    from lipsync_bench.generation.inference import paste
-    from lipsync_bench.generation.train import SILENT_MEL, load_generator
-    from lipsync_bench.syncnets.data import FACE_CROP_SCALE
+    from lipsync_bench.research.generator.inference import paste
+    from lipsync_bench.research.generator.trainer import SILENT_MEL, load_generator
+    from lipsync_bench.syncnets.clips import FACE_CROP_SCALE
 
     clip = data_file("grid/id2_vcd_swwp2s.mpg")
     align = [ln.split() for ln in data_file("grid/swwp2s.align").read_text().splitlines()]
@@ -269,7 +269,7 @@ def test_silent_lip_generator_closes_the_lips_of_speech_frames(tmp_path):
 def test_generate_writes_a_25_fps_video_with_audio_that_eval_reads(sync_clips, tmp_path):
     """From a 30 fps face video and its audio: an mp4 of the audio's duration at 25 fps with an audio
     track; eval (SSIM/PSNR against the face video) runs on it."""
-    from lipsync_bench.generation.train import train_generator
+    from lipsync_bench.research.generator.trainer import train_generator
 
     train_generator(sync_clips["videos"], tmp_path / "g", GeneratorConfig.for_setup("H", tiny=True, batch_size=2),
                     max_steps=2, cache_dir=sync_clips["cache"], progress=False)

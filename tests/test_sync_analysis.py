@@ -13,8 +13,8 @@ from PIL import Image
 
 from lipsync_bench import media
 from lipsync_bench.cli import main
-from lipsync_bench.syncnets.analysis import make_transform
-from lipsync_bench.syncnets.data import INPUTS, expert_input, open_clips
+from lipsync_bench.research.studies import make_transform
+from lipsync_bench.syncnets.clips import INPUTS, expert_input, open_clips
 from lipsync_bench.syncnets.experts import cosine_similarities, load_expert, random_expert
 from tests.helpers import blur
 
@@ -110,7 +110,7 @@ def test_stability_with_random_experts_writes_table_csv_and_plot(sync_clips, gen
 def test_stability_gt_values_equal_the_expert_on_the_same_windows(sync_clips, tiny_avsyncnet, tmp_path):
     """The GT cosine similarities are those of the trained checkpoint on the listed windows, and its
     loss is Eq. B; the trained expert scores aligned GT pairs above misaligned references."""
-    from lipsync_bench.syncnets.analysis import ModelSpec, stability
+    from lipsync_bench.research.studies import ModelSpec, stability
 
     doc = stability(sync_clips["videos"], [ModelSpec("avsyncnet", tiny_avsyncnet["checkpoint"])], tmp_path,
                     cache_dir=sync_clips["cache"], progress=False)
@@ -138,7 +138,7 @@ def test_robustness_at_zero_equals_the_untransformed_similarity(sync_clips, tmp_
     # magnitude 0 is the plain cosine similarity of the same windows with the same (seeded) experts
     clips = open_clips(sync_clips["videos"], sync_clips["cache"]).clips
     expert = random_expert("avsyncnet", clips, seed=0)
-    from lipsync_bench.syncnets.analysis import _spread
+    from lipsync_bench.research.studies import _spread
 
     picks = _spread([expert.usable_windows(c) for c in clips], 30)  # both experts have the same counts here
     plain = np.concatenate([cosine_similarities(expert, c, p) for c, p in zip(clips, picks) if len(p)])

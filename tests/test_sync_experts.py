@@ -16,7 +16,7 @@ from lipsync_bench import media
 from lipsync_bench.cli import main
 from lipsync_bench.errors import LipsyncBenchError
 from lipsync_bench.syncnets.avsyncnet import TINY, AVSyncNet, load_avsyncnet
-from lipsync_bench.syncnets.data import INPUTS, FaceClip, SyncPairs, open_clips, split_clips, video_clip
+from lipsync_bench.syncnets.clips import INPUTS, FaceClip, SyncPairs, open_clips, split_clips, video_clip
 from lipsync_bench.syncnets.wav2lip import Wav2LipSyncNet, load_wav2lip_syncnet, mel_window, melspectrogram
 from tests.helpers import data_file
 
@@ -219,7 +219,7 @@ def test_training_lowers_the_loss_and_reports_validation(tiny_avsyncnet):
 
 def test_a_checkpoint_written_mid_run_resumes_to_the_same_state(sync_clips, tmp_path):
     """Stopping after 3 steps (mid-epoch) and resuming to 7 gives exactly the weights of 7 steps straight."""
-    from lipsync_bench.syncnets.train import TrainConfig, train_syncnet
+    from lipsync_bench.research.expert_training import TrainConfig, train_syncnet
 
     def config(steps):
         return TrainConfig(arch="avsyncnet", tiny=True, epochs=2, batch_size=8, stride=4, max_steps=steps,
@@ -268,7 +268,7 @@ def test_expert_lse_distances_shift_with_delayed_audio(sync_clips, tiny_avsyncne
     original's first audio window is left out: its first STFT frames see the reflect padding of the
     signal's start, the delayed clip's see real samples there."""
     from lipsync_bench.syncnets.experts import load_expert
-    from lipsync_bench.syncnets.lse import ExpertSyncScorer
+    from lipsync_bench.syncnets.scoring import ExpertSyncScorer
 
     expert = load_expert("avsyncnet", tiny_avsyncnet["checkpoint"])
     clip = open_clips(sync_clips["videos"], sync_clips["cache"]).clips[0]

@@ -13,7 +13,7 @@ import torch
 
 from lipsync_bench import media
 from lipsync_bench.faces import FaceAnalyzer, syncnet_crops
-from lipsync_bench.syncnets.lse import sync_score
+from lipsync_bench.syncnets.scoring import sync_score
 from lipsync_bench.syncnets.syncnet import SyncNet, load_syncnet
 from tests.helpers import DATA
 

@@ -1,6 +1,6 @@
 """LSE-C, LSE-D and the audio-visual offset (Wav2Lip's lip-sync metrics): SyncNet's confidence, minimum
 distance and best offset for the generated video against its audio, by syncnet_python's procedure
-(``lipsync_bench.syncnets.lse``), from frames in memory.
+(``lipsync_bench.syncnets.scoring``), from frames in memory.
 
 Per video: the face pipeline's main track (cached; shared with LMD and --region), syncnet_python's
 224x224 crop of each tracked frame (BGR), and the audio of the same span (from the track's first
@@ -18,7 +18,7 @@ Parameters (the same for the three; ``--param lse.NAME=VALUE`` sets all three at
   ffmpeg/OpenCV step does (see ``syncnets.compat``); numbers then match published ones more closely.
 - ``sync_model`` ("syncnet"): the expert whose embeddings are compared. "avsyncnet" (the paper's) or
   "wav2lip" (Wav2Lip's SyncNet) run the same offset search on their own face crops and mel windows,
-  with the Euclidean distance between their unit-norm embeddings (``syncnets.lse.ExpertSyncScorer``):
+  with the Euclidean distance between their unit-norm embeddings (``syncnets.scoring.ExpertSyncScorer``):
   another scale, so such LSE values get their own table columns ("LSE-C [AVSyncNet]") and their own
   ground-truth row, and are never compared with SyncNet's or with published numbers.
 - ``sync_weights`` (""): the expert's weights file; default: ``syncnet_v2.model`` /
@@ -108,7 +108,7 @@ class TrackedSync:
     def __init__(self, model, audio: np.ndarray, params: dict, device, centres: np.ndarray | None = None,
                  track_start: int = 0):
         from ..syncnets.compat import JpegRoundTrip
-        from ..syncnets.lse import SAMPLES_PER_FRAME, ExpertSyncScorer, SyncScorer
+        from ..syncnets.scoring import SAMPLES_PER_FRAME, ExpertSyncScorer, SyncScorer
 
         self.centres, self.start = centres, track_start
         self.jpeg = JpegRoundTrip() if params["compat"] == "syncnet_python" else None
@@ -157,7 +157,7 @@ class TrackedSync:
 def track_centres(face_data, path: Path, min_track: int) -> tuple[np.ndarray, int]:
     """Smoothed crop centres of the main track and its first frame; errors name the video."""
     from ..faces import require_faces, smoothed_centres
-    from ..syncnets.lse import WINDOW
+    from ..syncnets.scoring import WINDOW
 
     if face_data.frames < WINDOW + 1:
         n = face_data.frames

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import LipsyncBenchError
-from .data import FACE_CROP_SCALE, FRAMES, INPUTS, FaceClip, expert_input, mel_windows
+from .clips import FACE_CROP_SCALE, FRAMES, INPUTS, FaceClip, expert_input, mel_windows
 
 EXPERTS = ("syncnet", "wav2lip", "avsyncnet")
 LABELS = {"syncnet": "SyncNet", "wav2lip": "Wav2Lip SyncNet", "avsyncnet": "AVSyncNet"}
@@ -84,7 +84,7 @@ class Expert:
         """Unit embeddings of the audio windows of ``clip`` starting at the given frames."""
         starts = np.asarray(starts, int)
         if self.name == "syncnet":
-            from .lse import mfcc
+            from .scoring import mfcc
 
             coeffs = torch.from_numpy(mfcc(clip.audio)).float()  # (13, 4 per frame)
             feats = torch.stack([coeffs[:, 4 * s:4 * s + 20] for s in starts])[:, None]
@@ -94,7 +94,7 @@ class Expert:
     def usable_windows(self, clip: FaceClip) -> int:
         """Window starts 0 .. n-1 whose audio window lies inside the audio, for this expert's features."""
         if self.name == "syncnet":
-            from .lse import SAMPLES_PER_FRAME, WINDOW
+            from .scoring import SAMPLES_PER_FRAME, WINDOW
 
             # the reference's range(0, L - 5): the MFCC of the last full window may be short
             return max(0, min(clip.frames, clip.samples // SAMPLES_PER_FRAME) - WINDOW)

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from ..errors import LipsyncBenchError
-from .data import FRAMES, FaceClip, open_clips, other_window
-from .experts import (EXPERTS, KNOWN_WEIGHTS, Crops, Expert, cosine_similarities, load_expert, random_expert,
+from ..syncnets.clips import FRAMES, FaceClip, open_clips, other_window
+from ..syncnets.experts import (EXPERTS, KNOWN_WEIGHTS, Crops, Expert, cosine_similarities, load_expert, random_expert,
                       sync_loss_of)
 
 TRANSFORMS = ("shift", "shear", "rotation", "rotation-mouth")

@@ -29,7 +29,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from ..errors import LipsyncBenchError
+from ...errors import LipsyncBenchError
 
 SETUPS = {
     "A": dict(frozen_audio=False, silent_reference=False, sync_loss="plain", triplet="none"),
@@ -82,7 +82,7 @@ class GeneratorConfig:
         if setup in UNSUPPORTED:
             raise LipsyncBenchError(UNSUPPORTED[setup])
         if setup not in SETUPS:
-            raise LipsyncBenchError(f"unknown setup {setup!r} (A-H; see lipsync_bench/generation/config.py)")
+            raise LipsyncBenchError(f"unknown setup {setup!r} (A-H; see lipsync_bench/research/generator/config.py)")
         cfg = cls(setup=setup, **SETUPS[setup])
         if tiny:
             cfg = replace(cfg, base=4, sync_size=96, perceptual=False, batch_size=4)

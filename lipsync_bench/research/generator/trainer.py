@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
-from ..errors import LipsyncBenchError
-from ..syncnets.checkpoint import read_checkpoint, save_checkpoint
-from ..syncnets.data import INPUTS, ExpertInput, frames_input, open_clips
+from ...errors import LipsyncBenchError
+from ...syncnets.checkpoint import read_checkpoint, save_checkpoint
+from ...syncnets.clips import INPUTS, ExpertInput, frames_input, open_clips
 from ..training import TrainLog, check_resume, distributed, epoch_batches, train_device, wrap_ddp
 from .config import GeneratorConfig
-from .data import GeneratorWindows
+from .windows import GeneratorWindows
 from .losses import (PerceptualLoss, adaptive_triplet_loss, gan_discriminator_loss, gan_generator_loss,
                      plain_sync_loss, stabilized_sync_loss)
 from .models import Discriminator, Generator, build_generator, mask_lower_half
@@ -67,7 +67,7 @@ class SyncJudge:
 def load_judge(path: str | Path | None, config: GeneratorConfig, clips, device: torch.device) -> SyncJudge:
     """The sync expert from a train-syncnet checkpoint (AVSyncNet or Wav2Lip's layout), or a seeded
     random tiny AVSyncNet calibrated on ``clips``."""
-    from ..syncnets.experts import load_expert, random_expert
+    from ...syncnets.experts import load_expert, random_expert
 
     if path is None:
         expert = random_expert("avsyncnet", clips, config.seed, tiny=True, device=device)
@@ -95,11 +95,11 @@ def make_generator(config: GeneratorConfig, audio_source: dict | None, expert: t
         return build_generator(config)
     if expert is None:
         if audio_source["arch"] == "avsyncnet":
-            from ..syncnets.avsyncnet import AVSyncNet, AVSyncNetConfig
+            from ...syncnets.avsyncnet import AVSyncNet, AVSyncNetConfig
 
             expert = AVSyncNet(AVSyncNetConfig.from_dict(audio_source["config"]))
         else:
-            from ..syncnets.wav2lip import Wav2LipSyncNet
+            from ...syncnets.wav2lip import Wav2LipSyncNet
 
             expert = Wav2LipSyncNet()
     return build_generator(config, expert)
@@ -117,7 +117,7 @@ def generator_checkpoint(kind: str, generator: Generator, audio_source: dict | N
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, Generator | None, dict]:
     """(G_L or G_S, the G_S it uses or None, the checkpoint's metadata) from a train-generator or
     train-silent checkpoint, in eval mode."""
-    from ..syncnets.checkpoint import load_state
+    from ...syncnets.checkpoint import load_state
 
     ckpt = read_checkpoint(path, "generator weights")
     if not isinstance(ckpt, dict) or ckpt.get("arch") not in ("generator", "silent"):
@@ -171,7 +171,7 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
             silent_net, _, silent_meta = load_generator(silent, dev)
             if silent_meta["arch"] != "silent":
                 raise LipsyncBenchError(f"{silent}: a {silent_meta['arch']} checkpoint, not a train-silent one (G_S)")
-            from ..weights import sha256
+            from ...weights import sha256
 
             silent_info = {"file": str(silent), "sha256": sha256(silent)}
             silent_source = silent_meta["audio_source"]

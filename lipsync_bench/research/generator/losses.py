@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import LipsyncBenchError
+from ...errors import LipsyncBenchError
 
 RATIO_CAP = 1 - 1e-6
 
@@ -90,8 +90,8 @@ class PerceptualLoss(torch.nn.Module):
     def load(cls) -> "PerceptualLoss":
         from torchvision.models import vgg19
 
-        from ..weights import search_dirs
-        from ..syncnets.checkpoint import read_checkpoint
+        from ...weights import search_dirs
+        from ...syncnets.checkpoint import read_checkpoint
 
         for folder in search_dirs():
             path = folder / VGG_FILE

@@ -93,7 +93,7 @@ class TrainedAudioEncoder(nn.Module):
 
     def __init__(self):
         super().__init__()
-        from ..syncnets.wav2lip import Wav2LipSyncNet
+        from ...syncnets.wav2lip import Wav2LipSyncNet
 
         self.net = Wav2LipSyncNet().audio_encoder
 

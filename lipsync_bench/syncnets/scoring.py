@@ -159,7 +159,7 @@ class ExpertSyncScorer(_WindowStream):
 
     @torch.no_grad()
     def result(self) -> SyncScore:
-        from .data import mel_window_count
+        from .clips import mel_window_count
         from .wav2lip import mel_window
 
         video = self._flush()

@@ -242,7 +242,7 @@ def video_clip(video: Path, cache_dir: Path, name: str | None = None, fps: float
     from ..faces import FaceAnalyzer
     from ..faces.track import smoothed_centres, syncnet_crop
     from ..media import iter_frames, read_audio
-    from .lse import SAMPLES_PER_FRAME
+    from .scoring import SAMPLES_PER_FRAME
 
     analyzer = FaceAnalyzer(landmarker)
     cache = _crop_cache_file(cache_dir, video, fps, analyzer.params())

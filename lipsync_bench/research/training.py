@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import LipsyncBenchError
+from ..errors import LipsyncBenchError
+from ..syncnets.checkpoint import read_checkpoint
 
 
 def distributed() -> tuple[int, int]:
@@ -53,7 +54,6 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device, world: int) -> torch.
 
 def check_resume(path: Path, identity: dict, what: str) -> dict:
     """The checkpoint to resume from, refused when the settings that define the run differ."""
-    from .syncnets.checkpoint import read_checkpoint
 
     if not path.is_file():
         raise LipsyncBenchError(f"--resume: no checkpoint {path} to resume from")

@@ -3,7 +3,7 @@
 - Output: 25 fps, as many frames as the audio lasts (16 kHz samples / 640); a shorter face video is
   looped, a longer one cut; the driving audio is muxed in (AAC in .mp4).
 - Face: the face pipeline's main track (detection, tracking, edge-padded median smoothing), each frame
-  cropped as the training crops are (``syncnets.data.FACE_CROP_SCALE``) at the working size 96x96.
+  cropped as the training crops are (``syncnets.clips.FACE_CROP_SCALE``) at the working size 96x96.
   Frames outside the track are written unchanged.
 - Generation in batches: the identity reference of a frame is the frame itself (as Wav2Lip's
   inference does), through G_S with silent audio first when the checkpoint holds one (setups D-H);
@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import LipsyncBenchError
-from ..syncnets.data import FACE_CROP_SCALE
-from ..syncnets.lse import SAMPLES_PER_FRAME
-from ..syncnets.wav2lip import melspectrogram
-from .data import centred_mel
+from ...errors import LipsyncBenchError
+from ...syncnets.clips import FACE_CROP_SCALE
+from ...syncnets.scoring import SAMPLES_PER_FRAME
+from ...syncnets.wav2lip import melspectrogram
+from .windows import centred_mel
 from .models import mask_lower_half
-from .train import SILENT_MEL, load_generator
+from .trainer import SILENT_MEL, load_generator
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 FPS = 25
@@ -64,7 +64,7 @@ def paste(frame: np.ndarray, face: np.ndarray, box: tuple[int, int, int, int]) -
 
 def _face_frames(face: Path):
     """Chunks of RGB frames of the face input at 25 fps (an image: one frame)."""
-    from ..media import iter_frames
+    from ...media import iter_frames
 
     if face.suffix.lower() in IMAGE_SUFFIXES:
         import cv2
@@ -82,9 +82,9 @@ def generate(face: str | Path, audio: str | Path, ckpt: str | Path, out: str | P
     """Write ``out`` (see the module docstring); returns what was done (frames, face coverage, model)."""
     from tqdm import tqdm
 
-    from ..faces import FaceAnalyzer
-    from ..faces.track import crop_window, smoothed_centres, syncnet_crop
-    from ..media import read_audio, write_video
+    from ...faces import FaceAnalyzer
+    from ...faces.track import crop_window, smoothed_centres, syncnet_crop
+    from ...media import read_audio, write_video
 
     face, out = Path(face), Path(out)
     dev = torch.device(device)
@@ -98,7 +98,7 @@ def generate(face: str | Path, audio: str | Path, ckpt: str | Path, out: str | P
 
     from dataclasses import replace
 
-    from ..faces.track import TrackParams
+    from ...faces.track import TrackParams
 
     image = face.suffix.lower() in IMAGE_SUFFIXES  # one frame: a track of one frame is a track
     analyzer = FaceAnalyzer(landmarker, replace(TrackParams(), min_track=0) if image else TrackParams())
