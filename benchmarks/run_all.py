@@ -47,8 +47,8 @@ start = time.perf_counter()
 run = run_eval(gen, gt, metrics.split(","), out=out, device=device, progress=False)
 seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "frames": int(run.results.drop_duplicates("video").frames.fillna(0).sum()),
-                  "failed": int(run.results.error.notna().sum())}))
+                  "frames": int(run.videos.drop_duplicates("video").frames.fillna(0).sum()),
+                  "failed": int(run.videos.error.notna().sum())}))
 """
 
 
@@ -140,7 +140,7 @@ def full_eval(clips, tmp: Path, device: str) -> None:
         shutil.copy(clip, tmp / "all_gt" / clip.name)
         media.write_video(tmp / "all_gen" / f"{clip.stem}.avi", blur(media.read_frames(clip), 1.0), 25,
                           media.read_audio(clip), codec="ffv1")
-    from lipsync_bench.runner import available_metrics
+    from lipsync_bench.evaluation import available_metrics
 
     metrics = ",".join(m["name"] for m in available_metrics() if m["available"])
     r = child_eval(tmp / "all_gen", tmp / "all_gt", tmp / "all_res", metrics, device)

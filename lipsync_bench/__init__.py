@@ -1,7 +1,8 @@
 """lipsync-bench: lip-sync and visual-quality metrics for talking-face videos, with their protocol.
 
     >>> import lipsync_bench
-    >>> df = lipsync_bench.evaluate("out/wav2lip", "data/hdtf", metrics=["ssim", "psnr", "ifc"])
+    >>> result = lipsync_bench.evaluate("out/wav2lip", "data/hdtf", metrics=["ssim", "psnr", "fid"])
+    >>> result.summary.loc["fid", "mean"]   # the FID that ``eval`` prints
 
 The API is imported lazily so that the command line starts without loading torch.
 """
@@ -17,7 +18,7 @@ __all__ = ["evaluate", "run_eval", "available_metrics", "__version__"]
 
 def __getattr__(name):
     if name in ("evaluate", "run_eval", "available_metrics"):
-        from . import runner
+        from . import evaluation
 
-        return getattr(runner, name)
+        return getattr(evaluation, name)
     raise AttributeError(f"module 'lipsync_bench' has no attribute {name!r}")

@@ -17,7 +17,8 @@ DEFAULT_RESULTS = "results"
 
 
 def _friendly(fn):
-    """Project errors become one line on stderr and exit status 1, never a traceback."""
+    """Project errors become one line on stderr and a non-zero exit (2 for a bad option, as click's own
+    usage errors), never a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -25,7 +26,7 @@ def _friendly(fn):
             return fn(*args, **kwargs)
         except LipsyncBenchError as exc:
             click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted: finished videos are stored; run the same command again to resume",
                        err=True)
@@ -51,7 +52,29 @@ def main():
     """
 
 
-@main.command("eval")
+class _EvalCommand(click.Command):
+    """``eval`` with the command-line aliases the metric declarations give (``--fid-frames``,
+    ``--sync-model`` …), added when the command is parsed or its help shown."""
+
+    def get_params(self, ctx):
+        if not getattr(self, "_aliases_added", False):
+            from .metrics import metric_aliases
+
+            for target, alias, param in metric_aliases():
+                kind = (click.Choice([str(c) for c in param.choices]) if param.choices is not None else
+                        click.Path(exists=True, dir_okay=False) if param.kind == "path" else
+                        {"int": int, "float": float, "bool": bool}.get(param.type_name, str))
+                option = click.Option([alias.option], type=kind, default=None, help=alias.help)
+                self._aliases[option.name] = (target, alias.param)
+                self.params.insert(len(self.params) - 3, option)
+            self._aliases_added = True
+        return super().get_params(ctx)
+
+
+_EvalCommand._aliases = {}
+
+
+@main.command("eval", cls=_EvalCommand)
 @click.option("--gen", "gen", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of generated videos (or frame folders with audio.wav).")
 @click.option("--gt", "gt", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -62,29 +85,24 @@ def main():
 @click.option("--name", "method", default=None, help="Method name for tables [default: the --gen folder's name].")
 @click.option("--dataset", default=None, help="Dataset name for tables [default: the --gt folder's name].")
 @click.option("--out", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path),
-              help="Results folder: the store (lipsync_bench.sqlite), results.csv and summary.json.")
+              help="Results folder: the store (lipsync_bench.sqlite), the metrics' per-video state (state/), "
+                   "results.csv and summary.json.")
 @click.option("--fps", default=25.0, show_default=True, help="Protocol frame rate; inputs are resampled to it.")
 @click.option("--region", type=click.Choice(["full", "face", "mouth"]), default="full", show_default=True,
-              help="What SSIM, PSNR, IFC and FID see: the full frame, or a fixed-size box on the GT's face or "
-                   "mouth, the same for both videos (LMD always sees full frames).")
+              help="What the frame metrics (SSIM, PSNR, IFC, FID) see: the full frame, or a fixed-size box on "
+                   "the GT's face or mouth, the same for both videos (face metrics always see full frames).")
 @click.option("--max-frame-gap", default=3, show_default=True,
               help="Frame counts differing by at most this many frames are truncated to the shorter; "
                    "a larger gap is an error for that video.")
+@click.option("--landmarker", type=click.Choice(["auto", "dlib", "face-alignment"]), default="auto",
+              show_default=True, help="The face stage's landmarker, read by every face metric, crop and region "
+                                      "(auto: face-alignment when its weights are present, else dlib).")
 @click.option("--param", "params", multiple=True, metavar="METRIC.NAME=VALUE",
-              help="Override a metric parameter, e.g. --param ifc.norm=l2 (repeatable).")
-@click.option("--fid-frames", default=None, type=int,
-              help="FID on at most N frames a video, spread evenly (same as --param fid.frames=N).")
+              help="Override a metric parameter, e.g. --param ifc.norm=l2, or a group's: --param lse.vshift=10 "
+                   "(repeatable; 'lipsync-bench metrics' lists them).")
 @click.option("--weights-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help=f"Folder of pretrained weights under their published names [default: ${ENV_VAR}, then "
                    "the torch hub cache].")
-@click.option("--landmarker", type=click.Choice(["auto", "dlib", "face-alignment"]), default=None,
-              help="Face landmarker for LMD (same as --param lmd.landmarker=NAME) [default: auto = "
-                   "face-alignment when its weights are present, else dlib].")
-@click.option("--sync-model", type=click.Choice(["syncnet", "avsyncnet", "wav2lip"]), default=None,
-              help="Sync expert of LSE-C/LSE-D/offset (same as --param lse.sync_model=NAME) [default: syncnet, "
-                   "as papers report]; another expert's LSE is on another scale and gets its own columns.")
-@click.option("--sync-weights", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Weights of the sync expert (an AVSyncNet train-syncnet checkpoint) [default: its published file].")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--workers", default=1, show_default=True, help="Videos evaluated in parallel processes.")
 @click.option("--force", is_flag=True, help="Recompute videos already in the store.")
@@ -94,41 +112,34 @@ def main():
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (summary and per-video values).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly
-def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap, params, fid_frames, weights_dir,
-             landmarker, sync_model, sync_weights, device, workers, force, shard, as_json, quiet):
+def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap, landmarker, params, weights_dir,
+             device, workers, force, shard, as_json, quiet, **aliases):
     """Evaluate generated videos against ground truth and store the results.
 
-    Each video is decoded once at --fps; every metric reads the same frames (with --region face|mouth,
-    a GT whose face analysis is not cached yet is read once more for it first). The run resumes:
-    videos already in the store are not computed again unless --force. A video that fails is
-    reported with its reason and the others go on.
+    Each input is decoded once at --fps and its faces analysed once; every metric reads the same
+    frames. The run resumes: videos already in the store are not computed again unless --force. A
+    video that fails is reported with its reason and the others go on. A bad option fails (exit
+    status 2) before any video is read, and nothing is written.
     """
-    from .metrics import get_metric
-    from .runner import parse_params, run_eval
+    from .errors import ParameterError
+    from .evaluation import run_eval
+    from .metrics import parse_params
     from .protocol import Protocol
-    from .report import summary_table
+    from .shards import parse_shard
 
     try:
-        protocol = Protocol(fps=fps, region=region, max_frame_gap=max_frame_gap)
+        protocol = Protocol(fps=fps, region=region, max_frame_gap=max_frame_gap, landmarker=landmarker)
     except ValueError as exc:
-        raise LipsyncBenchError(str(exc)) from None
+        raise ParameterError(str(exc)) from None
     names = None if metrics.strip() == "all" else [m.strip() for m in metrics.split(",") if m.strip()]
     if weights_dir:
         os.environ[ENV_VAR] = str(weights_dir)  # read by this process and by --workers processes
     params = parse_params(params)
-    if shard is not None:
-        i, slash, n = shard.partition("/")
-        if not (slash and i.isdigit() and n.isdigit()):
-            raise LipsyncBenchError(f"--shard {shard}: expected I/N, e.g. 0/4")
-        shard = (int(i), int(n))
-    if fid_frames is not None:
-        params.setdefault("fid", {})["frames"] = fid_frames
-    if landmarker is not None:
-        params.setdefault("lmd", {})["landmarker"] = landmarker
-    if sync_model is not None:
-        params.setdefault("lse", {})["sync_model"] = sync_model
-    if sync_weights is not None:
-        params.setdefault("lse", {})["sync_weights"] = str(sync_weights.resolve())
+    for option, value in aliases.items():
+        if value is not None:
+            target, key = _EvalCommand._aliases[option]
+            params.setdefault(target, {})[key] = value
+    shard = parse_shard(shard) if shard is not None else None
     result = run_eval(gen, gt, names, method=method, dataset=dataset, out=out, protocol=protocol,
                       params=params, device=device, workers=workers, force=force,
                       progress=not quiet and not as_json, command=shlex.join(["lipsync-bench", *sys.argv[1:]]),
@@ -136,49 +147,8 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap,
     if as_json:
         _echo_json(result.to_json())
     else:
-        click.echo(f"{result.run.method} on {result.run.dataset}: {result.pairs} pairs "
-                   f"({result.computed} computed, {result.resumed} already in the store) "
-                   f"at {protocol.fps:g} fps -> {out}")
-        click.echo(summary_table(result.summary()))
-        for rec in result.failures().itertuples():
-            click.echo(f"FAILED {rec.video}" + (f" ({rec.metrics})" if rec.metrics else "") + f": {rec.error}")
-        for note in result.skipped_inputs:
-            click.echo(f"skipped {note}")
-        for video, warnings in result.results.drop_duplicates("video")[["video", "warnings"]].itertuples(index=False):
-            for w in warnings:
-                click.echo(f"warning {video}: {w}")
-        if result.unpaired_gen:
-            click.echo(f"unpaired in --gen ({len(result.unpaired_gen)}): {', '.join(result.unpaired_gen[:10])}"
-                       + (" …" if len(result.unpaired_gen) > 10 else ""))
-        if result.unpaired_gt:
-            click.echo(f"unpaired in --gt ({len(result.unpaired_gt)}): {', '.join(result.unpaired_gt[:10])}"
-                       + (" …" if len(result.unpaired_gt) > 10 else ""))
-        for metric, reason in result.skipped_metrics.items():
-            click.echo(f"skipped {metric}: {reason}")
-        by_file: dict[tuple, list[str]] = {}
-        for metric, w in result.unofficial_weights().items():
-            by_file.setdefault((w["file"], w["sha256"]), []).append(metric)
-        for (file, digest), metrics_ in by_file.items():
-            click.echo(f"note: {', '.join(metrics_)} used unofficial weights ({file}, sha256 {digest[:16]}…): "
-                       "not comparable with published numbers")
-        truth = result.ground_truth
-        if truth.get("summary"):
-            click.echo("ground truth (LSE of the GT videos themselves, stored once per dataset): "
-                       + ", ".join(f"{get_metric(m).label} {s['mean']:.3f}" for m, s in truth["summary"].items()
-                                   if s["mean"] is not None))
-        for video, message in truth.get("warnings", []):
-            click.echo(f"warning ground truth {video}: {message}")
-        for video, message in truth.get("failures", []):
-            click.echo(f"FAILED ground truth {video}: {message}")
-        if truth.get("error"):
-            click.echo(f"warning: {truth['error']}")
-        for metric, d in result.dataset_values.items():
-            for w in d["warnings"]:
-                click.echo(f"warning {metric}: {w}")
-        if shard is not None and any(get_metric(m).scope == "dataset" for m in result.metrics):
-            click.echo(f"shard {shard[0]}/{shard[1]}: dataset metrics (FID) are combined over all shards by "
-                       "'lipsync-bench merge SHARD_DIRS... --out DIR'")
-    if result.pairs and result.results.error.notna().all():
+        click.echo(result.text(out))
+    if result.pairs and result.videos.error.notna().all():
         sys.exit(1)  # nothing could be evaluated
     if not result.pairs and shard is None:
         raise LipsyncBenchError(f"no pairs: no file name in {gen} matches one in {gt}")
@@ -216,9 +186,10 @@ def table_cmd(dataset, results, fmt, paper, as_json):
 @click.option("--device", default="cpu", show_default=True)
 @_friendly
 def merge_cmd(sources, out, device):
-    """Combine results folders (such as the shards of 'eval --shard I/N') into one. FID is computed
-    again over all videos from the shards' feature statistics (their caches), never averaged."""
-    from .runner import merge
+    """Combine results folders (such as the shards of 'eval --shard I/N') into one. Dataset metrics
+    (FID) are computed again over all videos from the per-video state the folders hold, never
+    averaged; the inputs need not be readable."""
+    from .shards import merge
     from .store import ResultStore
 
     runs = merge(sources, out, device, command=shlex.join(["lipsync-bench", *sys.argv[1:]]))
@@ -275,7 +246,7 @@ def metrics_cmd(as_json):
     """List the metrics, what each needs, and whether it can run on this machine now."""
     from tabulate import tabulate
 
-    from .runner import available_metrics
+    from .evaluation import available_metrics
 
     rows = available_metrics()
     if as_json:
@@ -283,7 +254,8 @@ def metrics_cmd(as_json):
         return
     body = [[r["name"], r["label"], r["better"], ", ".join(r["needs"]), r["scope"],
              "yes" if r["available"] else "no (below)",
-             ", ".join(f"{k}={v}" for k, v in r["parameters"].items())] for r in rows]
+             ", ".join(f"{(r['group'] + '.') if r['group'] else ''}{k}={v}" for k, v in r["parameters"].items())]
+            for r in rows]
     click.echo(tabulate(body, headers=["metric", "label", "better", "needs", "scope", "runs here", "parameters"],
                         tablefmt="simple", disable_numparse=True))
     for r in rows:

@@ -96,7 +96,7 @@ def build_example(root: Path) -> dict[str, Path]:
 
 def run_demo(out: Path | None = None, progress: bool = True) -> tuple[dict, str]:
     """Build the example, evaluate every degradation, and return (JSON document, printed text)."""
-    from .runner import run_eval
+    from .evaluation import run_eval
     from .report import method_rows, render_table, table_json
     from .store import ResultStore
 

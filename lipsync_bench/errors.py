@@ -3,7 +3,17 @@ from __future__ import annotations
 
 
 class LipsyncBenchError(Exception):
-    """Base class: a problem the user can act on, stated in one sentence."""
+    """Base class: a problem the user can act on, stated in one sentence. ``exit_code`` is the CLI's
+    exit status for it."""
+
+    exit_code = 1
+
+
+class ParameterError(LipsyncBenchError):
+    """A bad option: an unknown metric or parameter, or a value outside its schema. Raised before any
+    input is read or anything is written (exit status 2, as for other usage errors)."""
+
+    exit_code = 2
 
 
 class MediaError(LipsyncBenchError):

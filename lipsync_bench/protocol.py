@@ -6,8 +6,13 @@ from __future__ import annotations
 import json
 import platform
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from importlib import metadata
+
+import av
+import torch
+
+from .faces import BACKENDS, FaceAnalyzer
 
 REGIONS = ("full", "face", "mouth")
 
@@ -23,12 +28,15 @@ class Protocol:
         (``lipsync_bench.faces.regions``); face metrics (LMD) always see full frames.
     max_frame_gap: generated and GT frame counts that differ by at most this many frames are
         truncated to the shorter (codec padding); a larger gap is an error for that video.
+    landmarker: the face stage's landmarker ("auto": face-alignment when its weights are present,
+        else dlib); the one face analysis of each input that every face metric, crop and region reads.
     """
 
     fps: float = 25.0
     sample_rate: int = 16000
     region: str = "full"
     max_frame_gap: int = 3
+    landmarker: str = "auto"
 
     def __post_init__(self):
         # One canonical type per field, so 25 and 25.0 are the same protocol.
@@ -41,14 +49,23 @@ class Protocol:
             raise ValueError(f"region must be one of {REGIONS}, not {self.region!r}")
         if self.max_frame_gap < 0:
             raise ValueError(f"max_frame_gap must be >= 0, not {self.max_frame_gap}")
+        if self.landmarker not in BACKENDS:
+            raise ValueError(f"landmarker must be one of {BACKENDS}, not {self.landmarker!r}")
+
+    def face_pipeline(self) -> dict:
+        """The face stage's settings as they resolve on this machine (backend, its weights, tracking)."""
+        return FaceAnalyzer(self.landmarker).params()
 
     def as_dict(self) -> dict:
         d = asdict(self)
         if self.region != "full":  # the face pipeline that placed the region is part of the protocol
-            from .faces import FaceAnalyzer
-
-            d["face_pipeline"] = FaceAnalyzer().params()
+            d["face_pipeline"] = self.face_pipeline()
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Protocol":
+        """The protocol a run recorded (resolved entries such as the face pipeline are left out)."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
 PACKAGES = ("lipsync-bench", "torch", "torchvision", "av", "numpy", "scipy", "scikit-image", "pandas")
@@ -62,9 +79,6 @@ def environment(device: str) -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    import av
-    import torch
-
     device_name = "cpu"
     if device.startswith("cuda") and torch.cuda.is_available():
         device_name = torch.cuda.get_device_name(torch.device(device))

@@ -14,7 +14,6 @@ from tabulate import tabulate
 from .baselines import reported
 from .errors import LipsyncBenchError
 from .metrics import all_metrics, get_metric
-from .metrics.registry import PAPER_ORDER
 from .stats import dataset_summary, paired_test, summarize
 from .store import ResultStore, is_ground_truth
 
@@ -22,16 +21,12 @@ FORMATS = ("markdown", "latex", "csv", "html")
 MISSING = "–"
 UNOFFICIAL = "†"
 
-# How the paper prints the columns that this version cannot compute yet (the registry wins when it
-# knows a metric): label, higher is better, decimals.
-_PAPER_COLUMNS = {"ssim": ("SSIM", True, 3), "psnr": ("PSNR", True, 3), "fid": ("FID", False, 2),
-                  "ifc": ("IFC", False, 3), "lmd": ("LMD", False, 3), "lse_c": ("LSE-C", True, 3),
-                  "lse_d": ("LSE-D", False, 3)}
-
-
 @dataclass(frozen=True)
 class Column:
+    """A table column: one metric under one definition (``name`` is its key, e.g. ``lse_c@avsyncnet``)."""
+
     name: str
+    metric: str
     label: str
     higher_is_better: bool | None
     decimals: int
@@ -41,21 +36,15 @@ class Column:
         return self.label + {True: "↑", False: "↓", None: ""}[self.higher_is_better]
 
 
-def column(name: str) -> Column:
-    """The column of a metric; ``lse_c@avsyncnet``: LSE computed with another sync expert than SyncNet
-    (another scale: a column of its own, labelled with the expert)."""
-    if "@" in name:
-        from .syncnets.experts import LABELS
-
-        base, expert = name.split("@", 1)
-        col = column(base)
-        return Column(name, f"{col.label} [{LABELS.get(expert, expert)}]", col.higher_is_better, col.decimals)
-    if name in all_metrics():
-        m = get_metric(name)
-        return Column(name, m.label, m.higher_is_better, m.decimals)
-    if name in _PAPER_COLUMNS:
-        return Column(name, *_PAPER_COLUMNS[name])
-    raise LipsyncBenchError(f"unknown metric column '{name}'")
+def column(metric: str, params: dict | None = None) -> Column:
+    """The column of a metric's results computed with ``params`` (default: its defaults); a defining
+    parameter with another value gives another column (``LSE-C [AVSyncNet]``, ``IFC [norm=l2]``)."""
+    try:
+        m = get_metric(metric)
+    except LipsyncBenchError:
+        raise LipsyncBenchError(f"unknown metric column '{metric}'") from None
+    params = m.defaults if params is None else params
+    return Column(m.column_key(params), m.name, m.column_label(params), m.higher_is_better, m.decimals)
 
 
 def fmt_value(x: float | None, decimals: int) -> str:
@@ -88,6 +77,52 @@ def summary_table(summary: dict[str, dict]) -> str:
                     tablefmt="simple", disable_numparse=True)
 
 
+def _listing(what: str, names: list[str], limit: int = 10) -> str:
+    return f"{what} ({len(names)}): {', '.join(names[:limit])}" + (" …" if len(names) > limit else "")
+
+
+def eval_text(result, out=None) -> str:
+    """What ``eval`` prints for an ``EvalRun``: the counts, the summary table, failures, warnings,
+    skipped metrics and inputs, unofficial weights and the reference (ground-truth) rows."""
+    run = result.run
+    lines = [f"{run.method} on {run.dataset}: {result.pairs} pairs ({result.computed} computed, {result.resumed} "
+             f"already in the store) at {run.protocol['fps']:g} fps" + (f" -> {out}" if out is not None else ""),
+             summary_table(result.summary_dict())]
+    for rec in result.failures.itertuples():
+        lines.append(f"FAILED {rec.video}" + (f" ({rec.metrics})" if rec.metrics else "") + f": {rec.error}")
+    lines += [f"skipped {note}" for note in result.skipped_inputs]
+    for video, warnings in result.videos.drop_duplicates("video")[["video", "warnings"]].itertuples(index=False):
+        lines += [f"warning {video}: {w}" for w in warnings]
+    if result.unpaired_gen:
+        lines.append(_listing("unpaired in --gen", result.unpaired_gen))
+    if result.unpaired_gt:
+        lines.append(_listing("unpaired in --gt", result.unpaired_gt))
+    lines += [f"skipped {metric}: {reason}" for metric, reason in result.skipped_metrics.items()]
+    by_file: dict[tuple, list[str]] = {}
+    for metric, w in result.unofficial_weights().items():
+        for d in (w if isinstance(w, list) else [w]):
+            by_file.setdefault((d["file"], d["sha256"]), []).append(metric)
+    for (file, digest), metrics_ in by_file.items():
+        lines.append(f"note: {', '.join(metrics_)} used unofficial weights ({file}, sha256 {digest[:16]}…): "
+                     "not comparable with published numbers")
+    truth = result.ground_truth
+    if truth.get("summary"):
+        lines.append("ground truth (the GT videos themselves, stored once per dataset): "
+                     + ", ".join(f"{get_metric(m).label} {s['mean']:.3f}" for m, s in truth["summary"].items()
+                                 if s["mean"] is not None))
+    lines += [f"warning ground truth {video}: {message}" for video, message in truth.get("warnings", [])]
+    lines += [f"FAILED ground truth {video}: {message}" for video, message in truth.get("failures", [])]
+    if truth.get("error"):
+        lines.append(f"warning: {truth['error']}")
+    for metric, d in result.dataset_values.items():
+        lines += [f"warning {metric}: {w}" for w in d["warnings"]]
+    dataset_metrics = [m for m in result.metrics if get_metric(m).scope == "dataset"]
+    if result.shard is not None and dataset_metrics:
+        lines.append(f"shard {result.shard[0]}/{result.shard[1]}: dataset metrics ({', '.join(dataset_metrics)}) are "
+                     "combined over all shards by 'lipsync-bench merge SHARD_DIRS... --out DIR'")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------------------------------
 # Method table (table)
 
@@ -105,7 +140,7 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
         raise LipsyncBenchError(f"no results for dataset '{dataset}' in {store.path}"
                                 + (f" (datasets there: {', '.join(known)})" if known else "")
                                 + ("" if paper else "; --paper shows the paper's reported rows"))
-    names: set[str] = set()
+    columns: dict[str, Column] = {}
     rows = []
     df = store.results(runs)
     for run in runs:
@@ -117,10 +152,10 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
                 value = dataset_values[metric]["value"]
             else:
                 value = summarize(g[g.error.isna()].value.tolist())["mean"]
-            metric = column_name(metric, run.metric_params.get(metric, {}))
-            names.add(metric)
-            values[metric], failed[metric] = value, int(g.error.notna().sum())
-        unofficial = sorted(column_name(m, run.metric_params.get(m, {})) for m in run.unofficial_weights())
+            col = column(metric, run.metric_params.get(metric))
+            columns[col.name] = col
+            values[col.name], failed[col.name] = value, int(g.error.notna().sum())
+        unofficial = sorted(column(m, run.metric_params.get(m)).name for m in run.unofficial_weights())
         rows.append({"method": run.method, "kind": "ground truth" if is_ground_truth(run.method) else "measured",
                      "values": values,
                      "videos": int(sub.video.nunique()), "failed": failed, "source": None,
@@ -129,22 +164,16 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
         metric_cols = [c for c in rep.columns if c not in ("method", "source")]
         for rec in rep.to_dict(orient="records"):
             values = {c: (None if pd.isna(rec[c]) else float(rec[c])) for c in metric_cols}
-            names.update(c for c, v in values.items() if v is not None)
+            columns.update({c: column(c) for c, v in values.items() if v is not None and c not in columns})
             rows.append({"method": rec["method"], "kind": "reported", "values": values, "videos": None,
                          "failed": {}, "source": rec.get("source"), "unofficial": []})
-    def place(name: str) -> tuple:  # the paper's order; an expert's LSE column beside SyncNet's
-        base = name.split("@")[0]
-        return (PAPER_ORDER.index(base) if base in PAPER_ORDER else len(PAPER_ORDER), base, name)
+    order = all_metrics()
 
-    order = sorted(names, key=place)
+    def place(col: Column) -> tuple:  # the registry's order; another definition beside the default one
+        return (order.index(col.metric) if col.metric in order else len(order), col.name != col.metric, col.name)
+
     rows.sort(key=lambda r: r["kind"] != "ground truth")  # the real videos' row first, as papers print it
-    return [column(n) for n in order], rows
-
-
-def column_name(metric: str, params: dict) -> str:
-    """``metric``, or ``metric@expert`` for an LSE metric computed with a sync expert other than SyncNet."""
-    expert = params.get("sync_model", "syncnet")
-    return metric if expert == "syncnet" else f"{metric}@{expert}"
+    return sorted(columns.values(), key=place), rows
 
 
 def _best(columns: list[Column], rows: list[dict]) -> dict[str, float]:
@@ -205,13 +234,14 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
         text = tabulate(body, headers=headers, tablefmt="latex_raw", disable_numparse=True,
                         colalign=["left"] + ["right"] * (len(columns) + 1))
     notes, unofficial = [], {}
+    labels = {c.name: c.label for c in columns}
     for r in rows:
         failed = {m: n for m, n in r["failed"].items() if n}
         if failed:
             notes.append(f"{r['method']}: failed videos excluded from the means ("
-                         + ", ".join(f"{column(m).label} {n}" for m, n in failed.items()) + ")")
+                         + ", ".join(f"{labels[m]} {n}" for m, n in failed.items()) + ")")
         if r["unofficial"]:
-            unofficial.setdefault(", ".join(column(m).label for m in r["unofficial"]), []).append(r["method"])
+            unofficial.setdefault(", ".join(labels[m] for m in r["unofficial"]), []).append(r["method"])
     for labels, methods in unofficial.items():
         notes.append(f"{UNOFFICIAL} {labels} of {', '.join(methods)}: computed with unofficial weights (checksum "
                      "differs from the published file): not comparable with published numbers")
@@ -227,8 +257,8 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
 
 
 def table_json(columns: list[Column], rows: list[dict]) -> dict:
-    return {"columns": [{"metric": c.name, "label": c.label, "higher_is_better": c.higher_is_better}
-                        for c in columns],
+    return {"columns": [{"column": c.name, "metric": c.metric, "label": c.label,
+                         "higher_is_better": c.higher_is_better} for c in columns],
             "rows": [{**r, "values": {k: json_float(v) for k, v in r["values"].items()}} for r in rows]}
 
 
@@ -237,32 +267,40 @@ def table_json(columns: list[Column], rows: list[dict]) -> dict:
 
 
 def compare_methods(store: ResultStore, dataset: str, a: str, b: str) -> list[dict]:
-    """Per metric present in both runs: Wilcoxon signed-rank test on the videos both have a value for."""
+    """Per metric present in both runs under one definition: Wilcoxon signed-rank test on the videos
+    both have a value for. A metric computed under two definitions is not tested (``note`` says why)."""
     run_a, run_b = store.get_run(a, dataset), store.get_run(b, dataset)
     df = store.results([run_a, run_b])
     df = df[df.error.isna()]
     out = []
     for metric in [m for m in all_metrics() if m in set(df.metric)]:
+        col_a, col_b = column(metric, run_a.metric_params.get(metric)), column(metric, run_b.metric_params.get(metric))
+        if col_a.name != col_b.name:
+            out.append({"metric": metric, "label": col_a.header, "n": 0, "mean_a": None, "mean_b": None,
+                        "mean_diff": None, "median_diff": None, "statistic": None, "p_value": None,
+                        "better": None, "note": f"not comparable: {col_a.label} against {col_b.label}"})
+            continue
         pa = df[(df.method == a) & (df.metric == metric)].set_index("video").value
         pb = df[(df.method == b) & (df.metric == metric)].set_index("video").value
         common = pa.index.intersection(pb.index)
         if common.empty:
             continue
         test = paired_test(pa[common].to_numpy(), pb[common].to_numpy())
-        col = column(metric)
         better = None
-        if test["mean_diff"] is not None and test["mean_diff"] != 0 and col.higher_is_better is not None:
+        if test["mean_diff"] is not None and test["mean_diff"] != 0 and col_a.higher_is_better is not None:
             a_higher = test["mean_diff"] > 0
-            better = a if a_higher == col.higher_is_better else b
-        out.append({"metric": metric, "label": col.header, **test, "better": better})
+            better = a if a_higher == col_a.higher_is_better else b
+        out.append({"metric": metric, "label": col_a.header, **test, "better": better})
     return out
 
 
 def compare_table(rows: list[dict], a: str, b: str, alpha: float = 0.05) -> str:
     body = []
     for r in rows:
-        col = column(r["metric"])
-        d = col.decimals + 1
+        d = column(r["metric"]).decimals + 1
+        if r["p_value"] is None:
+            body.append([r["label"], r["n"], MISSING, MISSING, MISSING, MISSING, r["note"]])
+            continue
         verdict = MISSING if r["better"] is None else (
             f"{r['better']} (p < {alpha:g})" if r["p_value"] < alpha else "no significant difference")
         body.append([r["label"], r["n"], fmt_value(r["mean_a"], d), fmt_value(r["mean_b"], d),

@@ -19,7 +19,6 @@ import numpy as np
 from . import media
 from .errors import LipsyncBenchError
 from .metrics import get_metric
-from .metrics.lse import LSE_METRICS
 from .report import method_rows, render_table
 from .store import ResultStore, is_ground_truth
 
@@ -87,36 +86,43 @@ def _boxplots(df, metrics: list[str]) -> str | None:
     return _png(fig)
 
 
-def _lse_curves(store: ResultStore, runs) -> str | None:
+def _curves(store: ResultStore, runs) -> list[tuple[str, str]]:
+    """Plots of the curves that metrics keep in their details (``Metric.curve``, e.g. LSE's distance
+    against offset): (title, data URI) per kind of curve, one axis per run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .syncnets.experts import LABELS
-
-    curves, experts = {}, {}
+    kinds: dict = {}  # curve declaration -> run -> (curves, y label)
     for run in runs:
-        metric = next((m for m in LSE_METRICS if store.details(run, m)), None)
-        if metric is not None:
-            curves[run.method] = [np.asarray(d["curve"]) for d in store.details(run, metric).values()]
-            experts[run.method] = LABELS[run.metric_params.get(metric, {}).get("sync_model", "syncnet")]
-    if not curves:
-        return None
-    # no shared y axis: another expert's distances are on another scale
-    fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3), squeeze=False)
-    for ax, (method, cs) in zip(axes[0], curves.items()):
-        vshift = (len(cs[0]) - 1) // 2
-        offsets = np.arange(vshift, -vshift - 1, -1)
-        for c in cs:
-            ax.plot(offsets, c, color="tab:blue", alpha=0.25, lw=0.8)
-        ax.plot(offsets, np.mean(cs, axis=0), color="tab:red", lw=2, label="mean")
-        ax.set_title(f"{method} ({len(cs)} videos)", fontsize=10)
-        ax.set_xlabel("AV offset (frames)")
-        ax.set_ylabel(f"mean {experts[method]} distance")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    return _png(fig)
+        for metric, params in run.metric_params.items():
+            try:
+                m = get_metric(metric)
+            except LipsyncBenchError:
+                continue  # a metric of a plugin that is not installed here
+            if m.curve is None or run.method in kinds.get(m.curve, {}):
+                continue
+            details = store.details(run, metric)
+            if details:
+                kinds.setdefault(m.curve, {})[run.method] = (
+                    [np.asarray(d[m.curve.key]) for d in details.values()], m.curve.y_label(params))
+    plots = []
+    for curve, by_run in kinds.items():
+        # no shared y axis: another definition's values are on another scale
+        fig, axes = plt.subplots(1, len(by_run), figsize=(3.6 * len(by_run), 3), squeeze=False)
+        for ax, (method, (cs, y_label)) in zip(axes[0], by_run.items()):
+            x = curve.x_values(len(cs[0])) if curve.x_values else np.arange(len(cs[0]))
+            for c in cs:
+                ax.plot(x, c, color="tab:blue", alpha=0.25, lw=0.8)
+            ax.plot(x, np.mean(cs, axis=0), color="tab:red", lw=2, label="mean")
+            ax.set_title(f"{method} ({len(cs)} videos)", fontsize=10)
+            ax.set_xlabel(curve.x_label)
+            ax.set_ylabel(y_label)
+        axes[0][0].legend(fontsize=8)
+        fig.tight_layout()
+        plots.append((curve.title, _png(fig)))
+    return plots
 
 
 def _worst(store: ResultStore, runs, df, metrics: list[str], count: int) -> str:
@@ -175,14 +181,12 @@ def build_report(results: str | Path, out: str | Path, datasets: list[str] | Non
         columns, rows = method_rows(store, dataset)
         body.append(render_table(columns, rows, "html"))
         df = store.results(runs)
-        video_metrics = [c.name for c in columns if get_metric(c.name).scope == "video"]
+        video_metrics = list(dict.fromkeys(c.metric for c in columns if get_metric(c.metric).scope == "video"))
         plot = _boxplots(df, video_metrics)
         if plot:
             body.append(f"<h3>Distributions over videos</h3><img class='plot' src='{plot}' alt='box plots'>")
-        curves = _lse_curves(store, runs)
-        if curves:
-            body.append("<h3>LSE: sync-expert distance against offset, per video</h3>"
-                        f"<img class='plot' src='{curves}' alt='LSE curves'>")
+        for title, uri in _curves(store, runs):
+            body.append(f"<h3>{html.escape(title)}</h3><img class='plot' src='{uri}' alt='{html.escape(title)}'>")
         worst_html = _worst(store, runs, df, video_metrics, worst)
         if worst_html:
             body.append(f"<h3>Worst videos per metric</h3>{worst_html}")

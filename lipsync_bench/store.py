@@ -9,22 +9,31 @@ A *run* is one method evaluated on one dataset under one protocol. A *session* i
 ``eval`` on a run; each row records the session that computed it, and each session its software
 environment. Rows carry a signature (size and modification time) of the input files, so a video whose
 file changed is computed again.
+
+Per-video state of dataset metrics (FID's features) lives beside the store, in
+``<out>/state/<metric>/<sha256>.npy``, each file named by its checksum and listed in the ``states``
+table: a results folder alone reproduces every number, and a damaged or missing file is detected
+(``load_state``), never read as numbers.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import StoreError
 from .protocol import canonical
 
 STORE_NAME = "lipsync_bench.sqlite"
-SCHEMA_VERSION = 1
+STATE_DIR = "state"
+SCHEMA_VERSION = 2  # 2: the states table (version 1 stores are migrated: their dataset metrics recompute)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -50,22 +59,26 @@ CREATE TABLE IF NOT EXISTS dataset_results (
     run_id INTEGER NOT NULL REFERENCES runs, metric TEXT NOT NULL, value REAL, videos INTEGER,
     frames INTEGER, warnings TEXT NOT NULL DEFAULT '[]', error TEXT, session_id INTEGER REFERENCES sessions,
     PRIMARY KEY (run_id, metric));
+CREATE TABLE IF NOT EXISTS states (
+    run_id INTEGER NOT NULL REFERENCES runs, video TEXT NOT NULL, metric TEXT NOT NULL, side TEXT NOT NULL,
+    sha256 TEXT NOT NULL, rows INTEGER NOT NULL, input_key TEXT NOT NULL,
+    PRIMARY KEY (run_id, video, metric, side));
+CREATE INDEX IF NOT EXISTS states_by_key ON states (metric, input_key);
 """
 
 
-#: The method name of the run holding metrics of the GT videos themselves (LSE of the real videos).
+#: The method name of reference runs: metrics of the GT videos themselves (e.g. the GT's own LSE).
 GROUND_TRUTH = "Ground truth"
 
 
-def ground_truth_name(sync_model: str = "syncnet") -> str:
-    """The run name of the GT videos' own LSE: one per sync expert (their scales differ)."""
-    from .syncnets.experts import LABELS
-
-    return GROUND_TRUTH if sync_model == "syncnet" else f"{GROUND_TRUTH} [{LABELS[sync_model]}]"
+def ground_truth_name(suffix: str = "") -> str:
+    """The reference run's name: one per definition of its metrics (``Ground truth [AVSyncNet]``)."""
+    return GROUND_TRUTH + suffix
 
 
 def is_ground_truth(method: str) -> bool:
     return method == GROUND_TRUTH or method.startswith(GROUND_TRUTH + " [")
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -84,8 +97,13 @@ class Run:
     def unofficial_weights(self) -> dict[str, dict]:
         """metric -> its weights description, for metrics computed with weights whose checksum is not
         the published one."""
-        return {m: p["weights"] for m, p in self.metric_params.items()
-                if isinstance(p.get("weights"), dict) and not p["weights"]["official"]}
+        out = {}
+        for m, p in self.metric_params.items():
+            files = p.get("weights")
+            files = [files] if isinstance(files, dict) else files or []
+            if any(isinstance(f, dict) and not f.get("official", True) for f in files):
+                out[m] = p["weights"]
+        return out
 
 
 @dataclass
@@ -101,13 +119,17 @@ class ResultRow:
     seconds: float | None = None
     inputs: str | None = None
     details: dict | None = None  # e.g. LSE's distance curve (MetricValue.details)
+    state: dict[str, dict] | None = None  # dataset metrics: side -> {"sha256", "rows", "key"}
 
 
 class ResultStore:
     """Results of every run under one output folder (``folder=None``: in memory, nothing kept)."""
 
-    def __init__(self, folder: str | Path | None):
+    def __init__(self, folder: str | Path | None, state_dir: str | Path | None = None):
         self.path = None if folder is None else Path(folder) / STORE_NAME
+        # where state files live: beside the store (a folder-less store keeps them in ``state_dir``)
+        self.state_dir = Path(folder) / STATE_DIR if folder is not None else (
+            Path(state_dir) if state_dir is not None else None)
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         target = ":memory:" if self.path is None else str(self.path)
@@ -136,6 +158,8 @@ class ResultStore:
             row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) == 1:  # the tables above added what version 2 has more
+                self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
             elif int(row[0]) != SCHEMA_VERSION:
                 raise StoreError(f"{self.path}: store schema version {row[0]}, this lipsync-bench reads "
                                  f"version {SCHEMA_VERSION}")
@@ -171,7 +195,7 @@ class ResultStore:
                             f"{self._where()} already holds '{method}' on '{dataset}' under another protocol "
                             f"({_diff(stored, protocol)}); results of two protocols are never mixed: "
                             "use another --out or --name, or --force to replace them")
-                    for table in ("results", "dataset_results", "run_metrics", "details"):
+                    for table in ("results", "dataset_results", "run_metrics", "details", "states"):
                         self.db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
                 self.db.execute("UPDATE runs SET protocol=?, gen_dir=?, gt_dir=? WHERE run_id=?",
                                 (canonical(protocol), gen_dir, gt_dir, run_id))
@@ -192,7 +216,7 @@ class ResultStore:
         return self.get_run(method, dataset)
 
     def _delete_metric(self, run_id: int, metric: str) -> None:
-        for table in ("results", "dataset_results", "details"):
+        for table in ("results", "dataset_results", "details", "states"):
             self.db.execute(f"DELETE FROM {table} WHERE run_id=? AND metric=?", (run_id, metric))
 
     def _where(self) -> str:
@@ -247,6 +271,56 @@ class ResultStore:
                                 [(run.run_id, r.video, r.metric) for r in rows])
             self.db.executemany("INSERT INTO details VALUES (?,?,?,?)",
                                 [(run.run_id, r.video, r.metric, json.dumps(r.details)) for r in rows if r.details])
+            self.db.executemany("DELETE FROM states WHERE run_id=? AND video=? AND metric=?",
+                                [(run.run_id, r.video, r.metric) for r in rows])
+            self.db.executemany("INSERT INTO states VALUES (?,?,?,?,?,?,?)",
+                                [(run.run_id, r.video, r.metric, side, st["sha256"], st["rows"], st["key"])
+                                 for r in rows for side, st in (r.state or {}).items()])
+
+    # ---------------------------------------------------------------------------------------------
+    # Per-video state of dataset metrics
+
+    def state_file(self, metric: str, sha256: str) -> Path:
+        if self.state_dir is None:
+            raise StoreError("this store keeps no state files")
+        return self.state_dir / metric / f"{sha256}.npy"
+
+    def states(self, run: Run, metric: str) -> dict[str, dict[str, tuple[str, int]]]:
+        """video -> side -> (sha256, rows) of a dataset metric's per-video state."""
+        out: dict[str, dict] = {}
+        for video, side, digest, n in self.db.execute(
+                "SELECT video, side, sha256, rows FROM states WHERE run_id=? AND metric=?", (run.run_id, metric)):
+            out.setdefault(video, {})[side] = (digest, n)
+        return out
+
+    def find_state(self, metric: str, input_key: str) -> str | None:
+        """The checksum of a verified state file of ``metric`` for this input key (any run), else None."""
+        for (digest,) in self.db.execute("SELECT DISTINCT sha256 FROM states WHERE metric=? AND input_key=?",
+                                         (metric, input_key)):
+            if self.state_ok(metric, digest):
+                return digest
+        return None
+
+    def state_ok(self, metric: str, sha256: str) -> bool:
+        """Whether the state file exists and its bytes have the recorded checksum."""
+        try:
+            return hashlib.sha256(self.state_file(metric, sha256).read_bytes()).hexdigest() == sha256
+        except OSError:
+            return False
+
+    def load_state(self, metric: str, sha256: str, video: str = "") -> np.ndarray:
+        """A state file's array, after checking its checksum; a missing or damaged file raises
+        ``StoreError`` naming it (it is never read as numbers)."""
+        path = self.state_file(metric, sha256)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            raise StoreError(f"{path}: the {metric} state of {video or 'a video'} is missing from the results "
+                             "folder; run eval again on the inputs to recompute it") from None
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise StoreError(f"{path}: the {metric} state of {video or 'a video'} is damaged (its checksum differs "
+                             "from the one in the store); run eval again on the inputs to recompute it")
+        return np.load(io.BytesIO(data), allow_pickle=False)
 
     def details(self, run: Run, metric: str) -> dict[str, dict]:
         """video -> the details stored with its value of ``metric``."""
@@ -264,7 +338,8 @@ class ResultStore:
     def import_run(self, other: "ResultStore", run: Run) -> Run:
         """Copy a run of another store (e.g. one shard of an evaluation) into this one, with its sessions
         and rows; the run here must have the same protocol and metric parameters (else refused, as for
-        eval). Dataset metric values are not copied: the caller recombines them over all the videos."""
+        eval). State files are copied with their rows; dataset metric values are not: the caller
+        recombines them over all the videos."""
         dst = self.open_run(run.method, run.dataset, run.protocol, run.metric_params, run.gen_dir, run.gt_dir)
         with self.db:
             sessions = {}
@@ -280,6 +355,17 @@ class ResultStore:
             self.db.executemany("INSERT OR REPLACE INTO details VALUES (?,?,?,?)",
                                 [(dst.run_id, *r) for r in other.db.execute(
                                     "SELECT video, metric, data FROM details WHERE run_id=?", (run.run_id,))])
+            states = other.db.execute("SELECT video, metric, side, sha256, rows, input_key FROM states "
+                                      "WHERE run_id=?", (run.run_id,)).fetchall()
+            self.db.executemany("INSERT OR REPLACE INTO states VALUES (?,?,?,?,?,?,?)",
+                                [(dst.run_id, *r) for r in states])
+        for video, metric, _, digest, _, _ in states:  # the state files travel with their rows
+            src, dst_file = other.state_file(metric, digest), self.state_file(metric, digest)
+            if not self.state_ok(metric, digest) and other.state_ok(metric, digest):
+                dst_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dst_file.with_name(dst_file.name + ".tmp")
+                tmp.write_bytes(src.read_bytes())
+                tmp.replace(dst_file)
         return dst
 
     def dataset_results(self, run: Run) -> dict[str, dict]:

@@ -1,7 +1,7 @@
 """One face analysis per video, shared by every face metric and cached: per-frame detections and
 landmarks, the main speaker's track, and the fraction of frames with a detected face.
 
-The analysis streams: ``FaceAnalyzer.update`` takes chunks of frames as the runner decodes them, so
+The analysis streams: ``FaceAnalyzer.update`` takes chunks of frames as the pipeline decodes them, so
 a video is decoded once for all metrics. Results are cached under ``<cache>/faces/`` keyed by the
 file's content hash, the frame rate, the backend and its parameters, and the tracking parameters.
 """

@@ -1,5 +1,11 @@
-"""Metrics: importing this package registers every metric module."""
-from . import fid, ifc, lmd, lse, psnr, ssim  # noqa: F401  (registration side effects)
-from .registry import FrameBatch, Metric, MetricContext, MetricValue, all_metrics, get_metric
+"""Metrics: every module of this package declares its metrics; ``discover`` (run on import) finds
+them and the metrics of other packages' ``lipsync_bench.metrics`` entry points."""
+from .registry import (Accumulator, Alias, Curve, FrameBatch, Metric, MetricContext, MetricValue, Param,
+                       Reference, StateFile, all_metrics, discover, get_metric, metric_aliases, parse_params,
+                       register, resolve_run_params)
 
-__all__ = ["FrameBatch", "Metric", "MetricContext", "MetricValue", "all_metrics", "get_metric"]
+discover()
+
+__all__ = ["Accumulator", "Alias", "Curve", "FrameBatch", "Metric", "MetricContext", "MetricValue", "Param",
+           "Reference", "StateFile", "all_metrics", "discover", "get_metric", "metric_aliases", "parse_params",
+           "register", "resolve_run_params"]

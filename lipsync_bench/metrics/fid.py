@@ -7,7 +7,9 @@ pytorch-fid computes it — from the decoded frames in memory, without writing P
 - Preprocessing, identical to ``pytorch_fid.fid_score`` on PNG files of the same frames: uint8 RGB ->
   float in [0, 1] (``ToTensor``), resized to 299x299 bilinearly and scaled to [-1, 1] inside the model.
 - Statistics: mean and covariance (rowvar=False) over all frames of all videos of the run, streamed
-  from per-video features (float64 sums), so adding a method to a dataset reuses the cached GT features.
+  from per-video features (float64 sums). The features are each video's state in the results folder
+  (``<out>/state/fid/<sha256>.npy``, checksum in the store), so ``merge``, ``table`` and a rerun
+  recompute FID from the results alone, and adding a method to a dataset reuses the GT's features.
 - Distance: ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)). The paper's Eq. F prints the mean term
   without the square; the standard definition, and pytorch-fid, square it, and so does this.
 - ``frames`` (parameter, ``--fid-frames``): at most this many frames a video, spread evenly over it
@@ -16,8 +18,8 @@ pytorch-fid computes it — from the decoded frames in memory, without writing P
 from __future__ import annotations
 
 import hashlib
-import json
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -27,8 +29,9 @@ from scipy import linalg
 
 from .. import weights
 from ..errors import MetricError
-from ..media import estimate_frame_count, input_signature
-from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, register
+from ..media import estimate_frame_count
+from .registry import (Accumulator, Alias, FrameBatch, Metric, MetricContext, MetricValue, Param, StateFile,
+                       register)
 
 FEATURE_DIM = 2048
 # Frames through Inception at once: pytorch-fid's default batch size, so that a video's batches are
@@ -114,30 +117,32 @@ class MomentSum:
 
 
 # --------------------------------------------------------------------------------------------------
-# Per-video features, cached
+# Per-video features, the state of each video in the results folder
 
 
-def _cache_file(ctx: MetricContext, path: Path, params: dict) -> Path:
-    """Features of one input under one protocol and one weights file: keyed by all of them."""
-    key = json.dumps({"input": str(Path(path).resolve()), "signature": input_signature(path), "fps": ctx.fps,
-                      "frames": params["frames"], "weights": params["weights"]["sha256"]}, sort_keys=True)
-    return ctx.cache_dir / "fid" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".npy")
+def save_state(folder: Path, array: np.ndarray) -> StateFile:
+    """Write ``array`` as ``<folder>/<sha256>.npy`` (atomically; content-addressed, so equal states
+    share a file) and return its record."""
+    import io
 
-
-def _save(path: Path, features: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, features.astype(np.float32))
-    tmp.replace(path)
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    path = Path(folder) / f"{digest}.npy"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{digest}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return StateFile(digest, int(array.shape[0]))
 
 
 class _FidAccumulator(Accumulator):
     def __init__(self, params: dict, ctx: MetricContext):
         self.params, self.ctx = params, ctx
         self.model = load_inception(ctx.weights_path, ctx.device)
-        self.gen_file = _cache_file(ctx, ctx.gen, params)
-        self.gt_file = _cache_file(ctx, ctx.gt, params)
-        self.need_gt = not self.gt_file.is_file()
+        self.need_gt = "gt" not in ctx.reuse  # the GT's features of an earlier method are reused
         self.gen, self.gt = [], []  # features
         self.pending_gen, self.pending_gt = [], []  # frames waiting for a full batch
         self.pending = 0
@@ -179,21 +184,21 @@ class _FidAccumulator(Accumulator):
         gen = np.concatenate(self.gen) if self.gen else np.zeros((0, FEATURE_DIM), np.float32)
         if len(gen) == 0:
             raise MetricError("no frames selected for FID")
-        _save(self.gen_file, gen)
+        state = {"gen": save_state(self.ctx.state_dir, gen)}
         if self.need_gt:
-            _save(self.gt_file, np.concatenate(self.gt))
-        return MetricValue(math.nan, len(gen))
+            state["gt"] = save_state(self.ctx.state_dir, np.concatenate(self.gt))
+        else:
+            reused = self.ctx.reuse["gt"]
+            state["gt"] = StateFile(reused.stem, int(np.load(reused, mmap_mode="r", allow_pickle=False).shape[0]))
+        return MetricValue(math.nan, len(gen), state=state)
 
 
-def _dataset_fid(params: dict, contexts: list[MetricContext]) -> MetricValue:
+def _dataset_fid(params: dict, states: list[dict]) -> MetricValue:
+    """FID over the videos' features: ``states`` holds, per video, a loader of each side's features."""
     gen, gt = MomentSum(), MomentSum()
-    for ctx in contexts:
-        for side, path in ((gen, ctx.gen), (gt, ctx.gt)):
-            file = _cache_file(ctx, path, params)
-            if not file.is_file():
-                raise MetricError(f"FID features of {path} are missing from the cache {file.parent}; "
-                                  "run eval again with --force")
-            side.add(np.load(file))
+    for state in states:
+        gen.add(state["gen"]())
+        gt.add(state["gt"]())
     mu1, s1 = gen.mean_cov()
     mu2, s2 = gt.mean_cov()
     return MetricValue(frechet_distance(mu1, s1, mu2, s2), gen.n,
@@ -215,9 +220,11 @@ FID = register(Metric(
     name="fid", label="FID", higher_is_better=False, needs=frozenset({"gt_frames", "weights"}), scope="dataset",
     decimals=2,
     description="Fréchet Inception distance over all frames of the run (= pytorch-fid on PNGs of the frames)",
-    defaults={"frames": 0},
+    params={"frames": Param(0, "at most this many frames a video, spread evenly (0: all)", min=0, defines=True)},
+    aliases=(Alias("--fid-frames", "frames", "FID on at most N frames a video, spread evenly (same as --param "
+                   "fid.frames=N)."),),
     make_accumulator=lambda params, ctx: _FidAccumulator(params, ctx),
     available=_available,
-    weights="inception-fid",
+    weights=("inception-fid",),
     dataset_value=_dataset_fid,
 ))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import MetricError
-from .registry import Accumulator, FrameBatch, Metric, MetricValue, frames_per_step, register
+from .registry import Accumulator, FrameBatch, Metric, MetricValue, Param, frames_per_step, register
 
 NORMS = ("rms", "l2")
 REDUCTIONS = ("mean", "sum")
@@ -79,6 +79,8 @@ IFC = register(Metric(
     name="ifc", label="IFC", higher_is_better=False, needs=frozenset({"gt_frames"}), scope="video",
     decimals=4,
     description="inter-frame consistency: RMS of the difference of frame-to-frame changes, [0,1] pixels, mean over pairs",
-    defaults={"scale": 255.0, "norm": "rms", "reduce": "mean"},
+    params={"scale": Param(255.0, "pixel values are divided by it", min=1e-9, defines=True),
+            "norm": Param("rms", "rms: per-pixel RMS of d_t; l2: its plain norm (Eq. G)", choices=NORMS, defines=True),
+            "reduce": Param("mean", "over the frame pairs: mean, or sum (Eq. G)", choices=REDUCTIONS, defines=True)},
     make_accumulator=lambda params, ctx: _IfcAccumulator(**params),
 ))

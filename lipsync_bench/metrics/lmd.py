@@ -7,19 +7,20 @@ as the paper's tables are usually computed — so LMD depends on the frame size,
 protocol records it per video in the row's frame count and the run's inputs; ``"face"`` = pixels
 after scaling each frame so that the GT face box is 256 pixels wide, comparable across datasets.
 
-Landmarks come from the face pipeline (``lipsync_bench.faces``), cached per video: a second run
-with other metrics does not detect faces again.
+Landmarks come from the face stage of the pipeline (``lipsync_bench.faces``: one analysis per input
+per run, with the protocol's landmarker, cached): LMD only reads them.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import MetricError
-from ..faces import FaceAnalyzer, FaceData, cache_file, require_faces
-from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, register
+from ..faces import FaceData, require_faces
+from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, Param, register
 
 MOUTH = slice(48, 68)
 NORMALIZED_FACE = 256.0
+NORMALIZATIONS = ("none", "face")
 
 
 def lmd_frames(gen: FaceData, gt: FaceData, normalize: str = "none") -> np.ndarray:
@@ -36,27 +37,15 @@ def lmd_frames(gen: FaceData, gt: FaceData, normalize: str = "none") -> np.ndarr
 
 class _LmdAccumulator(Accumulator):
     def __init__(self, params: dict, ctx: MetricContext):
-        self.normalize = params["normalize"]
-        self.sides = {}
-        for side, path in (("gen", ctx.gen), ("gt", ctx.gt)):
-            analyzer = FaceAnalyzer(params["landmarker"])
-            file = cache_file(ctx.cache_dir, path, ctx.fps, analyzer.params())
-            self.sides[side] = (path, file, None if file.is_file() else analyzer)
+        self.normalize, self.ctx = params["normalize"], ctx
 
     def update(self, batch: FrameBatch) -> None:
-        for side, frames in (("gen", batch.gen_full), ("gt", batch.gt_full)):
-            analyzer = self.sides[side][2]
-            if analyzer is not None:
-                analyzer.update(frames.cpu().numpy())
+        pass  # the face stage sees the frames; LMD needs only its landmarks
 
     def result(self) -> MetricValue:
         data = {}
-        for side, (path, file, analyzer) in self.sides.items():
-            if analyzer is None:
-                data[side] = FaceData.load(file)
-            else:
-                data[side] = analyzer.result()
-                data[side].save(file)
+        for side, path in (("gen", self.ctx.gen), ("gt", self.ctx.gt)):
+            data[side] = self.ctx.faces(path)
             require_faces(data[side], path)
         d = lmd_frames(data["gen"], data["gt"], self.normalize)
         used = np.isfinite(d)
@@ -66,24 +55,12 @@ class _LmdAccumulator(Accumulator):
         return MetricValue(float(d[used].mean()), int(used.sum()), warnings)
 
 
-def _available(params: dict) -> str | None:
-    from ..errors import UnavailableError
-    from ..faces import get_backend
-
-    try:
-        get_backend("auto")
-    except UnavailableError as exc:
-        return str(exc)
-    return None
-
-
 LMD = register(Metric(
     name="lmd", label="LMD", higher_is_better=False, needs=frozenset({"gt_frames", "landmarks"}), scope="video",
     decimals=3,
     description="mouth landmark distance: mean distance of landmarks 48-67, pixels, over frames",
-    defaults={"normalize": "none", "landmarker": "auto"},
+    params={"normalize": Param("none", "none: pixels of the frames; face: GT face box scaled to 256 px",
+                               choices=NORMALIZATIONS, defines=True)},
     make_accumulator=lambda params, ctx: _LmdAccumulator(params, ctx),
-    available=_available,
-    protocol_extra=lambda params: {"face_pipeline": FaceAnalyzer(params["landmarker"]).params()},
     uses_region=False,
 ))

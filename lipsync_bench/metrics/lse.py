@@ -2,9 +2,11 @@
 distance and best offset for the generated video against its audio, by syncnet_python's procedure
 (``lipsync_bench.syncnets.scoring``), from frames in memory.
 
-Per video: the face pipeline's main track (cached; shared with LMD and --region), syncnet_python's
-224x224 crop of each tracked frame (BGR), and the audio of the same span (from the track's first
-frame). The three metrics share one computation per video; they need no GT frames.
+Per video: the face stage's main track (one analysis per input per run, shared with LMD and
+--region), syncnet_python's 224x224 crop of each tracked frame (BGR), and the audio of the same span
+(from the track's first frame). The three metrics share one computation per video; they need no GT
+frames. Their reference run is the LSE of the GT videos themselves (the "Ground truth" row), from the
+same decode of the GT as the other metrics.
 
 Parameters (the same for the three; ``--param lse.NAME=VALUE`` sets all three at once):
 
@@ -36,11 +38,25 @@ import torch
 
 from .. import weights
 from ..errors import LipsyncBenchError, MediaError, MetricError
-from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, register
+from ..faces import require_faces, smoothed_centres, syncnet_crop
+from ..media import iter_frames, read_audio
+from ..syncnets.compat import COMPAT_MODES, JpegRoundTrip
+from ..syncnets.experts import EXPERTS, KNOWN_WEIGHTS, LABELS, describe_weights, load_expert
+from ..syncnets.scoring import SAMPLES_PER_FRAME, WINDOW, ExpertSyncScorer, SyncScorer
+from ..syncnets.syncnet import load_syncnet
+from .registry import (Accumulator, Alias, Curve, FrameBatch, Metric, MetricContext, MetricValue, Param, Reference,
+                       register)
 
-DEFAULTS = {"vshift": 15, "min_track": 0, "audio": "gen", "compat": "none", "sync_model": "syncnet",
-            "sync_weights": ""}
-LSE_METRICS = ("lse_c", "lse_d", "av_offset")
+PARAMS = {
+    "vshift": Param(15, "offsets searched, in frames, each way", min=1, defines=True),
+    "min_track": Param(0, "a shorter face track is an error for the video (syncnet_python: 100)", min=0),
+    "audio": Param("gen", "whose audio track: the generated video's, or the GT's", choices=("gen", "gt")),
+    "compat": Param("none", "syncnet_python: also round-trip the crops through JPEG as the reference does",
+                    choices=COMPAT_MODES, defines=True),
+    "sync_model": Param("syncnet", "the sync expert", choices=EXPERTS, defines=True,
+                        labels={k: v for k, v in LABELS.items() if k != "syncnet"}),
+    "sync_weights": Param("", "the expert's weights file [default: its published file]", kind="path"),
+}
 #: With the official weights, real talking-face videos score well above this; lower means the
 #: protocol is probably broken for that video.
 PLAUSIBLE_GT_LSE_C = 3.0
@@ -51,9 +67,6 @@ _MODELS: dict[tuple, torch.nn.Module] = {}
 def load_model(path: Path, device: torch.device, sync_model: str = "syncnet"):
     """The SyncNet (or, for another ``sync_model``, the ``experts.Expert``) of a weights file, loaded
     once per process and device."""
-    from ..syncnets.experts import load_expert
-    from ..syncnets.syncnet import load_syncnet
-
     key = (weights.sha256(path), str(device), sync_model)
     if key not in _MODELS:
         try:
@@ -67,7 +80,6 @@ def weights_for(params: dict, weights_dir: Path | None = None) -> tuple[Path, di
     """The expert's weights file (``sync_weights``, else its known file, looked for in ``weights_dir``
     first) and its description."""
     from ..errors import UnavailableError
-    from ..syncnets.experts import KNOWN_WEIGHTS, describe_weights
 
     model = params["sync_model"]
     if params["sync_weights"]:
@@ -83,18 +95,7 @@ def weights_for(params: dict, weights_dir: Path | None = None) -> tuple[Path, di
 
 
 def check_params(params: dict) -> None:
-    from ..syncnets.compat import COMPAT_MODES
-
-    if params["audio"] not in ("gen", "gt"):
-        raise LipsyncBenchError(f"lse audio must be 'gen' or 'gt', not {params['audio']!r}")
-    if params["compat"] not in COMPAT_MODES:
-        raise LipsyncBenchError(f"lse compat must be one of {', '.join(COMPAT_MODES)}, not {params['compat']!r}")
-    if params["vshift"] < 1:
-        raise LipsyncBenchError("lse vshift must be at least 1")
-    from ..syncnets.experts import EXPERTS
-
-    if params["sync_model"] not in EXPERTS:
-        raise LipsyncBenchError(f"lse sync_model must be one of {', '.join(EXPERTS)}, not {params['sync_model']!r}")
+    """What the schema cannot say alone: compat reproduces syncnet_python, so it needs SyncNet."""
     if params["compat"] != "none" and params["sync_model"] != "syncnet":
         raise LipsyncBenchError(f"lse compat {params['compat']} reproduces syncnet_python: it needs sync_model syncnet")
 
@@ -107,9 +108,6 @@ class TrackedSync:
 
     def __init__(self, model, audio: np.ndarray, params: dict, device, centres: np.ndarray | None = None,
                  track_start: int = 0):
-        from ..syncnets.compat import JpegRoundTrip
-        from ..syncnets.scoring import SAMPLES_PER_FRAME, ExpertSyncScorer, SyncScorer
-
         self.centres, self.start = centres, track_start
         self.jpeg = JpegRoundTrip() if params["compat"] == "syncnet_python" else None
         audio = audio[track_start * SAMPLES_PER_FRAME:]  # the track's span, as the reference cuts it
@@ -124,8 +122,6 @@ class TrackedSync:
     def update(self, frames_rgb: np.ndarray, start: int) -> None:
         """Frames ``start ..`` of the video (RGB uint8); frames already seen are skipped."""
         import cv2
-
-        from ..faces import syncnet_crop
 
         if start < self.next_frame:
             return
@@ -156,9 +152,6 @@ class TrackedSync:
 
 def track_centres(face_data, path: Path, min_track: int) -> tuple[np.ndarray, int]:
     """Smoothed crop centres of the main track and its first frame; errors name the video."""
-    from ..faces import require_faces, smoothed_centres
-    from ..syncnets.scoring import WINDOW
-
     if face_data.frames < WINDOW + 1:
         n = face_data.frames
         raise MetricError(f"{path}: {n} frame{'s' * (n != 1)}, shorter than 6: LSE needs at least 6 (one "
@@ -175,8 +168,6 @@ def track_centres(face_data, path: Path, min_track: int) -> tuple[np.ndarray, in
 
 
 def read_sync_audio(path: Path) -> np.ndarray:
-    from ..media import read_audio
-
     try:
         return read_audio(path)
     except MediaError as exc:
@@ -184,20 +175,27 @@ def read_sync_audio(path: Path) -> np.ndarray:
 
 
 class _Shared:
-    """The per-video computation the three LSE accumulators share."""
+    """The per-video computation the three LSE accumulators share. The expert and the audio are
+    loaded first (a missing audio track refuses the metrics before any frame); the crops follow the
+    face track, which the face stage gives before the first frame arrives."""
 
     def __init__(self, params: dict, ctx: MetricContext):
-        from ..faces import analyze_file
-
+        self.params, self.ctx = params, ctx
         self.value = None
-        model = load_model(ctx.weights_path, ctx.device, params["sync_model"])
-        audio = read_sync_audio(ctx.gen if params["audio"] == "gen" else ctx.gt)
-        faces = analyze_file(ctx.gen, ctx.fps, ctx.cache_dir)  # cached; the first run decodes it once more
-        centres, start = track_centres(faces, ctx.gen, params["min_track"])
-        self.sync = TrackedSync(model, audio, params, ctx.device, centres, start)
+        self.model = load_model(ctx.weights_path, ctx.device, params["sync_model"])
+        self.audio = read_sync_audio(ctx.gen if params["audio"] == "gen" else ctx.gt)
+        self.sync: TrackedSync | None = None
+
+    def update(self, frames: np.ndarray, start: int) -> None:
+        if self.sync is None:
+            centres, first = track_centres(self.ctx.faces(self.ctx.gen), self.ctx.gen, self.params["min_track"])
+            self.sync = TrackedSync(self.model, self.audio, self.params, self.ctx.device, centres, first)
+        self.sync.update(frames, start)
 
     def result(self):
         if self.value is None:
+            if self.sync is None:
+                raise MetricError(f"{self.ctx.gen}: no frames")
             self.value = self.sync.result()
         return self.value
 
@@ -205,7 +203,7 @@ class _Shared:
 class _LseAccumulator(Accumulator):
     def __init__(self, name: str, params: dict, ctx: MetricContext):
         check_params(params)
-        key = ("lse", json.dumps({k: params[k] for k in DEFAULTS}, sort_keys=True))
+        key = ("lse", json.dumps({k: params[k] for k in PARAMS}, sort_keys=True))
         if key not in ctx.shared:
             try:
                 ctx.shared[key] = _Shared(params, ctx)
@@ -216,7 +214,7 @@ class _LseAccumulator(Accumulator):
         self.name, self.shared = name, ctx.shared[key]
 
     def update(self, batch: FrameBatch) -> None:
-        self.shared.sync.update(batch.gen_full.cpu().numpy(), batch.start)
+        self.shared.update(batch.gen_full.cpu().numpy(), batch.start)
 
     def result(self) -> MetricValue:
         score = self.shared.result()
@@ -242,32 +240,43 @@ def _available(params: dict) -> str | None:
 
 
 def sync_model_label(params: dict) -> str:
-    from ..syncnets.experts import LABELS
-
     if params.get("sync_model", "syncnet") == "syncnet":
         return "syncnet (syncnet_python procedure)"
     return f"{params['sync_model']} ({LABELS[params['sync_model']]}: unit-norm embeddings, Euclidean distance)"
 
 
-def _face_pipeline(params: dict) -> dict:
-    from ..faces import FaceAnalyzer
+def _plausibility(value: float) -> str | None:
+    if value < PLAUSIBLE_GT_LSE_C:
+        return (f"ground-truth LSE-C {value:.2f} is implausibly low for a real video (below {PLAUSIBLE_GT_LSE_C:g}): "
+                "the protocol is probably broken for it (frame rate, audio track, face crop or audio offset)")
+    return None
 
-    return {"face_pipeline": FaceAnalyzer("auto").params(), "sync_model": sync_model_label(params)}
 
+_COMMON = dict(needs=frozenset({"audio", "face_track", "weights"}), scope="video", params=PARAMS,
+               available=_available, weights_for=lambda params: [weights_for(params)],
+               protocol_extra=lambda params: {"sync_model": sync_model_label(params)}, uses_region=False,
+               group="lse", curve=Curve("curve", "AV offset (frames)",
+                                        lambda params: f"mean {LABELS[params['sync_model']]} distance",
+                                        lambda n: list(range((n - 1) // 2, -(n - 1) // 2 - 1, -1)),
+                                        "LSE: sync-expert distance against offset, per video"),
+               aliases=(Alias("--sync-model", "sync_model", "Sync expert of LSE-C/LSE-D/offset (same as --param "
+                              "lse.sync_model=NAME); another expert's LSE is on another scale and gets its own "
+                              "columns."),
+                        Alias("--sync-weights", "sync_weights", "Weights of the sync expert (an AVSyncNet "
+                              "train-syncnet checkpoint) [default: its published file].")))
 
-_COMMON = dict(needs=frozenset({"audio", "landmarks", "weights"}), scope="video", defaults=DEFAULTS,
-               available=_available, weights="syncnet", weights_for=weights_for, protocol_extra=_face_pipeline,
-               uses_region=False)
-
-register(Metric(name="lse_c", label="LSE-C", higher_is_better=True, decimals=3,
+LSE_C = register(Metric(name="lse_c", label="LSE-C", higher_is_better=True, decimals=3,
                 description="SyncNet confidence: median - minimum of the mean distance over offsets",
-                make_accumulator=lambda params, ctx: _LseAccumulator("lse_c", params, ctx), **_COMMON))
+                make_accumulator=lambda params, ctx: _LseAccumulator("lse_c", params, ctx),
+                reference=Reference({"audio": "gen"}, _plausibility), **_COMMON))
 register(Metric(name="lse_d", label="LSE-D", higher_is_better=False, decimals=3,
                 description="SyncNet minimum mean distance between lip and audio embeddings over offsets",
-                make_accumulator=lambda params, ctx: _LseAccumulator("lse_d", params, ctx), **_COMMON))
+                make_accumulator=lambda params, ctx: _LseAccumulator("lse_d", params, ctx),
+                reference=Reference({"audio": "gen"}), **_COMMON))
 register(Metric(name="av_offset", label="AV offset", higher_is_better=None, decimals=2,
                 description="audio-visual offset in frames at SyncNet's minimum distance (0 = in sync)",
-                make_accumulator=lambda params, ctx: _LseAccumulator("av_offset", params, ctx), **_COMMON))
+                make_accumulator=lambda params, ctx: _LseAccumulator("av_offset", params, ctx),
+                reference=Reference({"audio": "gen"}), **_COMMON))
 
 
 def score_video(video: Path, audio: Path | None = None, crop: str = "track", compat: str = "none",
@@ -281,12 +290,11 @@ def score_video(video: Path, audio: Path | None = None, crop: str = "track", com
     to the expert's size, for the others). ``audio`` defaults to the video's own.
     """
     from ..faces import FaceAnalyzer
-    from ..media import iter_frames, read_audio
     from ..protocol import environment
-    from ..syncnets.compat import JpegRoundTrip
 
     params = {"vshift": vshift, "min_track": min_track, "audio": "gen", "compat": compat, "sync_model": sync_model,
               "sync_weights": str(sync_weights or "")}
+    params = LSE_C.resolve_params(params)
     check_params(params)
     if crop not in ("track", "none"):
         raise LipsyncBenchError(f"crop must be 'track' or 'none', not {crop!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .registry import Metric, PerFrameMean, frames_per_step, register
+from .registry import Metric, Param, PerFrameMean, frames_per_step, register
 
 
 def psnr_frames(gen: torch.Tensor, gt: torch.Tensor, *, data_range: float = 255.0) -> torch.Tensor:
@@ -32,6 +32,6 @@ PSNR = register(Metric(
     name="psnr", label="PSNR", higher_is_better=True, needs=frozenset({"gt_frames"}), scope="video",
     decimals=3,
     description="peak signal-to-noise ratio in dB per frame, averaged (= skimage, data_range 255)",
-    defaults={"data_range": 255.0},
+    params={"data_range": Param(255.0, "value range of the pixels", min=1e-9, defines=True)},
     make_accumulator=lambda params, ctx: PerFrameMean(psnr_frames, params),
 ))

@@ -1,22 +1,40 @@
-"""The metric registry: each metric declares what it is and what it needs; adding a metric is adding
-one module that calls ``register``.
+"""The metric registry: each metric is one declaration (``Metric``) that is the only place that knows
+it. Orchestration, store, tables and report read declarations and never name a metric.
 
-Per-video metrics stream: the runner decodes a generated/GT pair once, in chunks, and feeds every
+A declaration holds what the rest of the program needs: a typed parameter schema (checked before any
+video is read), the parameter group it shares with its siblings, the parameters that change its
+definition or scale (their values split table columns), its reference run on the ground truth with
+its plausibility check, the weights it loads, its command-line aliases, and how it streams.
+
+Per-video metrics stream: the pipeline decodes a generated/GT pair once, in chunks, and feeds every
 selected metric's accumulator with the same ``FrameBatch``; ``result()`` then gives the video's value.
+Metric modules of this package are discovered (``discover``); other packages add metrics through the
+``lipsync_bench.metrics`` entry-point group (an entry point names a module that calls ``register``,
+or a ``Metric`` object).
 """
 from __future__ import annotations
 
+import importlib
 import math
+import pkgutil
+import warnings
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
+import numpy as np
 import torch
 
-from ..errors import LipsyncBenchError
+from ..errors import LipsyncBenchError, ParameterError
 
-#: What a metric may need; ``lipsync-bench metrics`` shows these.
-NEEDS = ("gt_frames", "audio", "landmarks", "weights")
+#: What a metric may need; ``lipsync-bench metrics`` shows these. "landmarks": the face analysis of
+#: both videos, read at the end; "face_track": the generated video's face track, needed before its
+#: frames (crops that follow the face); "audio": the generated video's audio track.
+NEEDS = ("gt_frames", "audio", "landmarks", "face_track", "weights")
+
+#: The entry-point group through which other packages add metrics.
+ENTRY_POINT_GROUP = "lipsync_bench.metrics"
 
 
 @dataclass
@@ -24,12 +42,13 @@ class FrameBatch:
     """A chunk of aligned frames of one pair: uint8 RGB tensors (n, H, W, 3) on the run's device.
 
     ``gen``/``gt`` are cropped to the protocol's region (the full frames when it is "full");
-    ``gen_full``/``gt_full`` are always the full frames (face metrics need them). ``start`` is the
-    index of the chunk's first frame in the (resampled) video.
+    ``gen_full``/``gt_full`` are always the full frames (face metrics need them). ``gt`` is None when
+    no selected metric needs GT frames (it is then not decoded). ``start`` is the index of the
+    chunk's first frame in the (resampled) video.
     """
 
     gen: torch.Tensor
-    gt: torch.Tensor
+    gt: torch.Tensor | None
     start: int
     gen_full: torch.Tensor | None = None
     gt_full: torch.Tensor | None = None
@@ -42,27 +61,49 @@ class FrameBatch:
 @dataclass
 class MetricContext:
     """What an accumulator may need beyond its parameters: the device, the pair's input files, the
-    protocol frame rate, a cache folder for per-video intermediate results, the weights file, and a
-    dict shared by the accumulators of one pair (metrics computed together, e.g. LSE-C and LSE-D)."""
+    protocol frame rate, the pair's face analyses (``faces(path)``, available before the frames of a
+    metric that needs "face_track" and at ``result()`` for "landmarks"), the weights files
+    (``weights_paths``, in the order the declaration resolves them), a folder for per-video state of
+    dataset metrics (``state_dir``) with state of earlier videos it may reuse (``reuse``: side ->
+    file), and a dict shared by the accumulators of one pair (metrics computed together, e.g. LSE-C
+    and LSE-D)."""
 
     device: torch.device
     gen: Path | None = None
     gt: Path | None = None
     fps: float = 25.0
-    cache_dir: Path | None = None
-    weights_path: Path | None = None
+    faces: Callable[[Path], Any] | None = None
+    weights_paths: list[Path] = field(default_factory=list)
+    state_dir: Path | None = None
+    reuse: dict[str, Path] = field(default_factory=dict)
     shared: dict = field(default_factory=dict)
+
+    @property
+    def weights_path(self) -> Path | None:
+        """The first (for most metrics, the only) weights file."""
+        return self.weights_paths[0] if self.weights_paths else None
+
+
+@dataclass(frozen=True)
+class StateFile:
+    """Per-video state of a dataset metric, kept in the results folder: a ``.npy`` file named by its
+    sha256 under ``<out>/state/<metric>/``; the store records the checksum."""
+
+    sha256: str
+    rows: int
 
 
 @dataclass
 class MetricValue:
-    """One video's value of one metric, with the number of frames it used, any warnings, and optional
-    details kept beside it in the store (JSON-able, small: e.g. LSE's distance curve, for reports)."""
+    """One video's value of one metric, with the number of frames it used, any warnings, optional
+    details kept beside it in the store (JSON-able, small: e.g. LSE's distance curve, for reports) and,
+    for a dataset metric, its per-video state (side -> ``StateFile``)."""
 
     value: float
     frames: int
     warnings: list[str] = field(default_factory=list)
     details: dict | None = None
+    state: dict[str, StateFile] | None = None
 
 
 class Accumulator:
@@ -103,25 +144,136 @@ class PerFrameMean(Accumulator):
         self.count += values.numel()
 
     def result(self) -> MetricValue:
-        warnings = []
+        warnings_ = []
         if self.infinite:
-            warnings.append(f"{self.infinite} of {self.count} frames are identical to GT (value inf)")
-        return MetricValue(self.total / self.count if self.count else math.nan, self.count, warnings)
+            warnings_.append(f"{self.infinite} of {self.count} frames are identical to GT (value inf)")
+        return MetricValue(self.total / self.count if self.count else math.nan, self.count, warnings_)
+
+
+# --------------------------------------------------------------------------------------------------
+# The declaration
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a metric: its default, and what values are allowed.
+
+    ``defines``: another value is another definition or scale of the metric (IFC's norm, LSE's sync
+    expert); tables then give such results a column of their own, labelled with the value (``labels``
+    maps values to their label; others show as ``name=value``). ``kind`` is the value's type (default:
+    the default's type; "path" for a file, stored as an absolute path).
+    """
+
+    default: Any
+    help: str = ""
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    defines: bool = False
+    labels: dict | None = None
+    kind: str | None = None
+
+    @property
+    def type_name(self) -> str:
+        return self.kind or type(self.default).__name__
+
+    def allowed(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        bounds = []
+        if self.min is not None:
+            bounds.append(f">= {self.min:g}")
+        if self.max is not None:
+            bounds.append(f"<= {self.max:g}")
+        return f"a {self.type_name}" + (f" {' and '.join(bounds)}" if bounds else "")
+
+    def check(self, metric: str, key: str, value: Any) -> Any:
+        """The value in its canonical type; a wrong one raises ``ParameterError`` naming all of it."""
+        bad = ParameterError(f"{metric}.{key}={value!r}: expected {self.allowed()}")
+        kind = self.type_name
+        try:
+            if kind == "bool":
+                if isinstance(value, str):
+                    if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                        raise ValueError(value)
+                    value = value.lower() in ("1", "true", "yes")
+                elif not isinstance(value, (bool, np.bool_)):
+                    raise ValueError(value)
+                value = bool(value)
+            elif kind == "int":
+                if isinstance(value, float) and not value.is_integer() or isinstance(value, bool):
+                    raise ValueError(value)
+                value = int(value)
+            elif kind == "float":
+                if isinstance(value, bool):
+                    raise ValueError(value)
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ValueError(value)
+            elif kind == "path":
+                value = str(Path(str(value)).expanduser().resolve()) if str(value) else ""
+            else:
+                value = str(value)
+        except (TypeError, ValueError):
+            raise bad from None
+        if self.choices is not None and value not in self.choices:
+            raise bad
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            raise bad
+        return value
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A command-line option of ``eval`` that sets one parameter: ``--fid-frames N`` = ``--param
+    fid.frames=N``. ``target`` is the metric, or its group to set the parameter of every member."""
+
+    option: str
+    param: str
+    help: str
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The metric computed on the ground-truth videos themselves, each GT as its own generated video:
+    the "Ground truth" row papers print beside the methods (e.g. LSE of the real videos). Stored as a
+    run of its own per dataset (one per definition), computed from the same decode of the GT.
+
+    ``params``: overrides for that run (e.g. the GT's own audio). ``check(value)``: a warning when a
+    reference value is implausible for a real video with the official weights (the protocol is then
+    probably broken for it), else None.
+    """
+
+    params: dict[str, Any] = field(default_factory=dict)
+    check: Callable[[float], str | None] | None = None
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Per-video details that hold a curve (``details[key]``, a list of numbers) the report plots."""
+
+    key: str
+    x_label: str
+    y_label: Callable[[dict], str]
+    x_values: Callable[[int], list] | None = None
+    title: str = ""
 
 
 @dataclass(frozen=True)
 class Metric:
     """A registered metric.
 
-    ``defaults`` holds every parameter with its default value; the parameters a run uses are part of
-    its protocol. ``available(params)`` returns None when the metric can run here with these
-    parameters, else the reason it cannot. ``weights`` names the entry of ``lipsync_bench.weights.KNOWN``
-    the metric loads, if any; ``weights_for(params)``, where given, decides instead (e.g. LSE with a
-    user-trained AVSyncNet checkpoint) and returns the file and its description for the protocol.
+    ``params`` is the parameter schema; the values a run uses are part of its protocol.
+    ``available(params)`` returns None when the metric can run here with these parameters, else the
+    reason it cannot. ``weights`` names the entries of ``lipsync_bench.weights.KNOWN`` the metric
+    loads; ``weights_for(params)``, where given, decides instead (e.g. LSE with a user-trained
+    checkpoint) and returns (file, description) pairs for the protocol. ``group`` names the parameters
+    its siblings share (``--param lse.vshift=…`` sets every metric of group "lse").
 
     A per-video metric's accumulator gives the video's value. A dataset metric (scope "dataset", e.g.
-    FID) keeps per-video intermediate results in the cache (its rows have no value) and
-    ``dataset_value(videos, params, contexts)`` combines those of the videos that succeeded.
+    FID) keeps per-video state in the results folder (its rows have no value) and
+    ``dataset_value(params, states)`` combines the states (one dict side -> loader a video) of the
+    videos that succeeded.
     """
 
     name: str
@@ -131,65 +283,87 @@ class Metric:
     scope: str  # "video" or "dataset"
     decimals: int
     description: str
-    defaults: dict[str, Any]
+    params: dict[str, Param]
     make_accumulator: Callable[[dict[str, Any], MetricContext], Accumulator]
     available: Callable[[dict[str, Any]], str | None] = lambda params: None
-    weights: str | None = None
-    weights_for: Callable[[dict[str, Any]], tuple[Path, dict]] | None = None
-    dataset_value: Callable[[dict[str, Any], list[MetricContext]], MetricValue] | None = None
-    # What the parameters resolve to on this machine (e.g. "auto" -> the landmarker's settings), for the protocol
+    weights: tuple[str, ...] = ()
+    weights_for: Callable[[dict[str, Any]], list[tuple[Path, dict]]] | None = None
+    dataset_value: Callable[[dict[str, Any], list[dict]], MetricValue] | None = None
+    # What the parameters resolve to on this machine (e.g. the expert's label), for the protocol
     protocol_extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     # Whether the metric sees the protocol's region (--region face|mouth) or always full frames
     uses_region: bool = True
+    group: str | None = None
+    aliases: tuple[Alias, ...] = ()
+    reference: Reference | None = None
+    curve: Curve | None = None
+
+    def __post_init__(self):
+        unknown = set(self.needs) - set(NEEDS)
+        if unknown:
+            raise ValueError(f"metric {self.name!r} needs unknown inputs {sorted(unknown)} (known: {NEEDS})")
+        if self.scope not in ("video", "dataset"):
+            raise ValueError(f"metric {self.name!r}: scope must be 'video' or 'dataset'")
+        if self.scope == "dataset" and self.dataset_value is None:
+            raise ValueError(f"dataset metric {self.name!r} has no dataset_value")
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {k: p.default for k, p in self.params.items()}
 
     @property
     def arrow(self) -> str:
         return {True: "↑", False: "↓", None: ""}[self.higher_is_better]
 
-    def resolve_weights(self, params: dict[str, Any]) -> tuple[Path, dict] | None:
-        """The weights file a run with ``params`` loads and its description (name, file, sha256,
-        official), or None for a metric without weights. Missing files raise ``UnavailableError``."""
+    def resolve_weights(self, params: dict[str, Any]) -> list[tuple[Path, dict]]:
+        """The weights files a run with ``params`` loads and their descriptions (name, file, sha256,
+        official); empty for a metric without weights. Missing files raise ``UnavailableError``."""
         from .. import weights
 
         if self.weights_for is not None:
             return self.weights_for(params)
-        if self.weights is None:
-            return None
-        path = weights.require(self.weights)
-        return path, weights.describe(self.weights, path)
+        return [(path, weights.describe(name, path)) for name in self.weights
+                for path in [weights.require(name)]]
 
     def resolve_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The defaults with ``overrides`` applied; unknown names and ill-typed values are refused."""
-        params = dict(self.defaults)
+        """The defaults with ``overrides`` applied; unknown names and values outside the schema raise
+        ``ParameterError``."""
+        params = self.defaults
         for key, value in (overrides or {}).items():
-            if key in ("weights", "resolved"):
-                params[key] = value  # set by the runner: what the run actually used
-                continue
-            if key not in params:
-                known = ", ".join(sorted(params)) or "none"
-                raise LipsyncBenchError(f"metric '{self.name}' has no parameter '{key}' (it has: {known})")
-            params[key] = _coerce(self.name, key, value, self.defaults[key])
+            if key not in self.params:
+                known = ", ".join(sorted(self.params)) or "none"
+                raise ParameterError(f"metric '{self.name}' has no parameter '{key}' (it has: {known})")
+            params[key] = self.params[key].check(self.name, key, value)
         return params
 
+    def definition(self, params: dict[str, Any]) -> list[tuple[str, Any, str]]:
+        """The defining parameters whose value differs from the default: (name, value, label)."""
+        out = []
+        for key, p in self.params.items():
+            if p.defines and key in params and params[key] != p.default:
+                value = params[key]
+                out.append((key, value, (p.labels or {}).get(value, f"{key}={value}")))
+        return out
 
-def _coerce(metric: str, key: str, value: Any, default: Any) -> Any:
-    if not isinstance(value, str) or isinstance(default, str):
-        return value
-    try:
-        if isinstance(default, bool):
-            if value.lower() in ("1", "true", "yes"):
-                return True
-            if value.lower() in ("0", "false", "no"):
-                return False
-            raise ValueError(value)
-        if default is None:
-            return value
-        return type(default)(value)
-    except ValueError:
-        raise LipsyncBenchError(f"{metric}.{key}={value!r}: expected a {type(default).__name__}") from None
+    def column_key(self, params: dict[str, Any]) -> str:
+        """The table column of a result computed with ``params``: the metric's name, with the values
+        of its non-default defining parameters (``lse_c@avsyncnet``, ``ifc@norm=l2``)."""
+        parts = [str(v) if self.params[k].labels else f"{k}={v}" for k, v, _ in self.definition(params)]
+        return self.name + ("@" + ",".join(parts) if parts else "")
+
+    def column_label(self, params: dict[str, Any]) -> str:
+        """``LSE-C``, or ``LSE-C [AVSyncNet]`` for another definition."""
+        labels = [label for _, _, label in self.definition(params)]
+        return self.label + (f" [{', '.join(labels)}]" if labels else "")
+
+    def definition_suffix(self, params: dict[str, Any]) -> str:
+        """`` [AVSyncNet]`` for another definition, else ""."""
+        labels = [label for _, _, label in self.definition(params)]
+        return f" [{', '.join(labels)}]" if labels else ""
 
 
 _REGISTRY: dict[str, Metric] = {}
+_DISCOVERED = False
 
 #: The paper's column order (Tab. B); metrics not in it follow in registration order.
 PAPER_ORDER = ("ssim", "psnr", "fid", "ifc", "lmd", "lse_c", "lse_d", "av_offset")
@@ -197,20 +371,99 @@ PAPER_ORDER = ("ssim", "psnr", "fid", "ifc", "lmd", "lse_c", "lse_d", "av_offset
 
 def register(metric: Metric) -> Metric:
     if metric.name in _REGISTRY:
+        if _REGISTRY[metric.name] is metric:
+            return metric
         raise ValueError(f"metric {metric.name!r} registered twice")
+    if "@" in metric.name or "." in metric.name or not metric.name:
+        raise ValueError(f"metric name {metric.name!r}: no '@' or '.'")
     _REGISTRY[metric.name] = metric
     return metric
 
 
+def discover() -> None:
+    """Import every metric module of this package, then the entry points of other packages (once)."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    package = __name__.rsplit(".", 1)[0]
+    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        if info.name != "registry" and not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = entry.load()
+        except Exception as exc:  # a broken plugin must not take the built-in metrics down
+            warnings.warn(f"metric plugin {entry.name!r} ({entry.value}) could not be loaded: {exc}", stacklevel=2)
+            continue
+        if isinstance(loaded, Metric):
+            register(loaded)
+
+
 def get_metric(name: str) -> Metric:
+    discover()
     try:
         return _REGISTRY[name]
     except KeyError:
         known = ", ".join(all_metrics())
-        raise LipsyncBenchError(f"unknown metric '{name}' (known: {known})") from None
+        raise ParameterError(f"unknown metric '{name}' (known: {known})") from None
 
 
 def all_metrics() -> list[str]:
     """Registered metric names, in the paper's column order first."""
+    discover()
     ordered = [m for m in PAPER_ORDER if m in _REGISTRY]
     return ordered + [m for m in _REGISTRY if m not in ordered]
+
+
+def parse_params(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``["ifc.norm=l2", "ssim.sigma=2"]`` -> ``{"ifc": {"norm": "l2"}, "ssim": {"sigma": "2"}}``; the
+    target may also be a group (``lse.vshift=10``). Values are checked by ``resolve_run_params``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        metric, dot, key = name.partition(".")
+        if not (eq and dot and metric and key):
+            raise ParameterError(f"--param {item!r}: expected METRIC.NAME=VALUE, e.g. ifc.norm=l2")
+        out.setdefault(metric, {})[key] = value
+    return out
+
+
+def resolve_run_params(names: list[str], overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every parameter of every metric of a run: defaults, group overrides, then the metric's own.
+
+    Raises ``ParameterError`` (before any work) for an unknown metric or group, a parameter for a metric
+    the run does not compute, an unknown parameter, or a value outside the schema."""
+    metrics = [get_metric(n) for n in names]
+    groups = {m.group for m in metrics if m.group}
+    all_groups = {get_metric(n).group for n in all_metrics()} - {None}
+    per_metric: dict[str, dict[str, Any]] = {m.name: {} for m in metrics}
+    for target, values in overrides.items():
+        if target in per_metric:
+            continue
+        if target in groups:
+            for m in metrics:
+                if m.group == target:
+                    for key, value in values.items():
+                        per_metric[m.name].setdefault(key, value)
+            continue
+        if target in all_groups:
+            raise ParameterError(f"--param {target}.* given, but this run computes no metric of group '{target}'")
+        get_metric(target)  # unknown names fail here
+        raise ParameterError(f"--param given for '{target}', which this run does not compute")
+    for target, values in overrides.items():
+        if target in per_metric:
+            per_metric[target].update(values)  # a metric's own parameters win over its group's
+    return {m.name: m.resolve_params(per_metric[m.name]) for m in metrics}
+
+
+def metric_aliases() -> list[tuple[str, Alias, Param]]:
+    """Every declared command-line alias: (target metric or group, alias, the parameter's schema)."""
+    seen, out = set(), []
+    for name in all_metrics():
+        m = get_metric(name)
+        for alias in m.aliases:
+            if alias.option not in seen:
+                seen.add(alias.option)
+                out.append((m.group or m.name, alias, m.params[alias.param]))
+    return out

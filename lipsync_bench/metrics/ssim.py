@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .registry import Metric, PerFrameMean, frames_per_step, register
+from .registry import Metric, Param, PerFrameMean, frames_per_step, register
 
 K1, K2 = 0.01, 0.03
 # Output tile side: the valid filter output of a tile depends only on the tile and its halo.
@@ -119,6 +119,10 @@ SSIM = register(Metric(
     name="ssim", label="SSIM", higher_is_better=True, needs=frozenset({"gt_frames"}), scope="video",
     decimals=3,
     description="structural similarity per frame, averaged (= skimage, gaussian 11x11 sigma 1.5, data_range 255)",
-    defaults={"sigma": 1.5, "truncate": 3.5, "data_range": 255.0, "dtype": "float32"},
+    params={"sigma": Param(1.5, "Gaussian window's standard deviation, pixels", min=0.1, defines=True),
+            "truncate": Param(3.5, "window radius in standard deviations", min=0.5, defines=True),
+            "data_range": Param(255.0, "value range of the pixels", min=1e-9, defines=True),
+            "dtype": Param("float32", "precision of the filtering (float64: exact and slow on CPU)",
+                           choices=("float32", "float64"))},
     make_accumulator=lambda params, ctx: PerFrameMean(ssim_frames, params),
 ))

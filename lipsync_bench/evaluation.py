@@ -1,0 +1,426 @@
+"""Evaluation of a folder of generated videos against their ground truth: the orchestration.
+
+Options are checked against the metric declarations before any input is read; then each pair goes
+through the pipeline (``lipsync_bench.pipeline``) once, its rows committed to the store together, so
+an interrupted run resumes where it stopped and a failing video is recorded as that video's error
+while the others go on. Reference runs (a metric computed on the GT videos themselves, e.g. the GT's
+own LSE) ride on the same decode of each GT; dataset metrics (FID) are combined at the end from the
+per-video state kept in the results folder.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from . import faces, media
+from .errors import LipsyncBenchError, PairingError, ParameterError, UnavailableError
+from .metrics import Metric, all_metrics, get_metric, resolve_run_params
+from .pipeline import CHUNK_FRAMES, PairJob, PairOutcome, RunSetup, evaluate_pair, pair_signature, state_key
+from .protocol import Protocol, environment
+from .report import json_float, summary_json, write_exports
+from .shards import check_shard, compute_dataset_metrics, in_shard
+from .stats import dataset_summary, summarize
+from .store import ResultRow, ResultStore, Run, ground_truth_name, is_ground_truth
+
+SUMMARY_COLUMNS = ["mean", "std", "ci_low", "ci_high", "n", "failed"]
+
+
+@dataclass
+class EvalRun:
+    """What one ``eval`` did and found; everything the command prints comes from here.
+
+    ``videos``: the long table, one row per video and metric of the run (``value`` NaN and the
+    reason in ``error`` for a failed video). ``dataset_values``: dataset metrics (FID) by name.
+    ``ground_truth``: the reference runs' summary, warnings and failures (the GT's own LSE).
+    """
+
+    run: Run
+    session_id: int
+    metrics: list[str]
+    skipped_metrics: dict[str, str]  # metric -> why it cannot run here
+    pairs: int
+    computed: int  # videos computed in this session
+    resumed: int  # videos whose results were already in the store
+    unpaired_gen: list[str]
+    unpaired_gt: list[str]
+    videos: pd.DataFrame
+    dataset_values: dict[str, dict] = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    ground_truth: dict = field(default_factory=dict)
+    skipped_inputs: list[str] = field(default_factory=list)  # folders not entered (symbolic link loops)
+    shard: tuple[int, int] | None = None
+
+    @property
+    def protocol(self) -> dict:
+        """The run's protocol and each metric's parameters (weights and their checksums included)."""
+        return {**self.run.protocol, "metric_params": self.run.metric_params}
+
+    def summary_dict(self) -> dict[str, dict]:
+        """Per metric: mean, std, 95% bootstrap CI, n videos with a value, failed videos."""
+        out = {}
+        for metric in self.metrics:
+            rows = self.videos[self.videos.metric == metric]
+            failed = int(rows.error.notna().sum())
+            if get_metric(metric).scope == "dataset":
+                out[metric] = dataset_summary(self.dataset_values.get(metric, {}), failed)
+            else:
+                out[metric] = summarize(rows[rows.error.isna()].value.tolist(), failed=failed)
+        return out
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Indexed by metric name: ``mean``, ``std``, ``ci_low``, ``ci_high``, ``n``, ``failed`` (a
+        dataset metric's value, e.g. FID, in ``mean``)."""
+        records = {m: {"mean": s["mean"], "std": s["std"], "ci_low": s["ci95"][0], "ci_high": s["ci95"][1],
+                       "n": s["n"], "failed": s["failed"]} for m, s in self.summary_dict().items()}
+        df = pd.DataFrame.from_dict(records, orient="index", columns=SUMMARY_COLUMNS)
+        df.index.name = "metric"
+        return df.astype({"mean": float, "std": float, "ci_low": float, "ci_high": float})
+
+    @property
+    def dataset(self) -> pd.DataFrame:
+        """Dataset metrics (FID), indexed by name: ``value``, ``videos``, ``frames``, ``error``, ``warnings``."""
+        cols = ["value", "videos", "frames", "error", "warnings"]
+        df = pd.DataFrame.from_dict({m: {c: d.get(c) for c in cols} for m, d in self.dataset_values.items()},
+                                    orient="index", columns=cols)
+        df.index.name = "metric"
+        return df
+
+    def unofficial_weights(self) -> dict[str, dict]:
+        """Metrics computed with weights whose checksum is not the published one."""
+        return {m: w for m, w in self.run.unofficial_weights().items() if m in self.metrics}
+
+    @property
+    def failures(self) -> pd.DataFrame:
+        """One row per failed video: its first error message, and ``metrics``: the metrics that failed,
+        or "" when all of them did (a video that could not be read at all)."""
+        bad = self.videos[self.videos.error.notna()]
+        first = bad.drop_duplicates("video")[["video", "metric", "error"]].reset_index(drop=True)
+        failed = bad.groupby("video").metric.apply(list)
+        total = self.videos.groupby("video").metric.nunique()
+        first["metrics"] = [("" if len(failed[v]) == total[v] else ", ".join(failed[v])) for v in first.video]
+        return first
+
+    def to_json(self) -> dict:
+        """The document ``eval --json`` prints."""
+        ok = self.videos[self.videos.error.isna()]
+        return {
+            "method": self.run.method,
+            "dataset": self.run.dataset,
+            "protocol": self.run.protocol,
+            "metric_params": self.run.metric_params,
+            "environment": self.environment,
+            "summary": summary_json(self.summary_dict()),
+            "unofficial_weights": self.unofficial_weights(),
+            "skipped_metrics": self.skipped_metrics,
+            "videos": {video: {r.metric: json_float(r.value) for r in rows.itertuples() if r.value == r.value}
+                       for video, rows in ok.groupby("video")},
+            "failures": self.failures.to_dict(orient="records"),
+            "skipped_inputs": self.skipped_inputs,
+            "unpaired": {"generated": self.unpaired_gen, "ground_truth": self.unpaired_gt},
+            "counts": {"pairs": self.pairs, "computed": self.computed, "resumed": self.resumed},
+            "ground_truth": {**self.ground_truth,
+                             "summary": summary_json(self.ground_truth.get("summary", {}))} if self.ground_truth else {},
+        }
+
+    def text(self, out: str | os.PathLike | None = None) -> str:
+        """What ``eval`` prints: the summary table, failures, warnings and notes."""
+        from .report import eval_text
+
+        return eval_text(self, out)
+
+
+# --------------------------------------------------------------------------------------------------
+# Options, checked before any work
+
+
+def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protocol
+                 ) -> tuple[list[Metric], dict[str, dict], dict[str, list], dict[str, str]]:
+    """The runnable metrics, their resolved parameters (weights and what resolves on this machine
+    recorded), their weights files, and the skipped ones with why. Bad options raise here."""
+    resolved = resolve_run_params(names, overrides)
+    chosen = [get_metric(n) for n in names]
+    skipped = {m.name: reason for m in chosen if (reason := m.available(resolved[m.name]))}
+    face_reason = None
+    if any(m.needs & {"landmarks", "face_track"} for m in chosen) or protocol.region != "full":
+        try:
+            faces.get_backend(protocol.landmarker)
+        except UnavailableError as exc:
+            face_reason = str(exc)
+            if protocol.region != "full":
+                raise ParameterError(f"--region {protocol.region} needs the face stage: {exc}") from None
+    for m in chosen:
+        if face_reason and m.needs & {"landmarks", "face_track"} and m.name not in skipped:
+            skipped[m.name] = face_reason
+    runnable = [m for m in chosen if m.name not in skipped]
+    weights_paths: dict[str, list] = {}
+    params = {}
+    for m in runnable:
+        p = dict(resolved[m.name])
+        found = m.resolve_weights(p)
+        if found:  # the files' checksums are part of the protocol of every result they give
+            weights_paths[m.name] = [path for path, _ in found]
+            p["weights"] = found[0][1] if len(found) == 1 else [d for _, d in found]
+        extra = dict(m.protocol_extra(p)) if m.protocol_extra else {}
+        if m.needs & {"landmarks", "face_track"}:
+            extra["face_pipeline"] = protocol.face_pipeline()
+        if extra:
+            p["resolved"] = extra
+        params[m.name] = p
+    return runnable, params, weights_paths, skipped
+
+
+def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[str] | None = None, *,
+             method: str | None = None, dataset: str | None = None, out: str | os.PathLike | None = None,
+             protocol: Protocol | None = None, params: dict[str, dict] | None = None,
+             device: str = "cpu", workers: int = 1, force: bool = False, progress: bool = True,
+             chunk: int = CHUNK_FRAMES, command: str | None = None,
+             shard: tuple[int, int] | None = None) -> EvalRun:
+    """Evaluate every generated/GT pair and store the rows; see ``evaluate`` for the arguments.
+
+    ``shard=(i, n)`` evaluates only the pairs of shard i of n (``in_shard``); dataset metrics (FID)
+    are then left to ``merge``, which combines the shards' per-video state."""
+    gen, gt = Path(gen), Path(gt)
+    protocol = protocol or Protocol()
+    names = list(dict.fromkeys(metrics or all_metrics()))  # default: every metric; unavailable ones are skipped
+    if shard is not None:
+        check_shard(shard)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ParameterError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    runnable, resolved, weights_paths, skipped = plan_metrics(names, params or {}, protocol)
+
+    pairing = media.pair_inputs(gen, gt)
+    if not pairing.pairs and not pairing.problems:
+        raise PairingError(f"no pairs: no file name in {gen} matches one in {gt} ({len(pairing.unpaired_gen)} "
+                           f"inputs in --gen, {len(pairing.unpaired_gt)} in --gt)")
+    if shard is not None:
+        pairing.pairs = [p for p in pairing.pairs if in_shard(p.key, shard)]
+        pairing.problems = {k: v for k, v in pairing.problems.items() if in_shard(k, shard)}
+    method = method or gen.resolve().name
+    dataset = dataset or gt.resolve().name
+    scratch = None if out is not None else tempfile.TemporaryDirectory(prefix="lipsync-bench-")
+    store = ResultStore(out, state_dir=None if out is not None else Path(scratch.name) / "state")
+    cache_dir = Path(out) / "cache" if out is not None else Path(scratch.name)
+    try:
+        run = store.open_run(method, dataset, protocol.as_dict(), resolved, str(gen.resolve()), str(gt.resolve()),
+                             force=force)
+        env = environment(device)
+        session = store.start_session(run, env, command)
+        references, truth_error = ({}, None) if is_ground_truth(method) else _open_references(
+            store, dataset, gt, runnable, resolved, protocol, force)
+        ref_sessions = {name: store.start_session(ref_run, env, command) for name, (ref_run, _) in references.items()}
+        setup = RunSetup(resolved, {name: p for name, (_, p) in references.items()}, protocol, device, cache_dir,
+                         store.state_dir, weights_paths, chunk)
+        names_run = [m.name for m in runnable]
+        for key, problem in pairing.problems.items():
+            store.write(run, session, [ResultRow(key, m, None, None, (), problem) for m in names_run])
+        jobs, resumed = _jobs(store, run, references, pairing.pairs, names_run, setup)
+        try:
+            _compute(store, run, session, references, ref_sessions, jobs, setup, workers, progress, f"eval {method}")
+            if shard is None:  # a shard's FID would cover a fraction of the videos: merge combines them
+                compute_dataset_metrics(store, run, session, [m for m in runnable if m.scope == "dataset"],
+                                        resolved, recompute=any(j.metrics for j in jobs))
+        finally:
+            store.finish_session(session)
+            for name, s in ref_sessions.items():
+                store.finish_session(s)
+        ground_truth = _reference_summary(store, references, pairing.pairs, jobs) if references else {}
+        if truth_error:
+            ground_truth["error"] = truth_error
+        results = store.results([run])
+        results = results[results.metric.isin(names_run)].reset_index(drop=True)
+        if out is not None:
+            write_exports(store, Path(out))
+        dataset_values = store.dataset_results(run)
+    finally:
+        store.close()
+        if scratch is not None:
+            scratch.cleanup()
+    return EvalRun(run, session, names_run, skipped, len(pairing.pairs), sum(bool(j.metrics) for j in jobs),
+                   resumed, pairing.unpaired_gen, pairing.unpaired_gt, results, dataset_values, env, ground_truth,
+                   pairing.skipped, shard)
+
+
+def _open_references(store: ResultStore, dataset: str, gt: Path, metrics: list[Metric], params: dict[str, dict],
+                     protocol: Protocol, force: bool) -> tuple[dict[str, tuple[Run, dict]], str | None]:
+    """The reference runs the metrics declare (the GT's own LSE): name -> (run, metric -> parameters).
+    A store that holds them under another protocol keeps them; the reason is returned."""
+    groups: dict[str, dict[str, dict]] = {}
+    for m in metrics:
+        if m.reference is not None:
+            p = {**params[m.name], **m.reference.params}
+            groups.setdefault(ground_truth_name(m.definition_suffix(p)), {})[m.name] = p
+    out, error = {}, None
+    for name, p in groups.items():
+        try:
+            out[name] = (store.open_run(name, dataset, protocol.as_dict(), p, str(gt.resolve()), str(gt.resolve()),
+                                        force=force), p)
+        except LipsyncBenchError as exc:
+            error = f"ground-truth {', '.join(get_metric(m).label for m in p)} not computed: {exc}"
+    return out, error
+
+
+def _jobs(store: ResultStore, run: Run, references: dict[str, tuple[Run, dict]], pairs: list[media.Pair],
+          names: list[str], setup: RunSetup) -> tuple[list[PairJob], int]:
+    """The pairs with metrics not yet in the store for their current inputs, and how many are complete."""
+    done = _complete(store, run, names)
+    ref_done = {name: _complete(store, ref_run, list(p)) for name, (ref_run, p) in references.items()}
+    jobs, resumed = [], 0
+    for pair in pairs:
+        sig = pair_signature(pair)
+        missing = [m for m in names if done.get((pair.key, m), "-") != sig]
+        ref_sig = pair_signature(media.Pair(pair.key, pair.gt, pair.gt))
+        refs = {name: [m for m in p if ref_done[name].get((pair.key, m), "-") != ref_sig]
+                for name, (_, p) in references.items()}
+        refs = {k: v for k, v in refs.items() if v}
+        if not missing:
+            resumed += 1
+        if missing or refs:
+            jobs.append(PairJob(pair, missing, refs, _reuse(store, pair, missing, setup)))
+    return jobs, resumed
+
+
+def _complete(store: ResultStore, run: Run, names: list[str]) -> dict[tuple[str, str], str | None]:
+    """(video, metric) -> input signature of the rows that are complete: a value, and for a dataset
+    metric every state file present and intact (a damaged one is computed again)."""
+    done = store.completed(run)
+    for name in names:
+        if get_metric(name).scope != "dataset":
+            continue
+        states = store.states(run, name)
+        for video, metric in [k for k in done if k[1] == name]:
+            sides = states.get(video, {})
+            if not sides or not all(store.state_ok(name, digest) for digest, _ in sides.values()):
+                del done[(video, metric)]
+    return done
+
+
+def _reuse(store: ResultStore, pair: media.Pair, names: list[str], setup: RunSetup) -> dict[str, dict[str, Path]]:
+    """State of the GT that an earlier run computed under the same definition (FID's GT features)."""
+    out = {}
+    for name in names:
+        if get_metric(name).scope == "dataset":
+            digest = store.find_state(name, state_key(pair.gt, setup.protocol, setup.params[name]))
+            if digest is not None:
+                out[name] = {"gt": store.state_file(name, digest)}
+    return out
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _compute(store: ResultStore, run: Run, session: int, references: dict[str, tuple[Run, dict]],
+             ref_sessions: dict[str, int], jobs: list[PairJob], setup: RunSetup, workers: int, progress: bool,
+             desc: str) -> None:
+    """Evaluate the jobs (in ``workers`` processes), storing each video's rows as it finishes."""
+    bar = tqdm(total=len(jobs), desc=desc, unit="video", disable=not progress or not jobs, file=sys.stderr,
+               dynamic_ncols=True)
+
+    def finish(outcome: PairOutcome) -> None:
+        if outcome.rows:
+            store.write(run, session, outcome.rows)
+        for name, rows in outcome.references.items():
+            ref_run = references[name][0]
+            store.write(ref_run, ref_sessions[name], _checked(rows, not ref_run.unofficial_weights()))
+        bar.update()
+
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                finish(evaluate_pair(job, setup))
+            return
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
+            futures = [pool.submit(evaluate_pair, job, setup) for job in jobs]
+            try:
+                for future in as_completed(futures):
+                    finish(future.result())
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
+        bar.close()
+
+
+def _checked(rows: list[ResultRow], official: bool) -> list[ResultRow]:
+    """Reference rows with the declared plausibility warning (with the official weights only: random
+    or retrained weights give other scales)."""
+    for r in rows:
+        check = get_metric(r.metric).reference.check
+        if official and check is not None and r.value is not None and (warning := check(r.value)):
+            r.warnings = r.warnings + (warning,)
+    return rows
+
+
+def _reference_summary(store: ResultStore, references: dict[str, tuple[Run, dict]], pairs: list[media.Pair],
+                       jobs: list[PairJob]) -> dict:
+    keys = {p.key for p in pairs}
+    summary, warnings, failures = {}, [], []
+    for name, (ref_run, p) in references.items():
+        rows = store.results([ref_run])
+        rows = rows[rows.video.isin(keys) & rows.metric.isin(list(p))]
+        ok = rows[rows.error.isna()]
+        for m in p:
+            summary[m] = summarize(ok[ok.metric == m].value.tolist(),
+                                   failed=int((rows.error.notna() & (rows.metric == m)).sum()))
+        warnings += [(r.video, w) for r in rows.itertuples() for w in r.warnings]
+        failures += [(r.video, r.error) for r in rows[rows.error.notna()].drop_duplicates("video").itertuples()]
+    return {"summary": summary, "computed": sum(bool(j.references) for j in jobs), "warnings": warnings,
+            "failures": failures}
+
+
+def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[str] | None = None, *,
+             method: str | None = None, dataset: str | None = None, out: str | os.PathLike | None = None,
+             fps: float = 25.0, region: str = "full", max_frame_gap: int = 3, landmarker: str = "auto",
+             params: dict[str, dict] | None = None, device: str = "cpu", workers: int = 1, force: bool = False,
+             progress: bool = False) -> EvalRun:
+    """Evaluate generated videos in ``gen`` against ground truth in ``gt``; the API twin of ``eval``.
+
+    Files are paired by relative path without extension. ``metrics`` defaults to every registered metric
+    (those that cannot run here, e.g. without their weights, are skipped); ``params`` overrides metric
+    parameters (``{"ifc": {"norm": "l2"}}``, or a group: ``{"lse": {"vshift": 10}}``). With ``out``,
+    results go to the store in that folder and a rerun resumes; without it nothing is kept on disk.
+
+    Returns an ``EvalRun``: ``.videos`` (one row per video and metric: ``video``, ``metric``, ``value``,
+    ``error``, ...), ``.summary`` (indexed by metric: ``mean``, ``std``, ``ci_low``, ``ci_high``, ``n``,
+    ``failed``; FID's value in ``mean``), ``.dataset``, ``.failures``, ``.protocol``, ``.to_json()``
+    (what ``eval --json`` prints) and ``.text()`` (what ``eval`` prints).
+    """
+    try:
+        protocol = Protocol(fps=fps, region=region, max_frame_gap=max_frame_gap, landmarker=landmarker)
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from None
+    return run_eval(gen, gt, metrics, method=method, dataset=dataset, out=out, protocol=protocol, params=params,
+                    device=device, workers=workers, force=force, progress=progress)
+
+
+def available_metrics() -> list[dict]:
+    """Every registered metric with its declaration and whether it can run here now."""
+    rows = []
+    for name in all_metrics():
+        m = get_metric(name)
+        reason = m.available(m.resolve_params())
+        rows.append({"name": m.name, "label": m.label,
+                     "better": {True: "higher", False: "lower", None: "-"}[m.higher_is_better],
+                     "needs": sorted(m.needs), "scope": m.scope, "group": m.group, "available": reason is None,
+                     "reason": reason, "parameters": m.defaults,
+                     "schema": {k: {"default": p.default, "allowed": p.allowed(), "defines": p.defines,
+                                    "help": p.help} for k, p in m.params.items()},
+                     "description": m.description})
+    return rows
+
+
+__all__ = ["evaluate", "run_eval", "available_metrics", "compute_dataset_metrics", "plan_metrics", "EvalRun"]

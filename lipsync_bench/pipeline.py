@@ -1,0 +1,413 @@
+"""The per-pair pipeline: each input decoded once, its faces analysed once, every metric fed.
+
+For one generated/GT pair, the pipeline reads the declarations of the metrics to compute (the
+evaluated run's, and those of reference runs computed on the GT itself, e.g. the GT's own LSE) and
+decides from their ``needs``:
+
+- which inputs are decoded: the generated video when the run computes anything on it, the GT only
+  when a metric needs GT frames or landmarks, or a reference run reads it;
+- which inputs the face stage analyses (one analysis per input per run, with the protocol's
+  landmarker, cached under ``<out>/cache/faces``): the faces of both for "landmarks", of the
+  generated video for "face_track", of the GT for ``--region face|mouth``;
+- which metrics must wait for a face analysis before their first frame (crops that follow the face
+  track, regions): when that analysis is not cached yet, they read the frames after the decoding
+  pass from an in-memory buffer (``FRAME_BUFFER_BYTES``; a longer video is decoded a second time
+  for them instead).
+
+Every other metric reads the frames as they are decoded. A metric that fails on a video (no face,
+no audio) fails alone; a video that cannot be read fails every metric of it, with one message.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from . import faces, media
+from .errors import LipsyncBenchError, MediaError, MetricError, PairingError
+from .faces import FaceAnalyzer, FaceData
+from .metrics import FrameBatch, Metric, MetricContext, get_metric
+from .protocol import Protocol, canonical
+from .store import ResultRow
+
+CHUNK_FRAMES = 32
+#: Frames held in memory while a video's faces are analysed, for the metrics that need the analysis
+#: before their frames; a video whose frames exceed it is decoded a second time for them.
+FRAME_BUFFER_BYTES = int(float(os.environ.get("LIPSYNC_BENCH_FRAME_BUFFER_MB", "2048")) * 2**20)
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What every pair of a run shares: the parameters of each metric (``params``) and of each
+    reference run's metrics (``reference_params``: run name -> metric -> parameters), the protocol,
+    the device, the folders, and the weights files of each metric."""
+
+    params: dict[str, dict]
+    reference_params: dict[str, dict[str, dict]]
+    protocol: Protocol
+    device: str
+    cache_dir: Path
+    state_dir: Path
+    weights_paths: dict[str, list[Path]]
+    chunk: int = CHUNK_FRAMES
+
+
+@dataclass
+class PairJob:
+    """One pair's work: the metrics of the evaluated run still to compute, those of each reference
+    run (run name -> metrics), and per metric the state files of earlier videos it may reuse."""
+
+    pair: media.Pair
+    metrics: list[str]
+    references: dict[str, list[str]] = field(default_factory=dict)
+    reuse: dict[str, dict[str, Path]] = field(default_factory=dict)
+
+
+@dataclass
+class PairOutcome:
+    rows: list[ResultRow]
+    references: dict[str, list[ResultRow]]
+
+
+def pair_signature(pair: media.Pair) -> str | None:
+    """The inputs' signatures (size and modification time): a row of a changed file is recomputed."""
+    try:
+        return f"{media.input_signature(pair.gen)}|{media.input_signature(pair.gt)}"
+    except OSError:
+        return None
+
+
+class FaceStage:
+    """The face analyses of a pair's inputs: loaded from the cache, or computed from the frames of the
+    pair's decoding pass and cached. Called with a path, it gives that input's ``FaceData``."""
+
+    def __init__(self, protocol: Protocol, cache_dir: Path):
+        self.fps, self.landmarker, self.cache_dir = protocol.fps, protocol.landmarker, cache_dir
+        self.data: dict[Path, FaceData] = {}
+        self.analyzers: dict[Path, tuple[FaceAnalyzer, Path]] = {}
+
+    def want(self, path: Path) -> None:
+        if path in self.data or path in self.analyzers:
+            return
+        analyzer = FaceAnalyzer(self.landmarker)
+        file = faces.cache_file(self.cache_dir, path, self.fps, analyzer.params())
+        if file.is_file():
+            try:
+                self.data[path] = FaceData.load(file)
+                return
+            except (OSError, ValueError, KeyError):  # a damaged cache entry is computed again
+                pass
+        self.analyzers[path] = (analyzer, file)
+
+    def pending(self, path: Path) -> bool:
+        return path in self.analyzers
+
+    def update(self, path: Path, frames: np.ndarray) -> None:
+        if path in self.analyzers:
+            self.analyzers[path][0].update(frames)
+
+    def finish(self) -> None:
+        for path, (analyzer, file) in self.analyzers.items():
+            self.data[path] = analyzer.result()
+            self.data[path].save(file)
+        self.analyzers.clear()
+
+    def __call__(self, path: Path) -> FaceData:
+        if path not in self.data:
+            raise MetricError(f"{path}: its face analysis is not available yet")
+        return self.data[path]
+
+
+@dataclass
+class _Entry:
+    """One metric of one run on this pair: ``run`` None for the evaluated run, else the reference run
+    (whose generated video is the GT itself)."""
+
+    run: str | None
+    metric: Metric
+    params: dict
+    context: MetricContext
+    accumulator: object = None
+    late: bool = False
+    region: bool = False
+    error: str | None = None
+
+    @property
+    def reads_gt_as_gen(self) -> bool:
+        return self.run is not None
+
+
+def evaluate_pair(job: PairJob, setup: RunSetup) -> PairOutcome:
+    """All the job's metrics of one pair. Never raises for a bad input: errors become rows."""
+    start = time.perf_counter()
+    pair, protocol = job.pair, setup.protocol
+    signature = pair_signature(pair)
+    ref_signature = _reference_signature(pair)
+    warnings: list[str] = []
+    entries: list[_Entry] = []
+    try:
+        entries = _entries(job, setup, FaceStage(protocol, setup.cache_dir))
+        _run_passes(pair, entries, setup, warnings)
+    except LipsyncBenchError as exc:
+        return _failed(job, setup, str(exc), start, signature, ref_signature, exc)
+    except Exception as exc:  # a bug must not lose the other videos: record it, with where it happened
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        message = f"internal error {type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})"
+        return _failed(job, setup, message, start, signature, ref_signature, exc)
+    seconds = (time.perf_counter() - start) / max(1, len(entries))
+    rows: list[ResultRow] = []
+    references: dict[str, list[ResultRow]] = {name: [] for name in job.references}
+    for e in entries:
+        own = warnings if e.run is None else []
+        sig = signature if e.run is None else ref_signature
+        out = rows if e.run is None else references[e.run]
+        if e.error is None:
+            try:
+                value = e.accumulator.result()
+            except MetricError as exc:
+                e.error = str(exc)
+        if e.error is not None:
+            out.append(ResultRow(pair.key, e.metric.name, None, None, tuple(own), e.error, seconds, sig))
+            continue
+        state = None
+        if value.state:
+            paths = {"gen": e.context.gen, "gt": e.context.gt}
+            state = {side: {"sha256": f.sha256, "rows": f.rows, "key": state_key(paths[side], setup.protocol, e.params)}
+                     for side, f in value.state.items()}
+        out.append(ResultRow(pair.key, e.metric.name, None if math.isnan(value.value) else float(value.value),
+                             value.frames, tuple(own + value.warnings), None, seconds, sig, value.details, state))
+    return PairOutcome(rows, references)
+
+
+def state_key(path: Path, protocol: Protocol, params: dict) -> str:
+    """What a dataset metric's per-video state of one input depends on: the input (path and signature),
+    the protocol and the metric's parameters (weights checksum included). Equal keys: reusable state."""
+    return hashlib.sha256(canonical({"input": str(Path(path).resolve()), "signature": media.input_signature(path),
+                                     "protocol": protocol.as_dict(), "params": params}).encode()).hexdigest()
+
+
+def _reference_signature(pair: media.Pair) -> str | None:
+    return pair_signature(media.Pair(pair.key, pair.gt, pair.gt))
+
+
+def _failed(job: PairJob, setup: RunSetup, message: str, start: float, signature, ref_signature,
+            exc: Exception) -> PairOutcome:
+    """Error rows for the pair. The reference runs read only the GT: unless the GT itself is what
+    failed, they are computed on their own (the pair's problem is not theirs)."""
+    seconds = time.perf_counter() - start
+    rows = [ResultRow(job.pair.key, m, None, None, (), message, seconds, signature) for m in job.metrics]
+    gt_failed = isinstance(exc, MediaError) and exc.path == str(job.pair.gt) or not isinstance(exc, LipsyncBenchError)
+    if job.references and job.metrics and not gt_failed:
+        alone = evaluate_pair(PairJob(job.pair, [], job.references, job.reuse), setup)
+        return PairOutcome(rows, alone.references)
+    references = {name: [ResultRow(job.pair.key, m, None, None, (), message, seconds, ref_signature) for m in names]
+                  for name, names in job.references.items()}
+    return PairOutcome(rows, references)
+
+
+def _entries(job: PairJob, setup: RunSetup, stage: FaceStage) -> list[_Entry]:
+    """The accumulators of the job, with the face analyses they need and whether they must wait."""
+    pair, protocol = job.pair, setup.protocol
+    device = torch.device(setup.device)
+    planned = [(None, get_metric(m), setup.params[m]) for m in job.metrics]
+    planned += [(run, get_metric(m), setup.reference_params[run][m]) for run, names in job.references.items()
+                for m in names]
+    entries = []
+    shared: dict[str | None, dict] = {}  # one per run: metrics computed together (LSE-C/D, offset) meet here
+    for run, m, params in planned:
+        gen = pair.gt if run is not None else pair.gen
+        region = run is None and protocol.region != "full" and m.uses_region
+        if "landmarks" in m.needs:
+            stage.want(gen)
+            stage.want(pair.gt)
+        if "face_track" in m.needs:
+            stage.want(gen)
+        if region:
+            stage.want(pair.gt)
+        context = MetricContext(device, gen, pair.gt, protocol.fps, stage, setup.weights_paths.get(m.name, []),
+                                setup.state_dir / m.name, dict(job.reuse.get(m.name, {})),
+                                shared.setdefault(run, {}))
+        late = ("face_track" in m.needs and stage.pending(gen)) or (region and stage.pending(pair.gt))
+        entries.append(_Entry(run, m, params, context, late=late, region=region))
+    for e in entries:  # a metric that cannot start on this video (e.g. LSE without audio) leaves the others
+        try:
+            e.accumulator = e.metric.make_accumulator(e.params, e.context)
+        except MetricError as exc:
+            e.error = str(exc)
+    return entries
+
+
+def _run_passes(pair: media.Pair, entries: list[_Entry], setup: RunSetup, warnings: list[str]) -> None:
+    """The decoding pass (faces analysed, metrics that need no analysis first fed), then the buffered
+    frames for those that waited for it."""
+    protocol, dev = setup.protocol, torch.device(setup.device)
+    stage: FaceStage = entries[0].context.faces if entries else None
+    method = [e for e in entries if e.run is None]
+    compare = any("gt_frames" in e.metric.needs or "landmarks" in e.metric.needs or e.region for e in method)
+    decode_gen = bool(method)
+    decode_gt = compare or any(e.run is not None for e in entries)
+    if not (decode_gen or decode_gt):
+        return
+    late = [e for e in entries if e.late and e.error is None]
+    early = [e for e in entries if not e.late and e.error is None]
+    buffer: list | None = [] if late else None
+    held = 0
+    regions = _Regions(protocol, stage, pair.gt)
+    for g, t, index in _chunks(pair, protocol, setup.chunk, warnings, decode_gen, decode_gt, compare):
+        if g is not None:
+            stage.update(pair.gen, g)
+        if t is not None and pair.gt != pair.gen:
+            stage.update(pair.gt, t)
+        _feed(early, g, t, index, dev, regions)
+        if buffer is not None:
+            held += (g.nbytes if g is not None else 0) + (t.nbytes if t is not None and t is not g else 0)
+            if held <= FRAME_BUFFER_BYTES:
+                buffer.append((g, t, index))
+            else:
+                buffer = None
+    stage.finish()
+    if not late:
+        return
+    again = buffer if buffer is not None else _chunks(pair, protocol, setup.chunk, [], decode_gen, decode_gt, compare)
+    for g, t, index in again:
+        _feed(late, g, t, index, dev, regions)
+
+
+class _Regions:
+    """The protocol's region boxes of a pair, from the GT's face analysis (computed on first use)."""
+
+    def __init__(self, protocol: Protocol, stage: FaceStage, gt: Path):
+        self.region, self.stage, self.gt = protocol.region, stage, gt
+        self.boxes: np.ndarray | None = None
+
+    def crop(self, gen: torch.Tensor, gt: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.boxes is None:
+            data = self.stage(self.gt)
+            faces.require_faces(data, self.gt)
+            self.boxes = faces.region_boxes(data, self.region, gt.shape[1], gt.shape[2])
+        # hold the last box past the analysed frames (an analysis cached from a truncated pair)
+        sel = self.boxes[np.minimum(np.arange(start, start + len(gen)), len(self.boxes) - 1)]
+        return faces.crop_frames(gen, sel), faces.crop_frames(gt, sel)
+
+
+def _feed(entries: list[_Entry], g, t, index: int, dev: torch.device, regions: _Regions) -> None:
+    gen = torch.from_numpy(g).to(dev) if g is not None else None
+    gt = gen if t is g else (torch.from_numpy(t).to(dev) if t is not None else None)
+    plain = FrameBatch(gen, gt, index) if gen is not None else None
+    cropped = None
+    for e in entries:
+        if e.error is not None:
+            continue
+        try:
+            if e.reads_gt_as_gen:
+                if gt is None:
+                    continue
+                batch = FrameBatch(gt, gt, index)
+            elif gen is None:
+                continue
+            elif e.region:
+                if cropped is None:
+                    cropped = FrameBatch(*regions.crop(gen, gt, index), index, gen, gt)
+                batch = cropped
+            else:
+                batch = plain
+            e.accumulator.update(batch)
+        except MetricError as exc:
+            e.error = str(exc)
+
+
+def _chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: list[str], decode_gen: bool,
+            decode_gt: bool, compare: bool) -> Iterator[tuple[np.ndarray | None, np.ndarray | None, int]]:
+    """(gen, gt, first frame index) chunks of the inputs to decode; with ``compare``, of equal length,
+    with the sizes and the frame-count gap checked."""
+    if pair.gen == pair.gt:  # a video against itself: decode once
+        frames = 0
+        for c in media.iter_frames(pair.gen, protocol.fps, chunk):
+            yield c, c, frames
+            frames += len(c)
+        if frames == 0:
+            raise PairingError("no frames could be decoded")
+        return
+    if compare:
+        yield from _aligned_chunks(pair, protocol, chunk, warnings)
+        return
+    streams = [media.iter_frames(p, protocol.fps, chunk) if want else iter(())
+               for p, want in ((pair.gen, decode_gen), (pair.gt, decode_gt))]
+    index = 0
+    while True:
+        g, t = next(streams[0], None), next(streams[1], None)
+        if g is None and t is None:
+            break
+        yield g, t, index
+        index += len(g) if g is not None else len(t)
+    if index == 0:
+        raise PairingError("no frames could be decoded")
+
+
+def _aligned_chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: list[str]):
+    """Yield (gen, gt, index) uint8 chunks of equal length; check sizes and the frame-count gap at the end."""
+    gen_iter = media.iter_frames(pair.gen, protocol.fps, chunk)
+    gt_iter = media.iter_frames(pair.gt, protocol.fps, chunk)
+    n_gen = n_gt = used = 0
+    gen_left, gt_left = None, None
+    while True:
+        g = next(gen_iter, None) if gen_left is None else gen_left
+        t = next(gt_iter, None) if gt_left is None else gt_left
+        gen_left = gt_left = None
+        if g is None or t is None:
+            # Count the longer input's remaining frames, stopping once the gap is too large anyway.
+            rest, count = (gt_iter, t) if g is None else (gen_iter, g)
+            extra = 0 if count is None else len(count)
+            for c in rest:
+                extra += len(c)
+                if extra > protocol.max_frame_gap:
+                    break
+            if g is None:
+                n_gt += extra
+            else:
+                n_gen += extra
+            break
+        if used == 0 and g.shape[1:] != t.shape[1:]:
+            raise PairingError(f"frame sizes differ: generated {g.shape[2]}x{g.shape[1]}, "
+                               f"ground truth {t.shape[2]}x{t.shape[1]}")
+        m = min(len(g), len(t))
+        n_gen += m
+        n_gt += m
+        if len(g) > m:
+            gen_left = g[m:]
+        if len(t) > m:
+            gt_left = t[m:]
+        yield g[:m], t[:m], used
+        used += m
+    if used == 0:
+        raise PairingError("no frames could be decoded")
+    gap = abs(n_gen - n_gt)
+    if gap > protocol.max_frame_gap:
+        (short, n_short), (long_, n_long) = sorted([("generated", n_gen), ("ground truth", n_gt)],
+                                                   key=lambda x: x[1])
+        raise PairingError(f"frame counts differ by more than {protocol.max_frame_gap} at {protocol.fps:g} fps: "
+                           f"{short} has {n_short} frames, {long_} at least {n_long} (--max-frame-gap)"
+                           + _native_rates_note(pair))
+    if gap:
+        warnings.append(f"frame counts differ by {gap} (generated {n_gen}, ground truth {n_gt}); "
+                        f"truncated to {used}")
+
+
+def _native_rates_note(pair: media.Pair) -> str:
+    """When the two inputs declare different frame rates, say so: a wrong rate in a file's metadata
+    (0, 1000 fps) is the usual cause of a frame-count mismatch."""
+    try:
+        rates = [media.probe(p).native_fps for p in (pair.gen, pair.gt)]
+    except LipsyncBenchError:
+        return ""
+    if None in rates or abs(rates[0] - rates[1]) < 0.01:
+        return ""
+    return f"; their native frame rates differ: generated {rates[0]:g} fps, ground truth {rates[1]:g} fps"

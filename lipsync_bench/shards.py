@@ -1,0 +1,108 @@
+"""Shards of one evaluation and their merge.
+
+``eval --shard I/N`` evaluates the pairs of one shard (a fixed split by a hash of the file name) into
+its own results folder; ``merge`` copies the shards' runs, rows and per-video state into one folder
+and computes each run's dataset metrics (FID) again over all its videos from that state — never as a
+mean of the shards' values, and without reading the inputs.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+from typing import Iterable
+
+from .errors import LipsyncBenchError, ParameterError
+from .metrics import Metric, all_metrics, get_metric
+from .protocol import environment
+from .report import write_exports
+from .store import ResultStore, Run
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"0/4"`` -> (0, 4)."""
+    i, slash, n = text.partition("/")
+    if not (slash and i.isdigit() and n.isdigit()):
+        raise ParameterError(f"--shard {text}: expected I/N, e.g. 0/4")
+    shard = (int(i), int(n))
+    check_shard(shard)
+    return shard
+
+
+def check_shard(shard: tuple[int, int]) -> None:
+    i, n = shard
+    if not (n >= 1 and 0 <= i < n):
+        raise ParameterError(f"--shard {i}/{n}: expected I/N with 0 <= I < N, e.g. 0/4")
+
+
+def in_shard(key: str, shard: tuple[int, int]) -> bool:
+    """Whether a pair belongs to shard i of n: by a hash of its key, so the split is the same on every
+    machine and does not move when other files are added."""
+    i, n = shard
+    return int(hashlib.sha1(key.encode()).hexdigest()[:12], 16) % n == i
+
+
+def merge(sources: Iterable[str | os.PathLike], out: str | os.PathLike, device: str = "cpu",
+          command: str | None = None) -> list[Run]:
+    """Combine result stores (the shards of one evaluation, or any stores) into ``out``.
+
+    Runs must agree in protocol and parameters. Rows, sessions and per-video state files are copied;
+    each run's dataset metrics are computed again over all its videos from the merged state."""
+    out = Path(out)
+    sources = [Path(s) for s in sources]
+    for src in sources:
+        if src.resolve() == out.resolve():
+            raise ParameterError(f"{src}: a source is the output folder itself")
+    opened = [ResultStore.open_existing(src) for src in sources]
+    store = ResultStore(out)
+    try:
+        for other in opened:
+            for run in other.runs():
+                store.import_run(other, run)
+            other.close()
+        env = environment(device)
+        for run in store.runs():
+            dataset_metrics = [get_metric(m) for m in run.metric_params
+                               if m in all_metrics() and get_metric(m).scope == "dataset"]
+            if not dataset_metrics:
+                continue
+            session = store.start_session(run, env, command)
+            try:
+                compute_dataset_metrics(store, run, session, dataset_metrics, run.metric_params, recompute=True)
+            finally:
+                store.finish_session(session)
+        runs = store.runs()
+        write_exports(store, out)
+    finally:
+        store.close()
+    return runs
+
+
+def compute_dataset_metrics(store: ResultStore, run: Run, session: int, metrics: list[Metric],
+                            params: dict[str, dict], recompute: bool) -> None:
+    """Combine the per-video state of dataset metrics (FID) over the run's videos that succeeded,
+    from the results folder alone (the inputs are not read)."""
+    existing = store.dataset_results(run)
+    rows = store.results([run])
+    for m in metrics:
+        if not recompute and m.name in existing:
+            continue
+        ok = sorted(set(rows[(rows.metric == m.name) & rows.error.isna()].video))
+        states = store.states(run, m.name)
+        if not ok:
+            store.write_dataset(run, session, m.name, None, 0, None, error="no video could be evaluated")
+            continue
+        lost = [v for v in ok if v not in states]
+        if lost:
+            store.write_dataset(run, session, m.name, None, len(ok), None,
+                                error=f"the state of {len(lost)} videos (e.g. {lost[0]}) is not in the results "
+                                      "folder; run eval again on the inputs to recompute it")
+            continue
+        loaders = [{side: functools.partial(store.load_state, m.name, digest, video)
+                    for side, (digest, _) in states[video].items()} for video in ok]
+        try:
+            value = m.dataset_value(params[m.name], loaders)
+            store.write_dataset(run, session, m.name, value.value, len(ok), value.frames, value.warnings)
+        except LipsyncBenchError as exc:
+            store.write_dataset(run, session, m.name, None, len(ok), None, error=str(exc))
