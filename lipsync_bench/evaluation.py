@@ -4,7 +4,7 @@ Options are checked against the metric declarations before any input is read; th
 through the pipeline (``lipsync_bench.pipeline``) once, its rows committed to the store together, so
 an interrupted run resumes where it stopped and a failing video is recorded as that video's error
 while the others go on. Reference runs (a metric computed on the GT videos themselves, e.g. the GT's
-own LSE) ride on the same decode of each GT; dataset metrics (FID) are combined at the end from the
+own sync scores) ride on the same decode of each GT; dataset metrics are combined at the end from the
 per-video state kept in the results folder.
 """
 from __future__ import annotations
@@ -40,8 +40,8 @@ class EvalRun:
     """What one ``eval`` did and found; everything the command prints comes from here.
 
     ``videos``: the long table, one row per video and metric of the run (``value`` NaN and the
-    reason in ``error`` for a failed video). ``dataset_values``: dataset metrics (FID) by name.
-    ``ground_truth``: the reference runs' summary, warnings and failures (the GT's own LSE).
+    reason in ``error`` for a failed video). ``dataset_values``: dataset metrics by name.
+    ``ground_truth``: the reference runs' summary, warnings and failures.
     """
 
     run: Run
@@ -80,7 +80,7 @@ class EvalRun:
     @property
     def summary(self) -> pd.DataFrame:
         """Indexed by metric name: ``mean``, ``std``, ``ci_low``, ``ci_high``, ``n``, ``failed`` (a
-        dataset metric's value, e.g. FID, in ``mean``)."""
+        dataset metric's value in ``mean``)."""
         records = {m: {"mean": s["mean"], "std": s["std"], "ci_low": s["ci95"][0], "ci_high": s["ci95"][1],
                        "n": s["n"], "failed": s["failed"]} for m, s in self.summary_dict().items()}
         df = pd.DataFrame.from_dict(records, orient="index", columns=SUMMARY_COLUMNS)
@@ -89,7 +89,7 @@ class EvalRun:
 
     @property
     def dataset(self) -> pd.DataFrame:
-        """Dataset metrics (FID), indexed by name: ``value``, ``videos``, ``frames``, ``error``, ``warnings``."""
+        """Dataset metrics, indexed by name: ``value``, ``videos``, ``frames``, ``error``, ``warnings``."""
         cols = ["value", "videos", "frames", "error", "warnings"]
         df = pd.DataFrame.from_dict({m: {c: d.get(c) for c in cols} for m, d in self.dataset_values.items()},
                                     orient="index", columns=cols)
@@ -188,7 +188,7 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
              shard: tuple[int, int] | None = None) -> EvalRun:
     """Evaluate every generated/GT pair and store the rows; see ``evaluate`` for the arguments.
 
-    ``shard=(i, n)`` evaluates only the pairs of shard i of n (``in_shard``); dataset metrics (FID)
+    ``shard=(i, n)`` evaluates only the pairs of shard i of n (``in_shard``); dataset metrics
     are then left to ``merge``, which combines the shards' per-video state."""
     gen, gt = Path(gen), Path(gt)
     protocol = protocol or Protocol()
@@ -227,7 +227,7 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
         jobs, resumed = _jobs(store, run, references, pairing.pairs, names_run, setup)
         try:
             _compute(store, run, session, references, ref_sessions, jobs, setup, workers, progress, f"eval {method}")
-            if shard is None:  # a shard's FID would cover a fraction of the videos: merge combines them
+            if shard is None:  # a shard's dataset value would cover a fraction of the videos: merge combines them
                 compute_dataset_metrics(store, run, session, [m for m in runnable if m.scope == "dataset"],
                                         resolved, recompute=any(j.metrics for j in jobs))
         finally:
@@ -253,7 +253,7 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
 
 def _open_references(store: ResultStore, dataset: str, gt: Path, metrics: list[Metric], params: dict[str, dict],
                      protocol: Protocol, force: bool) -> tuple[dict[str, tuple[Run, dict]], str | None]:
-    """The reference runs the metrics declare (the GT's own LSE): name -> (run, metric -> parameters).
+    """The reference runs the metrics declare: name -> (run, metric -> parameters).
     A store that holds them under another protocol keeps them; the reason is returned."""
     groups: dict[str, dict[str, dict]] = {}
     for m in metrics:
@@ -306,7 +306,7 @@ def _complete(store: ResultStore, run: Run, names: list[str]) -> dict[tuple[str,
 
 
 def _reuse(store: ResultStore, pair: media.Pair, names: list[str], setup: RunSetup) -> dict[str, dict[str, Path]]:
-    """State of the GT that an earlier run computed under the same definition (FID's GT features)."""
+    """State of the GT that an earlier run computed under the same definition."""
     out = {}
     for name in names:
         if get_metric(name).scope == "dataset":
@@ -391,12 +391,12 @@ def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
 
     Files are paired by relative path without extension. ``metrics`` defaults to every registered metric
     (those that cannot run here, e.g. without their weights, are skipped); ``params`` overrides metric
-    parameters (``{"ifc": {"norm": "l2"}}``, or a group: ``{"lse": {"vshift": 10}}``). With ``out``,
+    parameters (``{"ifc": {"norm": "l2"}}``, or a group's: ``{GROUP: {NAME: VALUE}}``). With ``out``,
     results go to the store in that folder and a rerun resumes; without it nothing is kept on disk.
 
     Returns an ``EvalRun``: ``.videos`` (one row per video and metric: ``video``, ``metric``, ``value``,
     ``error``, ...), ``.summary`` (indexed by metric: ``mean``, ``std``, ``ci_low``, ``ci_high``, ``n``,
-    ``failed``; FID's value in ``mean``), ``.dataset``, ``.failures``, ``.protocol``, ``.to_json()``
+    ``failed``; a dataset metric's value in ``mean``), ``.dataset``, ``.failures``, ``.protocol``, ``.to_json()``
     (what ``eval --json`` prints) and ``.text()`` (what ``eval`` prints).
     """
     try:

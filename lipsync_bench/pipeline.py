@@ -1,7 +1,7 @@
 """The per-pair pipeline: each input decoded once, its faces analysed once, every metric fed.
 
 For one generated/GT pair, the pipeline reads the declarations of the metrics to compute (the
-evaluated run's, and those of reference runs computed on the GT itself, e.g. the GT's own LSE) and
+evaluated run's, and those of reference runs computed on the GT itself, e.g. the GT's own sync scores) and
 decides from their ``needs``:
 
 - which inputs are decoded: the generated video when the run computes anything on it, the GT only
@@ -221,7 +221,7 @@ def _entries(job: PairJob, setup: RunSetup, stage: FaceStage) -> list[_Entry]:
     planned += [(run, get_metric(m), setup.reference_params[run][m]) for run, names in job.references.items()
                 for m in names]
     entries = []
-    shared: dict[str | None, dict] = {}  # one per run: metrics computed together (LSE-C/D, offset) meet here
+    shared: dict[str | None, dict] = {}  # one per run: metrics computed together meet here
     for run, m, params in planned:
         gen = pair.gt if run is not None else pair.gen
         region = run is None and protocol.region != "full" and m.uses_region
@@ -237,7 +237,7 @@ def _entries(job: PairJob, setup: RunSetup, stage: FaceStage) -> list[_Entry]:
                                 shared.setdefault(run, {}))
         late = ("face_track" in m.needs and stage.pending(gen)) or (region and stage.pending(pair.gt))
         entries.append(_Entry(run, m, params, context, late=late, region=region))
-    for e in entries:  # a metric that cannot start on this video (e.g. LSE without audio) leaves the others
+    for e in entries:  # a metric that cannot start on this video (e.g. one that needs audio, without it) leaves the others
         try:
             e.accumulator = e.metric.make_accumulator(e.params, e.context)
         except MetricError as exc:

@@ -23,7 +23,7 @@ UNOFFICIAL = "†"
 
 @dataclass(frozen=True)
 class Column:
-    """A table column: one metric under one definition (``name`` is its key, e.g. ``lse_c@avsyncnet``)."""
+    """A table column: one metric under one definition (``name`` is its key, e.g. ``ifc@norm=l2``)."""
 
     name: str
     metric: str
@@ -38,7 +38,7 @@ class Column:
 
 def column(metric: str, params: dict | None = None) -> Column:
     """The column of a metric's results computed with ``params`` (default: its defaults); a defining
-    parameter with another value gives another column (``LSE-C [AVSyncNet]``, ``IFC [norm=l2]``)."""
+    parameter with another value gives another column (``IFC [norm=l2]``)."""
     try:
         m = get_metric(metric)
     except LipsyncBenchError:
@@ -148,7 +148,7 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
         values, failed = {}, {}
         dataset_values = store.dataset_results(run)
         for metric, g in sub.groupby("metric"):
-            if metric in dataset_values:  # dataset metrics (FID): one value over all videos
+            if metric in dataset_values:  # dataset metrics: one value over all videos
                 value = dataset_values[metric]["value"]
             else:
                 value = summarize(g[g.error.isna()].value.tolist())["mean"]

@@ -1,6 +1,6 @@
 """``lipsync-bench report``: one self-contained HTML page of a results folder — per dataset the method
 table, per-metric distributions (box plots), the worst videos per metric with thumbnails of the
-generated and GT frames, the LSE distance curves where computed, failures, and every run's protocol.
+generated and GT frames, the curves metrics keep per video, failures, and every run's protocol.
 
 Self-contained: CSS inline, images as base64 PNG/JPEG data URIs, no scripts, nothing fetched — the
 page can be mailed or archived beside the numbers it shows.
@@ -87,7 +87,7 @@ def _boxplots(df, metrics: list[str]) -> str | None:
 
 
 def _curves(store: ResultStore, runs) -> list[tuple[str, str]]:
-    """Plots of the curves that metrics keep in their details (``Metric.curve``, e.g. LSE's distance
+    """Plots of the curves that metrics keep in their details (``Metric.curve``, e.g. a distance
     against offset): (title, data URI) per kind of curve, one axis per run."""
     import matplotlib
 

@@ -2,7 +2,7 @@
 
 ``eval --shard I/N`` evaluates the pairs of one shard (a fixed split by a hash of the file name) into
 its own results folder; ``merge`` copies the shards' runs, rows and per-video state into one folder
-and computes each run's dataset metrics (FID) again over all its videos from that state — never as a
+and computes each run's dataset metrics again over all its videos from that state — never as a
 mean of the shards' values, and without reading the inputs.
 """
 from __future__ import annotations
@@ -81,7 +81,7 @@ def merge(sources: Iterable[str | os.PathLike], out: str | os.PathLike, device: 
 
 def compute_dataset_metrics(store: ResultStore, run: Run, session: int, metrics: list[Metric],
                             params: dict[str, dict], recompute: bool) -> None:
-    """Combine the per-video state of dataset metrics (FID) over the run's videos that succeeded,
+    """Combine the per-video state of dataset metrics over the run's videos that succeeded,
     from the results folder alone (the inputs are not read)."""
     existing = store.dataset_results(run)
     rows = store.results([run])

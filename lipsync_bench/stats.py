@@ -46,7 +46,7 @@ def summarize(values, failed: int = 0) -> dict:
 
 
 def dataset_summary(stored: dict, failed: int = 0) -> dict:
-    """The same fields as ``summarize`` for a dataset metric (FID): one value over all videos, so no
+    """The same fields as ``summarize`` for a dataset metric: one value over all videos, so no
     spread; ``stored`` is its row of the store's dataset results (empty when it was not computed)."""
     return {"mean": stored.get("value"), "std": None, "ci95": [None, None], "n": stored.get("videos") or 0,
             "failed": failed, "error": stored.get("error")}

@@ -10,7 +10,7 @@ A *run* is one method evaluated on one dataset under one protocol. A *session* i
 environment. Rows carry a signature (size and modification time) of the input files, so a video whose
 file changed is computed again.
 
-Per-video state of dataset metrics (FID's features) lives beside the store, in
+Per-video state of dataset metrics (e.g. features of each video) lives beside the store, in
 ``<out>/state/<metric>/<sha256>.npy``, each file named by its checksum and listed in the ``states``
 table: a results folder alone reproduces every number, and a damaged or missing file is detected
 (``load_state``), never read as numbers.
@@ -67,7 +67,7 @@ CREATE INDEX IF NOT EXISTS states_by_key ON states (metric, input_key);
 """
 
 
-#: The method name of reference runs: metrics of the GT videos themselves (e.g. the GT's own LSE).
+#: The method name of reference runs: metrics of the GT videos themselves (e.g. the GT videos' own sync scores).
 GROUND_TRUTH = "Ground truth"
 
 
@@ -118,7 +118,7 @@ class ResultRow:
     error: str | None = None
     seconds: float | None = None
     inputs: str | None = None
-    details: dict | None = None  # e.g. LSE's distance curve (MetricValue.details)
+    details: dict | None = None  # e.g. a curve per video (MetricValue.details)
     state: dict[str, dict] | None = None  # dataset metrics: side -> {"sha256", "rows", "key"}
 
 
@@ -329,7 +329,7 @@ class ResultStore:
 
     def write_dataset(self, run: Run, session_id: int, metric: str, value: float | None, videos: int,
                       frames: int | None, warnings: list[str] = (), error: str | None = None) -> None:
-        """The value of a dataset metric (e.g. FID) over the run's videos."""
+        """The value of a dataset metric over the run's videos."""
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO dataset_results VALUES (?,?,?,?,?,?,?,?)",
                             (run.run_id, metric, value, videos, frames, json.dumps(list(warnings)), error,
@@ -359,9 +359,9 @@ class ResultStore:
                                       "WHERE run_id=?", (run.run_id,)).fetchall()
             self.db.executemany("INSERT OR REPLACE INTO states VALUES (?,?,?,?,?,?,?)",
                                 [(dst.run_id, *r) for r in states])
-        for video, metric, _, digest, _, _ in states:  # the state files travel with their rows
+        for video, metric, _, digest, _, _ in states:  # the state files travel with their rows (checked on use)
             src, dst_file = other.state_file(metric, digest), self.state_file(metric, digest)
-            if not self.state_ok(metric, digest) and other.state_ok(metric, digest):
+            if not self.state_ok(metric, digest) and src.is_file():
                 dst_file.parent.mkdir(parents=True, exist_ok=True)
                 tmp = dst_file.with_name(dst_file.name + ".tmp")
                 tmp.write_bytes(src.read_bytes())

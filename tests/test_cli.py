@@ -62,19 +62,20 @@ def test_bad_arguments_are_one_clean_line(tmp_path):
     (tmp_path / "a").mkdir()
     r = runner.invoke(main, ["eval", "--gen", str(tmp_path / "a"), "--gt", str(tmp_path / "a"), "--metrics", "nope",
                              "--out", str(tmp_path / "r")])
-    assert r.exit_code == 1 and r.output.startswith("error: unknown metric 'nope'")
+    assert r.exit_code == 2 and r.output.startswith("error: unknown metric 'nope'")
     r = runner.invoke(main, ["eval", "--gen", str(tmp_path / "a"), "--gt", str(tmp_path / "a"), "--param", "ifc.norm",
                              "--out", str(tmp_path / "r")])
-    assert r.exit_code == 1 and "expected METRIC.NAME=VALUE" in r.output
+    assert r.exit_code == 2 and "expected METRIC.NAME=VALUE" in r.output
     r = runner.invoke(main, ["eval", "--gen", str(tmp_path / "a"), "--gt", str(tmp_path / "a"), "--fps", "0",
                              "--out", str(tmp_path / "r")])
-    assert r.exit_code == 1 and "fps must be positive" in r.output
+    assert r.exit_code == 2 and "fps must be positive" in r.output
     r = runner.invoke(main, ["eval", "--gen", str(tmp_path / "a"), "--gt", str(tmp_path / "a"), "--device", "cuda:0",
                              "--out", str(tmp_path / "r")])
     import torch
 
     if not torch.cuda.is_available():
-        assert r.exit_code == 1 and "CUDA is not available" in r.output
+        assert r.exit_code == 2 and "CUDA is not available" in r.output
+    assert not (tmp_path / "r").exists()  # a bad option writes nothing
 
 
 def test_ci_runs_the_readmes_test_command():

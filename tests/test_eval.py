@@ -25,8 +25,9 @@ FRAME_METRICS = ["ssim", "psnr", "ifc"]
 
 
 def evaluate(gen, gt, metrics=FRAME_METRICS, **kwargs):
-    """The frame metrics this file checks (the default would add every metric available here)."""
-    return lipsync_bench.evaluate(gen, gt, metrics, **kwargs)
+    """The per-video table of the frame metrics this file checks (the default would add every metric
+    available here)."""
+    return lipsync_bench.evaluate(gen, gt, metrics, **kwargs).videos
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,8 @@ def test_cli_json_and_exported_files(dataset, tmp_path):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["method"] == "mild" and doc["dataset"] == "grid"
-    assert doc["protocol"] == {"fps": 25.0, "sample_rate": 16000, "region": "full", "max_frame_gap": 3}
+    assert doc["protocol"] == {"fps": 25.0, "sample_rate": 16000, "region": "full", "max_frame_gap": 3,
+                               "landmarker": "auto"}
     assert set(doc["summary"]) == {"ssim", "psnr", "ifc"} and doc["summary"]["ssim"]["n"] == 3
     lo, hi = doc["summary"]["ssim"]["ci95"]
     assert lo <= doc["summary"]["ssim"]["mean"] <= hi

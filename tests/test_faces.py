@@ -115,7 +115,7 @@ def test_lmd_in_eval_is_cached_per_video(tmp_path, swwp2s, detector_calls):
     write_lossless(tmp_path / "gt" / "a", frames[:30])
     write_lossless(tmp_path / "gen" / "a", frames[:30])
     out = tmp_path / "r"
-    first = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lmd"], out=out)
+    first = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lmd"], out=out).videos
     assert detector_calls["n"] == 60 and first.value.item() == 0.0
     lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lmd", "ssim"], out=out, force=True)
     assert detector_calls["n"] == 60  # the second run read the cached landmarks
@@ -125,7 +125,7 @@ def test_a_video_without_a_face_is_a_clear_error(tmp_path):
     noise = np.random.default_rng(0).integers(0, 256, (10, 96, 96, 3), dtype=np.uint8)
     write_lossless(tmp_path / "gt" / "n", noise)
     write_lossless(tmp_path / "gen" / "n", noise)
-    df = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lmd"])
+    df = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lmd"]).videos
     assert "a face was found in 0% of 10 frames" in df.error.item()
 
 
@@ -239,7 +239,7 @@ def test_mouth_region_sees_mouth_damage_and_ignores_the_rest(tmp_path, swwp2s):
     write_lossless(tmp_path / "corner" / "a", corner_noise)
 
     def ssim(gen, region):
-        df = lipsync_bench.evaluate(tmp_path / gen, tmp_path / "gt", ["ssim", "psnr"], region=region)
+        df = lipsync_bench.evaluate(tmp_path / gen, tmp_path / "gt", ["ssim", "psnr"], region=region).videos
         return df.set_index("metric").value
 
     assert ssim("mouth", "mouth")["ssim"] < ssim("mouth", "full")["ssim"] - 0.05  # concentrated on the mouth
@@ -252,7 +252,7 @@ def test_region_run_detects_faces_once(tmp_path, swwp2s, detector_calls):
     write_lossless(tmp_path / "gt" / "a", frames[:20])
     write_lossless(tmp_path / "gen" / "a", np.clip(frames[:20].astype(int) + 5, 0, 255).astype(np.uint8))
     out = tmp_path / "r"
-    df = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lmd", "ssim"], out=out, region="mouth")
+    df = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lmd", "ssim"], out=out, region="mouth").videos
     assert df.error.isna().all() and detector_calls["n"] == 40  # GT once (shared by region and LMD), generated once
     lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lmd", "ssim"], out=out, region="mouth", force=True)
     assert detector_calls["n"] == 40

@@ -135,10 +135,10 @@ def test_gt_features_are_computed_once_per_dataset(with_weights, grid_frames, tm
         write_lossless(tmp_path / "b" / stem, noise(f, 9))
     out = tmp_path / "r"
     lipsync_bench.evaluate(tmp_path / "a", gt_dir, ["fid"], out=out, method="a", dataset="d")
-    cached = {p: p.stat().st_mtime_ns for p in (out / "cache" / "fid").glob("*.npy")}
+    cached = {p: p.stat().st_mtime_ns for p in (out / "state" / "fid").glob("*.npy")}
     assert len(cached) == 4  # 2 generated + 2 GT
     lipsync_bench.evaluate(tmp_path / "b", gt_dir, ["fid"], out=out, method="b", dataset="d")
-    after = {p: p.stat().st_mtime_ns for p in (out / "cache" / "fid").glob("*.npy")}
+    after = {p: p.stat().st_mtime_ns for p in (out / "state" / "fid").glob("*.npy")}
     assert len(after) == 6 and all(after[p] == t for p, t in cached.items())  # GT features reused
 
 
@@ -154,7 +154,7 @@ def test_fid_frames_subsamples_evenly(with_weights, grid_frames, tmp_path):
     doc = json.loads(result.output)
     assert doc["metric_params"]["fid"]["frames"] == 8
     assert doc["summary"]["fid"]["mean"] is not None
-    cached = list((tmp_path / "r" / "cache" / "fid").glob("*.npy"))
+    cached = list((tmp_path / "r" / "state" / "fid").glob("*.npy"))
     assert sorted(np.load(p).shape[0] for p in cached) == [8, 8]
 
 

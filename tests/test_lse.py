@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from lipsync_bench import media, weights
 from lipsync_bench.cli import main
-from lipsync_bench.runner import run_eval
+from lipsync_bench.evaluation import run_eval
 from lipsync_bench.store import GROUND_TRUTH
 from lipsync_bench.syncnets.compat import JpegRoundTrip
 from lipsync_bench.syncnets.syncnet import SyncNet, load_syncnet
@@ -84,7 +84,7 @@ def test_without_weights_lse_is_skipped_with_the_reason_and_the_rest_runs(pair_d
 def test_eval_lse_equals_the_single_file_score_and_fills_the_ground_truth_row(pair_dirs, with_weights, tmp_path):
     run = run_eval(pair_dirs / "gen", pair_dirs / "gt", LSE + ["psnr"], method="copy", dataset="grid",
                    out=tmp_path, progress=False)
-    res = run.results.set_index(["video", "metric"]).value
+    res = run.videos.set_index(["video", "metric"]).value
     from lipsync_bench.metrics.lse import score_video
 
     for clip in sorted((pair_dirs / "gen").iterdir()):
@@ -136,16 +136,16 @@ def test_per_video_errors_short_clip_no_audio_and_min_track(pair_dirs, with_weig
     shutil.copy(clip, gen / "ok.mpg")
     shutil.copy(clip, gt / "ok.mpg")
     run = run_eval(gen, gt, ["psnr", "lse_c"], out=tmp_path / "r", progress=False)
-    err = run.results.set_index(["video", "metric"]).error
+    err = run.videos.set_index(["video", "metric"]).error
     assert "shorter than 6" in err[("short", "lse_c")] and "short.avi" in err[("short", "lse_c")]
     assert "no audio stream" in err[("silent", "lse_c")] and "lse.audio=gt" in err[("silent", "lse_c")]
     assert pd.isna(err[("silent", "psnr")]) and pd.isna(err[("ok", "lse_c")])  # the rest is intact
     # the GT's audio, for generators that write silent videos
     run = run_eval(gen, gt, ["lse_c"], params={"lse": {"audio": "gt"}}, out=tmp_path / "r2", progress=False)
-    assert pd.isna(run.results.set_index(["video", "metric"]).error[("silent", "lse_c")])
+    assert pd.isna(run.videos.set_index(["video", "metric"]).error[("silent", "lse_c")])
     # syncnet_python's min_track=100 drops this 75-frame clip; here it is a clear error instead
     run = run_eval(gen, gt, ["lse_c"], params={"lse_c": {"min_track": "100"}}, out=tmp_path / "r3", progress=False)
-    assert "shorter than 100 (min_track=100)" in run.results.set_index(["video", "metric"]).error[("ok", "lse_c")]
+    assert "shorter than 100 (min_track=100)" in run.videos.set_index(["video", "metric"]).error[("ok", "lse_c")]
 
 
 def test_lse_command_json_plot_and_wrong_crop(with_weights, tmp_path):

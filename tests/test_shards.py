@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from lipsync_bench import media, weights
 from lipsync_bench.cli import main
-from lipsync_bench.runner import in_shard
+from lipsync_bench.shards import in_shard
 from lipsync_bench.syncnets.syncnet import SyncNet
 from tests.helpers import DATA, blur, make_fid_weights
 
