@@ -16,7 +16,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .evaluation import run_eval
 from .media import write_video
+from .report import method_rows, render_table, table_json
+from .store import ResultStore
 
 FPS = 25
 SAMPLE_RATE = 16000
@@ -96,9 +99,6 @@ def build_example(root: Path) -> dict[str, Path]:
 
 def run_demo(out: Path | None = None, progress: bool = True) -> tuple[dict, str]:
     """Build the example, evaluate every degradation, and return (JSON document, printed text)."""
-    from .evaluation import run_eval
-    from .report import method_rows, render_table, table_json
-    from .store import ResultStore
 
     tmp = None
     if out is None:

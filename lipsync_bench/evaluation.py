@@ -25,7 +25,15 @@ from tqdm import tqdm
 from . import faces, media
 from .errors import LipsyncBenchError, PairingError, ParameterError, UnavailableError
 from .metrics import Metric, all_metrics, get_metric, resolve_run_params
-from .pipeline import CHUNK_FRAMES, PairJob, PairOutcome, RunSetup, evaluate_pair, pair_signature, state_key
+from .pipeline import (
+    CHUNK_FRAMES,
+    PairJob,
+    PairOutcome,
+    RunSetup,
+    evaluate_pair,
+    pair_signature,
+    state_key,
+)
 from .protocol import Protocol, environment
 from .report import json_float, summary_json, write_exports
 from .shards import check_shard, compute_dataset_metrics, in_shard

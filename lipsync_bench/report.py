@@ -2,6 +2,7 @@
 comparison of two methods, and the plain files (results.csv, summary.json) written beside the store."""
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -208,7 +209,6 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
     for r in rows:
         name = r["method"] + (" (reported)" if r["kind"] == "reported" else "")
         if fmt == "html":
-            import html
 
             name = html.escape(name)
         cells = [name]
@@ -250,7 +250,6 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
     if fmt == "latex":
         notes = ["% " + n for n in notes]
     if fmt == "html":
-        import html
 
         return text + "".join(f'\n<p class="note">{html.escape(n)}</p>' for n in notes)
     return text + ("\n\n" + "\n".join(notes) if notes else "")

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UnavailableError
+from .errors import LipsyncBenchError, UnavailableError
 
 ENV_VAR = "LIPSYNC_BENCH_WEIGHTS"
 
@@ -185,12 +187,8 @@ def fetch(name: str, weights_dir: str | os.PathLike | None = None, url: str | No
     """Download the weights ``name`` (from ``url``, a mirror, if given) into ``weights_dir`` (see
     ``default_target``), verifying the checksum while writing to a temporary file; the file is kept
     under its published name only when it is official. A file already there and official is kept."""
-    import urllib.error
-    import urllib.request
 
     from tqdm import tqdm
-
-    from .errors import LipsyncBenchError
 
     if name not in KNOWN:
         raise LipsyncBenchError(f"unknown weights '{name}' (known: {', '.join(KNOWN)})")

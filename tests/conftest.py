@@ -1,4 +1,4 @@
-"""Fixtures over the real clips of ../shared/data."""
+"""Fixtures over the real clips: the repository's GRID clips (tests/data/grid) and the optional extra clips."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lipsync_bench import media
-from tests.helpers import DATA
+from tests.helpers import EXTRA, GRID
 
 
 @pytest.fixture(autouse=True)
@@ -19,9 +19,9 @@ def no_user_weights(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def grid_clips() -> list[Path]:
-    clips = sorted((DATA / "grid").glob("*.mpg")) if (DATA / "grid").is_dir() else []
+    clips = sorted((GRID).glob("*.mpg")) if (GRID).is_dir() else []
     if len(clips) < 3:
-        pytest.skip(f"GRID clips not found under {DATA / 'grid'}")
+        pytest.skip(f"GRID clips not found under {GRID}")
     return clips
 
 
@@ -42,7 +42,7 @@ def sync_clips(tmp_path_factory, grid_clips) -> dict:
     videos.mkdir()
     for clip in grid_clips[:4]:
         shutil.copy(clip, videos / clip.name)
-    face = DATA / "retalking" / "face_3.mp4"
+    face = EXTRA / "retalking" / "face_3.mp4"
     if face.is_file():
         shutil.copy(face, videos / face.name)
     return {"videos": videos, "cache": root / "cache"}

@@ -1,5 +1,5 @@
-"""Helpers for tests: the real clips of ../shared/data (skipped cleanly when absent) and
-'generated' inputs built from them with known degradations."""
+"""Helpers for tests: the real clips (the repository's GRID clips in tests/data, and the optional extra
+clips of LIPSYNC_BENCH_DATA) and 'generated' inputs built from them with known degradations."""
 from __future__ import annotations
 
 import os
@@ -11,13 +11,21 @@ import pytest
 from lipsync_bench import media
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("LIPSYNC_BENCH_DATA", ROOT.parent / "shared" / "data"))
+#: The GRID clips the tests carry (CC BY 4.0, see tests/data/grid/LICENSE.md).
+GRID = ROOT / "tests" / "data" / "grid"
+#: Extra clips that are not ours to redistribute (the VideoReTalking examples, in retalking/), for a
+#: few extra tests: LIPSYNC_BENCH_DATA, else a shared data folder beside the repository.
+EXTRA = Path(os.environ.get("LIPSYNC_BENCH_DATA", ROOT.parent / "shared" / "data"))
 
 
 def data_file(rel: str) -> Path:
-    path = DATA / rel
+    """``grid/NAME`` from the repository's clips; anything else from LIPSYNC_BENCH_DATA (skipped, saying
+    so, when it is absent)."""
+    if rel.startswith("grid/"):
+        return GRID / rel.removeprefix("grid/")
+    path = EXTRA / rel
     if not path.exists():
-        pytest.skip(f"real clip {rel} not found under {DATA} (set LIPSYNC_BENCH_DATA to the shared data folder)")
+        pytest.skip(f"extra clip {rel} not found under {EXTRA}: set LIPSYNC_BENCH_DATA to a folder holding it")
     return path
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 from lipsync_bench import media, weights
 from lipsync_bench.cli import main
 from lipsync_bench.syncnets.syncnet import SyncNet
-from tests.helpers import DATA
+from tests.helpers import GRID
 
 pytest.importorskip("python_speech_features")
 pytest.importorskip("dlib")
@@ -41,9 +41,9 @@ def _write(path, frames, fps=25, audio=None, pix_fmt="bgr0", fmt="rgb24"):
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory):
     """gen/ and gt/ with one case per name (and good pairs), evaluated once; the CLI output by line."""
-    clip = DATA / "grid" / "bbaf2n.mpg"
+    clip = GRID / "bbaf2n.mpg"
     if not clip.is_file():
-        pytest.skip(f"GRID clip not found under {DATA / 'grid'}")
+        pytest.skip(f"GRID clip not found under {GRID}")
     root = tmp_path_factory.mktemp("bad")
     gen, gt, wdir = root / "gen", root / "gt", root / "weights"
     for d in (gen, gt, wdir):
@@ -81,8 +81,8 @@ def catalogue(tmp_path_factory):
     pair("other_size", np.ascontiguousarray(frames[:, ::2, ::2]))
     pair("small_gap", frames[:73])
     pair("large_gap", frames[:50])
-    shutil.copy(DATA / "retalking" / "face_1.mp4", gen / "variable_rate.mp4")
-    shutil.copy(DATA / "retalking" / "face_1.mp4", gt / "variable_rate.mp4")
+    media.write_video(gen / "variable_rate.mp4", frames, 30, audio)  # a native rate other than the protocol's
+    shutil.copy(gen / "variable_rate.mp4", gt / "variable_rate.mp4")
     _write(gen / "fps_1000.mkv", frames, fps=1000)  # absurd frame-rate metadata
     gt_copy("fps_1000")
     gray = np.round(frames.mean(axis=3)).astype(np.uint8)
@@ -187,7 +187,7 @@ def test_empty_folder(tmp_path):
 
 
 def _pair_dir(tmp_path):
-    clip = DATA / "grid" / "bbaf2n.mpg"
+    clip = GRID / "bbaf2n.mpg"
     if not clip.is_file():
         pytest.skip("GRID clip not found")
     for side in ("gen", "gt"):

@@ -10,7 +10,7 @@ from lipsync_bench import media
 from lipsync_bench.faces import FaceAnalyzer, TrackParams, link_tracks, mouth_box, smoothed_centres, syncnet_crop
 from lipsync_bench.faces.backends import DlibBackend
 from lipsync_bench.metrics.lmd import lmd_frames
-from tests.helpers import DATA, data_file, write_lossless
+from tests.helpers import EXTRA, GRID, data_file, write_lossless
 
 pytest.importorskip("dlib")
 
@@ -45,9 +45,9 @@ def detector_calls(monkeypatch):
 
 @pytest.mark.slow
 def test_the_offline_default_finds_the_face_in_95_percent_of_frames():
-    clips = sorted(DATA.glob("*/*.mp4")) + sorted(DATA.glob("*/*.mpg"))
+    clips = sorted(EXTRA.glob("retalking/*.mp4")) + sorted(GRID.glob("*.mpg"))
     if len(clips) < 5:
-        pytest.skip(f"shared clips not found under {DATA}")
+        pytest.skip(f"clips not found under {GRID}")
     for clip in clips:
         data = analyze(media.read_frames(clip))
         assert data.face_fraction >= 0.95, f"{clip.name}: {data.face_fraction:.0%}"

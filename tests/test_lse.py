@@ -25,7 +25,7 @@ from lipsync_bench.evaluation import run_eval
 from lipsync_bench.store import GROUND_TRUTH
 from lipsync_bench.syncnets.compat import JpegRoundTrip
 from lipsync_bench.syncnets.syncnet import SyncNet, load_syncnet
-from tests.helpers import DATA, data_file
+from tests.helpers import GRID, data_file
 
 pytest.importorskip("python_speech_features")
 pytest.importorskip("dlib")
@@ -56,9 +56,9 @@ def with_weights(syncnet_dir, monkeypatch):
 @pytest.fixture(scope="module")
 def pair_dirs(tmp_path_factory):
     """Two GRID clips as GT and as 'generated' (the same files: real, in-sync videos)."""
-    clips = sorted((DATA / "grid").glob("*.mpg"))[:2]
+    clips = sorted((GRID).glob("*.mpg"))[:2]
     if len(clips) < 2:
-        pytest.skip(f"GRID clips not found under {DATA / 'grid'}")
+        pytest.skip(f"GRID clips not found under {GRID}")
     root = tmp_path_factory.mktemp("pairs")
     for side in ("gen", "gt"):
         (root / side).mkdir()
@@ -197,7 +197,7 @@ def test_compat_mode_equals_the_reference_evaluate_end_to_end(tmp_path):
     (tmp_path / "w").mkdir()
     torch.save(net.state_dict(), tmp_path / "w" / "syncnet_v2.model")
     instance = ref_instance.SyncNetInstance(net, device="cpu")
-    clips = sorted((DATA / "grid").glob("*.mpg"))[:5]
+    clips = sorted((GRID).glob("*.mpg"))[:5]
     if len(clips) < 5:
         pytest.skip("GRID clips not found")
     for clip in clips:

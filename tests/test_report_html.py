@@ -15,16 +15,16 @@ from PIL import Image
 from lipsync_bench import media, weights
 from lipsync_bench.cli import main
 from lipsync_bench.syncnets.syncnet import SyncNet
-from tests.helpers import DATA, blur
+from tests.helpers import GRID, blur
 
 pytest.importorskip("dlib")
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    clips = sorted((DATA / "grid").glob("*.mpg"))[:2]
+    clips = sorted((GRID).glob("*.mpg"))[:2]
     if len(clips) < 2:
-        pytest.skip(f"GRID clips not found under {DATA / 'grid'}")
+        pytest.skip(f"GRID clips not found under {GRID}")
     root = tmp_path_factory.mktemp("report")
     for side in ("gt", "sharp", "blurred"):
         (root / side).mkdir()

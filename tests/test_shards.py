@@ -14,7 +14,7 @@ from lipsync_bench import media, weights
 from lipsync_bench.cli import main
 from lipsync_bench.shards import in_shard
 from lipsync_bench.syncnets.syncnet import SyncNet
-from tests.helpers import DATA, blur, make_fid_weights
+from tests.helpers import GRID, blur, make_fid_weights
 
 pytest.importorskip("python_speech_features")
 pytest.importorskip("dlib")
@@ -23,9 +23,9 @@ FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    clips = sorted((DATA / "grid").glob("*.mpg"))[:5]
+    clips = sorted((GRID).glob("*.mpg"))[:5]
     if len(clips) < 5:
-        pytest.skip(f"GRID clips not found under {DATA / 'grid'}")
+        pytest.skip(f"GRID clips not found under {GRID}")
     root = tmp_path_factory.mktemp("shards")
     (root / "gt").mkdir()
     frames = {}

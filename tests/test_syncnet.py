@@ -15,7 +15,7 @@ from lipsync_bench import media
 from lipsync_bench.faces import FaceAnalyzer, syncnet_crops
 from lipsync_bench.syncnets.scoring import sync_score
 from lipsync_bench.syncnets.syncnet import SyncNet, load_syncnet
-from tests.helpers import DATA
+from tests.helpers import GRID
 
 pytest.importorskip("python_speech_features")
 pytest.importorskip("dlib")
@@ -52,9 +52,9 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clips():
-    found = sorted((DATA / "grid").glob("*.mpg"))[:5]
+    found = sorted((GRID).glob("*.mpg"))[:5]
     if len(found) < 5:
-        pytest.skip(f"GRID clips not found under {DATA / 'grid'}")
+        pytest.skip(f"GRID clips not found under {GRID}")
     out = []
     for clip in found:
         frames = media.read_frames(clip)

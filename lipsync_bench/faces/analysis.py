@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MetricError
+from ..media import iter_frames
 from ..weights import sha256
 from .backends import get_backend
-from .track import Track, TrackParams, link_tracks
+from .track import Track, TrackParams, link_tracks, smoothed_centres, syncnet_crop
 
 MIN_FACE_FRACTION = 0.5  # below this, a video's face metrics are an error, not a number
 
@@ -117,7 +118,6 @@ def cache_file(cache_dir: Path, video: Path, fps: float, params: dict) -> Path:
 
 def analyze_file(path: Path, fps: float, cache_dir: Path, landmarker: str = "auto") -> FaceData:
     """The face analysis of a whole input, from the cache or computed (decoding it) and cached."""
-    from ..media import iter_frames
 
     analyzer = FaceAnalyzer(landmarker)
     file = cache_file(cache_dir, path, fps, analyzer.params())
@@ -155,7 +155,6 @@ def overlay(frames: np.ndarray, data: FaceData) -> np.ndarray:
 
 def syncnet_crops(frames: np.ndarray, data: FaceData, crop_scale: float = 0.4) -> np.ndarray:
     """224x224 face crops (syncnet_python's geometry and smoothing) of the frames the main track spans."""
-    from .track import smoothed_centres, syncnet_crop
 
     track = data.main_track()
     if track is None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import weights
 from ..errors import UnavailableError
 
 BACKENDS = ("auto", "dlib", "face-alignment")
@@ -75,7 +76,6 @@ class DlibBackend:
 
 def face_alignment_missing() -> str | None:
     """Why the face-alignment backend cannot run here, or None."""
-    from .. import weights
 
     if importlib.util.find_spec("face_alignment") is None:
         return "the face-alignment landmarker needs the package face-alignment (pip install face-alignment)"
@@ -92,8 +92,6 @@ class FaceAlignmentBackend:
 
     def __init__(self, device: str | None = None):
         import torch
-
-        from .. import weights
 
         reason = face_alignment_missing()
         if reason:

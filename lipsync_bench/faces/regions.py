@@ -14,6 +14,8 @@ shifted, not shrunk, to stay inside the frame.
 from __future__ import annotations
 
 import numpy as np
+import torch
+
 from ..errors import MetricError
 from .analysis import FaceData
 from .track import median_filter, mouth_box, smoothed_centres
@@ -60,7 +62,6 @@ def region_boxes(data: FaceData, region: str, height: int, width: int) -> np.nda
 
 def crop_frames(frames, boxes: np.ndarray):
     """Crop each frame (n, H, W, C) (numpy or torch) with its box; all boxes have one size."""
-    import torch
 
     crops = [frames[i, y1:y2, x1:x2] for i, (x1, y1, x2, y2) in enumerate(boxes)]
     return torch.stack(crops) if isinstance(frames, torch.Tensor) else np.stack(crops)

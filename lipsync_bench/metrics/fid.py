@@ -30,8 +30,17 @@ from scipy import linalg
 from .. import weights
 from ..errors import MetricError
 from ..media import estimate_frame_count
-from .registry import (Accumulator, Alias, FrameBatch, Metric, MetricContext, MetricValue, Param, StateFile,
-                       register)
+from .registry import (
+    Accumulator,
+    Alias,
+    FrameBatch,
+    Metric,
+    MetricContext,
+    MetricValue,
+    Param,
+    StateFile,
+    register,
+)
 
 FEATURE_DIM = 2048
 # Frames through Inception at once: pytorch-fid's default batch size, so that a video's batches are

@@ -18,11 +18,18 @@ give 0. Differences of uint8 frames are integers, summed exactly.
 """
 from __future__ import annotations
 
-
 import torch
 
 from ..errors import MetricError
-from .registry import Accumulator, FrameBatch, Metric, MetricValue, Param, frames_per_step, register
+from .registry import (
+    Accumulator,
+    FrameBatch,
+    Metric,
+    MetricValue,
+    Param,
+    frames_per_step,
+    register,
+)
 
 NORMS = ("rms", "l2")
 REDUCTIONS = ("mean", "sum")

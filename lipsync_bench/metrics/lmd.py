@@ -16,7 +16,15 @@ import numpy as np
 
 from ..errors import MetricError
 from ..faces import FaceData, require_faces
-from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, Param, register
+from .registry import (
+    Accumulator,
+    FrameBatch,
+    Metric,
+    MetricContext,
+    MetricValue,
+    Param,
+    register,
+)
 
 MOUTH = slice(48, 68)
 NORMALIZED_FACE = 256.0

@@ -37,15 +37,26 @@ import numpy as np
 import torch
 
 from .. import weights
-from ..errors import LipsyncBenchError, MediaError, MetricError
-from ..faces import require_faces, smoothed_centres, syncnet_crop
+from ..errors import LipsyncBenchError, MediaError, MetricError, UnavailableError
+from ..faces import FaceAnalyzer, require_faces, smoothed_centres, syncnet_crop
 from ..media import iter_frames, read_audio
+from ..protocol import environment
 from ..syncnets.compat import COMPAT_MODES, JpegRoundTrip
 from ..syncnets.experts import EXPERTS, KNOWN_WEIGHTS, LABELS, describe_weights, load_expert
 from ..syncnets.scoring import SAMPLES_PER_FRAME, WINDOW, ExpertSyncScorer, SyncScorer
 from ..syncnets.syncnet import load_syncnet
-from .registry import (Accumulator, Alias, Curve, FrameBatch, Metric, MetricContext, MetricValue, Param, Reference,
-                       register)
+from .registry import (
+    Accumulator,
+    Alias,
+    Curve,
+    FrameBatch,
+    Metric,
+    MetricContext,
+    MetricValue,
+    Param,
+    Reference,
+    register,
+)
 
 PARAMS = {
     "vshift": Param(15, "offsets searched, in frames, each way", min=1, defines=True),
@@ -79,7 +90,6 @@ def load_model(path: Path, device: torch.device, sync_model: str = "syncnet"):
 def weights_for(params: dict, weights_dir: Path | None = None) -> tuple[Path, dict]:
     """The expert's weights file (``sync_weights``, else its known file, looked for in ``weights_dir``
     first) and its description."""
-    from ..errors import UnavailableError
 
     model = params["sync_model"]
     if params["sync_weights"]:
@@ -225,7 +235,6 @@ class _LseAccumulator(Accumulator):
 
 
 def _available(params: dict) -> str | None:
-    from ..errors import UnavailableError
 
     if params["sync_model"] == "syncnet":
         try:
@@ -289,8 +298,6 @@ def score_video(video: Path, audio: Path | None = None, crop: str = "track", com
     faces (224x224 for SyncNet, syncnet_python's ``demo_syncnet.py`` input; square face crops, resized
     to the expert's size, for the others). ``audio`` defaults to the video's own.
     """
-    from ..faces import FaceAnalyzer
-    from ..protocol import environment
 
     params = {"vshift": vshift, "min_track": min_track, "audio": "gen", "compat": compat, "sync_model": sync_model,
               "sync_weights": str(sync_weights or "")}

@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from ..errors import LipsyncBenchError, ParameterError
+from .. import weights
+from ..errors import ParameterError
 
 #: What a metric may need; ``lipsync-bench metrics`` shows these. "landmarks": the face analysis of
 #: both videos, read at the end; "face_track": the generated video's face track, needed before its
@@ -318,7 +319,6 @@ class Metric:
     def resolve_weights(self, params: dict[str, Any]) -> list[tuple[Path, dict]]:
         """The weights files a run with ``params`` loads and their descriptions (name, file, sha256,
         official); empty for a metric without weights. Missing files raise ``UnavailableError``."""
-        from .. import weights
 
         if self.weights_for is not None:
             return self.weights_for(params)

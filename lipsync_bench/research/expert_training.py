@@ -29,11 +29,11 @@ from pathlib import Path
 import torch
 
 from ..errors import LipsyncBenchError
-from .training import TrainLog, check_resume, distributed, epoch_batches, train_device, wrap_ddp
 from ..syncnets.checkpoint import save_checkpoint, state_dict_of
 from ..syncnets.clips import INPUTS, SyncPairs, open_clips, split_clips
 from ..syncnets.experts import build_model
 from ..syncnets.wav2lip import sync_loss
+from .training import TrainLog, check_resume, distributed, epoch_batches, train_device, wrap_ddp
 
 ARCHS = ("avsyncnet", "wav2lip")
 LOG_FIELDS = ["step", "epoch", "split", "loss", "sync_acc", "gt_cos", "lr", "samples_per_s", "seconds"]

@@ -34,8 +34,16 @@ import torch
 
 from ..errors import LipsyncBenchError
 from ..syncnets.clips import FRAMES, FaceClip, open_clips, other_window
-from ..syncnets.experts import (EXPERTS, KNOWN_WEIGHTS, Crops, Expert, cosine_similarities, load_expert, random_expert,
-                      sync_loss_of)
+from ..syncnets.experts import (
+    EXPERTS,
+    KNOWN_WEIGHTS,
+    Crops,
+    Expert,
+    cosine_similarities,
+    load_expert,
+    random_expert,
+    sync_loss_of,
+)
 
 TRANSFORMS = ("shift", "shear", "rotation", "rotation-mouth")
 DEFAULT_MAGNITUDES = {"shift": (0, 10, 20, 30, 40, 50, 60), "shear": (0, 10, 20, 30, 40, 50, 60),

@@ -35,6 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import LipsyncBenchError
+from .checkpoint import load_state, read_checkpoint, state_dict_of
+
 ARCH = "avsyncnet"
 FACE_HEIGHT, FACE_WIDTH = 112, 224  # the bottom half of a 224x224 face crop
 FRAMES = 5
@@ -177,8 +180,6 @@ class AVSyncNet(nn.Module):
 
 def load_avsyncnet(path: str | Path, device: str | torch.device = "cpu") -> AVSyncNet:
     """AVSyncNet from a checkpoint in this project's layout (``AVSyncNet.checkpoint``), in eval mode."""
-    from ..errors import LipsyncBenchError
-    from .checkpoint import load_state, read_checkpoint, state_dict_of
 
     checkpoint = read_checkpoint(path, "AVSyncNet weights")
     if not isinstance(checkpoint, dict) or checkpoint.get("arch") != ARCH or "config" not in checkpoint:

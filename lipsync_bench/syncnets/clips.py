@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -33,7 +34,17 @@ import numpy as np
 import torch
 
 from ..errors import LipsyncBenchError, MediaError, MetricError
-from .wav2lip import HOP, MEL_STEPS_PER_SECOND, MEL_WINDOW, mel_window, melspectrogram
+from ..faces import FaceAnalyzer
+from ..faces.analysis import content_hash
+from ..faces.track import smoothed_centres, syncnet_crop
+from ..media import find_inputs, iter_frames, read_audio
+from .scoring import SAMPLES_PER_FRAME
+from .wav2lip import (
+    MEL_WINDOW,
+    mel_window,
+    mel_window_count,
+    melspectrogram,
+)
 
 FRAMES = 5  # frames of one window
 CROP_SIZE = 224
@@ -119,16 +130,6 @@ class FaceClip:
         return mel_window_count(self.frames, self.samples)
 
 
-def mel_window_count(frames: int, samples: int) -> int:
-    """Window starts 0 .. n-1 of a video of ``frames`` frames (25 fps) whose 5 frames exist and whose
-    16-step mel window lies inside ``samples`` of 16 kHz audio (Wav2Lip's mel has 1 + samples // 200 steps)."""
-    mel_steps = 1 + samples // HOP
-    n = 0
-    while n <= frames - FRAMES and int(MEL_STEPS_PER_SECOND * n / 25) + MEL_WINDOW <= mel_steps:
-        n += 1
-    return n
-
-
 def expert_input(windows: torch.Tensor, spec: ExpertInput, transform=None, before_half: bool = False) -> torch.Tensor:
     """(N, 5, S, S, 3) RGB uint8 windows of face crops -> the expert's input (see ``frames_input``)."""
     imgs = windows.reshape(-1, *windows.shape[2:]).permute(0, 3, 1, 2).float().div(255)
@@ -174,9 +175,6 @@ def _imread_rgb(path: Path) -> np.ndarray:
 def _wav_samples(path: Path) -> int:
     """16 kHz sample count of a WAV file: from its header when it is 16 kHz PCM (Wav2Lip's LRS2 audio),
     else by decoding it."""
-    import wave
-
-    from ..media import read_audio
 
     try:
         with wave.open(str(path)) as w:
@@ -189,7 +187,6 @@ def _wav_samples(path: Path) -> int:
 
 def wav2lip_clip(folder: Path, name: str | None = None) -> FaceClip:
     """A folder of Wav2Lip's preprocessed layout: 0.jpg, 1.jpg, ... (face crops) and audio.wav."""
-    from ..media import read_audio
 
     jpgs = _numbered_jpgs(folder)
     if not jpgs:
@@ -205,7 +202,6 @@ def wav2lip_clip(folder: Path, name: str | None = None) -> FaceClip:
 
 
 def _crop_cache_file(cache_dir: Path, video: Path, fps: float, params: dict) -> Path:
-    from ..faces.analysis import content_hash
 
     key = json.dumps({"content": content_hash(video), "fps": fps, "params": params, "crop": FACE_CROP_SCALE,
                       "size": CROP_SIZE, "version": CACHE_VERSION}, sort_keys=True)
@@ -238,11 +234,6 @@ def video_clip(video: Path, cache_dir: Path, name: str | None = None, fps: float
     """A video through the face pipeline, cut to its main track and cropped (cached, see the module
     docstring). Errors (no face, no audio, unreadable) name the video."""
     import cv2
-
-    from ..faces import FaceAnalyzer
-    from ..faces.track import smoothed_centres, syncnet_crop
-    from ..media import iter_frames, read_audio
-    from .scoring import SAMPLES_PER_FRAME
 
     analyzer = FaceAnalyzer(landmarker)
     cache = _crop_cache_file(cache_dir, video, fps, analyzer.params())
@@ -303,8 +294,6 @@ def open_clips(root: str | os.PathLike, cache_dir: str | os.PathLike | None = No
     default ``<root>/.lipsync_bench_cache``), or "auto" (wav2lip when ``root`` holds such folders and
     no video files). ``filelist`` names the videos to use (Wav2Lip's ``filelists/*.txt``)."""
     from tqdm import tqdm
-
-    from ..media import find_inputs
 
     root = Path(root)
     if not root.is_dir():

@@ -25,8 +25,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import weights
 from ..errors import LipsyncBenchError
+from ..faces.track import Track, smoothed_centres, syncnet_crop
+from ..media import iter_frames
+from .avsyncnet import TINY, AVSyncNet, AVSyncNetConfig, load_avsyncnet
 from .clips import FACE_CROP_SCALE, FRAMES, INPUTS, FaceClip, expert_input, mel_windows
+from .scoring import SAMPLES_PER_FRAME, WINDOW, mfcc
+from .syncnet import SyncNet, load_syncnet
+from .wav2lip import Wav2LipSyncNet, load_wav2lip_syncnet
 
 EXPERTS = ("syncnet", "wav2lip", "avsyncnet")
 LABELS = {"syncnet": "SyncNet", "wav2lip": "Wav2Lip SyncNet", "avsyncnet": "AVSyncNet"}
@@ -84,7 +91,6 @@ class Expert:
         """Unit embeddings of the audio windows of ``clip`` starting at the given frames."""
         starts = np.asarray(starts, int)
         if self.name == "syncnet":
-            from .scoring import mfcc
 
             coeffs = torch.from_numpy(mfcc(clip.audio)).float()  # (13, 4 per frame)
             feats = torch.stack([coeffs[:, 4 * s:4 * s + 20] for s in starts])[:, None]
@@ -94,7 +100,6 @@ class Expert:
     def usable_windows(self, clip: FaceClip) -> int:
         """Window starts 0 .. n-1 whose audio window lies inside the audio, for this expert's features."""
         if self.name == "syncnet":
-            from .scoring import SAMPLES_PER_FRAME, WINDOW
 
             # the reference's range(0, L - 5): the MFCC of the last full window may be short
             return max(0, min(clip.frames, clip.samples // SAMPLES_PER_FRAME) - WINDOW)
@@ -132,8 +137,6 @@ def syncnet_crops_of(clip: FaceClip, frames: set[int] | None = None) -> Crops:
     """syncnet_python's 224x224 crops of a clip read from a video: its face track's boxes smoothed as
     LSE smooths them, cut from the decoded frames. Face-crop folders (Wav2Lip's layout) hold no full
     frames to take them from."""
-    from ..faces.track import Track, smoothed_centres, syncnet_crop
-    from ..media import iter_frames
 
     if clip.boxes is None or clip.source is None:
         raise LipsyncBenchError(f"{clip.name}: the original SyncNet takes syncnet_python's wide crop of the full "
@@ -155,15 +158,12 @@ def syncnet_crops_of(clip: FaceClip, frames: set[int] | None = None) -> Crops:
 
 def build_model(name: str, tiny: bool = False) -> torch.nn.Module:
     if name == "syncnet":
-        from .syncnet import SyncNet
 
         return SyncNet()
     if name == "wav2lip":
-        from .wav2lip import Wav2LipSyncNet
 
         return Wav2LipSyncNet()
     if name == "avsyncnet":
-        from .avsyncnet import TINY, AVSyncNet, AVSyncNetConfig
 
         return AVSyncNet(TINY if tiny else AVSyncNetConfig())
     raise LipsyncBenchError(f"unknown sync expert {name!r} (known: {', '.join(EXPERTS)})")
@@ -175,7 +175,6 @@ KNOWN_WEIGHTS = {"syncnet": "syncnet", "wav2lip": "wav2lip-expert"}
 
 def describe_weights(name: str, path: str | Path) -> dict:
     """What goes into the protocol for an expert's weights file: name, file, sha256, official."""
-    from .. import weights
 
     if name in KNOWN_WEIGHTS:
         return weights.describe(KNOWN_WEIGHTS[name], path)
@@ -192,15 +191,12 @@ def load_expert(name: str, path: str | Path, device: str | torch.device = "cpu")
     if not path.is_file():
         raise LipsyncBenchError(f"{path}: no such weights file for {LABELS[name]}")
     if name == "syncnet":
-        from .syncnet import load_syncnet
 
         model = load_syncnet(path, device)
     elif name == "wav2lip":
-        from .wav2lip import load_wav2lip_syncnet
 
         model = load_wav2lip_syncnet(path, device)
     else:
-        from .avsyncnet import load_avsyncnet
 
         model = load_avsyncnet(path, device)
     return Expert(name, model.eval(), describe_weights(name, path), device)

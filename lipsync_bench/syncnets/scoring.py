@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .syncnet import SyncNet
+from .wav2lip import mel_window, mel_window_count, melspectrogram
 
 SAMPLE_RATE = 16000
 SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
@@ -140,7 +141,6 @@ class ExpertSyncScorer(_WindowStream):
     reference's MFCC indexing)."""
 
     def __init__(self, expert, audio: np.ndarray, vshift: int = 15, batch: int = 32):
-        from .wav2lip import melspectrogram
 
         super().__init__(batch)
         self.expert, self.vshift = expert, vshift
@@ -159,8 +159,6 @@ class ExpertSyncScorer(_WindowStream):
 
     @torch.no_grad()
     def result(self) -> SyncScore:
-        from .clips import mel_window_count
-        from .wav2lip import mel_window
 
         video = self._flush()
         n = mel_window_count(self.frames, self.samples)

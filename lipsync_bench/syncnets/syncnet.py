@@ -17,6 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import LipsyncBenchError
+from .checkpoint import load_state, read_checkpoint
+
 
 def _stack(layers: list[tuple]) -> nn.Sequential:
     """Build a Sequential from compact specs; index positions (and so state-dict keys) follow the list."""
@@ -132,8 +135,6 @@ def load_syncnet(path: str | Path, device: str | torch.device = "cpu") -> SyncNe
     """SyncNet with the weights of ``syncnet_v2.model`` (or a file in its layout), in eval mode.
     A file that is not such a state dict (corrupt, truncated, other keys, pickled code, which
     ``weights_only`` refuses to run) is a ``LipsyncBenchError`` naming the file."""
-    from ..errors import LipsyncBenchError
-    from .checkpoint import load_state, read_checkpoint
 
     state = read_checkpoint(path, "SyncNet weights")
     if not isinstance(state, dict):

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import load_state, read_checkpoint, state_dict_of
+
 SAMPLE_RATE = 16000
 N_FFT, HOP, WIN = 800, 200, 800
 N_MELS, FMIN, FMAX = 80, 55.0, 7600.0
@@ -30,6 +32,7 @@ PREEMPHASIS = 0.97
 MIN_LEVEL_DB, REF_LEVEL_DB, MAX_ABS = -100.0, 20.0, 4.0
 MEL_STEPS_PER_SECOND = SAMPLE_RATE / HOP  # 80
 MEL_WINDOW = 16
+WINDOW_FRAMES = 5  # video frames of one sync window
 
 
 class ConvBlock(nn.Module):
@@ -97,7 +100,6 @@ def sync_loss(audio: torch.Tensor, faces: torch.Tensor, target: torch.Tensor) ->
 def load_wav2lip_syncnet(path: str | Path, device: str | torch.device = "cpu") -> Wav2LipSyncNet:
     """The expert from ``lipsync_expert.pth`` (or a checkpoint in its layout: a dict holding
     ``state_dict``, or the state dict itself; ``module.`` prefixes of DataParallel are removed)."""
-    from .checkpoint import load_state, read_checkpoint, state_dict_of
 
     model = Wav2LipSyncNet()
     state = state_dict_of(read_checkpoint(path, "Wav2Lip SyncNet weights"), path)
@@ -156,3 +158,13 @@ def mel_window(mel: np.ndarray, frame: int, fps: float = 25.0) -> np.ndarray | N
     if start + MEL_WINDOW > mel.shape[1]:
         return None
     return mel[:, start:start + MEL_WINDOW]
+
+
+def mel_window_count(frames: int, samples: int) -> int:
+    """Window starts 0 .. n-1 of a video of ``frames`` frames (25 fps) whose 5 frames exist and whose
+    16-step mel window lies inside ``samples`` of 16 kHz audio (Wav2Lip's mel has 1 + samples // 200 steps)."""
+    mel_steps = 1 + samples // HOP
+    n = 0
+    while n <= frames - WINDOW_FRAMES and int(MEL_STEPS_PER_SECOND * n / 25) + MEL_WINDOW <= mel_steps:
+        n += 1
+    return n

@@ -25,9 +25,9 @@ from ...errors import LipsyncBenchError
 from ...syncnets.clips import FACE_CROP_SCALE
 from ...syncnets.scoring import SAMPLES_PER_FRAME
 from ...syncnets.wav2lip import melspectrogram
-from .windows import centred_mel
 from .models import mask_lower_half
 from .trainer import SILENT_MEL, load_generator
+from .windows import centred_mel
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 FPS = 25

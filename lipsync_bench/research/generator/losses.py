@@ -90,8 +90,8 @@ class PerceptualLoss(torch.nn.Module):
     def load(cls) -> "PerceptualLoss":
         from torchvision.models import vgg19
 
-        from ...weights import search_dirs
         from ...syncnets.checkpoint import read_checkpoint
+        from ...weights import search_dirs
 
         for folder in search_dirs():
             path = folder / VGG_FILE

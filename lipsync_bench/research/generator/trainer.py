@@ -30,10 +30,16 @@ from ...syncnets.checkpoint import read_checkpoint, save_checkpoint
 from ...syncnets.clips import INPUTS, ExpertInput, frames_input, open_clips
 from ..training import TrainLog, check_resume, distributed, epoch_batches, train_device, wrap_ddp
 from .config import GeneratorConfig
-from .windows import GeneratorWindows
-from .losses import (PerceptualLoss, adaptive_triplet_loss, gan_discriminator_loss, gan_generator_loss,
-                     plain_sync_loss, stabilized_sync_loss)
+from .losses import (
+    PerceptualLoss,
+    adaptive_triplet_loss,
+    gan_discriminator_loss,
+    gan_generator_loss,
+    plain_sync_loss,
+    stabilized_sync_loss,
+)
 from .models import Discriminator, Generator, build_generator, mask_lower_half
+from .windows import GeneratorWindows
 
 LOG_FIELDS = ["step", "epoch", "split", "loss", "pixel", "perceptual", "gan", "sync", "triplet", "disc",
               "sync_x", "sync_y", "sync_d", "samples_per_s", "seconds"]
