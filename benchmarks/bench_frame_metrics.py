@@ -65,8 +65,8 @@ def main() -> None:
 
     def reference():
         s = [structural_similarity(a, b, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
-                                   use_sample_covariance=False) for a, b in zip(gen, gt)]
-        p = [peak_signal_noise_ratio(b, a, data_range=255) for a, b in zip(gen, gt)]
+                                   use_sample_covariance=False) for a, b in zip(gen, gt, strict=False)]
+        p = [peak_signal_noise_ratio(b, a, data_range=255) for a, b in zip(gen, gt, strict=False)]
         return np.array(s), np.array(p)
 
     device = torch.device(args.device)
@@ -87,7 +87,8 @@ def main() -> None:
     print(f"  scikit-image loop : {n / t_ref:8.1f} frames/s")
     print(f"  lipsync-bench     : {n / t_ours:8.1f} frames/s")
     print(f"  ratio             : {t_ref / t_ours:8.2f}x")
-    print(f"  max |SSIM diff|   : {np.abs(s_ours - s_ref).max():.2e}   max |PSNR diff| : {np.abs(p_ours - p_ref).max():.2e} dB")
+    print(f"  max |SSIM diff|   : {np.abs(s_ours - s_ref).max():.2e}   "
+          f"max |PSNR diff| : {np.abs(p_ours - p_ref).max():.2e} dB")
 
 
 if __name__ == "__main__":

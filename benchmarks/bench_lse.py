@@ -71,21 +71,22 @@ def measure(clips: list[Path], repeat: int, verbose: bool = True) -> tuple[dict[
                                       media.read_audio(clip))
             work = tmp / clip.stem
 
-            def extract():
+            def extract(work=work, video=video):
                 work.mkdir(exist_ok=True)
                 subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(video), "-threads", "1", "-f", "image2",
                                 str(work / "%06d.jpg")], check=True)
                 subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(video), "-async", "1", "-ac", "1", "-vn",
                                 "-acodec", "pcm_s16le", "-ar", "16000", str(work / "audio.wav")], check=True)
 
-            def evaluate():
+            def evaluate(work=work):
                 with redirect_stdout(StringIO()):  # it prints its framewise confidences
                     return instance.evaluate(types.SimpleNamespace(tmp_dir=str(work), batch_size=20, vshift=15))
 
             t_extract, _ = timed(extract, repeat)
             t_eval, (offset, conf, dist) = timed(evaluate, repeat)
-            t_ours, (plain, _) = timed(lambda: score_video(video, crop="none", weights_dir=tmp / "w"), repeat)
-            t_compat, (compat, _) = timed(lambda: score_video(video, crop="none", compat="syncnet_python",
+            t_ours, (plain, _) = timed(lambda video=video: score_video(video, crop="none", weights_dir=tmp / "w"),
+                                       repeat)
+            t_compat, (compat, _) = timed(lambda video=video: score_video(video, crop="none", compat="syncnet_python",
                                                               weights_dir=tmp / "w"), repeat)
             worst = max(worst, abs(compat.lse_c - conf), abs(compat.lse_d - dist))
             rows["reference (ffmpeg + evaluate)"].append(t_extract + t_eval)

@@ -70,7 +70,7 @@ def frame_metrics(clips, frames_per_clip: int, device: str) -> None:
     start = time.perf_counter()
     ref = [(structural_similarity(a, b, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
                                   use_sample_covariance=False), peak_signal_noise_ratio(b, a, data_range=255))
-           for a, b in zip(gen, gt)]
+           for a, b in zip(gen, gt, strict=False)]
     t_ref = time.perf_counter() - start
     dev = torch.device(device)
     g, t = torch.from_numpy(gen).to(dev), torch.from_numpy(gt).to(dev)
@@ -90,8 +90,8 @@ def frame_metrics(clips, frames_per_clip: int, device: str) -> None:
 
 def fid(clips, frames_per_clip: int, tmp: Path, device: str) -> None:
     import imageio_ffmpeg
-
     from bench_fid import png_recipe
+
     from lipsync_bench import media, run_eval
     from tests.helpers import noise, write_lossless
 

@@ -323,7 +323,8 @@ def faces_cmd(video, out, fps, landmarker, as_json):
 @click.option("--sync-model", type=click.Choice(["syncnet", "avsyncnet", "wav2lip"]), default="syncnet",
               show_default=True, help="Sync expert; avsyncnet/wav2lip use unit-norm embeddings (another scale).")
 @click.option("--sync-weights", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Weights of the sync expert [default: syncnet_v2.model / lipsync_expert.pth from the weights folder].")
+              help="Weights of the sync expert [default: syncnet_v2.model / lipsync_expert.pth from the weights "
+                   "folder].")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Save the distance-vs-offset curve and the framewise confidence as a PNG.")
@@ -460,12 +461,14 @@ def _data_options(fn):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for last.pt, best.pt, log.csv and run.json.")
 @click.option("--train-list", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="File list of the training videos (Wav2Lip's filelists/train.txt) [default: all but --val-fraction].")
+              help="File list of the training videos (Wav2Lip's filelists/train.txt) [default: all but "
+                   "--val-fraction].")
 @click.option("--val-list", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="File list of the validation videos (Wav2Lip's filelists/val.txt).")
 @click.option("--val-fraction", default=0.1, show_default=True, help="Held-out clips when no --val-list is given.")
 @click.option("--epochs", default=100, show_default=True)
-@click.option("--max-steps", default=None, type=int, help="Stop after this many optimiser steps (a checkpoint is kept).")
+@click.option("--max-steps", default=None, type=int,
+              help="Stop after this many optimiser steps (a checkpoint is kept).")
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--lr", default=1e-4, show_default=True)
 @click.option("--optimizer", type=click.Choice(["adam", "adamw"]), default=None,
@@ -560,7 +563,8 @@ def stability_cmd(data, gen, out, samples, models, weights_files, random_init, q
               help="Ground-truth clips. " + _DATA_HELP)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--magnitudes", default=None,
-              help="Comma-separated magnitudes (shift: px of a 224-px face crop; others: degrees) [default: 0,10,...,60].")
+              help="Comma-separated magnitudes (shift: px of a 224-px face crop; others: degrees) "
+                   "[default: 0,10,...,60].")
 @click.option("--samples", default=200, show_default=True, help="Windows in all, spread evenly over the clips.")
 @_experts_options
 @_data_options
@@ -600,7 +604,8 @@ def _generator_options(fn):
                      help=_DATA_HELP),
         click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
                      help="Folder for last.pt, log.csv and run.json."),
-        click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        click.option("--config", "config_file", default=None,
+                     type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="JSON or TOML file overriding GeneratorConfig fields (loss weights, eps, lr...)."),
         click.option("--max-steps", default=1000, show_default=True, help="Optimiser steps in all."),
         click.option("--tiny", is_flag=True, help="A small model that trains on a CPU in seconds (smoke runs)."),

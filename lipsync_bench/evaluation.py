@@ -137,8 +137,8 @@ class EvalRun:
             "skipped_inputs": self.skipped_inputs,
             "unpaired": {"generated": self.unpaired_gen, "ground_truth": self.unpaired_gt},
             "counts": {"pairs": self.pairs, "computed": self.computed, "resumed": self.resumed},
-            "ground_truth": {**self.ground_truth,
-                             "summary": summary_json(self.ground_truth.get("summary", {}))} if self.ground_truth else {},
+            "ground_truth": ({**self.ground_truth, "summary": summary_json(self.ground_truth.get("summary", {}))}
+                             if self.ground_truth else {}),
         }
 
     def text(self, out: str | os.PathLike | None = None) -> str:
@@ -240,7 +240,7 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
                                         resolved, recompute=any(j.metrics for j in jobs))
         finally:
             store.finish_session(session)
-            for name, s in ref_sessions.items():
+            for _name, s in ref_sessions.items():
                 store.finish_session(s)
         ground_truth = _reference_summary(store, references, pairing.pairs, jobs) if references else {}
         if truth_error:
@@ -377,7 +377,7 @@ def _reference_summary(store: ResultStore, references: dict[str, tuple[Run, dict
                        jobs: list[PairJob]) -> dict:
     keys = {p.key for p in pairs}
     summary, warnings, failures = {}, [], []
-    for name, (ref_run, p) in references.items():
+    for _name, (ref_run, p) in references.items():
         rows = store.results([ref_run])
         rows = rows[rows.video.isin(keys) & rows.metric.isin(list(p))]
         ok = rows[rows.error.isna()]

@@ -3,7 +3,8 @@
 
 Frames are always RGB, uint8, shaped (n, H, W, 3). Videos are decoded once, streamed in chunks, and
 resampled to the protocol frame rate by timestamp exactly as ffmpeg's ``-r 25`` does (see
-``FpsResampler``): frames are duplicated or dropped, never blended, and the same frames are chosen. Audio goes through libswresample (PyAV), the same resampler ffmpeg's ``-ar 16000 -ac 1`` uses.
+``FpsResampler``): frames are duplicated or dropped, never blended, and the same frames are chosen.
+Audio goes through libswresample (PyAV), the same resampler ffmpeg's ``-ar 16000 -ac 1`` uses.
 
 A frame folder (``000001.jpg``, ``000002.jpg``… or ``0.jpg``, ``1.jpg``…, the Wav2Lip preprocessed
 layout) is taken to be at the protocol frame rate already; its audio is ``audio.wav`` beside the frames.
@@ -328,7 +329,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     The samples are those ffmpeg writes with ``-ac 1 -ar 16000 -acodec pcm_s16le`` (the syncnet_python
     recipe): libswresample to signed 16-bit mono, whose downmix matrix is normalised so stereo becomes
     (L + R) / 2, then divided by 32768; MP4 audio ends at its declared duration, as the CLI trims it
-    (checked sample for sample against ffmpeg 9 on the shared clips). For a frame folder, the audio is its ``audio.wav``.
+    (checked sample for sample against ffmpeg 9 on the shared clips). For a frame folder, the audio is
+    its ``audio.wav``.
     """
     path = Path(path)
     if path.is_dir():

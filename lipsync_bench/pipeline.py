@@ -237,7 +237,7 @@ def _entries(job: PairJob, setup: RunSetup, stage: FaceStage) -> list[_Entry]:
                                 shared.setdefault(run, {}))
         late = ("face_track" in m.needs and stage.pending(gen)) or (region and stage.pending(pair.gt))
         entries.append(_Entry(run, m, params, context, late=late, region=region))
-    for e in entries:  # a metric that cannot start on this video (e.g. one that needs audio, without it) leaves the others
+    for e in entries:  # a metric that cannot start on this video (it needs audio, there is none) leaves the others
         try:
             e.accumulator = e.metric.make_accumulator(e.params, e.context)
         except MetricError as exc:

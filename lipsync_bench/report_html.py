@@ -76,7 +76,7 @@ def _boxplots(df, metrics: list[str]) -> str | None:
     if not metrics:
         return None
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=False):
         sub = df[(df.metric == metric) & df.value.notna() & np.isfinite(df.value)]
         methods = list(dict.fromkeys(sub.method))
         ax.boxplot([sub[sub.method == m].value.to_numpy() for m in methods], showmeans=True)
@@ -111,7 +111,7 @@ def _curves(store: ResultStore, runs) -> list[tuple[str, str]]:
     for curve, by_run in kinds.items():
         # no shared y axis: another definition's values are on another scale
         fig, axes = plt.subplots(1, len(by_run), figsize=(3.6 * len(by_run), 3), squeeze=False)
-        for ax, (method, (cs, y_label)) in zip(axes[0], by_run.items()):
+        for ax, (method, (cs, y_label)) in zip(axes[0], by_run.items(), strict=False):
             x = curve.x_values(len(cs[0])) if curve.x_values else np.arange(len(cs[0]))
             for c in cs:
                 ax.plot(x, c, color="tab:blue", alpha=0.25, lw=0.8)

@@ -359,7 +359,7 @@ class ResultStore:
                                       "WHERE run_id=?", (run.run_id,)).fetchall()
             self.db.executemany("INSERT OR REPLACE INTO states VALUES (?,?,?,?,?,?,?)",
                                 [(dst.run_id, *r) for r in states])
-        for video, metric, _, digest, _, _ in states:  # the state files travel with their rows (checked on use)
+        for _video, metric, _, digest, _, _ in states:  # the state files travel with their rows (checked on use)
             src, dst_file = other.state_file(metric, digest), self.state_file(metric, digest)
             if not self.state_ok(metric, digest) and src.is_file():
                 dst_file.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,11 @@
 """Known pretrained weights: where they come from, how they are checked, where they are looked for.
 
 Nothing is downloaded at evaluation time; ``fetch`` (``lipsync-bench weights fetch NAME``) downloads
-a file on request and keeps it only when its checksum is the published one. A file is looked for, in order, in ``--weights-dir`` /
-``$LIPSYNC_BENCH_WEIGHTS`` and in torch's hub cache (``$TORCH_HOME/hub/checkpoints``, where
-pytorch-fid and torch.hub put downloads), under its published file name. A missing file makes the
-metrics that need it unavailable, with one message naming the file, the folders and the URL.
+a file on request and keeps it only when its checksum is the published one. A file is looked for, in
+order, in ``--weights-dir`` / ``$LIPSYNC_BENCH_WEIGHTS`` and in torch's hub cache
+(``$TORCH_HOME/hub/checkpoints``, where pytorch-fid and torch.hub put downloads), under its published
+file name. A missing file makes the metrics that need it unavailable, with one message naming the
+file, the folders and the URL.
 
 Checksums: a file is *official* when its sha256 equals the published one — or, where only a hash
 prefix is published in the file name (the torch.hub convention, e.g. ``-6726825d.pth``), starts with

@@ -77,8 +77,8 @@ def make_fid_weights(path: Path, frames: np.ndarray, seed: int = 0) -> Path:
     """Seeded random FID-Inception weights in pytorch-fid's published layout (the state dict of its
     ``fid_inception_v3()`` network), with batch-norm statistics calibrated on ``frames`` so that the
     features are informative (default statistics make every image look alike)."""
-    import torch
     import pytorch_fid.inception as pfi
+    import torch
 
     torch.manual_seed(seed)
     np.random.seed(seed)

@@ -108,7 +108,8 @@ def test_a_time_shift_is_seen_by_ifc_and_ssim(dataset):
 
 def test_cli_json_and_exported_files(dataset, tmp_path):
     out = tmp_path / "r"
-    result = CliRunner().invoke(main, ["eval", "--metrics", "ssim,psnr,ifc", "--gen", str(dataset["gen"]["mild"]), "--gt", str(dataset["gt"]),
+    result = CliRunner().invoke(main, ["eval", "--metrics", "ssim,psnr,ifc", "--gen", str(dataset["gen"]["mild"]),
+                                       "--gt", str(dataset["gt"]),
                                        "--out", str(out), "--name", "mild", "--dataset", "grid", "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
@@ -146,7 +147,8 @@ def test_protocol_and_parameters_are_never_mixed(dataset, tmp_path):
     df = evaluate(gen, gt, out=out, method="m", dataset="d", fps=30, force=True)
     assert df.error.isna().all() and len(df) == 9
     runner = CliRunner()
-    result = runner.invoke(main, ["eval", "--metrics", "ssim,psnr,ifc", "--gen", str(gen), "--gt", str(gt), "--out", str(out), "--name", "m",
+    result = runner.invoke(main, ["eval", "--metrics", "ssim,psnr,ifc", "--gen", str(gen), "--gt", str(gt),
+                                  "--out", str(out), "--name", "m",
                                   "--dataset", "d"])
     assert result.exit_code == 1 and result.output.startswith("error: ") and "Traceback" not in result.output
 
@@ -207,7 +209,8 @@ def test_bad_videos_are_one_line_each_and_the_others_go_on(dataset, tmp_path):
         (gt / f"{stem}.mpg").symlink_to(dataset["gt"] / f"{stem}.mpg")
     (gt / "truncated.mp4").symlink_to(data_file("retalking/face_3.mp4"))
     (gen / "lonely.avi").write_bytes((dataset["gen"]["mild"] / f"{good}.avi").read_bytes())
-    result = CliRunner().invoke(main, ["eval", "--metrics", "ssim,psnr,ifc", "--gen", str(gen), "--gt", str(gt), "--out", str(tmp_path / "r")])
+    result = CliRunner().invoke(main, ["eval", "--metrics", "ssim,psnr,ifc", "--gen", str(gen), "--gt", str(gt),
+                                       "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     failed = [line for line in result.output.splitlines() if line.startswith("FAILED")]
@@ -243,7 +246,8 @@ def test_frame_count_gaps_and_size_mismatch(dataset, tmp_path):
 def test_no_pairs_is_an_error(tmp_path, dataset):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = CliRunner().invoke(main, ["eval", "--metrics", "ssim,psnr,ifc", "--gen", str(empty), "--gt", str(dataset["gt"]),
+    result = CliRunner().invoke(main, ["eval", "--metrics", "ssim,psnr,ifc", "--gen", str(empty),
+                                       "--gt", str(dataset["gt"]),
                                        "--out", str(tmp_path / "r")])
     assert result.exit_code == 1
     assert "error: no pairs" in result.output
@@ -262,7 +266,8 @@ def test_killed_run_resumes_without_recomputing(tmp_path):
         (gt / f"v{i}.mp4").symlink_to(clips[i % 3])
         (gen / f"v{i}.mp4").symlink_to(clips[i % 3])
     out = tmp_path / "r"
-    cmd = [sys.executable, "-m", "lipsync_bench.cli", "eval", "--metrics", "ssim,psnr,ifc", "--gen", str(gen), "--gt", str(gt), "--out", str(out),
+    cmd = [sys.executable, "-m", "lipsync_bench.cli", "eval", "--metrics", "ssim,psnr,ifc", "--gen", str(gen),
+           "--gt", str(gt), "--out", str(out),
            "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     db = out / "lipsync_bench.sqlite"

@@ -20,8 +20,7 @@ from lipsync_bench.metrics.fid import MomentSum, frechet_distance, inception_fea
 from tests.helpers import blur, make_fid_weights, noise, write_lossless
 
 pytest.importorskip("pytorch_fid")
-from pytorch_fid.fid_score import (calculate_fid_given_paths, calculate_frechet_distance,  # noqa: E402
-                                   get_activations)
+from pytorch_fid.fid_score import calculate_fid_given_paths, calculate_frechet_distance, get_activations  # noqa: E402
 from pytorch_fid.inception import InceptionV3  # noqa: E402
 
 FID_FILE = "pt_inception-2015-12-05-6726825d.pth"

@@ -15,8 +15,12 @@ from lipsync_bench import media
 from lipsync_bench.cli import main
 from lipsync_bench.errors import LipsyncBenchError
 from lipsync_bench.research.generator.config import GeneratorConfig, read_config_file
-from lipsync_bench.research.generator.losses import (PerceptualLoss, adaptive_triplet_loss, plain_sync_loss,
-                                             stabilized_sync_loss)
+from lipsync_bench.research.generator.losses import (
+    PerceptualLoss,
+    adaptive_triplet_loss,
+    plain_sync_loss,
+    stabilized_sync_loss,
+)
 from lipsync_bench.research.generator.models import build_generator, mask_lower_half
 from tests.helpers import data_file
 

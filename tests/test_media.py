@@ -11,13 +11,12 @@ from lipsync_bench import media
 from lipsync_bench.errors import MediaError
 from tests.helpers import data_file, write_frame_folder, write_lossless
 
-
 # ---------------------------------------------------------------- ffmpeg -r semantics (unit level)
 
 def _resample(times, durations, fps=25, t0=None):
     r = media.FpsResampler(Fraction(fps), t0)
     out = []
-    for i, (t, d) in enumerate(zip(times, durations)):
+    for i, (t, d) in enumerate(zip(times, durations, strict=False)):
         out += r.push(Fraction(t), Fraction(d), i)
     return out + r.finish()
 

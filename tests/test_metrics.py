@@ -21,12 +21,13 @@ CPU = MetricContext(torch.device("cpu"))
 def sk_ssim(gen, gt):
     """The reference, with the parameters lipsync-bench pins (Wang et al. 2004)."""
     return np.array([structural_similarity(a, b, channel_axis=-1, data_range=255, gaussian_weights=True,
-                                           sigma=1.5, use_sample_covariance=False) for a, b in zip(gen, gt)])
+                                           sigma=1.5, use_sample_covariance=False)
+                     for a, b in zip(gen, gt, strict=True)])
 
 
 def sk_psnr(gen, gt):
     with np.errstate(divide="ignore"):  # identical frames: inf, as we give
-        return np.array([peak_signal_noise_ratio(b, a, data_range=255) for a, b in zip(gen, gt)])
+        return np.array([peak_signal_noise_ratio(b, a, data_range=255) for a, b in zip(gen, gt, strict=False)])
 
 
 def t(x):
@@ -106,7 +107,7 @@ def test_stronger_degradation_moves_every_metric_the_expected_way(grid_frames, m
         gen = make(gt, strength)
         values.append((ssim_frames(t(gen), t(gt)).mean().item(), psnr_frames(t(gen), t(gt)).mean().item(),
                        ifc_pairs(t(gen), t(gt)).mean().item()))
-    ssim, psnr, ifc = zip(*values)
+    ssim, psnr, ifc = zip(*values, strict=False)
     assert ssim[0] > ssim[1] > ssim[2]
     assert psnr[0] > psnr[1] > psnr[2]
     assert ifc[0] < ifc[1] < ifc[2]

@@ -20,10 +20,10 @@ from click.testing import CliRunner
 import lipsync_bench
 from lipsync_bench import media, weights
 from lipsync_bench.cli import main
-from lipsync_bench.metrics import get_metric, resolve_run_params
 from lipsync_bench.errors import ParameterError
+from lipsync_bench.metrics import get_metric, resolve_run_params
 from lipsync_bench.syncnets.syncnet import SyncNet
-from tests.helpers import make_fid_weights, noise, write_lossless
+from tests.helpers import make_fid_weights, noise
 
 ROOT = Path(__file__).resolve().parents[1]
 FID_FILE = "pt_inception-2015-12-05-6726825d.pth"

@@ -141,7 +141,7 @@ def test_robustness_at_zero_equals_the_untransformed_similarity(sync_clips, tmp_
     from lipsync_bench.research.studies import _spread
 
     picks = _spread([expert.usable_windows(c) for c in clips], 30)  # both experts have the same counts here
-    plain = np.concatenate([cosine_similarities(expert, c, p) for c, p in zip(clips, picks) if len(p)])
+    plain = np.concatenate([cosine_similarities(expert, c, p) for c, p in zip(clips, picks, strict=False) if len(p)])
     zero = frame[(frame.model == "AVSyncNet (random-init)") & (frame.magnitude == 0)].cos_sim.item()
     assert zero == pytest.approx(plain.mean(), abs=1e-5)
     moved = frame[(frame.model == "AVSyncNet (random-init)") & (frame.magnitude == 40)].cos_sim.item()

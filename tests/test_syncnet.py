@@ -72,7 +72,7 @@ def reference_score(net, ref_instance, crops_bgr, audio, vshift=15, batch_size=2
     samples = np.round(audio * 32768).astype(np.int16)
     im = np.expand_dims(np.stack(list(crops_bgr), axis=3), 0).transpose(0, 3, 4, 1, 2)
     imtv = torch.from_numpy(im.astype(float)).float()
-    cc = np.stack([np.array(i) for i in zip(*python_speech_features.mfcc(samples, 16000))])
+    cc = np.stack([np.array(i) for i in zip(*python_speech_features.mfcc(samples, 16000), strict=False)])
     cct = torch.from_numpy(cc[None, None].astype(float)).float()
     lastframe = min(len(crops_bgr), math.floor(len(samples) / 640)) - 5
     im_feat, cc_feat = [], []

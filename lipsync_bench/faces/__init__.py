@@ -19,6 +19,7 @@ from .track import (
            syncnet_crop,
 )
 
-__all__ = ["FaceAnalyzer", "FaceData", "analyze_file", "cache_file", "overlay", "require_faces", "syncnet_crops", "REGIONS",
+__all__ = ["FaceAnalyzer", "FaceData", "analyze_file", "cache_file", "overlay", "require_faces", "syncnet_crops",
+           "REGIONS",
            "crop_frames", "region_boxes", "BACKENDS", "get_backend", "Track",
            "TrackParams", "link_tracks", "mouth_box", "smoothed_centres", "syncnet_crop"]

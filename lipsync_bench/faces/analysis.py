@@ -20,6 +20,7 @@ from ..weights import sha256
 from .backends import get_backend
 from .track import Track, TrackParams, link_tracks, smoothed_centres, syncnet_crop
 
+DEFAULT_TRACK = TrackParams()
 MIN_FACE_FRACTION = 0.5  # below this, a video's face metrics are an error, not a number
 
 
@@ -77,7 +78,7 @@ def content_hash(path: Path) -> str:
 class FaceAnalyzer:
     """Streams a video's frames through the detector and landmarker; ``result()`` tracks the faces."""
 
-    def __init__(self, backend: str = "auto", track: TrackParams = TrackParams(), max_faces: int = 4):
+    def __init__(self, backend: str = "auto", track: TrackParams = DEFAULT_TRACK, max_faces: int = 4):
         self.backend = get_backend(backend)
         self.track_params = track
         self.max_faces = max_faces  # the highest-scoring faces a frame that get landmarks
@@ -104,7 +105,7 @@ class FaceAnalyzer:
         if tracks:
             main = tracks[0]
             boxes[main.frames] = main.boxes
-            for f, j in zip(main.frames, main.det_index):
+            for f, j in zip(main.frames, main.det_index, strict=False):
                 if j >= 0:
                     detected[f] = True
                     landmarks[f] = self.points[f][j]

@@ -111,7 +111,7 @@ class FaceAlignmentBackend:
                 face_detector_kwargs={"path_to_detector": str(s3fd)}, compile=False)
         finally:
             fa_api.load_file_from_url = fetch
-        self._weights = {w: weights.describe(w, p) for w, p in zip(FA_WEIGHTS, (s3fd, fan))}
+        self._weights = {w: weights.describe(w, p) for w, p in zip(FA_WEIGHTS, (s3fd, fan), strict=False)}
         self._version = face_alignment.__version__
 
     def params(self) -> dict:

@@ -85,7 +85,8 @@ class _IfcAccumulator(Accumulator):
 IFC = register(Metric(
     name="ifc", label="IFC", higher_is_better=False, needs=frozenset({"gt_frames"}), scope="video",
     decimals=4,
-    description="inter-frame consistency: RMS of the difference of frame-to-frame changes, [0,1] pixels, mean over pairs",
+    description="inter-frame consistency: RMS of the difference of frame-to-frame changes, [0,1] pixels, "
+                "mean over pairs",
     params={"scale": Param(255.0, "pixel values are divided by it", min=1e-9, defines=True),
             "norm": Param("rms", "rms: per-pixel RMS of d_t; l2: its plain norm (Eq. G)", choices=NORMS, defines=True),
             "reduce": Param("mean", "over the frame pairs: mean, or sum (Eq. G)", choices=REDUCTIONS, defines=True)},

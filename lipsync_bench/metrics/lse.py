@@ -81,7 +81,8 @@ def load_model(path: Path, device: torch.device, sync_model: str = "syncnet"):
     key = (weights.sha256(path), str(device), sync_model)
     if key not in _MODELS:
         try:
-            _MODELS[key] = load_syncnet(path, device) if sync_model == "syncnet" else load_expert(sync_model, path, device)
+            _MODELS[key] = (load_syncnet(path, device) if sync_model == "syncnet"
+                            else load_expert(sync_model, path, device))
         except LipsyncBenchError as exc:  # the LSE metrics fail, the others go on
             raise MetricError(str(exc)) from None
     return _MODELS[key]

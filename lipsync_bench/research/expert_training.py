@@ -82,7 +82,8 @@ def validate(model, pairs: SyncPairs, batch_size: int, device: torch.device, wor
     pairs.set_epoch(0)
     sums = torch.zeros(5, dtype=torch.float64)  # loss, correct, items, aligned cos, aligned items
     for start in range(rank * batch_size, len(pairs), batch_size * world):
-        faces, mel, y = (torch.stack(t) for t in zip(*(pairs[i] for i in range(start, min(start + batch_size, len(pairs))))))
+        batch = [pairs[i] for i in range(start, min(start + batch_size, len(pairs)))]
+        faces, mel, y = (torch.stack(t) for t in zip(*batch, strict=True))
         audio, video = model(mel.to(device), faces.to(device))
         cos = torch.nn.functional.cosine_similarity(audio.float(), video.float()).cpu()
         sums += torch.tensor([float(sync_loss(audio.float(), video.float(), y.to(device))) * len(y),
@@ -113,13 +114,15 @@ def _checkpoint(model, optimizer, scaler, config: TrainConfig, state: dict) -> d
     return ckpt
 
 
-def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: TrainConfig = TrainConfig(), *,
+def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: TrainConfig | None = None, *,
                   resume: bool = False, device: str = "cpu", layout: str = "auto", cache_dir=None,
                   train_list=None, val_list=None, log: str = "csv", progress: bool = True) -> dict:
     """Train one sync expert on the clips under ``data``; returns the final state and the validation
-    history. See the module docstring for what is written to ``out``."""
+    history (``config`` default: ``TrainConfig()``). See the module docstring for what is written to
+    ``out``."""
     from tqdm import tqdm
 
+    config = config or TrainConfig()
     rank, world = distributed()
     dev = train_device(device, rank, world)
     out = Path(out)
@@ -137,7 +140,8 @@ def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: Train
     train_pairs = SyncPairs(train_clips, spec, config.seed, config.stride)
     val_pairs = SyncPairs(val_clips, spec, config.seed + 1) if val_clips else None
     if len(train_pairs) < 2:
-        raise LipsyncBenchError(f"{data}: fewer than 2 training windows ({'; '.join(train_pairs.too_short) or 'no clips'})")
+        raise LipsyncBenchError(f"{data}: fewer than 2 training windows "
+                                f"({'; '.join(train_pairs.too_short) or 'no clips'})")
 
     torch.manual_seed(config.seed)
     model = build_model(config.arch, config.tiny).to(dev)

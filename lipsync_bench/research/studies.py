@@ -181,7 +181,8 @@ def stability(data: str | os.PathLike, specs: list[ModelSpec], out: str | os.Pat
     counts = [min(e.usable_windows(c) for e in experts) for c in gt_set.clips]
     picks = _spread(counts, samples)
     rows = []
-    for clip, starts in tqdm(list(zip(gt_set.clips, picks)), desc="stability", unit="clip", disable=not progress):
+    for clip, starts in tqdm(list(zip(gt_set.clips, picks, strict=False)), desc="stability", unit="clip",
+                             disable=not progress):
         if len(starts) == 0:
             continue
         rng = np.random.default_rng([seed, len(rows)])
@@ -293,7 +294,7 @@ def robustness(data: str | os.PathLike, specs: list[ModelSpec], transform: str, 
     counts = [min(e.usable_windows(c) for e in experts) for c in clipset.clips]
     picks = _spread(counts, samples)
     sims = {(e.label, m): [] for e in experts for m in magnitudes}
-    for clip, starts in tqdm(list(zip(clipset.clips, picks)), desc=f"robustness {transform}", unit="clip",
+    for clip, starts in tqdm(list(zip(clipset.clips, picks, strict=False)), desc=f"robustness {transform}", unit="clip",
                              disable=not progress):
         if len(starts) == 0:
             continue

@@ -49,7 +49,8 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
 def wrap_ddp(model: torch.nn.Module, device: torch.device, world: int) -> torch.nn.Module:
     if world == 1:
         return model
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.nn.parallel.DistributedDataParallel(model,
+                                                     device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def check_resume(path: Path, identity: dict, what: str) -> dict:

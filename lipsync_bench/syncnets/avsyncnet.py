@@ -108,7 +108,7 @@ class AudioEncoder(nn.Module):
         self.conv1 = nn.Conv2d(1, f[0], 3, 1, 1)
         self.bn1 = nn.BatchNorm2d(f[0])
         layers, cin = [], f[0]
-        for i, (cout, n) in enumerate(zip(f, cfg.audio_layers)):
+        for i, (cout, n) in enumerate(zip(f, cfg.audio_layers, strict=False)):
             blocks = [SEBasicBlock(cin if j == 0 else cout, cout, 2 if (i > 0 and j == 0) else 1, cfg.se_reduction)
                       for j in range(n)]
             layers.append(nn.Sequential(*blocks))

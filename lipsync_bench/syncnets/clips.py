@@ -430,5 +430,6 @@ def mel_windows(clip: FaceClip, starts) -> torch.Tensor:
     return torch.from_numpy(np.stack([mel_window(clip.mel, int(t)) for t in starts]))[:, None]
 
 
-__all__ = ["ExpertInput", "INPUTS", "FaceClip", "ClipSet", "ClipWindows", "SyncPairs", "other_window", "open_clips", "split_clips", "video_clip",
+__all__ = ["ExpertInput", "INPUTS", "FaceClip", "ClipSet", "ClipWindows", "SyncPairs", "other_window", "open_clips",
+           "split_clips", "video_clip",
            "wav2lip_clip", "expert_input", "frames_input", "mel_windows", "MEL_WINDOW"]

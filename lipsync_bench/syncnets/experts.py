@@ -67,7 +67,7 @@ class Expert:
         if self.name != "syncnet":
             kept = {}
             for first, count in _runs(frames):
-                kept.update(zip(range(first, first + count), clip.faces(first, count, self.crop_size)))
+                kept.update(zip(range(first, first + count), clip.faces(first, count, self.crop_size), strict=False))
             return Crops(kept)
         return syncnet_crops_of(clip, set(frames))
 

@@ -91,7 +91,8 @@ class GeneratorConfig:
     @classmethod
     def silent(cls, tiny: bool = False, **overrides) -> "GeneratorConfig":
         """G_S: the same network trained with GAN + pixel + perceptual losses only."""
-        cfg = cls(setup="silent", frozen_audio=True, silent_reference=False, sync_loss="none", triplet="none", w_sync=0.0,
+        cfg = cls(setup="silent", frozen_audio=True, silent_reference=False, sync_loss="none", triplet="none",
+                  w_sync=0.0,
                   w_at=0.0)
         if tiny:
             cfg = replace(cfg, base=4, sync_size=96, perceptual=False, batch_size=4)

@@ -153,7 +153,7 @@ def generate(face: str | Path, audio: str | Path, ckpt: str | Path, out: str | P
                 reference = silent(x, mask_lower_half(x), torch.full_like(mels, SILENT_MEL))
             faces = generator(reference, mask_lower_half(x), mels)
             faces = (faces.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-            for (k, _, c), gen in zip(todo, faces):
+            for (k, _, c), gen in zip(todo, faces, strict=False):
                 y0, y1, x0, x1, _ = crop_window(*c, crop_scale=FACE_CROP_SCALE)
                 frames[k] = paste(frames[k], gen, (y0, y1, x0, x1))
             generated += len(todo)

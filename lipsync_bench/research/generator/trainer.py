@@ -94,7 +94,8 @@ def _audio_source(judge: SyncJudge) -> dict:
     return {"arch": "wav2lip"}
 
 
-def make_generator(config: GeneratorConfig, audio_source: dict | None, expert: torch.nn.Module | None = None) -> Generator:
+def make_generator(config: GeneratorConfig, audio_source: dict | None,
+                   expert: torch.nn.Module | None = None) -> Generator:
     """The generator of ``config``; its frozen audio encoder copied from ``expert``, or rebuilt empty
     from ``audio_source`` (to load a checkpoint into)."""
     if not config.frozen_audio:
@@ -266,7 +267,8 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
             logged = {"sync_x": float(x.detach().mean()), "sync_y": float(y.mean()), "sync_d": float(d.mean())}
             if config.triplet != "none":
                 margin = config.at_fixed_margin if config.triplet == "fixed" else None
-                parts["triplet"] = adaptive_triplet_loss(fake.float(), target, reference.float(), config.at_alpha, margin)
+                parts["triplet"] = adaptive_triplet_loss(fake.float(), target, reference.float(), config.at_alpha,
+                                                         margin)
                 total = total + config.w_at * parts["triplet"]
         opt_g.zero_grad(set_to_none=True)
         _backward_step(total, opt_g, scaler)
