@@ -6,7 +6,7 @@ random FID-Inception weights in both (no pretrained weights are reachable here).
 
 Two cases: *cold* (nothing cached: both sides compute every feature) and *second method* (a second
 generated folder on the same dataset: lipsync-bench reuses the GT features, the PNG recipe starts over).
-Both values are printed with their difference. Needs ../shared/data and imageio-ffmpeg (test extra).
+Both values are printed with their difference. Needs imageio-ffmpeg (test extra).
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data"
+GRID = ROOT / "tests" / "data" / "grid"  # the repository's clips
+EXTRA = Path(os.environ.get("LIPSYNC_BENCH_DATA", ROOT.parent / "shared" / "data"))  # optional extra clips
 FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 
 
@@ -53,9 +54,9 @@ def main() -> None:
     from lipsync_bench import media, run_eval
     from tests.helpers import make_fid_weights, noise, write_lossless
 
-    clips = sorted((DATA / "grid").glob("*.mpg"))[: args.clips]
+    clips = sorted(GRID.glob("*.mpg"))[: args.clips]
     if not clips:
-        sys.exit(f"no GRID clips under {DATA / 'grid'}")
+        sys.exit(f"no GRID clips under {GRID}")
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

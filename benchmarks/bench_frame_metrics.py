@@ -3,13 +3,14 @@ per-frame loop on the same frames, with the largest per-frame difference between
 
     python benchmarks/bench_frame_metrics.py [--frames 64] [--device cpu|cuda] [--repeats 3]
 
-Frames are 256x256 crops of a real clip from ../shared/data (or of skimage's astronaut photo when the
+Frames are 256x256 crops of a real clip from LIPSYNC_BENCH_DATA (or of skimage's astronaut photo when the
 folder is absent); "generated" frames are the same with JPEG compression at quality 30.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import platform
 import time
 from pathlib import Path
@@ -23,11 +24,13 @@ from lipsync_bench import media
 from lipsync_bench.metrics.psnr import psnr_frames
 from lipsync_bench.metrics.ssim import ssim_frames
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+GRID = ROOT / "tests" / "data" / "grid"  # the repository's clips
+EXTRA = Path(os.environ.get("LIPSYNC_BENCH_DATA", ROOT.parent / "shared" / "data"))  # optional extra clips
 
 
 def frames(n: int) -> tuple[np.ndarray, np.ndarray, str]:
-    clip = DATA / "retalking" / "face_3.mp4"
+    clip = EXTRA / "retalking" / "face_3.mp4"
     if clip.is_file():
         src = media.read_frames(clip)
         gt = src[np.arange(n) % len(src), 150:406, 167:423]

@@ -1,12 +1,13 @@
 """Face detection + 68-point landmark throughput (frames/s) of the offline default (dlib) on the real
-clips of ../shared/data, per clip size; face-alignment (S3FD + 2D-FAN) too when its weights are
-present (``lipsync-bench weights list`` says where they go).
+clips (tests/data/grid, and LIPSYNC_BENCH_DATA's retalking/ when present), per clip size;
+face-alignment (S3FD + 2D-FAN) too when its weights are present (``lipsync-bench weights list`` says where they go).
 
     python benchmarks/bench_landmarks.py [--frames 50]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -14,14 +15,16 @@ from lipsync_bench import media
 from lipsync_bench.faces import FaceAnalyzer
 from lipsync_bench.faces.backends import face_alignment_missing
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+GRID = ROOT / "tests" / "data" / "grid"  # the repository's clips
+EXTRA = Path(os.environ.get("LIPSYNC_BENCH_DATA", ROOT.parent / "shared" / "data"))  # optional extra clips
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=50)
     args = parser.parse_args()
-    clips = [DATA / "grid" / "bbaf2n.mpg", DATA / "retalking" / "face_3.mp4", DATA / "retalking" / "face_2.mp4"]
+    clips = [GRID / "bbaf2n.mpg", EXTRA / "retalking" / "face_3.mp4", EXTRA / "retalking" / "face_2.mp4"]
     backends = ["dlib"]
     reason = face_alignment_missing()
     if reason is None:

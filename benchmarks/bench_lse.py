@@ -10,12 +10,13 @@ face detection is not timed on either side). Rows:
 - reference evaluate() alone (JPEGs already on disk);
 - ours, default mode: decode in memory, score;
 - ours, --compat syncnet_python: the same with the in-memory JPEG round trip.
-Each row prints the median time per clip and the ratio to the reference. Needs ../shared/data,
+Each row prints the median time per clip and the ratio to the reference. Needs
 imageio-ffmpeg and syncnet-python (the test extras).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -28,7 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data"
+GRID = ROOT / "tests" / "data" / "grid"  # the repository's clips
+EXTRA = Path(os.environ.get("LIPSYNC_BENCH_DATA", ROOT.parent / "shared" / "data"))  # optional extra clips
 
 
 def timed(fn, repeat: int) -> tuple[float, object]:
@@ -107,9 +109,9 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    clips = sorted((DATA / "grid").glob("*.mpg"))[: args.clips]
+    clips = sorted(GRID.glob("*.mpg"))[: args.clips]
     if not clips:
-        sys.exit(f"no GRID clips under {DATA / 'grid'}")
+        sys.exit(f"no GRID clips under {GRID}")
     rows, worst = measure(clips, args.repeat)
     ref = statistics.mean(rows["reference (ffmpeg + evaluate)"])
     print(f"\nLSE on {len(clips)} face-crop clips (75 frames each), {torch.get_num_threads()} CPU threads, "

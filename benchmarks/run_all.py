@@ -13,7 +13,7 @@ Rows (each prints a line with its ratio):
   time should grow linearly (ratio of seconds per video to the 1-copy run near 1) and peak memory stay flat.
 
 ``--quick`` runs the same rows on fewer frames and clips (under two minutes on 2 CPU cores). Needs
-../shared/data and the test extras (imageio-ffmpeg, syncnet-python).
+the test extras (imageio-ffmpeg, syncnet-python).
 """
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-DATA = ROOT.parent / "shared" / "data"
+GRID = ROOT / "tests" / "data" / "grid"  # the repository's clips
+EXTRA = Path(os.environ.get("LIPSYNC_BENCH_DATA", ROOT.parent / "shared" / "data"))  # optional extra clips
 FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 
 # A child process: one eval, reporting its wall time and its own peak memory.
@@ -176,9 +177,9 @@ def main() -> None:
 
     from tests.helpers import make_fid_weights
 
-    clips = sorted((DATA / "grid").glob("*.mpg"))
+    clips = sorted(GRID.glob("*.mpg"))
     if len(clips) < 3:
-        sys.exit(f"GRID clips not found under {DATA / 'grid'}")
+        sys.exit(f"GRID clips not found under {GRID}")
     n_clips, frames, repeat = (1, 25, 1) if args.quick else (3, 75, 3)
     clips = clips[:n_clips]
     print(f"lipsync-bench benchmarks{' (quick)' if args.quick else ''}: {platform.processor() or platform.machine()}, "

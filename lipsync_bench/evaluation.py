@@ -49,7 +49,8 @@ class EvalRun:
 
     ``videos``: the long table, one row per video and metric of the run (``value`` NaN and the
     reason in ``error`` for a failed video). ``dataset_values``: dataset metrics by name.
-    ``ground_truth``: the reference runs' summary, warnings and failures.
+    ``ground_truth``: the reference runs' summary, warnings and failures. ``evaluate`` returns one
+    (its example shows its tables).
     """
 
     run: Run
@@ -402,10 +403,46 @@ def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
     parameters (``{"ifc": {"norm": "l2"}}``, or a group's: ``{GROUP: {NAME: VALUE}}``). With ``out``,
     results go to the store in that folder and a rerun resumes; without it nothing is kept on disk.
 
-    Returns an ``EvalRun``: ``.videos`` (one row per video and metric: ``video``, ``metric``, ``value``,
-    ``error``, ...), ``.summary`` (indexed by metric: ``mean``, ``std``, ``ci_low``, ``ci_high``, ``n``,
-    ``failed``; a dataset metric's value in ``mean``), ``.dataset``, ``.failures``, ``.protocol``, ``.to_json()``
-    (what ``eval --json`` prints) and ``.text()`` (what ``eval`` prints).
+    Args:
+        gen: folder of generated videos (or frame folders).
+        gt: folder of ground-truth videos, paired with ``gen`` by relative path without extension.
+        metrics: metric names (``lipsync-bench metrics``); default: every metric that can run here.
+        method: the method's name in tables [default: the ``gen`` folder's name].
+        dataset: the dataset's name [default: the ``gt`` folder's name].
+        out: the results folder; None keeps nothing on disk.
+        fps: the protocol frame rate; inputs are resampled to it.
+        region: "full", "face" or "mouth": what the frame metrics see.
+        max_frame_gap: frame counts differing by at most this many frames are truncated to the shorter.
+        landmarker: the face stage's landmarker ("auto", "dlib", "face-alignment").
+        params: parameter overrides per metric or group.
+        device: "cpu", "cuda" or "cuda:N".
+        workers: videos evaluated in parallel processes.
+        force: recompute the videos already in the store.
+        progress: show a progress bar.
+
+    Returns:
+        An ``EvalRun``: ``.videos`` (one row per video and metric: ``video``, ``metric``, ``value``,
+        ``error``, ...), ``.summary`` (indexed by metric: ``mean``, ``std``, ``ci_low``, ``ci_high``,
+        ``n``, ``failed``; a dataset metric's value in ``mean``), ``.dataset``, ``.failures``,
+        ``.protocol``, ``.to_json()`` (what ``eval --json`` prints) and ``.text()`` (what ``eval``
+        prints).
+
+    Raises:
+        ParameterError: a bad option, before any input is read.
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> from pathlib import Path
+        >>> from lipsync_bench import media
+        >>> root = Path(tempfile.mkdtemp())
+        >>> frames = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+        >>> for side in ("gen", "gt"):
+        ...     _ = media.write_video(root / side / "clip.avi", frames, 25, codec="ffv1")
+        >>> result = evaluate(root / "gen", root / "gt", ["ssim", "psnr"])
+        >>> float(result.summary.loc["ssim", "mean"]), int(result.summary.loc["ssim", "n"])
+        (1.0, 1)
+        >>> result.videos[["video", "metric", "value"]].values.tolist()
+        [['clip', 'psnr', inf], ['clip', 'ssim', 1.0]]
     """
     try:
         protocol = Protocol(fps=fps, region=region, max_frame_gap=max_frame_gap, landmarker=landmarker)
@@ -416,7 +453,17 @@ def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
 
 
 def available_metrics() -> list[dict]:
-    """Every registered metric with its declaration and whether it can run here now."""
+    """Every registered metric with its declaration and whether it can run here now.
+
+    Returns:
+        One dict per metric: name, label, better, needs, scope, group, available, reason (why it
+        cannot run here, or None), parameters (defaults), schema, description.
+
+    Example:
+        >>> rows = {r["name"]: r for r in available_metrics()}
+        >>> rows["ifc"]["schema"]["norm"]["allowed"], rows["ssim"]["available"]
+        ('one of rms, l2', True)
+    """
     rows = []
     for name in all_metrics():
         m = get_metric(name)

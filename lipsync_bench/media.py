@@ -292,7 +292,24 @@ def iter_frames(path: str | os.PathLike, fps: float | Fraction | None = 25,
 
 
 def read_frames(path: str | os.PathLike, fps: float | Fraction | None = 25) -> np.ndarray:
-    """All frames of an input at the protocol frame rate, shape (T, H, W, 3), RGB uint8."""
+    """All frames of an input at the protocol frame rate (ffmpeg's ``-r`` semantics).
+
+    Args:
+        path: a video file, or a folder of frames.
+        fps: the frame rate to resample to, frames per second; None keeps the native frames.
+
+    Returns:
+        RGB uint8 frames, shape (T, H, W, 3).
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> from pathlib import Path
+        >>> frames = np.random.default_rng(0).integers(0, 256, (10, 48, 64, 3), dtype=np.uint8)
+        >>> video = write_video(Path(tempfile.mkdtemp()) / "clip.avi", frames, fps=25, codec="ffv1")
+        >>> back = read_frames(video)
+        >>> back.shape, bool((back == frames).all())
+        ((10, 48, 64, 3), True)
+    """
     chunks = list(iter_frames(path, fps, chunk=256))
     if not chunks:
         raise MediaError(path, "no frames could be decoded")
@@ -331,6 +348,23 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     (L + R) / 2, then divided by 32768; MP4 audio ends at its declared duration, as the CLI trims it
     (checked sample for sample against ffmpeg 9 on the shared clips). For a frame folder, the audio is
     its ``audio.wav``.
+
+    Args:
+        path: a video or audio file, or a frame folder.
+        sample_rate: the output rate, Hz.
+
+    Returns:
+        float32 samples, shape (N,).
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> from pathlib import Path
+        >>> tone = np.sin(np.arange(16000) / 16000 * 2 * np.pi * 440).astype(np.float32) / 2
+        >>> frames = np.zeros((25, 32, 32, 3), np.uint8)
+        >>> video = write_video(Path(tempfile.mkdtemp()) / "tone.avi", frames, 25, tone, codec="ffv1")
+        >>> audio = read_audio(video)
+        >>> audio.shape, float(np.abs(audio - tone).max()) < 1e-4
+        ((16000,), True)
     """
     path = Path(path)
     if path.is_dir():

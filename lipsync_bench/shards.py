@@ -48,7 +48,31 @@ def merge(sources: Iterable[str | os.PathLike], out: str | os.PathLike, device: 
     """Combine result stores (the shards of one evaluation, or any stores) into ``out``.
 
     Runs must agree in protocol and parameters. Rows, sessions and per-video state files are copied;
-    each run's dataset metrics are computed again over all its videos from the merged state."""
+    each run's dataset metrics are computed again over all its videos from the merged state.
+
+    Args:
+        sources: results folders written by ``eval --out`` (e.g. with ``--shard I/N``).
+        out: the results folder to merge into (created if new).
+        device: where dataset metrics are recomputed.
+        command: the command line, recorded with the sessions.
+
+    Returns:
+        The runs of ``out``.
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> from pathlib import Path
+        >>> from lipsync_bench import evaluate, media
+        >>> root = Path(tempfile.mkdtemp())
+        >>> frames = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+        >>> _ = media.write_video(root / "gt" / "clip.avi", frames, 25, codec="ffv1")
+        >>> _ = media.write_video(root / "gen" / "clip.avi", frames[::-1], 25, codec="ffv1")
+        >>> for method in ("m1", "m2"):  # e.g. two machines, each with its own results folder
+        ...     _ = evaluate(root / "gen", root / "gt", ["ssim"], out=root / method, method=method)
+        >>> runs = merge([root / "m1", root / "m2"], root / "all")
+        >>> [(r.method, r.dataset) for r in runs]
+        [('m1', 'gt'), ('m2', 'gt')]
+    """
     out = Path(out)
     sources = [Path(s) for s in sources]
     for src in sources:

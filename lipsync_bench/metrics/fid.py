@@ -86,7 +86,23 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
                      eps: float = 1e-6) -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), as pytorch-fid computes it: when
     the product of the covariances is singular, ``eps`` is added to both diagonals; an imaginary part
-    of sqrt(S1 S2) from rounding is dropped when its diagonal is below 1e-3, otherwise it is an error."""
+    of sqrt(S1 S2) from rounding is dropped when its diagonal is below 1e-3, otherwise it is an error.
+
+    Args:
+        mu1: mean of the first distribution, (d,).
+        sigma1: its covariance, (d, d).
+        mu2: mean of the second distribution, (d,).
+        sigma2: its covariance, (d, d).
+        eps: the diagonal offset for a singular product.
+
+    Returns:
+        ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrt(sigma1 sigma2)).
+
+    Example:
+        >>> import numpy as np
+        >>> round(frechet_distance(np.zeros(2), np.eye(2), np.array([3.0, 4.0]), 4 * np.eye(2)), 6)
+        27.0
+    """
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
@@ -139,7 +155,7 @@ def save_state(folder: Path, array: np.ndarray) -> StateFile:
     data = buf.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     path = Path(folder) / f"{digest}.npy"
-    if not path.is_file():
+    if not (path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest):  # absent or damaged
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{digest}.{os.getpid()}.tmp")
         tmp.write_bytes(data)

@@ -36,7 +36,24 @@ REDUCTIONS = ("mean", "sum")
 
 
 def ifc_pairs(gen: torch.Tensor, gt: torch.Tensor, *, scale: float = 255.0, norm: str = "rms") -> torch.Tensor:
-    """||d_t|| for t = 2..n of uint8 frames (n, H, W, C) -> float64 tensor (n-1,)."""
+    """||d_t|| (Eq. G) for t = 2..n, in units of ``scale``.
+
+    Args:
+        gen: generated frames, uint8 (n, H, W, C), n >= 2.
+        gt: ground-truth frames of the same shape.
+        scale: pixel values are divided by it.
+        norm: "rms" (the per-pixel root mean square of d_t) or "l2" (its plain norm).
+
+    Returns:
+        float64 tensor (n - 1,).
+
+    Example:
+        >>> import torch
+        >>> gt = torch.zeros(3, 2, 2, 3, dtype=torch.uint8)
+        >>> gen = gt.clone(); gen[1] = 51  # a one-frame flash of 51/255 = 0.2
+        >>> ifc_pairs(gen, gt).tolist()
+        [0.2, 0.2]
+    """
     if norm not in NORMS:
         raise ValueError(f"ifc norm must be one of {NORMS}, not {norm!r}")
     step = frames_per_step(gen)

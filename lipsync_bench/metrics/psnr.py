@@ -14,7 +14,22 @@ from .registry import Metric, Param, PerFrameMean, frames_per_step, register
 
 
 def psnr_frames(gen: torch.Tensor, gt: torch.Tensor, *, data_range: float = 255.0) -> torch.Tensor:
-    """Per-frame PSNR in dB of uint8 frames (n, H, W, C) -> float64 tensor (n,)."""
+    """Per-frame PSNR in dB, equal to scikit-image's ``peak_signal_noise_ratio(gt, gen, data_range=255)``.
+
+    Args:
+        gen: generated frames, uint8 (n, H, W, C).
+        gt: ground-truth frames of the same shape.
+        data_range: the pixels' value range.
+
+    Returns:
+        float64 tensor (n,); inf for a frame identical to its GT.
+
+    Example:
+        >>> import torch
+        >>> gt = torch.full((1, 4, 4, 3), 100, dtype=torch.uint8)
+        >>> psnr_frames(gt + 1, gt).tolist()  # MSE 1: 10 log10(255^2)
+        [48.1308036086791]
+    """
     if gen.shape != gt.shape:
         raise ValueError(f"frame shapes differ: {tuple(gen.shape)} vs {tuple(gt.shape)}")
     step = frames_per_step(gen)

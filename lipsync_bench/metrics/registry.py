@@ -163,6 +163,17 @@ class Param:
     expert); tables then give such results a column of their own, labelled with the value (``labels``
     maps values to their label; others show as ``name=value``). ``kind`` is the value's type (default:
     the default's type; "path" for a file, stored as an absolute path).
+
+    Example:
+        >>> norm = Param("rms", "the norm of d_t", choices=("rms", "l2"), defines=True)
+        >>> norm.check("ifc", "norm", "l2")
+        'l2'
+        >>> Param(1.5, min=0.1).check("ssim", "sigma", "2")
+        2.0
+        >>> norm.check("ifc", "norm", "max")
+        Traceback (most recent call last):
+        ...
+        lipsync_bench.errors.ParameterError: ifc.norm='max': expected one of rms, l2
     """
 
     default: Any
@@ -243,6 +254,11 @@ class Reference:
     ``params``: overrides for that run (e.g. the GT's own audio). ``check(value)``: a warning when a
     reference value is implausible for a real video with the official weights (the protocol is then
     probably broken for it), else None.
+
+    Example:
+        >>> reference = get_metric("lse_c").reference
+        >>> reference.params, reference.check(8.1) is None, reference.check(1.2) is not None
+        ({'audio': 'gen'}, True, True)
     """
 
     params: dict[str, Any] = field(default_factory=dict)
@@ -275,6 +291,12 @@ class Metric:
     FID) keeps per-video state in the results folder (its rows have no value) and
     ``dataset_value(params, states)`` combines the states (one dict side -> loader a video) of the
     videos that succeeded.
+
+    Example:
+        >>> ifc = get_metric("ifc")
+        >>> params = ifc.resolve_params({"norm": "l2"})
+        >>> params, ifc.column_key(params), ifc.column_label(params)
+        ({'scale': 255.0, 'norm': 'l2', 'reduce': 'mean'}, 'ifc@norm=l2', 'IFC [norm=l2]')
     """
 
     name: str
@@ -370,6 +392,24 @@ PAPER_ORDER = ("ssim", "psnr", "fid", "ifc", "lmd", "lse_c", "lse_d", "av_offset
 
 
 def register(metric: Metric) -> Metric:
+    """Add a metric to the registry (a metric module calls it once, at import).
+
+    Args:
+        metric: the declaration; its name must be new and hold no "@" or ".".
+
+    Returns:
+        The metric, so a module can keep it (``SSIM = register(Metric(...))``).
+
+    Example:
+        >>> import torch
+        >>> mad = Metric(name="doc_mad", label="MAD", higher_is_better=False, needs=frozenset({"gt_frames"}),
+        ...              scope="video", decimals=3, description="mean absolute difference",
+        ...              params={"scale": Param(1.0, "divisor", min=1e-9, defines=True)},
+        ...              make_accumulator=lambda params, ctx: PerFrameMean(
+        ...                  lambda g, t, scale: (g.double() - t.double()).abs().flatten(1).mean(1) / scale, params))
+        >>> register(mad) is get_metric("doc_mad")
+        True
+    """
     if metric.name in _REGISTRY:
         if _REGISTRY[metric.name] is metric:
             return metric

@@ -11,7 +11,7 @@ Choices it leaves open, made here (each a field of ``AVSyncNetConfig``, stored i
 
 - Audio input: Wav2Lip's 80-band mel window of 16 steps (0.2 s = 5 frames at 25 fps, the
   ``wav2lip.melspectrogram`` front end), not voxceleb_trainer's 40/64-band log filterbank: the
-  generator uses the frozen AVSyncNet audio encoder on exactly these windows (GENERATOR.md), so the
+  generator uses the frozen AVSyncNet audio encoder on exactly these windows (docs/generator.md), so the
   expert and the generator must share the front end.
 - ResNetSE34 variant: ResNetSE34V2 of clovaai/voxceleb_trainer (basic SE blocks, SE reduction 8, layers
   3-4-6-3, 32-64-128-256 filters, conv -> ReLU -> BN stem, strides 2 in layers 2-4), with SAP (one

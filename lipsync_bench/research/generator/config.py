@@ -2,7 +2,7 @@
 field of ``GeneratorConfig`` (stored in every checkpoint; a JSON or TOML ``--config`` file overrides
 fields by name).
 
-Setups (GENERATOR.md; F and H are not described in the notes and are defined here):
+Setups (docs/generator.md; F and H are not described in the notes and are defined here):
 
 | setup | audio encoder | G_S on the reference | sync loss | L_at |
 |---|---|---|---|---|

@@ -1,4 +1,4 @@
-"""The generator's losses (GENERATOR.md): pixel, perceptual, GAN, the plain lip-sync loss, the
+"""The generator's losses (docs/generator.md): pixel, perceptual, GAN, the plain lip-sync loss, the
 stabilized synchronization loss L_ss and the adaptive triplet loss L_at.
 
 Stabilized synchronization loss, as transcribed from the paper:

@@ -1,6 +1,6 @@
 """The lip generator G_L and the silent-lip generator G_S (the same network), and the discriminator.
 
-Generator (GENERATOR.md: a U-Net with separate identity and pose encoders and a face decoder with
+Generator (docs/generator.md: a U-Net with separate identity and pose encoders and a face decoder with
 transposed convolutions and skip connections), at ``size`` x ``size`` (96, Wav2Lip's):
 
 - identity encoder: the identity reference frame (through G_S first, in setups D-H), RGB [0, 1];
