@@ -347,7 +347,8 @@ def _chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: list[str
         if g is None and t is None:
             break
         yield g, t, index
-        index += len(g) if g is not None else len(t)
+        # chunks are ``chunk`` frames but for each stream's last: the stream that goes on had a full one
+        index += max(len(c) for c in (g, t) if c is not None)
     if index == 0:
         raise PairingError("no frames could be decoded")
 

@@ -21,6 +21,7 @@ import lipsync_bench
 from lipsync_bench import media, weights
 from lipsync_bench.cli import main
 from lipsync_bench.errors import ParameterError
+from lipsync_bench.evaluation import run_eval
 from lipsync_bench.metrics import get_metric, resolve_run_params
 from lipsync_bench.syncnets.syncnet import SyncNet
 from tests.helpers import make_fid_weights, noise
@@ -142,6 +143,15 @@ def test_lse_alone_does_not_decode_or_check_the_gt(clips, with_weights, tmp_path
     assert result.failures.empty and result.summary.loc["lse_c", "n"] == 2
     frame_metrics = lipsync_bench.evaluate(clips["gen"], gt, ["ssim"], method="m")
     assert "frame sizes differ" in frame_metrics.failures.error.iloc[0]
+    # a generated video shorter than its GT by more than a chunk: the GT's own LSE still sees every frame
+    short = tmp_path / "short"
+    for path in sorted(clips["gen"].iterdir()):
+        media.write_video(short / path.name, media.read_frames(path)[:7], 25, audio=media.read_audio(path),
+                          codec="ffv1")
+    truth = run_eval(short, gt, ["lse_c"], method="short", chunk=4, progress=False)
+    alone = lipsync_bench.evaluate(gt, gt, ["lse_c"], method="gt itself")
+    assert truth.ground_truth["summary"]["lse_c"]["mean"] == pytest.approx(alone.summary.loc["lse_c", "mean"],
+                                                                          abs=1e-9)
 
 
 def test_the_api_returns_what_eval_prints(clips, with_weights, tmp_path):
