@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lipsync_bench import media
-from tests.helpers import EXTRA, GRID
+from tests.helpers import GRID
 
 
 @pytest.fixture(autouse=True)
@@ -33,18 +33,16 @@ def grid_frames(grid_clips) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def sync_clips(tmp_path_factory, grid_clips) -> dict:
-    """A folder of real talking-face clips for the sync experts (4 GRID clips and one ReTalking clip)
-    and a crop cache that the tests share (each video goes through the face pipeline once)."""
+    """A folder of real talking-face clips for the sync experts (5 of the repository's GRID clips, so
+    that the tests see the same data everywhere) and a crop cache that the tests share (each video goes
+    through the face pipeline once)."""
     import shutil
 
     root = tmp_path_factory.mktemp("sync_clips")
     videos = root / "videos"
     videos.mkdir()
-    for clip in grid_clips[:4]:
+    for clip in grid_clips[:5]:
         shutil.copy(clip, videos / clip.name)
-    face = EXTRA / "retalking" / "face_3.mp4"
-    if face.is_file():
-        shutil.copy(face, videos / face.name)
     return {"videos": videos, "cache": root / "cache"}
 
 
