@@ -88,6 +88,24 @@ KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
         licence="face-alignment's 2D-FAN weights (trained on 300W-LP etc.: research use)",
     ),
     KnownWeights(
+        name="alexnet",
+        filename="alexnet-owt-7be5be79.pth",
+        url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        sha256=None,
+        sha256_prefix="7be5be79",
+        used_by="lpips (its backbone)",
+        licence="torchvision's ImageNet AlexNet weights (BSD-3-Clause code; ImageNet terms for the data)",
+    ),
+    KnownWeights(
+        name="vgg16",
+        filename="vgg16-397923af.pth",
+        url="https://download.pytorch.org/models/vgg16-397923af.pth",
+        sha256=None,
+        sha256_prefix="397923af",
+        used_by="lpips_vgg (its backbone)",
+        licence="torchvision's ImageNet VGG-16 weights (BSD-3-Clause code; ImageNet terms for the data)",
+    ),
+    KnownWeights(
         name="wav2lip-expert",
         filename="lipsync_expert.pth",
         # The Wav2Lip README links it on a SharePoint share that needs a browser; no checksum is published.
