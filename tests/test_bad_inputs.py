@@ -154,12 +154,14 @@ def line_of(lines, prefix):
     ("only_in_gt", "unpaired in --gt (1): only_in_gt"),
     ("ground truth", f"FAILED ground truth four_frames: gt/four_frames.avi: 4 frames, {TOO_SHORT}"),
 ])
+@pytest.mark.slow
 def test_each_case_has_its_exact_message(catalogue, case, message):
     root, lines, _ = catalogue
     message = message.replace("{root}", os.path.realpath(root))
     assert line_of(lines, message.split(":")[0] + ":") == message
 
 
+@pytest.mark.slow
 def test_the_good_and_the_recoverable_inputs_keep_their_values(catalogue):
     _, _, doc = catalogue
     videos = doc["videos"]
@@ -256,6 +258,7 @@ def test_weights_with_another_checksum_are_marked_unofficial(tmp_path, monkeypat
     assert verify.exit_code == 1 and f"syncnet: UNOFFICIAL sha256 {digest}" in verify.output
 
 
+@pytest.mark.slow
 def test_store_rows_are_not_lost_when_a_video_fails(catalogue):
     """The store holds one row per video and metric: values for good ones, the error for bad ones."""
     root, _, _ = catalogue

@@ -6,11 +6,13 @@ import subprocess
 import sys
 import time
 
+import pytest
 from click.testing import CliRunner
 
 from lipsync_bench.cli import main
 
 
+@pytest.mark.slow
 def test_demo_runs_offline_and_prints_a_ranked_table(tmp_path):
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "lipsync_bench.cli", "demo", "--out", str(tmp_path)],

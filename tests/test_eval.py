@@ -77,6 +77,7 @@ def test_frame_folders_are_inputs_too(dataset):
     assert abs(ssim - sk_ssim(dataset["methods"]["jpeg"](gt), gt).mean()) < 1e-6
 
 
+@pytest.mark.slow
 def test_stronger_degradation_ranks_lower(dataset, tmp_path):
     out = tmp_path / "r"
     means = {}
@@ -127,6 +128,7 @@ def test_cli_json_and_exported_files(dataset, tmp_path):
     assert summary["runs"][0]["summary"]["ssim"]["mean"] == pytest.approx(doc["summary"]["ssim"]["mean"])
 
 
+@pytest.mark.slow
 def test_workers_give_the_same_values(dataset):
     one = evaluate(dataset["gen"]["mild"], dataset["gt"])
     two = evaluate(dataset["gen"]["mild"], dataset["gt"], workers=2)
@@ -163,6 +165,7 @@ def test_adding_a_metric_keeps_the_others(dataset, tmp_path):
     assert set(both.metric) == {"ssim", "psnr"}
 
 
+@pytest.mark.slow
 def test_changed_input_file_is_recomputed(dataset, tmp_path):
     gen = tmp_path / "gen"
     gen.mkdir()

@@ -260,6 +260,7 @@ def test_region_run_detects_faces_once(tmp_path, swwp2s, detector_calls):
 
 # ---------------------------------------------------------------- the face-alignment backend
 
+@pytest.mark.slow
 def test_face_alignment_backend_with_weights_in_the_published_layout(tmp_path, monkeypatch, swwp2s):
     pytest.importorskip("face_alignment")
     from lipsync_bench.faces import backends

@@ -155,6 +155,7 @@ def _first_last(history: list[dict], key: str) -> tuple[float, float]:
     return history[0][key], history[-1][key]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setup", ["A", "H"])
 def test_tiny_generator_trains_a_few_hundred_steps(sync_clips, tmp_path, setup):
     """The tiny configuration of setups A and H, default loss weights, on the real clips: every loss
@@ -181,6 +182,7 @@ def test_tiny_generator_trains_a_few_hundred_steps(sync_clips, tmp_path, setup):
     assert log[0].startswith("step,epoch,split,loss,pixel") and len(log) == 11
 
 
+@pytest.mark.slow
 def test_generator_training_resumes_to_the_same_weights(sync_clips, tmp_path):
     from lipsync_bench.research.generator.trainer import train_generator
 
@@ -205,6 +207,7 @@ def inner_lip_opening(points: np.ndarray) -> float:
     return float(np.mean([np.linalg.norm(points[a] - points[b]) for a, b in ((61, 67), (62, 66), (63, 65))]))
 
 
+@pytest.mark.slow
 def test_silent_lip_generator_closes_the_lips_of_speech_frames(tmp_path):
     """G_S trained briefly on one GRID clip (train-silent, tiny; no GAN and an audio encoder trained
     with it, which stands in for a trained expert's), then fed silent audio with each speech frame as
@@ -270,6 +273,7 @@ def test_silent_lip_generator_closes_the_lips_of_speech_frames(tmp_path):
 # Inference
 
 
+@pytest.mark.slow
 def test_generate_writes_a_25_fps_video_with_audio_that_eval_reads(sync_clips, tmp_path):
     """From a 30 fps face video and its audio: an mp4 of the audio's duration at 25 fps with an audio
     track; eval (SSIM/PSNR against the face video) runs on it."""
@@ -315,6 +319,7 @@ def test_generate_refuses_what_it_cannot_use(tmp_path):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_train_generator_command_under_torchrun_on_cpu(sync_clips, tmp_path):
     """train-generator with two processes (gloo, CPU): DistributedDataParallel over the generator and
     the discriminator (one discriminator forward per step, as DDP needs), process 0 writes."""

@@ -81,6 +81,7 @@ def test_without_weights_lse_is_skipped_with_the_reason_and_the_rest_runs(pair_d
     assert "robots.ox.ac.uk" in listing
 
 
+@pytest.mark.slow
 def test_eval_lse_equals_the_single_file_score_and_fills_the_ground_truth_row(pair_dirs, with_weights, tmp_path):
     run = run_eval(pair_dirs / "gen", pair_dirs / "gt", LSE + ["psnr"], method="copy", dataset="grid",
                    out=tmp_path, progress=False)
@@ -111,6 +112,7 @@ def test_eval_lse_equals_the_single_file_score_and_fills_the_ground_truth_row(pa
     assert "unofficial weights" in table.output
 
 
+@pytest.mark.slow
 def test_implausible_ground_truth_lse_c_is_warned_with_official_weights(pair_dirs, with_weights, tmp_path,
                                                                         monkeypatch):
     """Random weights give LSE-C near 0 on real videos: with the official checksum that means a broken
@@ -125,6 +127,7 @@ def test_implausible_ground_truth_lse_c_is_warned_with_official_weights(pair_dir
     assert "unofficial" not in result.output
 
 
+@pytest.mark.slow
 def test_per_video_errors_short_clip_no_audio_and_min_track(pair_dirs, with_weights, tmp_path):
     clip = sorted((pair_dirs / "gt").iterdir())[0]
     frames, audio = media.read_frames(clip), media.read_audio(clip)

@@ -120,6 +120,7 @@ def test_no_metric_is_named_in_orchestration_store_tables_or_report():
         assert not found, f"{name} names {sorted(set(found))}"
 
 
+@pytest.mark.slow
 def test_adding_metrics_adds_no_decode(clips, with_weights, tmp_path, decodes):
     lipsync_bench.evaluate(clips["gen"], clips["gt"], ["ssim"], out=tmp_path / "one")
     one = dict(decodes)
@@ -132,6 +133,7 @@ def test_adding_metrics_adds_no_decode(clips, with_weights, tmp_path, decodes):
     assert dict(decodes) == one
 
 
+@pytest.mark.slow
 def test_lse_alone_does_not_decode_or_check_the_gt(clips, with_weights, tmp_path, decodes):
     gt = tmp_path / "gt"
     for path in sorted(clips["gt"].iterdir()):  # the GT at another frame size
@@ -154,6 +156,7 @@ def test_lse_alone_does_not_decode_or_check_the_gt(clips, with_weights, tmp_path
                                                                           abs=1e-9)
 
 
+@pytest.mark.slow
 def test_the_api_returns_what_eval_prints(clips, with_weights, tmp_path):
     out = tmp_path / "r"
     result = lipsync_bench.evaluate(clips["gen"], clips["gt"], ["fid", "ssim"], out=out, method="m")
@@ -177,6 +180,7 @@ def test_the_api_returns_what_eval_prints(clips, with_weights, tmp_path):
     assert text == again.text(out) + "\n" and "FID↓" in text
 
 
+@pytest.mark.slow
 def test_merge_and_table_reproduce_fid_from_the_results_alone(clips, with_weights, tmp_path):
     inputs = tmp_path / "inputs"
     shutil.copytree(clips["root"], inputs)
@@ -204,6 +208,7 @@ def test_merge_and_table_reproduce_fid_from_the_results_alone(clips, with_weight
     assert "m on d: 2 videos, fid: " in damaged.output and "is damaged" in damaged.output, damaged.output
 
 
+@pytest.mark.slow
 def test_a_metric_from_another_package_shows_everywhere(clips, tmp_path):
     plugin = tmp_path / "plugin"
     (plugin / "mad_metric-0.1.dist-info").mkdir(parents=True)
@@ -253,6 +258,7 @@ def test_a_metric_from_another_package_shows_everywhere(clips, tmp_path):
     assert float(api.stdout) == pytest.approx(expected, rel=1e-12), api.stderr
 
 
+@pytest.mark.slow
 def test_a_damaged_state_file_is_recomputed_by_a_rerun_on_the_inputs(clips, with_weights, tmp_path):
     out = tmp_path / "r"
     first = lipsync_bench.evaluate(clips["gen"], clips["gt"], ["fid"], out=out, method="m")

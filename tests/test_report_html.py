@@ -49,6 +49,7 @@ def results(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_report_is_one_self_contained_page(results):
     page = results.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page
@@ -59,6 +60,7 @@ def test_report_is_one_self_contained_page(results):
     assert "worst SSIM" in page and "&quot;fps&quot;: 25.0" in page  # the protocol
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(results, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:

@@ -52,6 +52,7 @@ def table(out) -> dict:
     return {r["method"]: r for r in json.loads(result.output)["rows"]}
 
 
+@pytest.mark.slow
 def test_shards_merged_equal_one_run(dataset, tmp_path, monkeypatch):
     monkeypatch.setenv(weights.ENV_VAR, str(dataset / "weights"))
     runner = CliRunner()
@@ -78,6 +79,8 @@ def test_shards_merged_equal_one_run(dataset, tmp_path, monkeypatch):
     assert table(tmp_path / "shard0")["blur"]["values"].get("fid@frames=12") is None
 
 
-def test_bad_shard_argument_is_one_line(dataset, tmp_path):
-    result = CliRunner().invoke(main, eval_args(dataset, tmp_path, "--shard", "2/2"))
+def test_bad_shard_argument_is_one_line(tmp_path):
+    for side in ("gen", "gt"):
+        (tmp_path / side).mkdir()
+    result = CliRunner().invoke(main, eval_args(tmp_path, tmp_path / "r", "--shard", "2/2"))
     assert result.exit_code == 2 and "0 <= I < N" in result.output and "Traceback" not in result.output

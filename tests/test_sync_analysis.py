@@ -86,6 +86,7 @@ def generated(sync_clips, tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_stability_with_random_experts_writes_table_csv_and_plot(sync_clips, generated, tmp_path):
     out = tmp_path / "stability"
     result = CliRunner().invoke(main, ["stability", "--data", str(sync_clips["videos"]), "--gen", str(generated),
@@ -107,6 +108,7 @@ def test_stability_with_random_experts_writes_table_csv_and_plot(sync_clips, gen
         assert png.size[0] > 600 and png.size[1] > 600
 
 
+@pytest.mark.slow
 def test_stability_gt_values_equal_the_expert_on_the_same_windows(sync_clips, tiny_avsyncnet, tmp_path):
     """The GT cosine similarities are those of the trained checkpoint on the listed windows, and its
     loss is Eq. B; the trained expert scores aligned GT pairs above misaligned references."""
@@ -124,6 +126,7 @@ def test_stability_gt_values_equal_the_expert_on_the_same_windows(sync_clips, ti
     assert gt["cos_sim"] == pytest.approx(frame.gt_cos.mean())
 
 
+@pytest.mark.slow
 def test_robustness_at_zero_equals_the_untransformed_similarity(sync_clips, tmp_path):
     out = tmp_path / "robust"
     result = CliRunner().invoke(main, ["robustness", "--transform", "shift", "--data", str(sync_clips["videos"]),
@@ -150,6 +153,7 @@ def test_robustness_at_zero_equals_the_untransformed_similarity(sync_clips, tmp_
         assert png.size[0] > 400
 
 
+@pytest.mark.slow
 def test_robustness_of_the_trained_expert_table(sync_clips, tiny_avsyncnet, tmp_path):
     result = CliRunner().invoke(main, ["robustness", "--transform", "rotation-mouth", "--data",
                                        str(sync_clips["videos"]), "--model", "avsyncnet", "--weights",

@@ -130,6 +130,7 @@ def test_mel_window_follows_crop_audio_window():
 # Data
 
 
+@pytest.mark.slow
 def test_video_clips_are_cropped_once_and_cached(sync_clips, monkeypatch):
     clips = open_clips(sync_clips["videos"], sync_clips["cache"]).clips
     assert len(clips) >= 4 and all(c.frames >= 70 for c in clips)
@@ -146,6 +147,7 @@ def test_video_clips_are_cropped_once_and_cached(sync_clips, monkeypatch):
     assert np.array_equal(again.faces(10, 5, 224), faces)
 
 
+@pytest.mark.slow
 def test_wav2lip_layout_is_read_with_its_file_list(sync_clips, tmp_path):
     """A folder in Wav2Lip's preprocessed layout (0.jpg... + audio.wav, filelists/*.txt) is read as it is."""
     import cv2
@@ -178,6 +180,7 @@ def test_wav2lip_layout_is_read_with_its_file_list(sync_clips, tmp_path):
         open_clips(tmp_path / "bad", layout="wav2lip")
 
 
+@pytest.mark.slow
 def test_pairs_are_aligned_or_non_overlapping_and_reproducible(sync_clips):
     clips = open_clips(sync_clips["videos"], sync_clips["cache"]).clips
     pairs = SyncPairs(clips, INPUTS["avsyncnet"], seed=3)
@@ -205,6 +208,7 @@ def test_pairs_are_aligned_or_non_overlapping_and_reproducible(sync_clips):
 # Training
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_reports_validation(tiny_avsyncnet):
     result = tiny_avsyncnet["result"]
     history = result["history"]
@@ -218,6 +222,7 @@ def test_training_lowers_the_loss_and_reports_validation(tiny_avsyncnet):
     assert load_avsyncnet(tiny_avsyncnet["checkpoint"]).config == TINY
 
 
+@pytest.mark.slow
 def test_a_checkpoint_written_mid_run_resumes_to_the_same_state(sync_clips, tmp_path):
     """Stopping after 3 steps (mid-epoch) and resuming to 7 gives exactly the weights of 7 steps straight."""
     from lipsync_bench.research.expert_training import TrainConfig, train_syncnet
@@ -242,6 +247,7 @@ def test_a_checkpoint_written_mid_run_resumes_to_the_same_state(sync_clips, tmp_
         train_syncnet(sync_clips["videos"], tmp_path / "b", other, resume=True, **kw)
 
 
+@pytest.mark.slow
 def test_train_syncnet_command_wav2lip(sync_clips, tmp_path):
     """The command end to end with Wav2Lip's architecture; its checkpoint loads as lipsync_expert.pth does."""
     out = tmp_path / "w2l"
@@ -263,6 +269,7 @@ def test_train_syncnet_command_wav2lip(sync_clips, tmp_path):
 # LSE with another expert
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [5, 10])
 def test_expert_lse_distances_shift_with_delayed_audio(sync_clips, tiny_avsyncnet, k):
     """Audio delayed by k frames (a whole number of mel windows: 5 frames = 16 mel steps) moves every
@@ -294,6 +301,7 @@ def test_expert_lse_distances_shift_with_delayed_audio(sync_clips, tiny_avsyncne
     assert np.ptp(base.curve) > 1e-4 and 0 <= base.lse_d <= 2
 
 
+@pytest.mark.slow
 def test_eval_with_avsyncnet_keeps_its_own_columns_and_ground_truth(sync_clips, tiny_avsyncnet, tmp_path,
                                                                      monkeypatch):
     from lipsync_bench import weights
@@ -378,6 +386,7 @@ def test_wav2lip_expert_weights_are_listed_but_never_fetched_unverified(tmp_path
     assert "wav2lip-expert: present, no published checksum to verify" in verified.output
 
 
+@pytest.mark.slow
 def test_train_syncnet_under_torchrun_on_cpu(sync_clips, tmp_path):
     """Two processes (gloo, CPU) under torchrun: DistributedDataParallel trains, process 0 writes."""
     import os
