@@ -22,7 +22,8 @@ from .report import method_rows, render_table, table_json
 from .store import ResultStore
 
 FPS = 25
-#: The metrics that run with nothing downloaded (LMD through dlib, whose models ship in a PyPI package).
+#: Metrics that run with nothing downloaded (LMD through dlib, whose models ship in a PyPI package);
+#: csim_dlib runs offline too, but its descriptors (~80 ms each) would take the demo past a minute.
 OFFLINE_METRICS = ["ssim", "psnr", "ifc", "lmd", "cpbd"]
 SAMPLE_RATE = 16000
 SIZE = 128

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from . import faces, media
 from .errors import LipsyncBenchError, PairingError, ParameterError, UnavailableError
 from .metrics import Metric, all_metrics, get_metric, resolve_run_params
+from .metrics.registry import FACE_NEEDS
 from .pipeline import (
     CHUNK_FRAMES,
     PairJob,
@@ -161,7 +162,7 @@ def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protoco
     chosen = [get_metric(n) for n in names]
     skipped = {m.name: reason for m in chosen if (reason := m.available(resolved[m.name]))}
     face_reason = None
-    if any(m.needs & {"landmarks", "face_track"} for m in chosen) or protocol.region != "full":
+    if any(m.needs & FACE_NEEDS for m in chosen) or protocol.region != "full":
         try:
             faces.get_backend(protocol.landmarker)
         except UnavailableError as exc:
@@ -169,7 +170,7 @@ def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protoco
             if protocol.region != "full":
                 raise ParameterError(f"--region {protocol.region} needs the face stage: {exc}") from None
     for m in chosen:
-        if face_reason and m.needs & {"landmarks", "face_track"} and m.name not in skipped:
+        if face_reason and m.needs & FACE_NEEDS and m.name not in skipped:
             skipped[m.name] = face_reason
     runnable = [m for m in chosen if m.name not in skipped]
     weights_paths: dict[str, list] = {}
@@ -181,7 +182,7 @@ def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protoco
             weights_paths[m.name] = [path for path, _ in found]
             p["weights"] = found[0][1] if len(found) == 1 else [d for _, d in found]
         extra = dict(m.protocol_extra(p)) if m.protocol_extra else {}
-        if m.needs & {"landmarks", "face_track"}:
+        if m.needs & FACE_NEEDS:
             extra["face_pipeline"] = protocol.face_pipeline()
         if extra:
             p["resolved"] = extra

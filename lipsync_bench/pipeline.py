@@ -7,8 +7,8 @@ decides from their ``needs``:
 - which inputs are decoded: the generated video when the run computes anything on it, the GT only
   when a metric needs GT frames or landmarks, or a reference run reads it;
 - which inputs the face stage analyses (one analysis per input per run, with the protocol's
-  landmarker, cached under ``<out>/cache/faces``): the faces of both for "landmarks", of the
-  generated video for "face_track", of the GT for ``--region face|mouth``;
+  landmarker, cached under ``<out>/cache/faces``): the faces of both for "landmarks" and
+  "face_frames", of the generated video for "face_track", of the GT for ``--region face|mouth``;
 - which metrics must wait for a face analysis before their first frame (crops that follow the face
   track, regions): when that analysis is not cached yet, they read the frames after the decoding
   pass from an in-memory buffer (``FRAME_BUFFER_BYTES``; a longer video is decoded a second time
@@ -225,7 +225,7 @@ def _entries(job: PairJob, setup: RunSetup, stage: FaceStage) -> list[_Entry]:
     for run, m, params in planned:
         gen = pair.gt if run is not None else pair.gen
         region = run is None and protocol.region != "full" and m.uses_region
-        if "landmarks" in m.needs:
+        if m.needs & {"landmarks", "face_frames"}:
             stage.want(gen)
             stage.want(pair.gt)
         if "face_track" in m.needs:
@@ -235,7 +235,8 @@ def _entries(job: PairJob, setup: RunSetup, stage: FaceStage) -> list[_Entry]:
         context = MetricContext(device, gen, pair.gt, protocol.fps, stage, setup.weights_paths.get(m.name, []),
                                 setup.state_dir / m.name, dict(job.reuse.get(m.name, {})),
                                 shared.setdefault(run, {}))
-        late = ("face_track" in m.needs and stage.pending(gen)) or (region and stage.pending(pair.gt))
+        late = (("face_track" in m.needs and stage.pending(gen)) or (region and stage.pending(pair.gt))
+                or ("face_frames" in m.needs and (stage.pending(gen) or stage.pending(pair.gt))))
         entries.append(_Entry(run, m, params, context, late=late, region=region))
     for e in entries:  # a metric that cannot start on this video (it needs audio, there is none) leaves the others
         try:
@@ -251,7 +252,7 @@ def _run_passes(pair: media.Pair, entries: list[_Entry], setup: RunSetup, warnin
     protocol, dev = setup.protocol, torch.device(setup.device)
     stage: FaceStage = entries[0].context.faces if entries else None
     method = [e for e in entries if e.run is None]
-    compare = any("gt_frames" in e.metric.needs or "landmarks" in e.metric.needs or e.region for e in method)
+    compare = any(e.metric.needs & {"gt_frames", "landmarks", "face_frames"} or e.region for e in method)
     decode_gen = bool(method)
     decode_gt = compare or any(e.run is not None for e in entries)
     if not (decode_gen or decode_gt):

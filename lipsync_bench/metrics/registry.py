@@ -31,8 +31,11 @@ from ..errors import ParameterError
 
 #: What a metric may need; ``lipsync-bench metrics`` shows these. "landmarks": the face analysis of
 #: both videos, read at the end; "face_track": the generated video's face track, needed before its
-#: frames (crops that follow the face); "audio": the generated video's audio track.
-NEEDS = ("gt_frames", "audio", "landmarks", "face_track", "weights")
+#: frames (crops that follow the face); "face_frames": the face analysis of both videos, needed before
+#: their frames (per-frame face crops of both); "audio": the generated video's audio track.
+NEEDS = ("gt_frames", "audio", "landmarks", "face_track", "face_frames", "weights")
+#: The needs that the face stage serves.
+FACE_NEEDS = frozenset({"landmarks", "face_track", "face_frames"})
 
 #: The entry-point group through which other packages add metrics.
 ENTRY_POINT_GROUP = "lipsync_bench.metrics"
@@ -63,7 +66,7 @@ class FrameBatch:
 class MetricContext:
     """What an accumulator may need beyond its parameters: the device, the pair's input files, the
     protocol frame rate, the pair's face analyses (``faces(path)``, available before the frames of a
-    metric that needs "face_track" and at ``result()`` for "landmarks"), the weights files
+    metric that needs "face_track" or "face_frames", and at ``result()`` for "landmarks"), the weights files
     (``weights_paths``, in the order the declaration resolves them), a folder for per-video state of
     dataset metrics (``state_dir``) with state of earlier videos it may reuse (``reuse``: side ->
     file), and a dict shared by the accumulators of one pair (metrics computed together, e.g. LSE-C

