@@ -41,6 +41,7 @@ def test_descriptors_equal_dlibs_on_its_own_face_chips(two_speakers):
         assert np.abs(ours[i] - ref).max() < 1e-6
 
 
+@pytest.mark.slow
 def test_csim_in_eval_is_the_mean_cosine_and_tells_speakers_apart(two_speakers, tmp_path):
     a, b = two_speakers
     write_lossless(tmp_path / "gt" / "clip", a)
