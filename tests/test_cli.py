@@ -30,6 +30,7 @@ def test_demo_runs_offline_and_prints_a_ranked_table(tmp_path):
     assert (tmp_path / "results" / "results.csv").is_file() and (tmp_path / "example" / "gt").is_dir()
 
 
+@pytest.mark.slow
 def test_demo_json():
     result = CliRunner().invoke(main, ["demo", "--json"])
     assert result.exit_code == 0, result.output
