@@ -33,6 +33,7 @@ from .pipeline import (
     RunSetup,
     evaluate_pair,
     pair_signature,
+    reference_signature,
     state_key,
 )
 from .protocol import Protocol, environment
@@ -289,7 +290,7 @@ def _jobs(store: ResultStore, run: Run, references: dict[str, tuple[Run, dict]],
     for pair in pairs:
         sig = pair_signature(pair)
         missing = [m for m in names if done.get((pair.key, m), "-") != sig]
-        ref_sig = pair_signature(media.Pair(pair.key, pair.gt, pair.gt))
+        ref_sig = reference_signature(pair)
         refs = {name: [m for m in p if ref_done[name].get((pair.key, m), "-") != ref_sig]
                 for name, (_, p) in references.items()}
         refs = {k: v for k, v in refs.items() if v}

@@ -150,12 +150,13 @@ def evaluate_pair(job: PairJob, setup: RunSetup) -> PairOutcome:
     start = time.perf_counter()
     pair, protocol = job.pair, setup.protocol
     signature = pair_signature(pair)
-    ref_signature = _reference_signature(pair)
+    ref_signature = reference_signature(pair)
     warnings: list[str] = []
     entries: list[_Entry] = []
     try:
-        entries = _entries(job, setup, FaceStage(protocol, setup.cache_dir))
-        _run_passes(pair, entries, setup, warnings)
+        stage = FaceStage(protocol, setup.cache_dir)
+        entries = _entries(job, setup, stage)
+        _run_passes(pair, entries, stage, setup, warnings)
     except LipsyncBenchError as exc:
         return _failed(job, setup, str(exc), start, signature, ref_signature, exc)
     except Exception as exc:  # a bug must not lose the other videos: record it, with where it happened
@@ -194,7 +195,8 @@ def state_key(path: Path, protocol: Protocol, params: dict) -> str:
                                      "protocol": protocol.as_dict(), "params": params}).encode()).hexdigest()
 
 
-def _reference_signature(pair: media.Pair) -> str | None:
+def reference_signature(pair: media.Pair) -> str | None:
+    """The signature of a reference run's row: the GT as its own generated video."""
     return pair_signature(media.Pair(pair.key, pair.gt, pair.gt))
 
 
@@ -246,11 +248,11 @@ def _entries(job: PairJob, setup: RunSetup, stage: FaceStage) -> list[_Entry]:
     return entries
 
 
-def _run_passes(pair: media.Pair, entries: list[_Entry], setup: RunSetup, warnings: list[str]) -> None:
+def _run_passes(pair: media.Pair, entries: list[_Entry], stage: FaceStage, setup: RunSetup,
+                warnings: list[str]) -> None:
     """The decoding pass (faces analysed, metrics that need no analysis first fed), then the buffered
     frames for those that waited for it."""
     protocol, dev = setup.protocol, torch.device(setup.device)
-    stage: FaceStage = entries[0].context.faces if entries else None
     method = [e for e in entries if e.run is None]
     compare = any(e.metric.needs & {"gt_frames", "landmarks", "face_frames"} or e.region for e in method)
     decode_gen = bool(method)
