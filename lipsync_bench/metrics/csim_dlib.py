@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import weights
-from ..errors import MetricError, UnavailableError
+from ..errors import MetricError
 from ..faces import require_faces
 from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, register
 
@@ -29,9 +29,7 @@ _MODELS: dict[str, object] = {}
 
 def model_file() -> Path | None:
     """The descriptor network shipped in ``face-recognition-models``, or None without the package."""
-    spec = importlib.util.find_spec("face_recognition_models")  # its __init__ needs pkg_resources
-    path = Path(spec.origin).parent / "models" / MODEL_FILE if spec and spec.origin else None
-    return path if path is not None and path.is_file() else None
+    return weights.find("dlib-face-recognition")  # found without importing it (its __init__ needs pkg_resources)
 
 
 def load_model(path: Path):
@@ -97,19 +95,15 @@ class _CsimAccumulator(Accumulator):
 
 
 def _weights_for(params: dict) -> list[tuple[Path, dict]]:
-    path = model_file()
-    if path is None:
-        raise UnavailableError(f"needs {MODEL_FILE} from the package face-recognition-models "
-                               "(pip install face-recognition-models)")
-    return [(path, {"name": "dlib-face-recognition", "file": MODEL_FILE, "sha256": weights.sha256(path),
-                    "official": True, "source": "face-recognition-models wheel"})]
+    path = weights.require("dlib-face-recognition")
+    return [(path, dict(weights.describe("dlib-face-recognition", path), source="face-recognition-models wheel"))]
 
 
 def _available(params: dict) -> str | None:
     if importlib.util.find_spec("dlib") is None:
         return "needs the package dlib-bin (pip install dlib-bin)"
     if model_file() is None:
-        return f"needs {MODEL_FILE} from the package face-recognition-models (pip install face-recognition-models)"
+        return weights.missing_message("dlib-face-recognition")
     return None
 
 
