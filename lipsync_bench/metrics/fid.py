@@ -83,10 +83,11 @@ def inception_features(model: torch.nn.Module, frames: torch.Tensor) -> np.ndarr
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+                     eps: float = 1e-6, imaginary: str = "error") -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), as pytorch-fid computes it: when
     the product of the covariances is singular, ``eps`` is added to both diagonals; an imaginary part
-    of sqrt(S1 S2) from rounding is dropped when its diagonal is below 1e-3, otherwise it is an error.
+    of sqrt(S1 S2) from rounding is dropped when its diagonal is below 1e-3, otherwise it is an error
+    (``imaginary="drop"``: always dropped, as cd-fvd does for FVD).
 
     Args:
         mu1: mean of the first distribution, (d,).
@@ -94,6 +95,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         mu2: mean of the second distribution, (d,).
         sigma2: its covariance, (d, d).
         eps: the diagonal offset for a singular product.
+        imaginary: "error" (pytorch-fid) or "drop" (cd-fvd) for a large imaginary part.
 
     Returns:
         ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrt(sigma1 sigma2)).
@@ -113,7 +115,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         offset = np.eye(sigma1.shape[0]) * eps
         covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+        if imaginary == "error" and not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             raise ValueError(f"imaginary component {np.abs(covmean.imag).max():.3g} in sqrt(S1 S2)")
         covmean = covmean.real
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
@@ -122,8 +124,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 class MomentSum:
     """Streaming mean and covariance (rowvar=False, ddof=1) of feature rows, in float64."""
 
-    def __init__(self, dim: int = FEATURE_DIM):
-        self.n = 0
+    def __init__(self, dim: int = FEATURE_DIM, metric: str = "FID", unit: str = "frames"):
+        self.n, self.metric, self.unit = 0, metric, unit
         self.total = np.zeros(dim)
         self.outer = np.zeros((dim, dim))
 
@@ -133,11 +135,12 @@ class MomentSum:
         self.total += f.sum(axis=0)
         self.outer += f.T @ f
 
-    def mean_cov(self) -> tuple[np.ndarray, np.ndarray]:
+    def mean_cov(self, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and covariance, divided by n - ddof (FID: 1, as numpy.cov; FVD: 0, as cd-fvd)."""
         if self.n < 2:
-            raise MetricError(f"FID needs at least 2 frames on each side, got {self.n}")
+            raise MetricError(f"{self.metric} needs at least 2 {self.unit} on each side, got {self.n}")
         mu = self.total / self.n
-        cov = (self.outer - self.n * np.outer(mu, mu)) / (self.n - 1)
+        cov = (self.outer - self.n * np.outer(mu, mu)) / (self.n - ddof)
         return mu, cov
 
 
