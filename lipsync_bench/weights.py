@@ -144,6 +144,17 @@ KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
                 "and distributed with TATS (MIT)",
     ),
     KnownWeights(
+        name="arcface-r100",
+        filename="ms1mv3_arcface_r100_fp16.pth",
+        # insightface's arcface_torch model zoo links OneDrive and Baidu folders only: no direct URL, no checksum.
+        url="https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch#model-zoo "
+            "(the backbone.pth of ms1mv3_arcface_r100_fp16, saved under this name)",
+        sha256=None,
+        sha256_prefix=None,
+        used_by="csim_arcface",
+        licence="insightface's ArcFace models: non-commercial research use (see its model zoo)",
+    ),
+    KnownWeights(
         name="dlib-face-recognition",
         filename="dlib_face_recognition_resnet_model_v1.dat",
         url="https://pypi.org/project/face-recognition-models/",

@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import weights
-from ..errors import MetricError
-from ..faces import require_faces
-from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, register
+from .face_identity import IdentityAccumulator, cosine_similarity  # noqa: F401 - cosine_similarity: API
+from .registry import Metric, MetricContext, register
 
 MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 
@@ -55,43 +54,10 @@ def descriptors(model, frames: np.ndarray, boxes: np.ndarray, landmarks: np.ndar
     return np.stack(out) if out else np.zeros((0, 128))
 
 
-def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity of (n, d) arrays."""
-    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
-class _CsimAccumulator(Accumulator):
+class _DlibAccumulator(IdentityAccumulator):
     def __init__(self, ctx: MetricContext):
-        self.ctx = ctx
-        self.model = load_model(ctx.weights_path)
-        self.similarities: list[np.ndarray] = []
-        self.frames = 0
-        self.data = None
-
-    def update(self, batch: FrameBatch) -> None:
-        if self.data is None:
-            self.data = [self.ctx.faces(path) for path in (self.ctx.gen, self.ctx.gt)]
-            for data, path in zip(self.data, (self.ctx.gen, self.ctx.gt), strict=True):
-                require_faces(data, path)
-        gen, gt = self.data
-        n = len(batch.gen_full)
-        idx = np.arange(batch.start, batch.start + n)
-        idx = idx[idx < min(gen.frames, gt.frames)]
-        both = idx[gen.detected[idx] & gt.detected[idx]]
-        self.frames += n
-        if len(both):
-            local = both - batch.start
-            a = descriptors(self.model, batch.gen_full[local].cpu().numpy(), gen.boxes[both], gen.landmarks[both])
-            b = descriptors(self.model, batch.gt_full[local].cpu().numpy(), gt.boxes[both], gt.landmarks[both])
-            self.similarities.append(cosine_similarity(a, b))
-
-    def result(self) -> MetricValue:
-        values = np.concatenate(self.similarities) if self.similarities else np.zeros(0)
-        if not len(values):
-            raise MetricError("no frame has a face in both the generated and the GT video")
-        warnings = [] if len(values) == self.frames else [
-            f"CSIM over {len(values)} of {self.frames} frames (faces found in both)"]
-        return MetricValue(float(values.mean()), len(values), warnings)
+        model = load_model(ctx.weights_path)
+        super().__init__(ctx, lambda frames, boxes, landmarks: descriptors(model, frames, boxes, landmarks))
 
 
 def _weights_for(params: dict) -> list[tuple[Path, dict]]:
@@ -111,5 +77,5 @@ CSIM_DLIB = register(Metric(
     name="csim_dlib", label="CSIM-dlib", higher_is_better=True, needs=frozenset({"gt_frames", "face_frames"}),
     scope="video", decimals=3,
     description="identity similarity: cosine of dlib face descriptors of generated and GT frames, averaged",
-    params={}, make_accumulator=lambda params, ctx: _CsimAccumulator(ctx), available=_available,
+    params={}, make_accumulator=lambda params, ctx: _DlibAccumulator(ctx), available=_available,
     weights_for=_weights_for, uses_region=False))
