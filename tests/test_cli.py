@@ -35,7 +35,7 @@ def test_demo_json():
     result = CliRunner().invoke(main, ["demo", "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert [c["metric"] for c in doc["columns"]] == ["ssim", "psnr", "ifc", "lmd", "cpbd"]  # every offline metric
+    assert [c["metric"] for c in doc["columns"]] == ["ssim", "psnr", "ifc", "lmd", "cpbd", "csim_dlib"]  # offline
     assert len(doc["rows"]) == 4 and all(r["videos"] == 3 for r in doc["rows"])
 
 

@@ -132,6 +132,15 @@ def test_csim_arcface_in_eval(faces, tmp_path, monkeypatch):
                                  embeddings(model, frames[both], data.landmarks[both])).mean()
     assert noisy.summary.loc["csim_arcface", "mean"] == pytest.approx(expected, abs=1e-6)
     assert noisy.summary.loc["csim_arcface", "mean"] < 1.0
+    # At most 3 frames a video, spread evenly: frames 0, 4 and 7 of 8, in a column of its own.
+    few = lipsync_bench.evaluate(tmp_path / "noisy", tmp_path / "gt", ["csim_arcface"],
+                                 params={"csim_arcface": {"frames": 3}})
+    picked = np.array([0, 4, 7])
+    picked = picked[both[picked]]
+    expected = cosine_similarity(embeddings(model, gen[picked], dg.landmarks[picked]),
+                                 embeddings(model, frames[picked], data.landmarks[picked])).mean()
+    assert few.summary.loc["csim_arcface", "mean"] == pytest.approx(expected, abs=1e-6)
+    assert few.summary.loc["csim_arcface", "n"] == 1
 
 
 def test_without_weights_csim_arcface_says_what_is_missing(tmp_path, monkeypatch):

@@ -27,7 +27,7 @@ from torch import nn
 
 from .. import weights
 from ..errors import MetricError
-from .face_identity import IdentityAccumulator
+from .face_identity import FRAMES_PARAM, IdentityAccumulator
 from .registry import Metric, MetricContext, Param, register
 
 SIZE = 112
@@ -143,7 +143,7 @@ class _ArcfaceAccumulator(IdentityAccumulator):
     def __init__(self, params: dict, ctx: MetricContext):
         model = load_arcface(ctx.weights_path, ctx.device)
         super().__init__(ctx, lambda frames, boxes, landmarks: embeddings(model, frames, landmarks, params["crop"],
-                                                                           ctx.device))
+                                                                           ctx.device), params["frames"])
 
 
 def _available(params: dict) -> str | None:
@@ -156,6 +156,7 @@ CSIM_ARCFACE = register(Metric(
     description="identity similarity: cosine of ArcFace (IResNet-100, MS1MV3) embeddings of generated and GT frames",
     params={"crop": Param("aligned", "the face aligned by five landmarks to ArcFace's template (insightface's "
                                      "norm_crop), or the whole frame resized (ViCo)",
-                          choices=("aligned", "frame"), defines=True)},
+                          choices=("aligned", "frame"), defines=True),
+            "frames": FRAMES_PARAM},
     make_accumulator=lambda params, ctx: _ArcfaceAccumulator(params, ctx),
     available=_available, weights=("arcface-r100",), uses_region=False))

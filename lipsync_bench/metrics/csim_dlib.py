@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import weights
-from .face_identity import IdentityAccumulator, cosine_similarity  # noqa: F401 - cosine_similarity: API
+from .face_identity import FRAMES_PARAM, IdentityAccumulator, cosine_similarity  # noqa: F401 - cosine_similarity: API
 from .registry import Metric, MetricContext, register
 
 MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
@@ -55,9 +55,10 @@ def descriptors(model, frames: np.ndarray, boxes: np.ndarray, landmarks: np.ndar
 
 
 class _DlibAccumulator(IdentityAccumulator):
-    def __init__(self, ctx: MetricContext):
+    def __init__(self, params: dict, ctx: MetricContext):
         model = load_model(ctx.weights_path)
-        super().__init__(ctx, lambda frames, boxes, landmarks: descriptors(model, frames, boxes, landmarks))
+        super().__init__(ctx, lambda frames, boxes, landmarks: descriptors(model, frames, boxes, landmarks),
+                         params["frames"])
 
 
 def _weights_for(params: dict) -> list[tuple[Path, dict]]:
@@ -77,5 +78,5 @@ CSIM_DLIB = register(Metric(
     name="csim_dlib", label="CSIM-dlib", higher_is_better=True, needs=frozenset({"gt_frames", "face_frames"}),
     scope="video", decimals=3,
     description="identity similarity: cosine of dlib face descriptors of generated and GT frames, averaged",
-    params={}, make_accumulator=lambda params, ctx: _DlibAccumulator(ctx), available=_available,
-    weights_for=_weights_for, uses_region=False))
+    params={"frames": FRAMES_PARAM}, make_accumulator=lambda params, ctx: _DlibAccumulator(params, ctx),
+    available=_available, weights_for=_weights_for, uses_region=False))

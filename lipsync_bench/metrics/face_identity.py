@@ -9,7 +9,11 @@ import numpy as np
 
 from ..errors import MetricError
 from ..faces import require_faces
-from .registry import Accumulator, FrameBatch, MetricContext, MetricValue
+from ..media import estimate_frame_count
+from .registry import Accumulator, FrameBatch, MetricContext, MetricValue, Param
+
+#: The parameter both CSIM metrics take.
+FRAMES_PARAM = Param(0, "at most this many frames a video, spread evenly (0: all)", min=0, defines=True)
 
 #: frames (n, H, W, 3) uint8 RGB, face boxes (n, 4), 68 landmarks (n, 68, 2) -> embeddings (n, d)
 Embedder = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -24,11 +28,15 @@ class IdentityAccumulator(Accumulator):
     """Embeds the full frames of both videos where both have a face (the face stage's boxes and
     landmarks, read before the first frames) and averages the cosine similarities."""
 
-    def __init__(self, ctx: MetricContext, embed: Embedder):
+    def __init__(self, ctx: MetricContext, embed: Embedder, frames: int = 0):
         self.ctx, self.embed = ctx, embed
         self.similarities: list[np.ndarray] = []
         self.frames = 0
         self.data = None
+        self.wanted = None  # with ``frames``: at most that many frames, spread evenly (as FID's option)
+        if frames:
+            total = estimate_frame_count(ctx.gen, ctx.fps) or frames
+            self.wanted = np.unique(np.round(np.linspace(0, total - 1, min(frames, total))).astype(int))
 
     def update(self, batch: FrameBatch) -> None:
         if self.data is None:
@@ -38,9 +46,11 @@ class IdentityAccumulator(Accumulator):
         gen, gt = self.data
         n = len(batch.gen_full)
         idx = np.arange(batch.start, batch.start + n)
+        if self.wanted is not None:
+            idx = idx[np.isin(idx, self.wanted)]
+        self.frames += len(idx)
         idx = idx[idx < min(gen.frames, gt.frames)]
         both = idx[gen.detected[idx] & gt.detected[idx]]
-        self.frames += n
         if len(both):
             local = both - batch.start
             a = self.embed(batch.gen_full[local].cpu().numpy(), gen.boxes[both], gen.landmarks[both])

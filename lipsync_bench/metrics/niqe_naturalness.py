@@ -201,13 +201,19 @@ def pristine_model(stats: str) -> tuple[torch.Tensor, torch.Tensor]:
     return _STATS[key]
 
 
+#: Fewer 96x96 blocks a frame than this leave the frame's covariance (36x36) nearly degenerate.
+FEW_BLOCKS = 4
+
+
 class _NiqeAccumulator(Accumulator):
     def __init__(self, params: dict):
         self.mu, self.cov = pristine_model(params["stats"])
         self.total, self.count = 0.0, 0
+        self.blocks = None
 
     def update(self, batch: FrameBatch) -> None:
         frames = batch.gen.cpu().numpy()
+        self.blocks = (frames.shape[1] // BLOCK) * (frames.shape[2] // BLOCK)
         for start in range(0, len(frames), FRAMES_AT_ONCE):
             values = niqe_images(grey(frames[start:start + FRAMES_AT_ONCE]), self.mu, self.cov)
             self.total += float(values.sum())
@@ -216,7 +222,10 @@ class _NiqeAccumulator(Accumulator):
     def result(self) -> MetricValue:
         if not self.count:
             raise MetricError("no frames")
-        return MetricValue(self.total / self.count, self.count)
+        warnings = [] if self.blocks >= FEW_BLOCKS else [
+            f"NIQE from {self.blocks} {BLOCK}x{BLOCK} block(s) a frame: too few for its covariance, not comparable "
+            "with NIQE of larger frames"]
+        return MetricValue(self.total / self.count, self.count, warnings)
 
 
 def _weights_for(params: dict) -> list[tuple[Path, dict]]:

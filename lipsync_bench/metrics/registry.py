@@ -453,10 +453,16 @@ def get_metric(name: str) -> Metric:
 
 
 def all_metrics() -> list[str]:
-    """Registered metric names, in the paper's column order first."""
+    """Registered metric names, in the paper's column order first, then by the module that declares
+    them (and their order there), so that columns do not depend on which module was imported first."""
     discover()
     ordered = [m for m in PAPER_ORDER if m in _REGISTRY]
-    return ordered + [m for m in _REGISTRY if m not in ordered]
+    index = {name: i for i, name in enumerate(_REGISTRY)}
+
+    def module(name: str) -> str:
+        return getattr(_REGISTRY[name].make_accumulator, "__module__", None) or ""
+
+    return ordered + sorted((m for m in _REGISTRY if m not in ordered), key=lambda m: (module(m), index[m]))
 
 
 def parse_params(items: Iterable[str]) -> dict[str, dict[str, Any]]:
