@@ -16,7 +16,7 @@ from PIL import Image
 import lipsync_bench
 from lipsync_bench import weights
 from lipsync_bench.cli import main
-from lipsync_bench.metrics.fid import MomentSum, frechet_distance, inception_features, load_inception
+from lipsync_bench.metrics.fid import FEATURE_DIM, MomentSum, frechet_distance, inception_features, load_inception
 from tests.helpers import blur, make_fid_weights, noise, write_lossless
 
 pytest.importorskip("pytorch_fid")
@@ -57,13 +57,41 @@ def save_pngs(folder: Path, frames: np.ndarray) -> Path:
 
 # ---------------------------------------------------------------- Fréchet distance
 
-@pytest.mark.parametrize("n,d", [(200, 16), (10, 32)])  # the second: singular covariances
+def _close_to_pytorch_fid(args, identical: bool = False) -> None:
+    """Within 1e-3 and 1e-6 relative; identical statistics (a distance of 0 up to rounding): within 1e-5."""
+    ours, theirs = frechet_distance(*args), ref_frechet(*args)
+    if identical:
+        assert abs(ours) < 1e-5 and abs(theirs) < 1e-5, (ours, theirs)
+    else:
+        assert abs(ours - theirs) < 1e-3 and abs(ours - theirs) <= 1e-6 * abs(theirs), (ours, theirs)
+
+
+def _stats(x):
+    return x.mean(0), np.cov(x, rowvar=False)
+
+
+@pytest.mark.parametrize("n,d", [(200, 16), (10, 32), (300, 64)])  # the second: singular covariances
 def test_frechet_distance_equals_pytorch_fid(n, d):
     rng = np.random.default_rng(n)
     a = rng.normal(size=(n, d))
     b = rng.normal(0.3, 1.5, size=(n, d)) @ rng.normal(size=(d, d)) / np.sqrt(d)
-    args = (a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
-    assert frechet_distance(*args) == pytest.approx(ref_frechet(*args), abs=1e-6)
+    _close_to_pytorch_fid((*_stats(a), *_stats(b)))
+    _close_to_pytorch_fid((*_stats(a), *_stats(a)), identical=True)
+
+
+@pytest.mark.slow
+def test_frechet_distance_equals_pytorch_fid_at_2048_dimensions(with_weights, grid_frames):
+    """The four kinds of statistics the speed claim is made on: real features, random, rank-deficient
+    (fewer samples than dimensions) and identical."""
+    model = load_inception(weights.require("inception-fid"))
+    real = [inception_features(model, torch.from_numpy(f)) for f in grid_frames.values()]
+    rng = np.random.default_rng(0)
+    d = FEATURE_DIM
+    _close_to_pytorch_fid((*_stats(np.concatenate(real[:2])), *_stats(real[2])))  # real, rank-deficient
+    _close_to_pytorch_fid((*_stats(rng.normal(size=(2500, d))), *_stats(rng.normal(0.1, 1.2, size=(2600, d)))))
+    _close_to_pytorch_fid((*_stats(rng.normal(size=(400, d))), *_stats(rng.normal(0.1, 1.0, size=(900, d)))))
+    same = _stats(rng.normal(size=(2200, d)))
+    _close_to_pytorch_fid((*same, *same), identical=True)
 
 
 def test_moments_equal_numpy():

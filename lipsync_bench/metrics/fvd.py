@@ -18,7 +18,7 @@ videos):
   and TATS download), loaded with ``torch.load(weights_only=True)``, never downloaded here;
 - **statistics**: mean and covariance of the 400-d logits over all clips, the covariance divided by
   n (cd-fvd's ``FeatureStats``), float64; **distance**: ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)),
-  with the real part of the matrix square root kept as cd-fvd does.
+  FID's ``frechet_distance`` (from eigenvalues; cd-fvd takes the real part of ``scipy.linalg.sqrtm``).
 
 LatentSync's variant (frames 20–35 of the face crop at 224x224) is ``--region face --param
 fvd.start=20 --param fvd.clips=one --param fvd.resolution=224``.
@@ -228,7 +228,7 @@ def _dataset_fvd(params: dict, states: list[dict]) -> MetricValue:
         gt.add(state["gt"]())
     mu1, s1 = gen.mean_cov(ddof=0)
     mu2, s2 = gt.mean_cov(ddof=0)
-    value = frechet_distance(mu1, s1, mu2, s2, imaginary="drop")
+    value = frechet_distance(mu1, s1, mu2, s2)
     warnings = [] if gen.n > FEATURE_DIM else [
         f"FVD from {gen.n} clips: fewer than {FEATURE_DIM} features, the covariance is singular; compare with care"]
     return MetricValue(value, gen.n * CLIP, warnings)
