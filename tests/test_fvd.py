@@ -143,4 +143,4 @@ def test_without_weights_fvd_says_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.setenv(weights.ENV_VAR, str(tmp_path))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     reason = lipsync_bench.metrics.get_metric("fvd").available({})
-    assert I3D_FILE in reason and "TATS" in reason
+    assert I3D_FILE in reason and "TATS" in reason and "place it in" in reason and "weights fetch" not in reason
