@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import weights
 from ..errors import MetricError
 from .face_identity import FRAMES_PARAM, IdentityAccumulator
 from .registry import Metric, MetricContext, Param, register
@@ -146,10 +145,6 @@ class _ArcfaceAccumulator(IdentityAccumulator):
                                                                            ctx.device), params["frames"])
 
 
-def _available(params: dict) -> str | None:
-    return None if weights.find("arcface-r100") else weights.missing_message("arcface-r100")
-
-
 CSIM_ARCFACE = register(Metric(
     name="csim_arcface", label="CSIM", higher_is_better=True, needs=frozenset({"gt_frames", "face_frames", "weights"}),
     scope="video", decimals=3,
@@ -159,4 +154,4 @@ CSIM_ARCFACE = register(Metric(
                           choices=("aligned", "frame"), defines=True),
             "frames": FRAMES_PARAM},
     make_accumulator=lambda params, ctx: _ArcfaceAccumulator(params, ctx),
-    available=_available, weights=("arcface-r100",), uses_region=False))
+    weights=("arcface-r100",), uses_region=False))

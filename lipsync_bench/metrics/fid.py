@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import weights
 from ..errors import MetricError
 from ..media import estimate_frame_count
 from .registry import (
@@ -180,6 +179,26 @@ def save_state(folder: Path, array: np.ndarray) -> StateFile:
     return StateFile(digest, int(array.shape[0]))
 
 
+def video_state(ctx: MetricContext, gen: np.ndarray, gt: np.ndarray | None) -> dict[str, StateFile]:
+    """A dataset metric's state of one video: each side's features as a state file; ``gt`` None when
+    the GT's features of an earlier method are reused (``ctx.reuse["gt"]``)."""
+    state = {"gen": save_state(ctx.state_dir, gen)}
+    if gt is not None:
+        state["gt"] = save_state(ctx.state_dir, gt)
+    else:
+        reused = ctx.reuse["gt"]
+        state["gt"] = StateFile(reused.stem, int(np.load(reused, mmap_mode="r", allow_pickle=False).shape[0]))
+    return state
+
+
+def side_moments(states: list[dict], gen: MomentSum, gt: MomentSum) -> tuple[MomentSum, MomentSum]:
+    """The generated and GT moments over the videos' states (one dict side -> loader a video)."""
+    for state in states:
+        gen.add(state["gen"]())
+        gt.add(state["gt"]())
+    return gen, gt
+
+
 class _FidAccumulator(Accumulator):
     def __init__(self, params: dict, ctx: MetricContext):
         self.params, self.ctx = params, ctx
@@ -226,21 +245,13 @@ class _FidAccumulator(Accumulator):
         gen = np.concatenate(self.gen) if self.gen else np.zeros((0, FEATURE_DIM), np.float32)
         if len(gen) == 0:
             raise MetricError("no frames selected for FID")
-        state = {"gen": save_state(self.ctx.state_dir, gen)}
-        if self.need_gt:
-            state["gt"] = save_state(self.ctx.state_dir, np.concatenate(self.gt))
-        else:
-            reused = self.ctx.reuse["gt"]
-            state["gt"] = StateFile(reused.stem, int(np.load(reused, mmap_mode="r", allow_pickle=False).shape[0]))
-        return MetricValue(math.nan, len(gen), state=state)
+        gt = np.concatenate(self.gt) if self.need_gt else None
+        return MetricValue(math.nan, len(gen), state=video_state(self.ctx, gen, gt))
 
 
 def _dataset_fid(params: dict, states: list[dict]) -> MetricValue:
     """FID over the videos' features: ``states`` holds, per video, a loader of each side's features."""
-    gen, gt = MomentSum(), MomentSum()
-    for state in states:
-        gen.add(state["gen"]())
-        gt.add(state["gt"]())
+    gen, gt = side_moments(states, MomentSum(), MomentSum())
     mu1, s1 = gen.mean_cov()
     mu2, s2 = gt.mean_cov()
     return MetricValue(frechet_distance(mu1, s1, mu2, s2), gen.n,
@@ -253,8 +264,6 @@ def _available(params: dict) -> str | None:
         import pytorch_fid  # noqa: F401
     except ImportError:
         return "needs the package pytorch-fid (pip install pytorch-fid)"
-    if weights.find("inception-fid") is None:
-        return weights.missing_message("inception-fid")
     return None
 
 

@@ -32,10 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import weights
 from ..errors import MetricError
-from .fid import MomentSum, frechet_distance, save_state
-from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, Param, StateFile, register
+from .fid import MomentSum, frechet_distance, side_moments, video_state
+from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, Param, register
 
 CLIP = 16
 FEATURE_DIM = 400
@@ -211,31 +210,19 @@ class _FvdAccumulator(Accumulator):
             raise MetricError(f"FVD needs at least {self.params['start'] + CLIP} frames (clips of {CLIP} from "
                               f"frame {self.params['start']}), the video has {self.frames}")
         gen = np.concatenate(self.features["gen"])
-        state = {"gen": save_state(self.ctx.state_dir, gen)}
-        if self.need_gt:
-            state["gt"] = save_state(self.ctx.state_dir, np.concatenate(self.features["gt"]))
-        else:
-            reused = self.ctx.reuse["gt"]
-            state["gt"] = StateFile(reused.stem, int(np.load(reused, mmap_mode="r", allow_pickle=False).shape[0]))
-        return MetricValue(math.nan, len(gen) * CLIP, state=state)
+        gt = np.concatenate(self.features["gt"]) if self.need_gt else None
+        return MetricValue(math.nan, len(gen) * CLIP, state=video_state(self.ctx, gen, gt))
 
 
 def _dataset_fvd(params: dict, states: list[dict]) -> MetricValue:
     """FVD over the videos' clip features: ``states`` holds, per video, a loader of each side's features."""
-    gen, gt = MomentSum(FEATURE_DIM, "FVD", "clips"), MomentSum(FEATURE_DIM, "FVD", "clips")
-    for state in states:
-        gen.add(state["gen"]())
-        gt.add(state["gt"]())
+    gen, gt = side_moments(states, MomentSum(FEATURE_DIM, "FVD", "clips"), MomentSum(FEATURE_DIM, "FVD", "clips"))
     mu1, s1 = gen.mean_cov(ddof=0)
     mu2, s2 = gt.mean_cov(ddof=0)
     value = frechet_distance(mu1, s1, mu2, s2)
     warnings = [] if gen.n > FEATURE_DIM else [
         f"FVD from {gen.n} clips: fewer than {FEATURE_DIM} features, the covariance is singular; compare with care"]
     return MetricValue(value, gen.n * CLIP, warnings)
-
-
-def _available(params: dict) -> str | None:
-    return None if weights.find("i3d-fvd") else weights.missing_message("i3d-fvd")
 
 
 FVD = register(Metric(
@@ -248,7 +235,6 @@ FVD = register(Metric(
             "resolution": Param(256, "the shorter side is resized to this, then centre-cropped square",
                                 min=32, max=1024, defines=True)},
     make_accumulator=lambda params, ctx: _FvdAccumulator(params, ctx),
-    available=_available,
     weights=("i3d-fvd",),
     dataset_value=_dataset_fvd,
 ))

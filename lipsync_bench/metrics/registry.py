@@ -285,10 +285,11 @@ class Metric:
 
     ``params`` is the parameter schema; the values a run uses are part of its protocol.
     ``available(params)`` returns None when the metric can run here with these parameters, else the
-    reason it cannot. ``weights`` names the entries of ``lipsync_bench.weights.KNOWN`` the metric
-    loads; ``weights_for(params)``, where given, decides instead (e.g. LSE with a user-trained
-    checkpoint) and returns (file, description) pairs for the protocol. ``group`` names the parameters
-    its siblings share (``--param lse.vshift=…`` sets every metric of group "lse").
+    reason it cannot (missing declared ``weights`` are checked with it). ``weights`` names the entries
+    of ``lipsync_bench.weights.KNOWN`` the metric loads; ``weights_for(params)``, where given, decides
+    instead (e.g. LSE with a user-trained checkpoint) and returns (file, description) pairs for the
+    protocol. ``group`` names the parameters its siblings share (``--param lse.vshift=…`` sets every
+    metric of group "lse").
 
     A per-video metric's accumulator gives the video's value. A dataset metric (scope "dataset", e.g.
     FID) keeps per-video state in the results folder (its rows have no value) and
@@ -332,6 +333,14 @@ class Metric:
             raise ValueError(f"metric {self.name!r}: scope must be 'video' or 'dataset'")
         if self.scope == "dataset" and self.dataset_value is None:
             raise ValueError(f"dataset metric {self.name!r} has no dataset_value")
+        if self.weights:  # declared weights that are missing make the metric unavailable, saying how to get them
+            own, names = self.available, self.weights
+
+            def available(params: dict[str, Any]) -> str | None:
+                return own(params) or next((weights.missing_message(n) for n in names if weights.find(n) is None),
+                                           None)
+
+            object.__setattr__(self, "available", available)  # a frozen declaration, completed once
 
     @property
     def defaults(self) -> dict[str, Any]:
