@@ -120,3 +120,31 @@ def make_face_alignment_weights(folder: Path, seed: int = 0) -> Path:
     torch.save(s3fd().state_dict(), folder / "s3fd-619a316812.pth")
     torch.save(FAN(4).state_dict(), folder / "2DFAN4-11f355bf06.pth.tar")
     return folder
+
+
+def import_without_init(module: str, packages: tuple[str, ...], requirement: str, stand_ins: dict | None = None):
+    """``module`` of a reference package, imported without running the ``__init__`` of ``packages``
+    (which, for pyiqa and insightface, imports every model they have and their many dependencies):
+    each of those packages becomes an empty namespace over its folder. ``stand_ins`` maps modules that
+    only fetch files (never called in the tests) to the names they must provide. Skips, naming
+    ``requirement``, when the package is not installed."""
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    top = packages[0]
+    if top not in sys.modules:  # else already imported, or already stood in for by an earlier call
+        spec = importlib.util.find_spec(top)
+        if spec is None:
+            pytest.skip(f"needs {requirement} (the README's test command installs it, without its dependencies)")
+        root = Path(list(spec.submodule_search_locations)[0])
+        for name in packages:
+            package = types.ModuleType(name)
+            package.__path__ = [str(root.joinpath(*name.split(".")[1:]))]
+            sys.modules.setdefault(name, package)
+    for name, attr in (stand_ins or {}).items():
+        stand_in = types.ModuleType(name)
+        setattr(stand_in, attr, lambda *args, **kwargs: None)
+        sys.modules.setdefault(name, stand_in)
+    return importlib.import_module(module)

@@ -7,12 +7,8 @@ layout and its parameter count (65.2M, the figure arcface_torch publishes for IR
 official weights cannot be fetched here."""
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 import types
 import warnings
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,24 +21,15 @@ from lipsync_bench.errors import MetricError
 from lipsync_bench.faces import FaceAnalyzer
 from lipsync_bench.metrics.csim_arcface import IResNet, align, embeddings, five_points, load_arcface
 from lipsync_bench.metrics.face_identity import cosine_similarity
-from tests.helpers import data_file, noise, write_lossless
+from tests.helpers import data_file, import_without_init, noise, write_lossless
 
 pytest.importorskip("dlib")
 
 
 def _insightface(module: str):
     """An insightface module, loaded without the package's ``__init__`` (which imports every model)."""
-    if "insightface" in sys.modules:
-        return importlib.import_module(module)
-    spec = importlib.util.find_spec("insightface")
-    if spec is None:
-        pytest.skip("needs insightface==2.1 (the README's test command installs it, without its dependencies)")
-    root = Path(list(spec.submodule_search_locations)[0])
-    for name, sub in (("insightface", ""), ("insightface.utils", "utils"), ("insightface.model_zoo", "model_zoo")):
-        package = types.ModuleType(name)
-        package.__path__ = [str(root / sub)]
-        sys.modules.setdefault(name, package)
-    return importlib.import_module(module)
+    return import_without_init(module, ("insightface", "insightface.utils", "insightface.model_zoo"),
+                               "insightface==2.1")
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,6 @@ only its NIQE module, with the two modules that fetch files (never called here) 
 from __future__ import annotations
 
 import importlib.util
-import sys
-import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,24 +16,13 @@ from lipsync_bench import media, weights
 from lipsync_bench.errors import MetricError
 from lipsync_bench.metrics.cpbd_sharpness import grey
 from lipsync_bench.metrics.niqe_naturalness import halve, niqe_images, pristine_model
-from tests.helpers import blur, write_lossless
+from tests.helpers import blur, import_without_init, write_lossless
 
 
 def _pyiqa_niqe():
-    spec = importlib.util.find_spec("pyiqa")
-    if spec is None:
-        pytest.skip("needs pyiqa==0.1.16 (the README's test command installs it, without its dependencies)")
-    root = Path(list(spec.submodule_search_locations)[0])
-    for name, sub in (("pyiqa", ""), ("pyiqa.archs", "archs"), ("pyiqa.utils", "utils")):
-        package = types.ModuleType(name)
-        package.__path__ = [str(root / sub)]
-        sys.modules.setdefault(name, package)
-    for name, attr in (("pyiqa.archs.arch_util", "get_url_from_name"),
-                       ("pyiqa.utils.download_util", "load_file_from_url")):
-        stand_in = types.ModuleType(name)
-        setattr(stand_in, attr, lambda *args, **kwargs: None)
-        sys.modules.setdefault(name, stand_in)
-    return importlib.import_module("pyiqa.archs.niqe_arch")
+    return import_without_init("pyiqa.archs.niqe_arch", ("pyiqa", "pyiqa.archs", "pyiqa.utils"), "pyiqa==0.1.16",
+                               {"pyiqa.archs.arch_util": "get_url_from_name",
+                                "pyiqa.utils.download_util": "load_file_from_url"})
 
 
 @pytest.fixture(scope="module")
