@@ -80,23 +80,33 @@ _EvalCommand._aliases = {}
 @click.option("--gt", "gt", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of ground-truth videos; paired with --gen by relative path without extension.")
 @click.option("--metrics", default="all", show_default=True,
-              help="Comma-separated metric names (see 'lipsync-bench metrics'); 'all' runs every metric that "
-                   "can run here and says why the others are skipped.")
+              help="Comma-separated metric names (see 'lipsync-bench metrics'); 'all' runs every metric of the "
+                   "protocol that can run here and says why the others are skipped.")
 @click.option("--name", "method", default=None, help="Method name for tables [default: the --gen folder's name].")
 @click.option("--dataset", default=None, help="Dataset name for tables [default: the --gt folder's name].")
 @click.option("--out", default=DEFAULT_RESULTS, show_default=True, type=click.Path(path_type=Path),
               help="Results folder: the store (lipsync_bench.sqlite), the metrics' per-video state (state/), "
                    "results.csv and summary.json.")
-@click.option("--fps", default=25.0, show_default=True, help="Protocol frame rate; inputs are resampled to it.")
-@click.option("--region", type=click.Choice(["full", "face", "mouth"]), default="full", show_default=True,
-              help="What the frame metrics (SSIM, PSNR, IFC, FID) see: the full frame, or a fixed-size box on "
-                   "the GT's face or mouth, the same for both videos (face metrics always see full frames).")
-@click.option("--max-frame-gap", default=3, show_default=True,
-              help="Frame counts differing by at most this many frames are truncated to the shorter; "
-                   "a larger gap is an error for that video.")
-@click.option("--landmarker", type=click.Choice(["auto", "dlib", "face-alignment"]), default="auto",
-              show_default=True, help="The face stage's landmarker, read by every face metric, crop and region "
-                                      "(auto: face-alignment when its weights are present, else dlib).")
+@click.option("--protocol", "protocol_name", default="lipsync-bench", show_default=True, metavar="NAME|FILE.toml",
+              help="The protocol: every choice that changes a number ('lipsync-bench protocols' lists the named "
+                   "ones: the field's published procedures). The options below change single choices; the "
+                   "results then record 'NAME (modified)' and what changed.")
+@click.option("--fps", default=None, type=float,
+              help="Frame rate inputs are resampled to (0: as stored) [default: the protocol's, 25 for "
+                   "lipsync-bench].")
+@click.option("--region", type=click.Choice(["full", "face", "mouth", "face-box"]), default=None,
+              help="What the frame metrics (SSIM, PSNR, IFC, FID...) see: the full frame, a fixed-size box on the "
+                   "GT's face or mouth track, or each frame's own GT detection (face-box, resized to "
+                   "region.size) - the same box for both videos [default: the protocol's, full].")
+@click.option("--max-frame-gap", default=None, type=int,
+              help="Frame counts differing by at most this many frames are truncated to the shorter; a larger gap "
+                   "is an error for that video; -1: any [default: the protocol's, 3].")
+@click.option("--landmarker", type=click.Choice(["auto", "dlib", "face-alignment"]), default=None,
+              help="The face stage's landmarker, read by every face metric, crop and region (auto: face-alignment "
+                   "when its weights are present, else dlib) [default: the protocol's, auto].")
+@click.option("--set", "choices", multiple=True, metavar="SECTION.NAME=VALUE",
+              help="Change any choice of the protocol, e.g. --set faces.min_track=100 (repeatable; "
+                   "'lipsync-bench protocols show NAME' lists them).")
 @click.option("--param", "params", multiple=True, metavar="METRIC.NAME=VALUE",
               help="Override a metric parameter, e.g. --param ifc.norm=l2, or a group's: --param lse.vshift=10 "
                    "(repeatable; 'lipsync-bench metrics' lists them).")
@@ -112,25 +122,29 @@ _EvalCommand._aliases = {}
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (summary and per-video values).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly
-def eval_cmd(gen, gt, metrics, method, dataset, out, fps, region, max_frame_gap, landmarker, params, weights_dir,
-             device, workers, force, shard, as_json, quiet, **aliases):
+def eval_cmd(gen, gt, metrics, method, dataset, out, protocol_name, fps, region, max_frame_gap, landmarker, choices,
+             params, weights_dir, device, workers, force, shard, as_json, quiet, **aliases):
     """Evaluate generated videos against ground truth and store the results.
 
-    Each input is decoded once at --fps and its faces analysed once; every metric reads the same
-    frames. The run resumes: videos already in the store are not computed again unless --force. A
-    video that fails is reported with its reason and the others go on. A bad option fails (exit
-    status 2) before any video is read, and nothing is written.
+    Each input is decoded once as the protocol says and its faces analysed once; every metric reads
+    the same frames. The run resumes: videos already in the store are not computed again unless
+    --force. A video that fails is reported with its reason and the others go on. A bad option, or a
+    protocol that cannot run here, fails (exit status 2) before any video is read, and nothing is written.
     """
-    from .errors import ParameterError
     from .evaluation import run_eval
     from .metrics import parse_params
-    from .protocol import Protocol
+    from .protocol import load_protocol, parse_choices
     from .shards import parse_shard
 
-    try:
-        protocol = Protocol(fps=fps, region=region, max_frame_gap=max_frame_gap, landmarker=landmarker)
-    except ValueError as exc:
-        raise ParameterError(str(exc)) from None
+    named = {"decode.fps": fps, "region.kind": region, "decode.max_frame_gap": max_frame_gap,
+             "faces.landmarker": landmarker}
+    option_of = {"decode.fps": "--fps", "region.kind": "--region", "decode.max_frame_gap": "--max-frame-gap",
+                 "faces.landmarker": "--landmarker"}
+    protocol = load_protocol(protocol_name)
+    for key, value in named.items():
+        if value is not None:
+            protocol = protocol.with_choices({key: value}, option_of[key])
+    protocol = protocol.with_choices(parse_choices(choices), "--set")
     names = None if metrics.strip() == "all" else [m.strip() for m in metrics.split(",") if m.strip()]
     if weights_dir:
         os.environ[ENV_VAR] = str(weights_dir)  # read by this process and by --workers processes
@@ -263,6 +277,74 @@ def metrics_cmd(as_json):
             click.echo(f"{r['name']}: {r['reason']}")
 
 
+@main.group("protocols", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@_friendly
+def protocols_group(ctx, as_json):
+    """The named protocols: the field's published procedures, one line each (show NAME: every choice
+    with its source; diff A B: the choices that differ). Use one with 'eval --protocol NAME'."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tabulate import tabulate
+
+    from .protocol import load_protocol, protocol_names
+
+    protocols = [load_protocol(n) for n in protocol_names()]
+    if as_json:
+        _echo_json([{"name": p.name, "title": p.title, "reference": p.reference, "sha256": p.sha256,
+                     "metrics": p.default_metrics(), "cannot_run": p.problems(),
+                     "unknown": sorted(p.unknown)} for p in protocols])
+        return
+    body = [[p.name, p.title, ", ".join(p.metrics) if p.metrics else "all",
+             "no: " + "; ".join(x.split(":")[0] for x in p.problems()) if p.problems() else "yes"] for p in protocols]
+    click.echo(tabulate(body, headers=["protocol", "procedure", "metrics", "runs here"], tablefmt="simple",
+                        disable_numparse=True))
+
+
+def _protocol_table(rows, headers) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+@protocols_group.command("show")
+@click.argument("name", metavar="NAME|FILE.toml")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def protocols_show(name, as_json):
+    """Every choice of a protocol, with its value and the source it follows (unknowns marked)."""
+    from .protocol import load_protocol
+
+    p = load_protocol(name)
+    rows = p.rows()
+    if as_json:
+        _echo_json({"name": p.name, "title": p.title, "reference": p.reference, "sha256": p.sha256,
+                    "cannot_run": p.problems(),
+                    "choices": [{"choice": k, "value": v, "source": src} for k, v, src in rows]})
+        return
+    click.echo(f"{p.name}: {p.title}\nreference: {p.reference}\nsha256: {p.sha256}")
+    for problem in p.problems():
+        click.echo(f"cannot run here: {problem}")
+    click.echo(_protocol_table(rows, ["choice", "value", "source"]))
+
+
+@protocols_group.command("diff")
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@_friendly
+def protocols_diff(a, b):
+    """Every choice that differs between protocols A and B (names or .toml files)."""
+    from .protocol import diff, load_protocol
+
+    pa, pb = load_protocol(a), load_protocol(b)
+    rows = diff(pa, pb)
+    if not rows:
+        click.echo(f"{pa.name} and {pb.name} make the same choices")
+        return
+    click.echo(_protocol_table(rows, ["choice", pa.name, pb.name]))
+
+
 @main.command("faces")
 @click.argument("video", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -357,6 +439,36 @@ def lse_cmd(video, audio, crop, compat, fps, vshift, min_track, weights_dir, syn
         click.echo(f"plot written to {plot}")
 
 
+@main.command("calibrate")
+@click.option("--weights-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help=f"Folder searched first for the checks' inputs [then ${ENV_VAR}, then the torch hub cache].")
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def calibrate_cmd(weights_dir, as_json):
+    """Reproduce the published outputs of the references' own examples with the official inputs present
+    here (weights, clips), and print expected against measured. A check whose inputs are absent is
+    listed as not run, with how to get them. Exit status 1 when a check fails."""
+    from .calibration import run_checks
+
+    rows = run_checks(weights_dir=weights_dir)
+    if as_json:
+        _echo_json(rows)
+    else:
+        for r in rows:
+            click.echo(f"{r['name']}: {r['status'].upper()} - {r['description']}")
+            if r["source"]:
+                click.echo(f"  expected by {r['source']}")
+            for key, n in r.get("numbers", {}).items():
+                click.echo(f"  {key:8s} expected {n['expected']:<8g} measured {n['measured']:<10.4f} "
+                           f"{'ok' if n['ok'] else 'FAIL'} (tolerance {n['tolerance']:g})")
+            for what in r.get("missing", []):
+                click.echo(f"  not run: {what}")
+            if r["status"] == "error":
+                click.echo(f"  error: {r['error']}")
+    if any(r["status"] in ("fail", "error") for r in rows):
+        sys.exit(1)
+
+
 @main.group("weights")
 def weights_group():
     """Pretrained weights: what is known, where it is looked for, whether what is there is official.
@@ -423,7 +535,11 @@ def weights_fetch(names, weights_dir, url):
         raise LipsyncBenchError("--url takes one weights name")
     for name in names:
         path = weights.fetch(name, weights_dir, url)
-        click.echo(f"{name}: {path} (sha256 verified)")
+        if weights.KNOWN[name].unverified_fetch:
+            click.echo(f"{name}: {path} (no checksum is published: sha256 {weights.sha256(path)}; "
+                       "'lipsync-bench calibrate' checks it by its outputs)")
+        else:
+            click.echo(f"{name}: {path} (sha256 verified)")
 
 
 @weights_group.command("verify")

@@ -36,10 +36,10 @@ from .pipeline import (
     reference_signature,
     state_key,
 )
-from .protocol import Protocol, environment
-from .report import json_float, summary_json, write_exports
+from .protocol import DEFAULT, Protocol, environment, load_protocol
+from .report import json_float, metric_summary, summary_json, write_exports
 from .shards import check_shard, compute_dataset_metrics, in_shard
-from .stats import dataset_summary, summarize
+from .stats import dataset_summary
 from .store import ResultRow, ResultStore, Run, ground_truth_name, is_ground_truth
 
 SUMMARY_COLUMNS = ["mean", "std", "ci_low", "ci_high", "n", "failed"]
@@ -77,15 +77,15 @@ class EvalRun:
         return {**self.run.protocol, "metric_params": self.run.metric_params}
 
     def summary_dict(self) -> dict[str, dict]:
-        """Per metric: mean, std, 95% bootstrap CI, n videos with a value, failed videos."""
+        """Per metric: mean, std, 95% bootstrap CI, n videos with a value, failed videos (pooled and
+        with failures counted as the run's protocol says)."""
         out = {}
         for metric in self.metrics:
             rows = self.videos[self.videos.metric == metric]
-            failed = int(rows.error.notna().sum())
             if get_metric(metric).scope == "dataset":
-                out[metric] = dataset_summary(self.dataset_values.get(metric, {}), failed)
+                out[metric] = dataset_summary(self.dataset_values.get(metric, {}), int(rows.error.notna().sum()))
             else:
-                out[metric] = summarize(rows[rows.error.isna()].value.tolist(), failed=failed)
+                out[metric] = metric_summary(rows, self.run, metric)
         return out
 
     @property
@@ -157,38 +157,74 @@ class EvalRun:
 
 def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protocol
                  ) -> tuple[list[Metric], dict[str, dict], dict[str, list], dict[str, str]]:
-    """The runnable metrics, their resolved parameters (weights and what resolves on this machine
-    recorded), their weights files, and the skipped ones with why. Bad options raise here."""
-    resolved = resolve_run_params(names, overrides)
+    """The runnable metrics, their resolved parameters (the protocol's, then ``overrides``; weights,
+    pooling and what resolves on this machine recorded), their weights files, and the skipped ones with
+    why. Bad options, and protocols that cannot run here, raise here."""
+    problems = protocol.problems()
+    if problems:
+        raise ParameterError(f"protocol '{protocol.name}' cannot run here: " + "; ".join(problems)
+                             + " (another protocol, or a changed choice, e.g. --set faces.detector=landmarker, runs "
+                               "as a derived protocol)")
+    protocol.check_metrics(names)
+    base = {m: dict(p) for m, p in protocol.metric_params.items() if m in names}
+    from_protocol = resolve_run_params(names, base)
+    resolved = resolve_run_params(names, _merged(base, overrides, names))
     chosen = [get_metric(n) for n in names]
-    skipped = {m.name: reason for m in chosen if (reason := m.available(resolved[m.name]))}
+    skipped = {}
+    for m in chosen:
+        reason = (protocol.unsupported_metrics.get(m.name) and
+                  f"not reproduced by protocol '{protocol.name}': {protocol.unsupported_metrics[m.name]}")
+        if not reason and m.frame_rate is not None and protocol.fps is not None \
+                and abs(protocol.fps - m.frame_rate) > 0.01:
+            reason = f"needs {m.frame_rate:g} fps (its procedure's frame rate); this protocol's is {protocol.fps:g}"
+        reason = reason or m.available(resolved[m.name])
+        if reason:
+            skipped[m.name] = reason
     face_reason = None
-    if any(m.needs & FACE_NEEDS for m in chosen) or protocol.region != "full":
+    if any(m.needs_of(resolved[m.name]) & FACE_NEEDS for m in chosen) or protocol.region != "full":
         try:
-            faces.get_backend(protocol.landmarker)
+            faces.get_backend(protocol.landmarker, **({"flip_input": True} if protocol.choices["faces.flip_input"]
+                                                      else {}))
         except UnavailableError as exc:
             face_reason = str(exc)
             if protocol.region != "full":
-                raise ParameterError(f"--region {protocol.region} needs the face stage: {exc}") from None
+                raise ParameterError(f"protocol '{protocol.name}': region {protocol.region} needs the face stage: "
+                                     f"{exc}") from None
     for m in chosen:
-        if face_reason and m.needs & FACE_NEEDS and m.name not in skipped:
+        if face_reason and m.needs_of(resolved[m.name]) & FACE_NEEDS and m.name not in skipped:
             skipped[m.name] = face_reason
     runnable = [m for m in chosen if m.name not in skipped]
     weights_paths: dict[str, list] = {}
     params = {}
     for m in runnable:
         p = dict(resolved[m.name])
+        changed = {k: from_protocol[m.name][k] for k in m.params if p[k] != from_protocol[m.name][k]}
+        if changed:  # the protocol's values of the parameters the command line changed
+            p["protocol_values"] = changed
+        p["pool"] = protocol.pool(m.name)
         found = m.resolve_weights(p)
         if found:  # the files' checksums are part of the protocol of every result they give
             weights_paths[m.name] = [path for path, _ in found]
             p["weights"] = found[0][1] if len(found) == 1 else [d for _, d in found]
         extra = dict(m.protocol_extra(p)) if m.protocol_extra else {}
-        if m.needs & FACE_NEEDS:
+        if m.needs_of(p) & FACE_NEEDS:
             extra["face_pipeline"] = protocol.face_pipeline()
         if extra:
             p["resolved"] = extra
         params[m.name] = p
     return runnable, params, weights_paths, skipped
+
+
+def _merged(base: dict[str, dict], overrides: dict[str, dict], names: list[str]) -> dict[str, dict]:
+    """The protocol's parameters with the command line's on top: a group's (``GROUP.NAME``) set each
+    member of the run, a metric's own win over its group's. Targets the run does not have are kept,
+    for ``resolve_run_params`` to refuse with its message."""
+    out = {k: dict(v) for k, v in base.items()}
+    members = {t: [n for n in names if get_metric(n).group == t] for t in overrides if t not in names}
+    for target, values in sorted(overrides.items(), key=lambda kv: kv[0] in names):  # groups first
+        for member in members.get(target) or [target]:
+            out.setdefault(member, {}).update(values)
+    return out
 
 
 def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[str] | None = None, *,
@@ -202,8 +238,9 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
     ``shard=(i, n)`` evaluates only the pairs of shard i of n (``in_shard``); dataset metrics
     are then left to ``merge``, which combines the shards' per-video state."""
     gen, gt = Path(gen), Path(gt)
-    protocol = protocol or Protocol()
-    names = list(dict.fromkeys(metrics or all_metrics()))  # default: every metric; unavailable ones are skipped
+    protocol = protocol or load_protocol()
+    # default: every metric the protocol defines; those that cannot run here are skipped, saying why
+    names = list(dict.fromkeys(metrics or protocol.default_metrics()))
     if shard is not None:
         check_shard(shard)
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -270,7 +307,7 @@ def _open_references(store: ResultStore, dataset: str, gt: Path, metrics: list[M
     for m in metrics:
         if m.reference is not None:
             p = {**params[m.name], **m.reference.params}
-            groups.setdefault(ground_truth_name(m.definition_suffix(p)), {})[m.name] = p
+            groups.setdefault(ground_truth_name(m.definition_suffix(p), protocol.name), {})[m.name] = p
     out, error = {}, None
     for name, p in groups.items():
         try:
@@ -383,10 +420,8 @@ def _reference_summary(store: ResultStore, references: dict[str, tuple[Run, dict
     for _name, (ref_run, p) in references.items():
         rows = store.results([ref_run])
         rows = rows[rows.video.isin(keys) & rows.metric.isin(list(p))]
-        ok = rows[rows.error.isna()]
         for m in p:
-            summary[m] = summarize(ok[ok.metric == m].value.tolist(),
-                                   failed=int((rows.error.notna() & (rows.metric == m)).sum()))
+            summary[m] = metric_summary(rows[rows.metric == m], ref_run, m)
         warnings += [(r.video, w) for r in rows.itertuples() for w in r.warnings]
         failures += [(r.video, r.error) for r in rows[rows.error.notna()].drop_duplicates("video").itertuples()]
     return {"summary": summary, "computed": sum(bool(j.references) for j in jobs), "warnings": warnings,
@@ -395,27 +430,33 @@ def _reference_summary(store: ResultStore, references: dict[str, tuple[Run, dict
 
 def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[str] | None = None, *,
              method: str | None = None, dataset: str | None = None, out: str | os.PathLike | None = None,
-             fps: float = 25.0, region: str = "full", max_frame_gap: int = 3, landmarker: str = "auto",
+             protocol: str | os.PathLike | Protocol = DEFAULT, fps: float | None = None, region: str | None = None,
+             max_frame_gap: int | None = None, landmarker: str | None = None, choices: dict | None = None,
              params: dict[str, dict] | None = None, device: str = "cpu", workers: int = 1, force: bool = False,
              progress: bool = False) -> EvalRun:
     """Evaluate generated videos in ``gen`` against ground truth in ``gt``; the API twin of ``eval``.
 
-    Files are paired by relative path without extension. ``metrics`` defaults to every registered metric
-    (those that cannot run here, e.g. without their weights, are skipped); ``params`` overrides metric
-    parameters (``{"ifc": {"norm": "l2"}}``, or a group's: ``{GROUP: {NAME: VALUE}}``). With ``out``,
-    results go to the store in that folder and a rerun resumes; without it nothing is kept on disk.
+    Files are paired by relative path without extension. ``metrics`` defaults to every metric the
+    protocol defines (those that cannot run here, e.g. without their weights, are skipped); ``params``
+    overrides metric parameters (``{"ifc": {"norm": "l2"}}``, or a group's: ``{GROUP: {NAME: VALUE}}``).
+    With ``out``, results go to the store in that folder and a rerun resumes; without it nothing is kept
+    on disk. ``fps``, ``region``, ``max_frame_gap``, ``landmarker`` and ``choices`` change single choices
+    of the protocol (which then records itself as "NAME (modified)").
 
     Args:
         gen: folder of generated videos (or frame folders).
         gt: folder of ground-truth videos, paired with ``gen`` by relative path without extension.
-        metrics: metric names (``lipsync-bench metrics``); default: every metric that can run here.
+        metrics: metric names (``lipsync-bench metrics``); default: every metric of the protocol.
         method: the method's name in tables [default: the ``gen`` folder's name].
         dataset: the dataset's name [default: the ``gt`` folder's name].
         out: the results folder; None keeps nothing on disk.
-        fps: the protocol frame rate; inputs are resampled to it.
-        region: "full", "face" or "mouth": what the frame metrics see.
-        max_frame_gap: frame counts differing by at most this many frames are truncated to the shorter.
-        landmarker: the face stage's landmarker ("auto", "dlib", "face-alignment").
+        protocol: a protocol name (``lipsync-bench protocols``), a ``.toml`` file, or a ``Protocol``.
+        fps: the frame rate inputs are resampled to (0: as stored) [default: the protocol's].
+        region: "full", "face", "mouth" or "face-box": what the frame metrics see [default: the protocol's].
+        max_frame_gap: frame counts differing by at most this many frames are truncated to the shorter
+            (-1: any) [default: the protocol's].
+        landmarker: the face stage's landmarker ("auto", "dlib", "face-alignment") [default: the protocol's].
+        choices: other run-level choices, e.g. ``{"faces.min_track": 100}`` (``protocol.CHOICES``).
         params: parameter overrides per metric or group.
         device: "cpu", "cuda" or "cuda:N".
         workers: videos evaluated in parallel processes.
@@ -446,10 +487,10 @@ def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
         >>> result.videos[["video", "metric", "value"]].values.tolist()
         [['clip', 'psnr', inf], ['clip', 'ssim', 1.0]]
     """
-    try:
-        protocol = Protocol(fps=fps, region=region, max_frame_gap=max_frame_gap, landmarker=landmarker)
-    except ValueError as exc:
-        raise ParameterError(str(exc)) from None
+    protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    named = {"decode.fps": fps, "region.kind": region, "decode.max_frame_gap": max_frame_gap,
+             "faces.landmarker": landmarker}
+    protocol = protocol.with_choices({**{k: v for k, v in named.items() if v is not None}, **(choices or {})})
     return run_eval(gen, gt, metrics, method=method, dataset=dataset, out=out, protocol=protocol, params=params,
                     device=device, workers=workers, force=force, progress=progress)
 

@@ -1,16 +1,20 @@
 """Decoding: videos and frame folders into RGB uint8 frames at the protocol frame rate, audio into
 16 kHz mono float32, and pairing of generated with ground-truth inputs.
 
-Frames are always RGB, uint8, shaped (n, H, W, 3). Videos are decoded once, streamed in chunks, and
-resampled to the protocol frame rate by timestamp exactly as ffmpeg's ``-r 25`` does (see
-``FpsResampler``): frames are duplicated or dropped, never blended, and the same frames are chosen.
-Audio goes through libswresample (PyAV), the same resampler ffmpeg's ``-ar 16000 -ac 1`` uses.
+Frames are always RGB, uint8, shaped (n, H, W, 3): the frames ``ffmpeg -i IN -r 25 -f rawvideo
+-pix_fmt rgb24 -`` writes. Videos are decoded once, streamed in chunks, turned upright by their display
+matrix (rotation and flips, as the command line's autorotate does), converted to RGB by swscale with the
+command line's bicubic flags (``DisplayConverter``), and resampled to the protocol frame rate by
+timestamp exactly as ``-r 25`` does (``FpsResampler``): frames are duplicated or dropped, never
+blended. Audio goes through libswresample (PyAV), the same resampler ffmpeg's ``-ar 16000 -ac 1`` uses.
+The decoding catalogue in the tests checks both against ffmpeg's command line (docs: evaluation).
 
 A frame folder (``000001.jpg``, ``000002.jpg``… or ``0.jpg``, ``1.jpg``…, the Wav2Lip preprocessed
 layout) is taken to be at the protocol frame rate already; its audio is ``audio.wav`` beside the frames.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -86,7 +90,9 @@ class FpsResampler:
 
 @dataclass(frozen=True)
 class MediaInfo:
-    """What a quick look at an input tells: kind, frame size, native frame rate, audio present."""
+    """What a quick look at an input tells: kind, frame size as stored (the frames ``read_frames``
+    gives are upright: a quarter-turn display matrix swaps width and height), native frame rate, audio
+    present."""
 
     path: Path
     kind: str  # "video" or "frames"
@@ -194,15 +200,132 @@ def _chunked(frames: Iterator[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
         yield np.stack(buf)
 
 
+def display_matrix(frame: av.VideoFrame) -> tuple[int, ...] | None:
+    """The frame's display matrix (9 int32 in 16.16 / 2.30 fixed point), or None."""
+    for data in frame.side_data:
+        if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+            return tuple(np.frombuffer(bytes(data), "<i4").tolist())
+    return None
+
+
+def upright_filters(matrix: tuple[int, ...] | None) -> list[tuple[str, str | None]]:
+    """The filters ffmpeg's command line inserts to show a frame upright (its autorotate): the angle
+    is libavutil's ``av_display_rotation_get`` rounded and folded into [0, 360); quarter turns become
+    ``transpose`` (with a flip where the matrix mirrors), a half turn ``hflip``/``vflip`` by the
+    matrix's signs, any other angle ``rotate``."""
+    if matrix is None:
+        return []
+    m = [v / 65536.0 for v in matrix]
+    scale_x, scale_y = math.hypot(m[0], m[3]), math.hypot(m[1], m[4])
+    theta = 0.0
+    if scale_x and scale_y:  # -round(av_display_rotation_get), C's round: half away from zero
+        angle = math.degrees(math.atan2(m[1] / scale_y, m[0] / scale_x))
+        theta = math.copysign(math.floor(abs(angle) + 0.5), angle)
+    theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
+    if abs(theta - 90) < 1:
+        return [("transpose", "cclock_flip" if matrix[3] > 0 else "clock")]
+    if abs(theta - 180) < 1:
+        return [f for f, cond in ((("hflip", None), matrix[0] < 0), (("vflip", None), matrix[4] < 0)) if cond]
+    if abs(theta - 270) < 1:
+        return [("transpose", "clock_flip" if matrix[3] < 0 else "cclock")]
+    if abs(theta) > 1:
+        return [("rotate", f"{theta:f}*PI/180")]
+    return [("vflip", None)] if matrix[4] < 0 else []
+
+
+class DisplayConverter:
+    """Decoded frames as ffmpeg's command line hands them to its encoder: turned upright by the display
+    matrix, then converted to ``pix_fmt`` by swscale with the command line's default flags (bicubic;
+    PyAV's own conversion uses bilinear, which moves 10-bit, odd-sized and interlaced frames by up to
+    20 levels). One libavfilter graph per run of frames of one size, format and matrix."""
+
+    def __init__(self, pix_fmt: str = "rgb24"):
+        self.pix_fmt = pix_fmt
+        self._graph = None
+        self._key = None
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        matrix = display_matrix(frame)
+        key = (frame.width, frame.height, frame.format.name, matrix)
+        if key != self._key:
+            self._graph, self._key = self._build(frame, matrix), key
+        pts, frame.pts = frame.pts, None  # the graph needs no timing; the frame-rate conversion has it
+        try:
+            self._graph.push(frame)
+            return self._graph.pull()
+        finally:
+            frame.pts = pts
+
+    def _build(self, frame: av.VideoFrame, matrix) -> av.filter.Graph:
+        graph = av.filter.Graph()
+        last = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                                time_base=Fraction(1, 1000))
+        steps = [*upright_filters(matrix), ("scale", "flags=bicubic"), ("format", self.pix_fmt)]
+        for name, args in steps:
+            node = graph.add(name, args) if args else graph.add(name)
+            last.link_to(node)
+            last = node
+        last.link_to(graph.add("buffersink"))
+        graph.configure()
+        return graph
+
+
+class JpegRoundTrip:
+    """Frames as the peer scripts read them after ``ffmpeg -i VIDEO -threads 1 -f image2 %06d.jpg``
+    (syncnet_python's ``SyncNetInstance.evaluate``, Wav2Lip's and TalkLip's LSE scripts) and
+    ``cv2.imread``: the same libavcodec MJPEG encoder and settings as that command (its defaults: 200 kb/s
+    rate control, qscale 2-31, one thread; full-range 4:2:0 YUV from the decoded frame, upright), fed the
+    frames of the constant-rate output in order, repeats included (the rate control depends on the
+    sequence); the JPEG bytes decoded by OpenCV. The bytes equal ffmpeg 9's files but for the encoder's
+    version string in the JPEG comment.
+
+    Called on ``av.VideoFrame``s (``iter_frames(convert=...)``) or RGB arrays (``from_rgb``: crops made
+    from decoded frames); returns BGR uint8, as ``cv2.imread``.
+    """
+    def __init__(self, rate: Fraction = Fraction(25)):
+        self.rate = Fraction(rate)
+        self._display = DisplayConverter("yuvj420p")  # upright, converted as the command line does
+        self._encoder = None
+        self._index = 0
+
+    def _open(self, width: int, height: int) -> None:
+        enc = av.CodecContext.create("mjpeg", "w")
+        enc.width, enc.height = width, height
+        enc.pix_fmt = "yuvj420p"  # what ffmpeg negotiates for MJPEG from 4:2:0 input (full range)
+        enc.time_base = 1 / self.rate
+        enc.framerate = self.rate
+        enc.bit_rate = 200_000  # libavcodec's default, which the reference's command keeps
+        enc.thread_count = 1  # the command's -threads 1
+        self._encoder = enc
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        import cv2
+
+        yuv = self._display(frame)
+        if self._encoder is None:
+            self._open(yuv.width, yuv.height)
+        yuv.pts, yuv.time_base = self._index, self._encoder.time_base
+        yuv.pict_type = av.video.frame.PictureType.NONE
+        self._index += 1
+        packets = self._encoder.encode(yuv)
+        if len(packets) != 1:
+            raise RuntimeError(f"MJPEG encoder returned {len(packets)} packets for one frame")
+        return cv2.imdecode(np.frombuffer(bytes(packets[0]), np.uint8), cv2.IMREAD_COLOR)
+
+    def from_rgb(self, image: np.ndarray) -> np.ndarray:
+        return self(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24"))
+
+
 class _ToRgb:
-    """Decoded frame -> RGB array; a frame repeated by the frame-rate conversion is converted once."""
+    """Decoded frame -> upright RGB array; a frame repeated by the frame-rate conversion is converted once."""
 
     def __init__(self):
+        self._display = DisplayConverter("rgb24")
         self._frame = self._image = None
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
         if frame is not self._frame:
-            self._frame, self._image = frame, frame.to_ndarray(format="rgb24")
+            self._frame, self._image = frame, self._display(frame).to_ndarray()
         return self._image
 
 
@@ -291,6 +414,28 @@ def iter_frames(path: str | os.PathLike, fps: float | Fraction | None = 25,
     yield from _chunked(frames, chunk)
 
 
+class _WithJpeg:
+    """One decode, two views: each output frame as RGB and as its JPEG round trip (BGR), 6 channels."""
+
+    def __init__(self, rate: Fraction):
+        self.rgb, self.jpeg = _ToRgb(), JpegRoundTrip(rate)
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        return np.concatenate([self.rgb(frame), self.jpeg(frame)], axis=-1)
+
+
+def iter_frames_with_jpeg(path: str | os.PathLike, fps: float | Fraction | None = 25,
+                          chunk: int = 32) -> Iterator[np.ndarray]:
+    """``iter_frames`` from the same decode, each chunk (n, H, W, 6): the RGB frames in channels 0-2
+    and, in 3-5, the same frames as the peer scripts read them from ffmpeg's image2 JPEGs (BGR,
+    ``JpegRoundTrip`` at the output's frame rate)."""
+    path = Path(path)
+    if path.is_dir():
+        raise MediaError(path, "the JPEG round trip of a frame folder is not defined (it needs a video file)")
+    rate = fps if fps else probe(path).native_fps or 25
+    yield from iter_frames(path, fps, chunk, convert=_WithJpeg(Fraction(rate).limit_denominator(1001)))
+
+
 def read_frames(path: str | os.PathLike, fps: float | Fraction | None = 25) -> np.ndarray:
     """All frames of an input at the protocol frame rate (ffmpeg's ``-r`` semantics).
 
@@ -316,12 +461,18 @@ def read_frames(path: str | os.PathLike, fps: float | Fraction | None = 25) -> n
     return np.concatenate(chunks)
 
 
-def _declared_end(container, stream) -> Fraction | None:
-    """Where an MP4/MOV audio stream ends by its declared duration (its edit list), in seconds: the
-    encoder's padding in the last AAC frame lies beyond it, and the ffmpeg CLI drops it."""
+def _declared_end(container, stream, first_pts: int | None) -> Fraction | None:
+    """Where ffmpeg's command line ends an MP4/MOV audio stream, in seconds: at its declared duration
+    (its edit list) when the edit list also skips the encoder's priming samples (the first packet lies
+    before the stream's start), so that the padding in the last AAC frame is dropped; an edit list that
+    starts at the first sample keeps every decoded sample (measured on ffmpeg 9, see the decoding
+    catalogue in docs/evaluation.md)."""
     if "mp4" not in container.format.name or not stream.duration or stream.time_base is None:
         return None
-    return (Fraction(stream.start_time or 0) + stream.duration) * stream.time_base
+    start = stream.start_time or 0
+    if first_pts is None or first_pts >= start:
+        return None
+    return (Fraction(start) + stream.duration) * stream.time_base
 
 
 def _trim_audio_frame(frame: av.AudioFrame, end: Fraction) -> av.AudioFrame | None:
@@ -345,9 +496,10 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
 
     The samples are those ffmpeg writes with ``-ac 1 -ar 16000 -acodec pcm_s16le`` (the syncnet_python
     recipe): libswresample to signed 16-bit mono, whose downmix matrix is normalised so stereo becomes
-    (L + R) / 2, then divided by 32768; MP4 audio ends at its declared duration, as the CLI trims it
-    (checked sample for sample against ffmpeg 9 on the shared clips). For a frame folder, the audio is
-    its ``audio.wav``.
+    (L + R) / 2, then divided by 32768; MP4 audio whose edit list skips the encoder's priming ends at its
+    declared duration, as the CLI trims it. As the CLI, audio that starts after the video is not padded:
+    the first sample is the stream's first. Checked sample for sample against ffmpeg 9 on the decoding
+    catalogue of the tests. For a frame folder, the audio is its ``audio.wav``.
 
     Args:
         path: a video or audio file, or a frame folder.
@@ -375,18 +527,22 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
         if not container.streams.audio:
             raise MediaError(path, "no audio stream")
         stream = container.streams.audio[0]
-        end = _declared_end(container, stream)
         resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
         parts = []
+        first_pts = end = None
         try:
-            for frame in container.decode(stream):
-                if end is not None:
-                    frame = _trim_audio_frame(frame, end)
-                    if frame is None:
-                        continue
-                frame.pts = None  # let the resampler follow the samples, not gaps in timestamps
-                for out in resampler.resample(frame):
-                    parts.append(out.to_ndarray().reshape(-1))
+            for packet in container.demux(stream):
+                if first_pts is None and packet.pts is not None:
+                    first_pts = packet.pts
+                    end = _declared_end(container, stream, first_pts)
+                for frame in packet.decode():
+                    if end is not None:
+                        frame = _trim_audio_frame(frame, end)
+                        if frame is None:
+                            continue
+                    frame.pts = None  # let the resampler follow the samples, not gaps in timestamps
+                    for out in resampler.resample(frame):
+                        parts.append(out.to_ndarray().reshape(-1))
         except av.error.FFmpegError as exc:
             if not parts:
                 raise MediaError(path, f"audio stream cannot be decoded ({_ffmpeg_reason(exc)})") from None

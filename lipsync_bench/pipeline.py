@@ -90,14 +90,14 @@ class FaceStage:
     pair's decoding pass and cached. Called with a path, it gives that input's ``FaceData``."""
 
     def __init__(self, protocol: Protocol, cache_dir: Path):
-        self.fps, self.landmarker, self.cache_dir = protocol.fps, protocol.landmarker, cache_dir
+        self.protocol, self.fps, self.cache_dir = protocol, protocol.fps, cache_dir
         self.data: dict[Path, FaceData] = {}
         self.analyzers: dict[Path, tuple[FaceAnalyzer, Path]] = {}
 
     def want(self, path: Path) -> None:
         if path in self.data or path in self.analyzers:
             return
-        analyzer = FaceAnalyzer(self.landmarker)
+        analyzer = self.protocol.face_analyzer()
         file = faces.cache_file(self.cache_dir, path, self.fps, analyzer.params())
         if file.is_file():
             try:
@@ -227,25 +227,39 @@ def _entries(job: PairJob, setup: RunSetup, stage: FaceStage) -> list[_Entry]:
     for run, m, params in planned:
         gen = pair.gt if run is not None else pair.gen
         region = run is None and protocol.region != "full" and m.uses_region
-        if m.needs & {"landmarks", "face_frames"}:
+        needs = m.needs_of(params)
+        if needs & {"landmarks", "face_frames"}:
             stage.want(gen)
             stage.want(pair.gt)
-        if "face_track" in m.needs:
+        if "face_track" in needs:
             stage.want(gen)
         if region:
             stage.want(pair.gt)
         context = MetricContext(device, gen, pair.gt, protocol.fps, stage, setup.weights_paths.get(m.name, []),
                                 setup.state_dir / m.name, dict(job.reuse.get(m.name, {})),
                                 shared.setdefault(run, {}))
-        late = (("face_track" in m.needs and stage.pending(gen)) or (region and stage.pending(pair.gt))
-                or ("face_frames" in m.needs and (stage.pending(gen) or stage.pending(pair.gt))))
+        late = (("face_track" in needs and stage.pending(gen)) or (region and stage.pending(pair.gt))
+                or ("face_frames" in needs and (stage.pending(gen) or stage.pending(pair.gt))))
         entries.append(_Entry(run, m, params, context, late=late, region=region))
     for e in entries:  # a metric that cannot start on this video (it needs audio, there is none) leaves the others
         try:
-            e.accumulator = e.metric.make_accumulator(e.params, e.context)
+            _check_frame_rate(e.metric, e.context.gen, protocol)
+            # the declared parameters only: the run's record (weights, pooling) is not the accumulator's
+            e.accumulator = e.metric.make_accumulator({k: e.params[k] for k in e.metric.params}, e.context)
         except MetricError as exc:
             e.error = str(exc)
     return entries
+
+
+def _check_frame_rate(metric: Metric, video: Path, protocol: Protocol) -> None:
+    """A metric whose procedure assumes a frame rate, under a protocol that keeps each video's own
+    rate, refuses a video at another one (run-level rates are checked before any work)."""
+    if metric.frame_rate is None or protocol.fps is not None:
+        return
+    native = media.probe(video).native_fps
+    if native is None or abs(native - metric.frame_rate) > 0.01:
+        raise MetricError(f"{video}: {metric.label} needs {metric.frame_rate:g} fps and this protocol keeps each "
+                          f"video's own frame rate, {'unknown' if native is None else f'{native:g} fps'} here")
 
 
 def _run_passes(pair: media.Pair, entries: list[_Entry], stage: FaceStage, setup: RunSetup,
@@ -254,21 +268,24 @@ def _run_passes(pair: media.Pair, entries: list[_Entry], stage: FaceStage, setup
     frames for those that waited for it."""
     protocol, dev = setup.protocol, torch.device(setup.device)
     method = [e for e in entries if e.run is None]
-    compare = any(e.metric.needs & {"gt_frames", "landmarks", "face_frames"} or e.region for e in method)
+    compare = any(e.metric.needs_of(e.params) & {"gt_frames", "landmarks", "face_frames"} or e.region
+                  for e in method)
     decode_gen = bool(method)
     decode_gt = compare or any(e.run is not None for e in entries)
     if not (decode_gen or decode_gt):
         return
+    # inputs decoded with their JPEG round trip too (6 channels), for metrics that read frames that way
+    jpeg = {e.context.gen for e in entries if "jpeg_frames" in e.metric.needs_of(e.params) and e.error is None}
     late = [e for e in entries if e.late and e.error is None]
     early = [e for e in entries if not e.late and e.error is None]
     buffer: list | None = [] if late else None
     held = 0
     regions = _Regions(protocol, stage, pair.gt)
-    for g, t, index in _chunks(pair, protocol, setup.chunk, warnings, decode_gen, decode_gt, compare):
+    for g, t, index in _chunks(pair, protocol, setup.chunk, warnings, decode_gen, decode_gt, compare, jpeg):
         if g is not None:
-            stage.update(pair.gen, g)
+            stage.update(pair.gen, g[..., :3])
         if t is not None and pair.gt != pair.gen:
-            stage.update(pair.gt, t)
+            stage.update(pair.gt, t[..., :3])
         _feed(early, g, t, index, dev, regions)
         if buffer is not None:
             held += (g.nbytes if g is not None else 0) + (t.nbytes if t is not None and t is not g else 0)
@@ -279,32 +296,51 @@ def _run_passes(pair: media.Pair, entries: list[_Entry], stage: FaceStage, setup
     stage.finish()
     if not late:
         return
-    again = buffer if buffer is not None else _chunks(pair, protocol, setup.chunk, [], decode_gen, decode_gt, compare)
+    again = buffer if buffer is not None else _chunks(pair, protocol, setup.chunk, [], decode_gen, decode_gt, compare,
+                                                      jpeg)
     for g, t, index in again:
         _feed(late, g, t, index, dev, regions)
 
 
 class _Regions:
-    """The protocol's region boxes of a pair, from the GT's face analysis (computed on first use)."""
+    """The protocol's region boxes of a pair, from the GT's face analysis (computed on first use), and
+    the crops they give (resized where the protocol says)."""
 
     def __init__(self, protocol: Protocol, stage: FaceStage, gt: Path):
         self.region, self.stage, self.gt = protocol.region, stage, gt
+        self.size = protocol.choices["region.size"]
+        self.interpolation = protocol.choices["region.interpolation"]
+        self.fallback = protocol.choices["region.fallback"]
         self.boxes: np.ndarray | None = None
 
-    def crop(self, gen: torch.Tensor, gt: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def crop(self, gen: np.ndarray, gt: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
         if self.boxes is None:
             data = self.stage(self.gt)
-            faces.require_faces(data, self.gt)
-            self.boxes = faces.region_boxes(data, self.region, gt.shape[1], gt.shape[2])
+            if self.region != "face-box":  # a box per frame needs no track: frames without one fall back
+                faces.require_faces(data, self.gt)
+            self.boxes = faces.region_boxes(data, self.region, gt.shape[1], gt.shape[2], self.fallback)
         # hold the last box past the analysed frames (an analysis cached from a truncated pair)
         sel = self.boxes[np.minimum(np.arange(start, start + len(gen)), len(self.boxes) - 1)]
+        if self.size:
+            return (faces.crop_resized(gen, sel, self.size, self.interpolation),
+                    faces.crop_resized(gt, sel, self.size, self.interpolation))
         return faces.crop_frames(gen, sel), faces.crop_frames(gt, sel)
 
 
+def _split(frames: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A decoded chunk as (RGB, JPEG round trip or None): 6 channels where the input was decoded with it."""
+    if frames is None or frames.shape[-1] == 3:
+        return frames, None
+    return np.ascontiguousarray(frames[..., :3]), np.ascontiguousarray(frames[..., 3:])
+
+
 def _feed(entries: list[_Entry], g, t, index: int, dev: torch.device, regions: _Regions) -> None:
+    same = t is g
+    g, g_jpeg = _split(g)
+    t, t_jpeg = (g, g_jpeg) if same else _split(t)
     gen = torch.from_numpy(g).to(dev) if g is not None else None
-    gt = gen if t is g else (torch.from_numpy(t).to(dev) if t is not None else None)
-    plain = FrameBatch(gen, gt, index) if gen is not None else None
+    gt = gen if same else (torch.from_numpy(t).to(dev) if t is not None else None)
+    plain = FrameBatch(gen, gt, index, gen_jpeg=g_jpeg) if gen is not None else None
     cropped = None
     for e in entries:
         if e.error is not None:
@@ -313,12 +349,14 @@ def _feed(entries: list[_Entry], g, t, index: int, dev: torch.device, regions: _
             if e.reads_gt_as_gen:
                 if gt is None:
                     continue
-                batch = FrameBatch(gt, gt, index)
+                batch = FrameBatch(gt, gt, index, gen_jpeg=t_jpeg)
             elif gen is None:
                 continue
             elif e.region:
                 if cropped is None:
-                    cropped = FrameBatch(*regions.crop(gen, gt, index), index, gen, gt)
+                    cg, ct = regions.crop(g, t, index)
+                    cropped = FrameBatch(torch.from_numpy(cg).to(dev), torch.from_numpy(ct).to(dev), index, gen, gt,
+                                         g_jpeg)
                 batch = cropped
             else:
                 batch = plain
@@ -327,22 +365,31 @@ def _feed(entries: list[_Entry], g, t, index: int, dev: torch.device, regions: _
             e.error = str(exc)
 
 
+def _decode(path: Path, protocol: Protocol, chunk: int, jpeg: set[Path]) -> Iterator[np.ndarray]:
+    """An input's chunks: RGB, or RGB and the JPEG round trip side by side (6 channels)."""
+    if path in jpeg:
+        return media.iter_frames_with_jpeg(path, protocol.fps, chunk)
+    return media.iter_frames(path, protocol.fps, chunk)
+
+
 def _chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: list[str], decode_gen: bool,
-            decode_gt: bool, compare: bool) -> Iterator[tuple[np.ndarray | None, np.ndarray | None, int]]:
+            decode_gt: bool, compare: bool, jpeg: set[Path] = frozenset()
+            ) -> Iterator[tuple[np.ndarray | None, np.ndarray | None, int]]:
     """(gen, gt, first frame index) chunks of the inputs to decode; with ``compare``, of equal length,
-    with the sizes and the frame-count gap checked."""
+    with the sizes and the frame-count gap checked. Inputs in ``jpeg`` come with their JPEG round trip
+    in channels 3-5."""
     if pair.gen == pair.gt:  # a video against itself: decode once
         frames = 0
-        for c in media.iter_frames(pair.gen, protocol.fps, chunk):
+        for c in _decode(pair.gen, protocol, chunk, jpeg):
             yield c, c, frames
             frames += len(c)
         if frames == 0:
             raise PairingError("no frames could be decoded")
         return
     if compare:
-        yield from _aligned_chunks(pair, protocol, chunk, warnings)
+        yield from _aligned_chunks(pair, protocol, chunk, warnings, jpeg)
         return
-    streams = [media.iter_frames(p, protocol.fps, chunk) if want else iter(())
+    streams = [_decode(p, protocol, chunk, jpeg) if want else iter(())
                for p, want in ((pair.gen, decode_gen), (pair.gt, decode_gt))]
     index = 0
     while True:
@@ -356,10 +403,10 @@ def _chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: list[str
         raise PairingError("no frames could be decoded")
 
 
-def _aligned_chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: list[str]):
+def _aligned_chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: list[str], jpeg: set[Path]):
     """Yield (gen, gt, index) uint8 chunks of equal length; check sizes and the frame-count gap at the end."""
-    gen_iter = media.iter_frames(pair.gen, protocol.fps, chunk)
-    gt_iter = media.iter_frames(pair.gt, protocol.fps, chunk)
+    gen_iter = _decode(pair.gen, protocol, chunk, jpeg)
+    gt_iter = _decode(pair.gt, protocol, chunk, jpeg)
     n_gen = n_gt = used = 0
     gen_left, gt_left = None, None
     while True:
@@ -372,14 +419,14 @@ def _aligned_chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: 
             extra = 0 if count is None else len(count)
             for c in rest:
                 extra += len(c)
-                if extra > protocol.max_frame_gap:
+                if protocol.max_frame_gap is not None and extra > protocol.max_frame_gap:
                     break
             if g is None:
                 n_gt += extra
             else:
                 n_gen += extra
             break
-        if used == 0 and g.shape[1:] != t.shape[1:]:
+        if used == 0 and g.shape[1:3] != t.shape[1:3]:
             raise PairingError(f"frame sizes differ: generated {g.shape[2]}x{g.shape[1]}, "
                                f"ground truth {t.shape[2]}x{t.shape[1]}")
         m = min(len(g), len(t))
@@ -394,10 +441,11 @@ def _aligned_chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: 
     if used == 0:
         raise PairingError("no frames could be decoded")
     gap = abs(n_gen - n_gt)
-    if gap > protocol.max_frame_gap:
+    if protocol.max_frame_gap is not None and gap > protocol.max_frame_gap:
         (short, n_short), (long_, n_long) = sorted([("generated", n_gen), ("ground truth", n_gt)],
                                                    key=lambda x: x[1])
-        raise PairingError(f"frame counts differ by more than {protocol.max_frame_gap} at {protocol.fps:g} fps: "
+        rate = "at their own frame rates" if protocol.fps is None else f"at {protocol.fps:g} fps"
+        raise PairingError(f"frame counts differ by more than {protocol.max_frame_gap} {rate}: "
                            f"{short} has {n_short} frames, {long_} at least {n_long} (--max-frame-gap)"
                            + _native_rates_note(pair))
     if gap:

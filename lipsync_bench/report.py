@@ -2,11 +2,12 @@
 comparison of two methods, and the plain files (results.csv, summary.json) written beside the store."""
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -15,22 +16,30 @@ from tabulate import tabulate
 from .baselines import reported
 from .errors import LipsyncBenchError
 from .metrics import all_metrics, get_metric
+from .metrics.registry import FACE_NEEDS
+from .protocol import canonical
 from .stats import dataset_summary, paired_test, summarize
-from .store import ResultStore, is_ground_truth
+from .store import ResultStore, Run, is_ground_truth
 
 FORMATS = ("markdown", "latex", "csv", "html")
 MISSING = "–"
 UNOFFICIAL = "†"
+OTHER_PROTOCOL = "‡"
 
 @dataclass(frozen=True)
 class Column:
-    """A table column: one metric under one definition (``name`` is its key, e.g. ``ifc@norm=l2``)."""
+    """A table column: one metric under one definition (``name`` is its key, e.g. ``ifc@norm=l2``).
+
+    ``definition``: every choice its numbers depend on (``definition``); ``protocols``: the protocols of
+    the runs whose numbers it holds."""
 
     name: str
     metric: str
     label: str
     higher_is_better: bool | None
     decimals: int
+    definition: dict = field(default_factory=dict, compare=False)
+    protocols: tuple[str, ...] = ()
 
     @property
     def header(self) -> str:
@@ -46,6 +55,82 @@ def column(metric: str, params: dict | None = None) -> Column:
         raise LipsyncBenchError(f"unknown metric column '{metric}'") from None
     params = m.defaults if params is None else params
     return Column(m.column_key(params), m.name, m.column_label(params), m.higher_is_better, m.decimals)
+
+
+#: Run-level choices by what reaches a metric: every metric, those that pair GT frames, those that read
+#: audio, those that see the region, those that read the face stage.
+_EVERY = ("decode.fps", "decode.reencode", "summary.failed_videos")
+_PAIRED = ("decode.max_frame_gap",)
+_AUDIO = ("decode.sample_rate",)
+_REGION = ("region.kind", "region.size", "region.interpolation", "region.fallback", "face_pipeline")
+_FACES = ("faces.landmarker", "faces.detector", "faces.flip_input", "faces.min_track", "faces.min_face_size",
+          "faces.max_missed", "faces.iou", "faces.smooth_kernel", "faces.shots")
+
+
+def definition(run: Run, metric: str) -> dict:
+    """Every choice the numbers of ``metric`` in ``run`` depend on: the run-level choices that reach the
+    metric (by what it needs), its defining parameters, its pooling, the weights (their checksums) and
+    what resolved on the machine (the face stage, the sync expert). Two results are comparable exactly
+    when their definitions are equal; the protocol's name is not part of it (two protocols that agree on
+    a metric define the same numbers).
+
+    Example:
+        >>> from lipsync_bench.protocol import load_protocol
+        >>> run = Run(1, "m", "d", load_protocol("talklip").as_dict(resolve=False), {"psnr": {"identical": "100"}},
+        ...           None, None)
+        >>> d = definition(run, "psnr")
+        >>> d["region.kind"], d["psnr.identical"], "faces.min_track" in d
+        ('face-box', '100', False)
+    """
+    m = get_metric(metric)
+    params = {**m.defaults, **run.metric_params.get(metric, {})}
+    protocol, needs = run.protocol, m.needs_of(params)
+    keys = list(_EVERY)
+    if needs & {"gt_frames", "landmarks", "face_frames"}:
+        keys += _PAIRED
+    if "audio" in needs:
+        keys += _AUDIO
+    if m.uses_region:
+        keys += _REGION if protocol.get("region.kind", "full") != "full" else _REGION[:1]
+    if needs & FACE_NEEDS:
+        keys += _FACES
+    out = {k: protocol.get(k) for k in keys}
+    out.update({f"{metric}.{k}": params[k] for k, p in m.params.items() if p.defines})
+    out["pool"] = params.get("pool", "videos")
+    files = params.get("weights")
+    files = [files] if isinstance(files, dict) else files or []
+    out["weights"] = [f.get("sha256") for f in files if isinstance(f, dict)]
+    out["resolved"] = params.get("resolved", {})
+    return out
+
+
+def protocol_label(run: Run, metric: str) -> str:
+    """The protocol a result of ``metric`` in ``run`` follows: the run's, "modified" where the command
+    line changed one of the metric's parameters."""
+    name = run.protocol.get("protocol", "lipsync-bench")
+    if run.metric_params.get(metric, {}).get("protocol_values") and not name.endswith(" (modified)"):
+        name += " (modified)"
+    return name
+
+
+def _short(key: str, value) -> str:
+    name = key.split(".")[-1] if key not in ("weights", "resolved", "pool") else key
+    if key == "weights":
+        value = ",".join(str(v)[:8] for v in value) or "none"
+    elif isinstance(value, dict):
+        value = hashlib.sha256(canonical(value).encode()).hexdigest()[:8]
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{name}={value}"
+
+
+def metric_summary(rows: pd.DataFrame, run: Run, metric: str) -> dict:
+    """The summary (``stats.summarize``) of one metric's rows of a run, pooled and with its failures
+    counted as the run's protocol says."""
+    ok = rows[rows.error.isna()]
+    return summarize(ok.value.tolist(), failed=int(rows.error.notna().sum()), frames=ok.frames.fillna(0).tolist(),
+                     pool=run.metric_params.get(metric, {}).get("pool", "videos"),
+                     failed_videos=run.protocol.get("summary.failed_videos", "excluded"))
 
 
 def fmt_value(x: float | None, decimals: int) -> str:
@@ -86,9 +171,17 @@ def eval_text(result, out=None) -> str:
     """What ``eval`` prints for an ``EvalRun``: the counts, the summary table, failures, warnings,
     skipped metrics and inputs, unofficial weights and the reference (ground-truth) rows."""
     run = result.run
+    fps = run.protocol["decode.fps"]
     lines = [f"{run.method} on {run.dataset}: {result.pairs} pairs ({result.computed} computed, {result.resumed} "
-             f"already in the store) at {run.protocol['fps']:g} fps" + (f" -> {out}" if out is not None else ""),
+             f"already in the store), protocol {run.protocol['protocol']} ("
+             + (f"{fps:g} fps" if fps else "frames as stored") + ")" + (f" -> {out}" if out is not None else ""),
              summary_table(result.summary_dict())]
+    base = run.protocol["protocol"].removesuffix(" (modified)")
+    for choice, (was, now) in run.protocol.get("modified", {}).items():
+        lines.append(f"note: {choice} = {now} (protocol {base} says {was})")
+    for metric in result.metrics:
+        for key, was in run.metric_params.get(metric, {}).get("protocol_values", {}).items():
+            lines.append(f"note: {metric}.{key} = {run.metric_params[metric][key]} (protocol {base} says {was})")
     for rec in result.failures.itertuples():
         lines.append(f"FAILED {rec.video}" + (f" ({rec.metrics})" if rec.metrics else "") + f": {rec.error}")
     lines += [f"skipped {note}" for note in result.skipped_inputs]
@@ -131,8 +224,13 @@ def eval_text(result, out=None) -> str:
 def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[list[Column], list[dict]]:
     """Columns and rows of the method table for ``dataset``.
 
-    Each row: ``method``, ``kind`` ("measured", "ground truth" or "reported"), ``values`` {metric: mean or None},
-    ``videos`` (measured rows), ``failed`` {metric: count}, ``source`` (reported rows).
+    A column holds the numbers of one metric under one definition (``definition``): results under
+    different definitions (another protocol, frame rate, region, defining parameter, weights...) never
+    share a column, and where a metric has several, each column's label names its protocol and what
+    sets it apart. Each row: ``method``, ``kind`` ("measured", "ground truth" or "reported"), ``values``
+    {column: mean or None}, ``videos`` (measured rows), ``failed`` {column: count}, ``source`` and
+    ``protocol`` (reported rows: the protocol they were computed under, as far as known, and
+    ``protocol_differs`` when it is not the protocol of the measured numbers in their columns).
     """
     runs = store.runs(dataset)
     rep = reported(dataset) if paper else None
@@ -141,40 +239,98 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
         raise LipsyncBenchError(f"no results for dataset '{dataset}' in {store.path}"
                                 + (f" (datasets there: {', '.join(known)})" if known else "")
                                 + ("" if paper else "; --paper shows the paper's reported rows"))
-    columns: dict[str, Column] = {}
-    rows = []
     df = store.results(runs)
+    # metric -> definition key -> (definition, params, runs)
+    found: dict[str, dict[str, tuple[dict, dict, list[Run]]]] = {}
+    for run in runs:
+        for metric in dict.fromkeys(df[df.method == run.method].metric):
+            d = definition(run, metric)
+            entry = found.setdefault(metric, {}).setdefault(canonical(d), (d, run.metric_params.get(metric, {}), []))
+            entry[2].append(run)
+    columns: dict[tuple[str, str], Column] = {}  # (metric, definition key) -> column
+    for metric, defs in found.items():
+        columns.update(_columns(metric, defs))
+    rows = []
     for run in runs:
         sub = df[df.method == run.method]
         values, failed = {}, {}
         dataset_values = store.dataset_results(run)
         for metric, g in sub.groupby("metric"):
+            col = columns[(metric, canonical(definition(run, metric)))]
             if metric in dataset_values:  # dataset metrics: one value over all videos
                 value = dataset_values[metric]["value"]
             else:
-                value = summarize(g[g.error.isna()].value.tolist())["mean"]
-            col = column(metric, run.metric_params.get(metric))
-            columns[col.name] = col
+                value = metric_summary(g, run, metric)["mean"]
             values[col.name], failed[col.name] = value, int(g.error.notna().sum())
-        unofficial = sorted(column(m, run.metric_params.get(m)).name for m in run.unofficial_weights())
+        unofficial = sorted(columns[(m, canonical(definition(run, m)))].name for m in run.unofficial_weights()
+                            if m in found)
         rows.append({"method": run.method, "kind": "ground truth" if is_ground_truth(run.method) else "measured",
-                     "values": values,
-                     "videos": int(sub.video.nunique()), "failed": failed, "source": None,
-                     "unofficial": unofficial})
+                     "values": values, "videos": int(sub.video.nunique()), "failed": failed, "source": None,
+                     "protocol": run.protocol.get("protocol"), "unofficial": unofficial})
     if rep is not None:
-        metric_cols = [c for c in rep.columns if c not in ("method", "source")]
-        for rec in rep.to_dict(orient="records"):
-            values = {c: (None if pd.isna(rec[c]) else float(rec[c])) for c in metric_cols}
-            columns.update({c: column(c) for c, v in values.items() if v is not None and c not in columns})
-            rows.append({"method": rec["method"], "kind": "reported", "values": values, "videos": None,
-                         "failed": {}, "source": rec.get("source"), "unofficial": []})
+        rows += _reported_rows(rep, columns)
     order = all_metrics()
 
-    def place(col: Column) -> tuple:  # the registry's order; another definition beside the default one
+    def place(col: Column) -> tuple:  # the registry's order; other definitions beside the first one
         return (order.index(col.metric) if col.metric in order else len(order), col.name != col.metric, col.name)
 
     rows.sort(key=lambda r: r["kind"] != "ground truth")  # the real videos' row first, as papers print it
     return sorted(columns.values(), key=place), rows
+
+
+def _columns(metric: str, defs: dict[str, tuple[dict, dict, list[Run]]]) -> dict[tuple[str, str], Column]:
+    """The columns of one metric, one per definition. With one definition, the metric's usual key and
+    label; with several, each label adds its protocol and the choices where it differs from the most
+    used definition (``IFC (lipsync-bench modified: fps=30)``), and keys stay unique."""
+    m = get_metric(metric)
+    out = {}
+    reference = max(defs.values(), key=lambda e: len(e[2]))[0]  # the most used; the first of equals
+    for key, (d, params, runs) in defs.items():
+        protocols = tuple(dict.fromkeys(protocol_label(r, metric) for r in runs))
+        name, label = m.column_key(params), m.column_label(params)
+        if len(defs) > 1:
+            differs = [_short(k, d.get(k)) for k in dict.fromkeys([*reference, *d])
+                       if d.get(k) != reference.get(k) and not (k.startswith(f"{metric}.") and
+                                                                 m.params[k.split(".", 1)[1]].defines)]
+            names = ", ".join(x.replace(" (modified)", " modified") for x in protocols)
+            label += f" ({names}" + (f": {', '.join(differs)}" if differs else "") + ")"
+            name += f"[{','.join(differs)}]" if differs else ""
+        out[(metric, key)] = Column(name, metric, label, m.higher_is_better, m.decimals, d, protocols)
+    names = [c.name for c in out.values()]
+    for k, c in out.items():  # the same label parts can still collide (e.g. only an unmarked param differs)
+        if names.count(c.name) > 1:
+            out[k] = Column(f"{c.name}#{hashlib.sha256(k[1].encode()).hexdigest()[:8]}", c.metric, c.label,
+                            c.higher_is_better, c.decimals, c.definition, c.protocols)
+    return out
+
+
+def _reported_rows(rep: pd.DataFrame, columns: dict[tuple[str, str], Column]) -> list[dict]:
+    """The paper's reported rows, each value in its metric's column of the same protocol where one is
+    measured, else beside the measured numbers in the metric's first column, marked (another protocol);
+    a metric with no measured column gets one of its own."""
+    rows = []
+    metric_cols = [c for c in rep.columns if c not in ("method", "source", "protocol", "protocol_note")]
+    measured = dict(columns)
+    for rec in rep.to_dict(orient="records"):
+        protocol = rec.get("protocol") if isinstance(rec.get("protocol"), str) else "unknown"
+        values, differs = {}, False
+        for metric in metric_cols:
+            if pd.isna(rec[metric]):
+                continue
+            mine = [c for (mm, _), c in measured.items() if mm == metric]
+            same = [c for c in mine if protocol in c.protocols]
+            if same:
+                target = same[0]
+            elif mine:
+                target, differs = mine[0], True
+            else:  # nothing measured: a column of reported numbers only
+                target = columns.setdefault((metric, "reported"), column(metric))
+            values[target.name] = float(rec[metric])
+        rows.append({"method": rec["method"], "kind": "reported", "values": values, "videos": None, "failed": {},
+                     "source": rec.get("source"), "protocol": protocol,
+                     "protocol_note": rec.get("protocol_note") if isinstance(rec.get("protocol_note"), str) else None,
+                     "protocol_differs": differs, "unofficial": []})
+    return rows
 
 
 def _best(columns: list[Column], rows: list[dict]) -> dict[str, float]:
@@ -207,9 +363,10 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
             "html": lambda s: f"<b>{s}</b>"}[fmt]
     body = []
     for r in rows:
-        name = r["method"] + (" (reported)" if r["kind"] == "reported" else "")
+        name = r["method"]
+        if r["kind"] == "reported":
+            name += f" (reported, {r['protocol']})" + (OTHER_PROTOCOL if r.get("protocol_differs") else "")
         if fmt == "html":
-
             name = html.escape(name)
         cells = [name]
         for c in columns:
@@ -247,17 +404,27 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
                      "differs from the published file): not comparable with published numbers")
     sources = sorted({r["source"] for r in rows if r["kind"] == "reported" and r["source"]})
     notes += [f"reported: {s}" for s in sources]
+    measured = sorted({p for c in columns for p in c.protocols})
+    if measured:
+        notes.append("measured under protocol " + ", ".join(measured) + " ('lipsync-bench protocols show NAME')")
+    others = sorted({r["protocol"] for r in rows if r.get("protocol_differs")})
+    if others:
+        notes.append(f"{OTHER_PROTOCOL} reported under protocol {', '.join(others)}, beside numbers measured under "
+                     f"{', '.join(measured)}: another procedure, not comparable")
+    notes += [f"{r['method']} (reported): {r['protocol_note']}" for r in rows if r.get("protocol_note")]
     if fmt == "latex":
         notes = ["% " + n for n in notes]
     if fmt == "html":
-
         return text + "".join(f'\n<p class="note">{html.escape(n)}</p>' for n in notes)
     return text + ("\n\n" + "\n".join(notes) if notes else "")
 
 
 def table_json(columns: list[Column], rows: list[dict]) -> dict:
+    """``table --json``: every column with the protocols and the definition its numbers were computed
+    under, every row with its values."""
     return {"columns": [{"column": c.name, "metric": c.metric, "label": c.label,
-                         "higher_is_better": c.higher_is_better} for c in columns],
+                         "higher_is_better": c.higher_is_better, "protocols": list(c.protocols),
+                         "definition": c.definition} for c in columns],
             "rows": [{**r, "values": {k: json_float(v) for k, v in r["values"].items()}} for r in rows]}
 
 
@@ -266,19 +433,29 @@ def table_json(columns: list[Column], rows: list[dict]) -> dict:
 
 
 def compare_methods(store: ResultStore, dataset: str, a: str, b: str) -> list[dict]:
-    """Per metric present in both runs under one definition: Wilcoxon signed-rank test on the videos
-    both have a value for. A metric computed under two definitions is not tested (``note`` says why)."""
+    """Per metric present in both runs: Wilcoxon signed-rank test on the videos both have a value for.
+
+    Raises ``LipsyncBenchError`` when a metric of both runs is defined differently in each (another
+    protocol choice, defining parameter, pooling or weights), naming every differing choice: a test
+    across two definitions would compare two measurements, not two methods."""
     run_a, run_b = store.get_run(a, dataset), store.get_run(b, dataset)
     df = store.results([run_a, run_b])
     df = df[df.error.isna()]
+    metrics = [m for m in all_metrics() if m in set(df[df.method == a].metric) & set(df[df.method == b].metric)]
+    differences = []
+    for metric in metrics:
+        da, db = definition(run_a, metric), definition(run_b, metric)
+        changed = [f"{_short(k, da.get(k)).split('=')[0]} {_value(da.get(k))} vs {_value(db.get(k))}"
+                   for k in dict.fromkeys([*da, *db]) if da.get(k) != db.get(k)]
+        if changed:
+            differences.append(f"{metric}: " + ", ".join(changed))
+    if differences:
+        raise LipsyncBenchError(f"'{a}' and '{b}' are not comparable on '{dataset}': their numbers follow different "
+                                f"definitions ({run_a.protocol.get('protocol')} vs {run_b.protocol.get('protocol')}): "
+                                + "; ".join(differences))
     out = []
-    for metric in [m for m in all_metrics() if m in set(df.metric)]:
-        col_a, col_b = column(metric, run_a.metric_params.get(metric)), column(metric, run_b.metric_params.get(metric))
-        if col_a.name != col_b.name:
-            out.append({"metric": metric, "label": col_a.header, "n": 0, "mean_a": None, "mean_b": None,
-                        "mean_diff": None, "median_diff": None, "statistic": None, "p_value": None,
-                        "better": None, "note": f"not comparable: {col_a.label} against {col_b.label}"})
-            continue
+    for metric in metrics:
+        col = column(metric, run_a.metric_params.get(metric))
         pa = df[(df.method == a) & (df.metric == metric)].set_index("video").value
         pb = df[(df.method == b) & (df.metric == metric)].set_index("video").value
         common = pa.index.intersection(pb.index)
@@ -286,11 +463,19 @@ def compare_methods(store: ResultStore, dataset: str, a: str, b: str) -> list[di
             continue
         test = paired_test(pa[common].to_numpy(), pb[common].to_numpy())
         better = None
-        if test["mean_diff"] is not None and test["mean_diff"] != 0 and col_a.higher_is_better is not None:
+        if test["mean_diff"] is not None and test["mean_diff"] != 0 and col.higher_is_better is not None:
             a_higher = test["mean_diff"] > 0
-            better = a if a_higher == col_a.higher_is_better else b
-        out.append({"metric": metric, "label": col_a.header, **test, "better": better})
+            better = a if a_higher == col.higher_is_better else b
+        out.append({"metric": metric, "label": col.header, **test, "better": better})
     return out
+
+
+def _value(v) -> str:
+    if isinstance(v, dict):
+        return hashlib.sha256(canonical(v).encode()).hexdigest()[:8]
+    if isinstance(v, list):
+        return ",".join(str(x)[:8] for x in v) or "none"
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def compare_table(rows: list[dict], a: str, b: str, alpha: float = 0.05) -> str:

@@ -66,22 +66,26 @@ def _thumbnail(path: Path, index: int, fps: float, width: int = 160) -> str | No
     return None
 
 
-def _boxplots(df, metrics: list[str]) -> str | None:
+def _boxplots(df, columns, rows) -> str | None:
+    """One box plot per table column (a metric under one definition: never two definitions in one plot)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [m for m in metrics if df[df.metric == m].value.notna().any()]
-    if not metrics:
+    plots = []
+    for col in columns:
+        methods = [r["method"] for r in rows if r["kind"] != "reported" and col.name in r["values"]]
+        sub = df[(df.metric == col.metric) & df.method.isin(methods) & df.value.notna() & np.isfinite(df.value)]
+        if not sub.empty:
+            plots.append((col, [m for m in methods if (sub.method == m).any()], sub))
+    if not plots:
         return None
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics, strict=False):
-        sub = df[(df.metric == metric) & df.value.notna() & np.isfinite(df.value)]
-        methods = list(dict.fromkeys(sub.method))
+    fig, axes = plt.subplots(1, len(plots), figsize=(3.2 * len(plots), 3.4), squeeze=False)
+    for ax, (col, methods, sub) in zip(axes[0], plots, strict=False):
         ax.boxplot([sub[sub.method == m].value.to_numpy() for m in methods], showmeans=True)
         ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, ha="right", fontsize=8)
-        ax.set_title(get_metric(metric).label + get_metric(metric).arrow, fontsize=10)
+        ax.set_title(col.header, fontsize=9, wrap=True)
     fig.tight_layout()
     return _png(fig)
 
@@ -134,7 +138,7 @@ def _worst(store: ResultStore, runs, df, metrics: list[str], count: int) -> str:
             pairs = {p.key: p for p in media.pair_inputs(run.gen_dir, run.gt_dir).pairs}
         except LipsyncBenchError:
             pairs = {}
-        fps = run.protocol.get("fps", 25.0)
+        fps = run.protocol.get("decode.fps", 25.0) or None
         for metric in metrics:
             m = get_metric(metric)
             if m.higher_is_better is None:
@@ -182,7 +186,7 @@ def build_report(results: str | Path, out: str | Path, datasets: list[str] | Non
         body.append(render_table(columns, rows, "html"))
         df = store.results(runs)
         video_metrics = list(dict.fromkeys(c.metric for c in columns if get_metric(c.metric).scope == "video"))
-        plot = _boxplots(df, video_metrics)
+        plot = _boxplots(df, [c for c in columns if c.metric in video_metrics], rows)
         if plot:
             body.append(f"<h3>Distributions over videos</h3><img class='plot' src='{plot}' alt='box plots'>")
         for title, uri in _curves(store, runs):

@@ -9,17 +9,20 @@ from scipy import stats as sps
 
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
+POOLS = ("videos", "frames")
 
 
 def bootstrap_ci(values: np.ndarray, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean; seeded, so identical inputs give identical bounds.
+                 seed: int = BOOTSTRAP_SEED, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (videos resampled); seeded, so identical inputs give
+    identical bounds.
 
     Args:
         values: per-video values.
         level: the interval's coverage.
         resamples: bootstrap resamples.
         seed: the generator's seed.
+        weights: per-video weights (frames) for a weighted mean; None: each video counts once.
 
     Returns:
         (low, high); (nan, nan) for no values, (mean, mean) for one.
@@ -30,34 +33,74 @@ def bootstrap_ci(values: np.ndarray, level: float = 0.95, resamples: int = BOOTS
         True
     """
     values = np.asarray(values, dtype=np.float64)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
     n = values.size
     if n == 0:
         return math.nan, math.nan
     if n == 1 or not np.isfinite(values).all():
-        m = float(values.mean())
+        m = _mean(values, w)
         return m, m
     rng = np.random.default_rng(seed)
     means = np.empty(resamples)
     step = max(1, 2_000_000 // n)  # bounded memory for large sets
     for i in range(0, resamples, step):
         k = min(step, resamples - i)
-        means[i:i + k] = values[rng.integers(0, n, size=(k, n))].mean(axis=1)
+        pick = rng.integers(0, n, size=(k, n))
+        means[i:i + k] = values[pick].mean(axis=1) if weights is None else (
+            (values[pick] * w[pick]).sum(axis=1) / w[pick].sum(axis=1))
     alpha = (1 - level) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     return float(lo), float(hi)
 
 
-def summarize(values, failed: int = 0) -> dict:
-    """mean, std (ddof=1), 95% bootstrap CI of the mean, n videos with a value, failed videos."""
-    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
+def _mean(values: np.ndarray, weights: np.ndarray | None) -> float:
+    if weights is None or np.isinf(values).any():  # inf (PSNR of identical frames) stays inf, whatever the weights
+        return float(values.mean())
+    return float((values * weights).sum() / weights.sum())
+
+
+def summarize(values, failed: int = 0, frames=None, pool: str = "videos", failed_videos: str = "excluded") -> dict:
+    """mean, std (ddof=1, of the per-video values), 95% bootstrap CI of the mean, n videos with a value,
+    failed videos.
+
+    Args:
+        values: per-video values (None or NaN: no value).
+        failed: videos that failed.
+        frames: per-video frame counts, for ``pool="frames"``.
+        pool: "videos" (each video counts once) or "frames" (each frame once: the mean weighted by the
+            frames each value covers, as scripts that average every frame of every video).
+        failed_videos: "excluded" (a failed video is left out), or "fatal" (any failure voids the mean,
+            as scripts that stop at the first failure; ``error`` says so).
+
+    Returns:
+        A dict: mean, std, ci95 [low, high], n, failed (and error where the mean is void).
+
+    Example:
+        >>> summarize([1.0, 2.0], frames=[10, 30], pool="frames")["mean"]
+        1.75
+        >>> summarize([1.0, 2.0], failed=1, failed_videos="fatal")["error"]
+        '1 video failed: under this protocol a failure voids the mean (summary.failed_videos = fatal)'
+    """
+    keep = [i for i, x in enumerate(values) if x is not None and not math.isnan(x)]
+    v = np.asarray([values[i] for i in keep], dtype=np.float64)
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {POOLS}, not {pool!r}")
+    w = None
+    if pool == "frames":
+        w = np.asarray([frames[i] for i in keep], dtype=np.float64)
+    if failed and failed_videos == "fatal":
+        return {"mean": None, "std": None, "ci95": [None, None], "n": int(v.size), "failed": failed,
+                "error": f"{failed} video{'s' * (failed != 1)} failed: under this protocol a failure voids the mean "
+                         "(summary.failed_videos = fatal)"}
     if v.size == 0:
         return {"mean": None, "std": None, "ci95": [None, None], "n": 0, "failed": failed}
     with np.errstate(invalid="ignore"):
         std = float(v.std(ddof=1)) if v.size > 1 else None
     if std is not None and math.isnan(std):
         std = None
-    lo, hi = bootstrap_ci(v)
-    return {"mean": float(v.mean()), "std": std, "ci95": [lo, hi], "n": int(v.size), "failed": failed}
+    lo, hi = bootstrap_ci(v, weights=w)
+    mean = _mean(v, w)
+    return {"mean": mean, "std": std, "ci95": [lo, hi], "n": int(v.size), "failed": failed}
 
 
 def dataset_summary(stored: dict, failed: int = 0) -> dict:

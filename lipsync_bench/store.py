@@ -28,12 +28,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import StoreError
-from .protocol import canonical
+from .errors import LipsyncBenchError, StoreError
+from .metrics.registry import get_metric
+from .protocol import DEFAULT, canonical, upgrade
 
 STORE_NAME = "lipsync_bench.sqlite"
 STATE_DIR = "state"
-SCHEMA_VERSION = 2  # 2: the states table (version 1 stores are migrated: their dataset metrics recompute)
+# 2: the states table (version 1 stores are migrated: their dataset metrics recompute);
+# 3: named protocols (older runs' protocols and metric parameters are rewritten in today's form)
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -71,13 +74,24 @@ CREATE INDEX IF NOT EXISTS states_by_key ON states (metric, input_key);
 GROUND_TRUTH = "Ground truth"
 
 
-def ground_truth_name(suffix: str = "") -> str:
-    """The reference run's name: one per definition of its metrics (``Ground truth [AVSyncNet]``)."""
-    return GROUND_TRUTH + suffix
+def ground_truth_name(suffix: str = "", protocol: str = DEFAULT) -> str:
+    """The reference run's name: one per protocol and definition of its metrics (``Ground truth``,
+    ``Ground truth [AVSyncNet]``, ``Ground truth (talklip)``)."""
+    return GROUND_TRUTH + ("" if protocol == DEFAULT else f" ({protocol})") + suffix
 
 
 def is_ground_truth(method: str) -> bool:
-    return method == GROUND_TRUTH or method.startswith(GROUND_TRUTH + " [")
+    return method == GROUND_TRUTH or method.startswith((GROUND_TRUTH + " [", GROUND_TRUTH + " ("))
+
+
+def normalised_params(metric: str, params: dict) -> dict:
+    """A metric's recorded parameters with those it did not record yet (declared after the run, or the
+    pooling recorded since named protocols) at their defaults: the values it was computed with."""
+    try:
+        declared = get_metric(metric).defaults
+    except LipsyncBenchError:  # a metric of a plugin that is not installed here
+        return params
+    return {**declared, "pool": "videos", **params}
 
 
 def _now() -> str:
@@ -158,11 +172,22 @@ class ResultStore:
             row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) == 1:  # the tables above added what version 2 has more
+            elif int(row[0]) in (1, 2):  # the tables above added what version 2 has more
+                self._migrate_protocols()
                 self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
             elif int(row[0]) != SCHEMA_VERSION:
                 raise StoreError(f"{self.path}: store schema version {row[0]}, this lipsync-bench reads "
                                  f"version {SCHEMA_VERSION}")
+
+    def _migrate_protocols(self) -> None:
+        """Version 3: each run's protocol and metric parameters in today's form (what they were computed
+        with, recorded as named protocols record it)."""
+        for run_id, protocol in self.db.execute("SELECT run_id, protocol FROM runs").fetchall():
+            self.db.execute("UPDATE runs SET protocol=? WHERE run_id=?", (canonical(upgrade(json.loads(protocol))),
+                                                                          run_id))
+        for run_id, metric, params in self.db.execute("SELECT run_id, metric, params FROM run_metrics").fetchall():
+            self.db.execute("UPDATE run_metrics SET params=? WHERE run_id=? AND metric=?",
+                            (canonical(normalised_params(metric, json.loads(params))), run_id, metric))
 
     def close(self) -> None:
         self.db.close()
@@ -188,7 +213,7 @@ class ResultStore:
                     (method, dataset, gen_dir, gt_dir, canonical(protocol), _now()))
                 run_id = cur.lastrowid
             else:
-                run_id, stored = row[0], json.loads(row[1])
+                run_id, stored = row[0], upgrade(json.loads(row[1]))
                 if stored != protocol:
                     if not force:
                         raise StoreError(
@@ -202,11 +227,12 @@ class ResultStore:
             for metric, params in metric_params.items():
                 old = self.db.execute("SELECT params FROM run_metrics WHERE run_id=? AND metric=?",
                                       (run_id, metric)).fetchone()
-                if old is not None and json.loads(old[0]) != params:
+                old = None if old is None else normalised_params(metric, json.loads(old[0]))
+                if old is not None and old != params:
                     if not force:
                         raise StoreError(
                             f"{self._where()} holds '{metric}' of '{method}' on '{dataset}' computed with "
-                            f"other parameters ({_diff(json.loads(old[0]), params)}); use another --out "
+                            f"other parameters ({_diff(old, params)}); use another --out "
                             "or --name, or --force to recompute it")
                     self._delete_metric(run_id, metric)
                 elif force:
@@ -227,9 +253,9 @@ class ResultStore:
                               (method, dataset)).fetchone()
         if row is None:
             raise StoreError(f"{self._where()} has no results of '{method}' on '{dataset}'")
-        params = {m: json.loads(p) for m, p in
+        params = {m: normalised_params(m, json.loads(p)) for m, p in
                   self.db.execute("SELECT metric, params FROM run_metrics WHERE run_id=?", (row[0],))}
-        return Run(row[0], method, dataset, json.loads(row[1]), params, row[2], row[3])
+        return Run(row[0], method, dataset, upgrade(json.loads(row[1])), params, row[2], row[3])
 
     def runs(self, dataset: str | None = None) -> list[Run]:
         query = "SELECT method, dataset FROM runs" + (" WHERE dataset=?" if dataset else "") + " ORDER BY run_id"
@@ -397,6 +423,7 @@ class ResultStore:
 
 
 def _diff(old: dict, new: dict) -> str:
-    keys = sorted(set(old) | set(new))
+    """What differs, the protocol's name first; a derived protocol's list of changes is not repeated."""
+    keys = sorted(set(old) | set(new) - {"modified"}, key=lambda k: (k != "protocol", k))
     parts = [f"{k}: stored {old.get(k)!r}, now {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
     return "; ".join(parts) or "same values"

@@ -39,6 +39,9 @@ class KnownWeights:
     # module (found there without importing it; never downloaded)
     package: str | None = None
     package_file: str | None = None
+    # A reference's own data file (not weights) that its scripts download without a checksum: ``fetch``
+    # gets it and says so; what it is for (a calibration check) verifies it by its outputs
+    unverified_fetch: bool = False
 
     def is_official(self, digest: str) -> bool:
         if self.sha256:
@@ -47,8 +50,9 @@ class KnownWeights:
 
     @property
     def fetchable(self) -> bool:
-        """``fetch`` downloads only what it can verify: a direct URL with a published checksum."""
-        return bool(self.sha256 or self.sha256_prefix) and self.package is None
+        """``fetch`` downloads only what it can verify: a direct URL with a published checksum (or a
+        reference's data file that is verified by its outputs)."""
+        return bool(self.sha256 or self.sha256_prefix or self.unverified_fetch) and self.package is None
 
     def packaged_path(self) -> Path | None:
         """Where the installed package holds the file (None when not installed or not a packaged file)."""
@@ -76,6 +80,16 @@ KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
         used_by="lse_c, lse_d, av_offset",
         licence="SyncNet (Chung & Zisserman 2016) weights from the Oxford VGG page of syncnet_python (MIT code; "
                 "research use)",
+    ),
+    KnownWeights(
+        name="syncnet-example",
+        filename="example.avi",
+        url="https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/example.avi",
+        sha256=None,  # none published; the calibration check verifies it by syncnet_python's printed output
+        sha256_prefix=None,
+        used_by="calibrate (syncnet_python's example: offset 3, min dist 5.353, confidence 10.021)",
+        licence="syncnet_python's example clip from the Oxford VGG page (downloaded by its download_model.sh)",
+        unverified_fetch=True,
     ),
     KnownWeights(
         name="inception-fid",
@@ -299,7 +313,7 @@ def fetch(name: str, weights_dir: str | os.PathLike | None = None, url: str | No
     if not info.fetchable:
         raise LipsyncBenchError(f"{name}: no direct download with a published checksum; get {info.filename} as "
                                 f"{info.url} explains and place it in {folder}")
-    if target.is_file() and info.is_official(sha256(target)):
+    if target.is_file() and (info.is_official(sha256(target)) or info.unverified_fetch):
         return target
     source = url or info.url
     folder.mkdir(parents=True, exist_ok=True)
@@ -319,7 +333,7 @@ def fetch(name: str, weights_dir: str | os.PathLike | None = None, url: str | No
         raise LipsyncBenchError(f"cannot download {source} ({reason}); place {info.filename} in {folder} "
                                 "by hand, or pass --url with a mirror") from None
     digest = h.hexdigest()
-    if not info.is_official(digest):
+    if not info.is_official(digest) and not info.unverified_fetch:
         part.unlink(missing_ok=True)
         expected = info.sha256 or f"{info.sha256_prefix}…"
         raise LipsyncBenchError(f"{source}: checksum mismatch for {info.filename} (sha256 {digest}, expected "

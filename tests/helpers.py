@@ -18,6 +18,12 @@ GRID = ROOT / "tests" / "data" / "grid"
 EXTRA = Path(os.environ.get("LIPSYNC_BENCH_DATA", ROOT.parent / "shared" / "data"))
 
 
+def ffmpeg_exe() -> str:
+    """imageio-ffmpeg's ffmpeg binary: the reference the decoding tests compare with (skips without it)."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="needs the test extra (a real ffmpeg binary)")
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
 def data_file(rel: str) -> Path:
     """``grid/NAME`` from the repository's clips; anything else from LIPSYNC_BENCH_DATA (skipped, saying
     so, when it is absent)."""

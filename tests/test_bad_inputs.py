@@ -211,7 +211,8 @@ def test_corrupt_store_and_store_of_another_protocol(tmp_path):
     other = CliRunner().invoke(main, ["eval", *args, "--out", str(tmp_path / "r"), "--metrics", "psnr",
                                       "--fps", "30"])
     assert other.exit_code == 1
-    assert "under another protocol (fps: stored 25.0, now 30.0); results of two protocols are never mixed" \
+    assert ("under another protocol (protocol: stored 'lipsync-bench', now 'lipsync-bench (modified)'; decode.fps: "
+            "stored 25.0, now 30.0); results of two protocols are never mixed") \
         in other.output
 
 

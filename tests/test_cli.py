@@ -69,9 +69,15 @@ def test_bad_arguments_are_one_clean_line(tmp_path):
     r = runner.invoke(main, ["eval", "--gen", str(tmp_path / "a"), "--gt", str(tmp_path / "a"), "--param", "ifc.norm",
                              "--out", str(tmp_path / "r")])
     assert r.exit_code == 2 and "expected METRIC.NAME=VALUE" in r.output
-    r = runner.invoke(main, ["eval", "--gen", str(tmp_path / "a"), "--gt", str(tmp_path / "a"), "--fps", "0",
+    r = runner.invoke(main, ["eval", "--gen", str(tmp_path / "a"), "--gt", str(tmp_path / "a"), "--fps", "-1",
                              "--out", str(tmp_path / "r")])
-    assert r.exit_code == 2 and "fps must be positive" in r.output
+    assert r.exit_code == 2 and "decode.fps=-1.0: expected a float >= 0" in r.output
+    r = runner.invoke(main, ["eval", "--gen", str(tmp_path / "a"), "--gt", str(tmp_path / "a"), "--protocol", "nope",
+                             "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and r.output.startswith("error: unknown protocol 'nope' (known: lipsync-bench, ")
+    r = runner.invoke(main, ["eval", "--gen", str(tmp_path / "a"), "--gt", str(tmp_path / "a"), "--set",
+                             "faces.min_track=many", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "faces.min_track='many': expected a int >= 0" in r.output
     r = runner.invoke(main, ["eval", "--gen", str(tmp_path / "a"), "--gt", str(tmp_path / "a"), "--device", "cuda:0",
                              "--out", str(tmp_path / "r")])
     import torch

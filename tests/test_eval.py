@@ -115,13 +115,16 @@ def test_cli_json_and_exported_files(dataset, tmp_path):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["method"] == "mild" and doc["dataset"] == "grid"
-    assert doc["protocol"] == {"fps": 25.0, "sample_rate": 16000, "region": "full", "max_frame_gap": 3,
-                               "landmarker": "auto"}
+    from lipsync_bench.protocol import load_protocol
+
+    assert doc["protocol"] == load_protocol("lipsync-bench").as_dict()
+    assert doc["protocol"]["protocol"] == "lipsync-bench" and doc["protocol"]["decode.fps"] == 25.0
+    assert len(doc["protocol"]["protocol_sha256"]) == 64
     assert set(doc["summary"]) == {"ssim", "psnr", "ifc"} and doc["summary"]["ssim"]["n"] == 3
     lo, hi = doc["summary"]["ssim"]["ci95"]
     assert lo <= doc["summary"]["ssim"]["mean"] <= hi
     assert len(doc["videos"]) == 3 and doc["environment"]["versions"]["torch"]
-    assert doc["metric_params"]["ifc"] == {"scale": 255.0, "norm": "rms", "reduce": "mean"}
+    assert doc["metric_params"]["ifc"] == {"scale": 255.0, "norm": "rms", "reduce": "mean", "pool": "videos"}
     csv = (out / "results.csv").read_text().splitlines()
     assert csv[0].startswith("method,dataset,video,metric,value") and len(csv) == 10
     summary = json.loads((out / "summary.json").read_text())

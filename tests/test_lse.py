@@ -22,20 +22,16 @@ from click.testing import CliRunner
 from lipsync_bench import media, weights
 from lipsync_bench.cli import main
 from lipsync_bench.evaluation import run_eval
+from lipsync_bench.media import JpegRoundTrip
+from lipsync_bench.protocol import load_protocol
 from lipsync_bench.store import GROUND_TRUTH
-from lipsync_bench.syncnets.compat import JpegRoundTrip
 from lipsync_bench.syncnets.syncnet import SyncNet, load_syncnet
-from tests.helpers import GRID, data_file
+from tests.helpers import GRID, data_file, ffmpeg_exe
 
 pytest.importorskip("python_speech_features")
 pytest.importorskip("dlib")
 
 LSE = ["lse_c", "lse_d", "av_offset"]
-
-
-def ffmpeg_exe() -> str:
-    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="needs the test extra (a real ffmpeg binary)")
-    return imageio_ffmpeg.get_ffmpeg_exe()
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +218,49 @@ def test_compat_mode_equals_the_reference_evaluate_end_to_end(tmp_path):
         assert abs(score.lse_c - conf) < 1e-3 and abs(score.lse_d - minval) < 1e-3, clip.stem
         plain, _ = score_video(video, crop="none", weights_dir=tmp_path / "w")
         assert plain.windows == score.windows
+
+
+def test_wav2lip_lrs_protocol_equals_its_script(tmp_path, monkeypatch):
+    """eval --protocol wav2lip-lrs against Wav2Lip's calculate_scores_LRS.py on two generated (H.264 +
+    AAC) clips: syncnet_python's evaluate() on ffmpeg's image2 JPEGs of the whole frames, each resized
+    to 224x224 after cv2.imread (the script's one change, applied to the reference here), with the same
+    random weights. The JPEGs come from the same decode as every other metric (a stage of the pipeline)."""
+    import cv2
+
+    from tests.test_syncnet import reference_modules
+
+    exe = ffmpeg_exe()
+    ref_model, ref_instance = reference_modules()
+    torch.manual_seed(1)
+    net = ref_model.S(num_layers_in_fc_layers=1024).eval()
+    (tmp_path / "w").mkdir()
+    torch.save(net.state_dict(), tmp_path / "w" / "syncnet_v2.model")
+    instance = ref_instance.SyncNetInstance(net, device="cpu")
+    (tmp_path / "gen").mkdir()
+    for clip in sorted(GRID.glob("*.mpg"))[:2]:
+        subprocess.run([exe, "-v", "error", "-y", "-i", str(clip), "-c:v", "libx264", "-crf", "20", "-c:a", "aac",
+                        str(tmp_path / "gen" / f"{clip.stem}.mp4")], check=True)
+    monkeypatch.setenv("LIPSYNC_BENCH_WEIGHTS", str(tmp_path / "w"))
+    result = run_eval(tmp_path / "gen", tmp_path / "gen", LSE, protocol=load_protocol("wav2lip-lrs"), progress=False)
+    assert result.failures.empty and result.skipped_metrics == {}
+    ours = result.videos.pivot(index="video", columns="metric", values="value")
+    imread = ref_instance.cv2.imread
+    ref_instance.cv2.imread = lambda f: cv2.resize(imread(f), (224, 224))  # calculate_scores_LRS.py's change
+    try:
+        for video in sorted((tmp_path / "gen").iterdir()):
+            work = tmp_path / video.stem
+            work.mkdir()
+            subprocess.run([exe, "-v", "error", "-y", "-i", str(video), "-threads", "1", "-f", "image2",
+                            str(work / "%06d.jpg")], check=True)
+            subprocess.run([exe, "-v", "error", "-y", "-i", str(video), "-async", "1", "-ac", "1", "-vn", "-acodec",
+                            "pcm_s16le", "-ar", "16000", str(work / "audio.wav")], check=True)
+            offset, conf, minval = instance.evaluate(types.SimpleNamespace(tmp_dir=str(work), batch_size=20,
+                                                                           vshift=15))
+            row = ours.loc[video.stem]
+            assert row.av_offset == offset
+            assert abs(row.lse_c - conf) < 1e-4 and abs(row.lse_d - minval) < 1e-4
+    finally:
+        ref_instance.cv2.imread = imread
 
 
 def test_checkpoints_that_are_not_syncnet_weights_are_refused_clearly(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from lipsync_bench import media
 from lipsync_bench.errors import MediaError
-from tests.helpers import data_file, write_frame_folder, write_lossless
+from tests.helpers import data_file, ffmpeg_exe, write_frame_folder, write_lossless
 
 # ---------------------------------------------------------------- ffmpeg -r semantics (unit level)
 
@@ -59,20 +59,10 @@ def test_variable_rate_clip_matches_ffmpeg_frame_count():
     assert media.read_frames(data_file("retalking/face_1.mp4"), fps=None).shape[0] == 135
 
 
-def _ffmpeg():
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        return None
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
 @pytest.mark.parametrize("clip", ["retalking/face_1.mp4", "retalking/face_3.mp4", "grid/bbaf2n.mpg"])
 def test_frames_equal_ffmpeg_r25(clip):
     """Frame for frame equal to `ffmpeg -i clip -r 25 -pix_fmt rgb24` (the syncnet_python recipe)."""
-    exe = _ffmpeg()
-    if exe is None:
-        pytest.skip("imageio-ffmpeg (a real ffmpeg binary) not installed")
+    exe = ffmpeg_exe()
     path = data_file(clip)
     ours = media.read_frames(path, fps=25)
     raw = subprocess.run([exe, "-v", "error", "-i", str(path), "-r", "25", "-f", "rawvideo", "-pix_fmt", "rgb24",
@@ -84,9 +74,7 @@ def test_frames_equal_ffmpeg_r25(clip):
 
 @pytest.mark.parametrize("fps,n", [(30, 30), (29.97, 47), (12.5, 10), (50, 50)])
 def test_synthetic_rates_equal_ffmpeg_r25(tmp_path, fps, n):
-    exe = _ffmpeg()
-    if exe is None:
-        pytest.skip("imageio-ffmpeg (a real ffmpeg binary) not installed")
+    exe = ffmpeg_exe()
     frames = np.stack([np.full((16, 16, 3), i, np.uint8) for i in range(n)])  # frame i has value i
     path = media.write_video(tmp_path / "c.avi", frames, fps, codec="ffv1")
     raw = subprocess.run([exe, "-v", "error", "-i", str(path), "-r", "25", "-f", "rawvideo", "-pix_fmt", "rgb24",
@@ -237,10 +225,8 @@ def test_audio_equals_the_ffmpeg_cli_sample_for_sample(tmp_path, name):
     length (MP4 audio ends at its declared duration, without the AAC padding) and same samples."""
     from scipy.io import wavfile
 
-    if _ffmpeg() is None:
-        pytest.skip("needs imageio-ffmpeg (the test extra) for a real ffmpeg binary")
     out = tmp_path / "audio.wav"
-    subprocess.run([_ffmpeg(), "-v", "error", "-y", "-i", str(data_file(name)), "-ac", "1", "-vn",
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(data_file(name)), "-ac", "1", "-vn",
                     "-acodec", "pcm_s16le", "-ar", "16000", str(out)], check=True)
     _, ref = wavfile.read(out)
     ours = np.round(media.read_audio(data_file(name)) * 32768).astype(np.int32)

@@ -109,7 +109,10 @@ def test_definition_changing_parameters_name_their_column():
     assert ifc.column_label(ifc.resolve_params({"norm": "l2"})) == "IFC [norm=l2]"
     assert ifc.column_key(ifc.resolve_params()) == "ifc"
     assert lse.column_label(lse.resolve_params({"sync_model": "avsyncnet"})) == "LSE-C [AVSyncNet]"
-    assert lse.column_key(lse.resolve_params({"sync_model": "avsyncnet", "min_track": 9})) == "lse_c@avsyncnet"
+    # a minimum track length changes which videos count, and so the mean: a definition of its own
+    assert lse.column_key(lse.resolve_params({"sync_model": "avsyncnet", "min_track": 9})) == \
+        "lse_c@min_track=9,avsyncnet"
+    assert lse.column_key(lse.resolve_params({"sync_model": "avsyncnet", "sync_weights": ""})) == "lse_c@avsyncnet"
 
 
 def test_no_metric_is_named_in_orchestration_store_tables_or_report():

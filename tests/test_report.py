@@ -84,13 +84,16 @@ def test_table_with_the_papers_rows(tmp_path):
     columns, rows = method_rows(store, "hdtf", paper=True)
     assert [c.header for c in columns] == ["SSIM↑", "PSNR↑", "FID↓", "IFC↓", "LMD↓", "LSE-C↑", "LSE-D↓"]
     md = render_table(columns, rows, "markdown")
-    assert "| Wav2Lip (reported)" in md and "35.41" in md and "9.054" in md
+    # measured under lipsync-bench, reported under the paper's own protocol: beside them, but marked
+    assert "| Wav2Lip (reported, yaman2024)‡" in md and "35.41" in md and "9.054" in md
+    assert "‡ reported under protocol yaman2024, beside numbers measured under lipsync-bench: another procedure" in md
     ours = next(line for line in md.splitlines() if line.startswith("| ours"))
     assert ours.count("–") == 5  # PSNR, FID, LMD, LSE-C, LSE-D not measured
     assert "**0.850**" in ours  # bold goes to measured rows only: the reported 0.893 is not compared
     assert "reported: Yaman et al. ECCV 2024 supplementary Tab. B" in md
     latex = render_table(columns, rows, "latex")
-    assert "\\textbf{0.850}" in latex and "SSIM$\\uparrow$" in latex and "Ours w/o FR (reported)" in latex
+    assert "\\textbf{0.850}" in latex and "SSIM$\\uparrow$" in latex
+    assert "Ours w/o FR (reported, yaman2024)‡" in latex
     csv = pd.read_csv(io.StringIO(render_table(columns, rows, "csv")))
     assert list(csv.columns) == ["method", "kind", "videos", "ssim", "psnr", "fid", "ifc", "lmd", "lse_c", "lse_d",
                                  "source"]
@@ -113,7 +116,8 @@ def test_table_cli(tmp_path):
     nowhere = runner.invoke(main, ["table", "--dataset", "hdtf", "--results", str(tmp_path / "none")])
     assert nowhere.exit_code == 1 and "no results store" in nowhere.output
     paper_only = runner.invoke(main, ["table", "--dataset", "lrs2", "--results", str(tmp_path / "none"), "--paper"])
-    assert paper_only.exit_code == 0 and "Ours w/o FR (reported)" in paper_only.output
+    assert paper_only.exit_code == 0 and "Ours w/o FR (reported, yaman2024)" in paper_only.output
+    assert "‡" not in paper_only.output  # nothing measured beside them
 
 
 def test_compare_cli(tmp_path):

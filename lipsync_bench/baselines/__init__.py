@@ -1,8 +1,11 @@
 """What is known about the peer methods: the paper's reported numbers, as data files.
 
 ``<dataset>.csv`` holds one row per reported method with the metric columns of the registry (empty =
-not reported) and a ``source`` column. ``lipsync-bench table --paper`` shows these rows beside the
-measured ones, labelled as reported: they were computed with the authors' own protocol and weights.
+not reported), a ``source`` column, and the ``protocol`` the numbers were computed under as far as it
+is known (a named protocol, ``lipsync-bench protocols``; or ``unknown``) with a ``protocol_note``.
+``lipsync-bench table --paper`` shows these rows beside the measured ones of the same protocol,
+labelled as reported and never bolded; a reported row beside numbers measured under another protocol
+is marked ‡ (another procedure: not comparable).
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from .analysis import (
            syncnet_crops,
 )
 from .backends import BACKENDS, get_backend
-from .regions import REGIONS, crop_frames, region_boxes
+from .regions import REGIONS, crop_frames, crop_resized, region_boxes
 from .track import (
            Track,
            TrackParams,
@@ -21,5 +21,5 @@ from .track import (
 
 __all__ = ["FaceAnalyzer", "FaceData", "analyze_file", "cache_file", "overlay", "require_faces", "syncnet_crops",
            "REGIONS",
-           "crop_frames", "region_boxes", "BACKENDS", "get_backend", "Track",
+           "crop_frames", "crop_resized", "region_boxes", "BACKENDS", "get_backend", "Track",
            "TrackParams", "link_tracks", "mouth_box", "smoothed_centres", "syncnet_crop"]

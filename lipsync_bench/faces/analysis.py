@@ -27,12 +27,15 @@ MIN_FACE_FRACTION = 0.5  # below this, a video's face metrics are an error, not 
 @dataclass
 class FaceData:
     """Per frame of a video (T frames): the main track's box (NaN outside the track), whether the
-    frame had its own detection, and its 68 landmarks (NaN where it had none). Pixels of the frame."""
+    frame had its own detection, its 68 landmarks (NaN where it had none), and the frame's
+    highest-scoring detection whichever track it joined (``top_boxes``, NaN without one: the box that
+    scripts without tracking take, e.g. TalkLip's). Pixels of the frame."""
 
     boxes: np.ndarray  # (T, 4)
     detected: np.ndarray  # (T,) bool
     landmarks: np.ndarray  # (T, 68, 2)
     params: dict
+    top_boxes: np.ndarray | None = None  # (T, 4)
 
     @property
     def frames(self) -> int:
@@ -53,14 +56,16 @@ class FaceData:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
+        top = self.top_boxes if self.top_boxes is not None else np.full((self.frames, 4), np.nan)
         np.savez_compressed(tmp, boxes=self.boxes, detected=self.detected, landmarks=self.landmarks,
-                            params=json.dumps(self.params))
+                            params=json.dumps(self.params), top_boxes=top)
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> "FaceData":
-        with np.load(path) as z:
-            return cls(z["boxes"], z["detected"], z["landmarks"], json.loads(str(z["params"])))
+        """A cached analysis; one without every field (an older cache) raises KeyError: compute it again."""
+        with np.load(path, allow_pickle=False) as z:
+            return cls(z["boxes"], z["detected"], z["landmarks"], json.loads(str(z["params"])), z["top_boxes"])
 
 
 def content_hash(path: Path) -> str:
@@ -78,8 +83,9 @@ def content_hash(path: Path) -> str:
 class FaceAnalyzer:
     """Streams a video's frames through the detector and landmarker; ``result()`` tracks the faces."""
 
-    def __init__(self, backend: str = "auto", track: TrackParams = DEFAULT_TRACK, max_faces: int = 4):
-        self.backend = get_backend(backend)
+    def __init__(self, backend: str = "auto", track: TrackParams = DEFAULT_TRACK, max_faces: int = 4,
+                 **backend_options):
+        self.backend = get_backend(backend, **backend_options)
         self.track_params = track
         self.max_faces = max_faces  # the highest-scoring faces a frame that get landmarks
         self.detections: list[np.ndarray] = []
@@ -101,6 +107,7 @@ class FaceAnalyzer:
         boxes = np.full((n, 4), np.nan)
         detected = np.zeros(n, dtype=bool)
         landmarks = np.full((n, 68, 2), np.nan)
+        top = np.array([d[0, :4] if len(d) else np.full(4, np.nan) for d in self.detections]).reshape(n, 4)
         tracks = link_tracks(self.detections, self.track_params)
         if tracks:
             main = tracks[0]
@@ -109,7 +116,7 @@ class FaceAnalyzer:
                 if j >= 0:
                     detected[f] = True
                     landmarks[f] = self.points[f][j]
-        return FaceData(boxes, detected, landmarks, self.params())
+        return FaceData(boxes, detected, landmarks, self.params(), top)
 
 
 def cache_file(cache_dir: Path, video: Path, fps: float, params: dict) -> Path:
@@ -123,7 +130,10 @@ def analyze_file(path: Path, fps: float, cache_dir: Path, landmarker: str = "aut
     analyzer = FaceAnalyzer(landmarker)
     file = cache_file(cache_dir, path, fps, analyzer.params())
     if file.is_file():
-        return FaceData.load(file)
+        try:
+            return FaceData.load(file)
+        except (OSError, ValueError, KeyError):  # a damaged or older cache entry is computed again
+            pass
     for chunk in iter_frames(path, fps):
         analyzer.update(chunk)
     data = analyzer.result()

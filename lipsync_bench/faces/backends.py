@@ -9,7 +9,8 @@ Backends:
   shipped in the PyPI package ``face-recognition-models`` (iBUG 300-W data: research use only).
 - ``face-alignment`` (the paper's landmarker): the package's S3FD detector and 2D-FAN, with the
   weights ``s3fd-619a316812.pth`` and ``2DFAN4-11f355bf06.pth.tar`` found by ``lipsync_bench.weights``
-  (weights folder or torch hub cache; never downloaded here), ``flip_input=False``, no torch.compile.
+  (weights folder or torch hub cache; never downloaded here), ``flip_input`` as the protocol says
+  (False by default), no torch.compile.
 - ``auto``: face-alignment when its weights are present, else dlib.
 """
 from __future__ import annotations
@@ -90,7 +91,7 @@ class FaceAlignmentBackend:
 
     name = "face-alignment"
 
-    def __init__(self, device: str | None = None):
+    def __init__(self, device: str | None = None, flip_input: bool = False):
         import torch
 
         reason = face_alignment_missing()
@@ -107,15 +108,17 @@ class FaceAlignmentBackend:
         fa_api.load_file_from_url = lambda *args, **kwargs: str(fan)
         try:
             self._fa = face_alignment.FaceAlignment(
-                face_alignment.LandmarksType.TWO_D, device=self.device, flip_input=False, face_detector="sfd",
+                face_alignment.LandmarksType.TWO_D, device=self.device, flip_input=flip_input, face_detector="sfd",
                 face_detector_kwargs={"path_to_detector": str(s3fd)}, compile=False)
         finally:
             fa_api.load_file_from_url = fetch
         self._weights = {w: weights.describe(w, p) for w, p in zip(FA_WEIGHTS, (s3fd, fan), strict=False)}
         self._version = face_alignment.__version__
+        self.flip_input = flip_input
 
     def params(self) -> dict:
-        return {"backend": self.name, "version": self._version, "flip_input": False, "weights": self._weights}
+        return {"backend": self.name, "version": self._version, "flip_input": self.flip_input,
+                "weights": self._weights}
 
     def detect(self, frame: np.ndarray) -> np.ndarray:
         boxes = self._fa.face_detector.detect_from_image(np.ascontiguousarray(frame))
@@ -136,6 +139,9 @@ def get_backend(name: str = "auto", **options):
         raise UnavailableError(f"unknown landmarker '{name}' (one of {', '.join(BACKENDS)})")
     if name == "auto":
         name = "face-alignment" if face_alignment_missing() is None else "dlib"
+    if name == "dlib" and options.pop("flip_input", False):
+        raise UnavailableError("a flipped landmarking pass (faces.flip_input) needs the face-alignment landmarker: "
+                               + (face_alignment_missing() or "dlib has none"))
     key = (name, tuple(sorted(options.items())))
     if key not in _BACKENDS:
         _BACKENDS[key] = (FaceAlignmentBackend if name == "face-alignment" else DlibBackend)(**options)

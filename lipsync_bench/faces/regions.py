@@ -10,6 +10,12 @@ cropped (never resampled) at the same place.
 
 Frames outside the track (or without mouth landmarks) take the nearest frame's centre. Boxes are
 shifted, not shrunk, to stay inside the frame.
+
+- ``face-box`` (TalkLip's ``visual_quality.py``): each frame's own highest-scoring GT detection, clipped
+  at 0 and truncated to whole pixels, without tracking or smoothing; a frame without a detection takes
+  a centred square of side ``fallback``. These boxes differ in size, so their crops are resized.
+
+``crop_resized`` resizes crops to a square size with OpenCV (as the peer scripts do).
 """
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ from ..errors import MetricError
 from .analysis import FaceData
 from .track import median_filter, mouth_box, smoothed_centres
 
-REGIONS = ("full", "face", "mouth")
+REGIONS = ("full", "face", "mouth", "face-box")
+INTERPOLATIONS = {"bilinear": 1, "area": 3, "bicubic": 2, "nearest": 0}  # OpenCV INTER_* codes
 
 
 def _fill(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -29,10 +36,13 @@ def _fill(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.interp(idx, idx[valid], values[valid])
 
 
-def region_boxes(data: FaceData, region: str, height: int, width: int) -> np.ndarray:
-    """(T, 4) integer boxes x1, y1, x2, y2 (exclusive ends), all of one size."""
+def region_boxes(data: FaceData, region: str, height: int, width: int, fallback: int = 96) -> np.ndarray:
+    """(T, 4) integer boxes x1, y1, x2, y2 (exclusive ends): all of one size for "face" and "mouth",
+    each frame's own for "face-box"."""
+    if region == "face-box":
+        return detection_boxes(data, height, width, fallback)
     if region not in ("face", "mouth"):
-        raise ValueError(f"region must be 'face' or 'mouth', not {region!r}")
+        raise ValueError(f"region must be 'face', 'mouth' or 'face-box', not {region!r}")
     if region == "face":
         track = data.main_track()
         if track is None:
@@ -58,6 +68,34 @@ def region_boxes(data: FaceData, region: str, height: int, width: int) -> np.nda
     x1 = np.clip(np.round(cxs - bw / 2).astype(int), 0, width - bw)
     y1 = np.clip(np.round(cys - bh / 2).astype(int), 0, height - bh)
     return np.stack([x1, y1, x1 + bw, y1 + bh], axis=1)
+
+
+def detection_boxes(data: FaceData, height: int, width: int, fallback: int = 96) -> np.ndarray:
+    """Each frame's top detection as TalkLip takes it: clipped at 0, truncated to int; the centred
+    ``fallback`` square where there is none."""
+    if data.top_boxes is None:
+        raise MetricError("the face analysis holds no per-frame detections (an older cache): analyse it again")
+    top = data.top_boxes
+    found = np.isfinite(top).all(axis=1)
+    boxes = np.zeros((data.frames, 4), dtype=np.int64)
+    boxes[found] = np.clip(top[found], 0, None).astype(np.int64)  # int() of non-negative values: truncation
+    y0, x0 = int((height - fallback) / 2), int((width - fallback) / 2)
+    boxes[~found] = [x0, y0, x0 + fallback, y0 + fallback]
+    return boxes
+
+
+def crop_resized(frames: np.ndarray, boxes: np.ndarray, size: int, interpolation: str = "bilinear") -> np.ndarray:
+    """Crop each frame (n, H, W, C) with its box (numpy slicing: ends past the frame are cut) and
+    resize the crop to ``size`` x ``size`` with OpenCV."""
+    import cv2
+
+    out = np.empty((len(frames), size, size, frames.shape[-1]), dtype=frames.dtype)
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        crop = frames[i, max(y1, 0):y2, max(x1, 0):x2]
+        if crop.size == 0:
+            raise MetricError(f"frame {i}: an empty face box ({x1}, {y1}, {x2}, {y2})")
+        out[i] = cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=INTERPOLATIONS[interpolation])
+    return out
 
 
 def crop_frames(frames, boxes: np.ndarray):

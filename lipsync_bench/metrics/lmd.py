@@ -7,6 +7,14 @@ as the paper's tables are usually computed — so LMD depends on the frame size,
 protocol records it per video in the row's frame count and the run's inputs; ``"face"`` = pixels
 after scaling each frame so that the GT face box is 256 pixels wide, comparable across datasets.
 
+Two further defining parameters reproduce the ViCo challenge's ``compute_lmd.py``:
+
+- ``distance``: ``"l2"`` (default) = the Euclidean distance of each point, averaged over the 20 points;
+  ``"l1-mean"`` = the mean absolute difference of the x and y coordinates over the 20 points (ViCo);
+- ``frames``: ``"both"`` (default) = the frames where both videos have landmarks; ``"gt"`` = the frames
+  where the GT has landmarks, and a generated frame without landmarks among them is an error for the
+  video (ViCo's script stops there).
+
 Landmarks come from the face stage of the pipeline (``lipsync_bench.faces``: one analysis per input
 per run, with the protocol's landmarker, cached): LMD only reads them.
 """
@@ -29,12 +37,20 @@ from .registry import (
 MOUTH = slice(48, 68)
 NORMALIZED_FACE = 256.0
 NORMALIZATIONS = ("none", "face")
+DISTANCES = ("l2", "l1-mean")
+FRAME_RULES = ("both", "gt")
 
 
-def lmd_frames(gen: FaceData, gt: FaceData, normalize: str = "none") -> np.ndarray:
+def lmd_frames(gen: FaceData, gt: FaceData, normalize: str = "none", distance: str = "l2") -> np.ndarray:
     """Per-frame LMD over frames where both videos have landmarks (NaN elsewhere)."""
     n = min(gen.frames, gt.frames)
-    d = np.linalg.norm(gen.landmarks[:n, MOUTH] - gt.landmarks[:n, MOUTH], axis=-1).mean(axis=1)
+    delta = gen.landmarks[:n, MOUTH] - gt.landmarks[:n, MOUTH]
+    if distance == "l2":
+        d = np.linalg.norm(delta, axis=-1).mean(axis=1)
+    elif distance == "l1-mean":
+        d = np.abs(delta).mean(axis=(1, 2))
+    else:
+        raise ValueError(f"lmd distance must be one of {DISTANCES}, not {distance!r}")
     if normalize == "face":
         width = gt.boxes[:n, 2] - gt.boxes[:n, 0]
         d = d * NORMALIZED_FACE / width
@@ -45,7 +61,7 @@ def lmd_frames(gen: FaceData, gt: FaceData, normalize: str = "none") -> np.ndarr
 
 class _LmdAccumulator(Accumulator):
     def __init__(self, params: dict, ctx: MetricContext):
-        self.normalize, self.ctx = params["normalize"], ctx
+        self.params, self.ctx = params, ctx
 
     def update(self, batch: FrameBatch) -> None:
         pass  # the face stage sees the frames; LMD needs only its landmarks
@@ -55,8 +71,14 @@ class _LmdAccumulator(Accumulator):
         for side, path in (("gen", self.ctx.gen), ("gt", self.ctx.gt)):
             data[side] = self.ctx.faces(path)
             require_faces(data[side], path)
-        d = lmd_frames(data["gen"], data["gt"], self.normalize)
+        d = lmd_frames(data["gen"], data["gt"], self.params["normalize"], self.params["distance"])
         used = np.isfinite(d)
+        if self.params["frames"] == "gt":
+            with_gt = np.isfinite(data["gt"].landmarks[:len(d), 48, 0])
+            missing = np.flatnonzero(with_gt & ~used)
+            if len(missing):
+                raise MetricError(f"{self.ctx.gen}: frame {missing[0]} has GT landmarks but no generated ones "
+                                  f"({len(missing)} such frames; lmd.frames=gt counts every frame with GT landmarks)")
         if not used.any():
             raise MetricError("no frame has a face in both the generated and the GT video")
         warnings = [] if used.all() else [f"LMD over {used.sum()} of {len(d)} frames (faces found in both)"]
@@ -68,7 +90,11 @@ LMD = register(Metric(
     decimals=3,
     description="mouth landmark distance: mean distance of landmarks 48-67, pixels, over frames",
     params={"normalize": Param("none", "none: pixels of the frames; face: GT face box scaled to 256 px",
-                               choices=NORMALIZATIONS, defines=True)},
+                               choices=NORMALIZATIONS, defines=True),
+            "distance": Param("l2", "l2: Euclidean distance per point; l1-mean: mean absolute x and y difference "
+                                    "(ViCo)", choices=DISTANCES, defines=True),
+            "frames": Param("both", "both: frames with landmarks in both videos; gt: frames with GT landmarks "
+                                    "(ViCo)", choices=FRAME_RULES, defines=True)},
     make_accumulator=lambda params, ctx: _LmdAccumulator(params, ctx),
     uses_region=False,
 ))

@@ -10,6 +10,9 @@ same decode of the GT as the other metrics.
 
 Parameters (the same for the three; ``--param lse.NAME=VALUE`` sets all three at once):
 
+- ``crop`` ("track"): "track" = syncnet_python's crop of the face track; "frame" = the whole frame
+  resized to the expert's input (224x224 for SyncNet), with no face detection, as Wav2Lip's
+  ``calculate_scores_LRS.py`` (and TalkLip, which copies it) scores generated LRS2 videos.
 - ``vshift`` (15): offsets searched, in frames, each way.
 - ``min_track`` (0): tracks shorter than this many frames are an error for that video. syncnet_python's
   pipeline uses 100 and silently drops shorter clips (every clip under 4 s); the default here keeps
@@ -17,7 +20,8 @@ Parameters (the same for the three; ``--param lse.NAME=VALUE`` sets all three at
 - ``audio`` ("gen"): whose audio track: the generated video's ("gen") or the GT's ("gt", for
   generators that write silent videos).
 - ``compat`` ("none"): "syncnet_python" also round-trips the crops through JPEG as the reference's
-  ffmpeg/OpenCV step does (see ``syncnets.compat``); numbers then match published ones more closely.
+  ffmpeg/OpenCV step does (``media.JpegRoundTrip``): of the face crops, or with ``crop="frame"`` of the
+  whole frames; numbers then match published ones.
 - ``sync_model`` ("syncnet"): the expert whose embeddings are compared. "avsyncnet" (the paper's) or
   "wav2lip" (Wav2Lip's SyncNet) run the same offset search on their own face crops and mel windows,
   with the Euclidean distance between their unit-norm embeddings (``syncnets.scoring.ExpertSyncScorer``):
@@ -39,9 +43,8 @@ import torch
 from .. import weights
 from ..errors import LipsyncBenchError, MediaError, MetricError, UnavailableError
 from ..faces import FaceAnalyzer, require_faces, smoothed_centres, syncnet_crop
-from ..media import iter_frames, read_audio
+from ..media import JpegRoundTrip, iter_frames, read_audio
 from ..protocol import environment
-from ..syncnets.compat import COMPAT_MODES, JpegRoundTrip
 from ..syncnets.experts import EXPERTS, KNOWN_WEIGHTS, LABELS, describe_weights, load_expert
 from ..syncnets.scoring import SAMPLES_PER_FRAME, WINDOW, ExpertSyncScorer, SyncScorer
 from ..syncnets.syncnet import load_syncnet
@@ -58,10 +61,18 @@ from .registry import (
     register,
 )
 
+CROPS = ("track", "frame")
+#: "syncnet_python": the frames as syncnet_python's evaluate() reads them, ffmpeg's image2 JPEGs decoded by
+#: OpenCV (``media.JpegRoundTrip``): of the face crops (crop "track") or of the whole frames (crop "frame")
+COMPAT_MODES = ("none", "syncnet_python")
 PARAMS = {
+    "crop": Param("track", "track: syncnet_python's crop of the face track; frame: the whole frame resized "
+                           "(Wav2Lip's calculate_scores_LRS.py)", choices=CROPS, defines=True),
     "vshift": Param(15, "offsets searched, in frames, each way", min=1, defines=True),
-    "min_track": Param(0, "a shorter face track is an error for the video (syncnet_python: 100)", min=0),
-    "audio": Param("gen", "whose audio track: the generated video's, or the GT's", choices=("gen", "gt")),
+    "min_track": Param(0, "a shorter face track is an error for the video (syncnet_python: 100)", min=0,
+                       defines=True),
+    "audio": Param("gen", "whose audio track: the generated video's, or the GT's", choices=("gen", "gt"),
+                   defines=True),
     "compat": Param("none", "syncnet_python: also round-trip the crops through JPEG as the reference does",
                     choices=COMPAT_MODES, defines=True),
     "sync_model": Param("syncnet", "the sync expert", choices=EXPERTS, defines=True,
@@ -130,29 +141,34 @@ class TrackedSync:
             self.crop_scale, self.size, self.bgr = model.crop_scale, model.crop_size, False
         self.next_frame = 0
 
-    def update(self, frames_rgb: np.ndarray, start: int) -> None:
-        """Frames ``start ..`` of the video (RGB uint8); frames already seen are skipped."""
-        import cv2
-
+    def update(self, frames_rgb: np.ndarray, start: int, frames_jpeg: np.ndarray | None = None) -> None:
+        """Frames ``start ..`` of the video (RGB uint8; in compat mode without a face track, the same
+        frames as the reference reads them, ``frames_jpeg``: BGR); frames already seen are skipped."""
         if start < self.next_frame:
             return
         self.next_frame = start + len(frames_rgb)
-        if self.centres is None:
-            crops = [f if f.shape[:2] == (self.size, self.size) else cv2.resize(f, (self.size, self.size))
-                     for f in frames_rgb]
+        if self.centres is None:  # whole frames: the JPEG step is of the decoded frame, as the reference's
+            if self.jpeg is not None and frames_jpeg is None:
+                raise ValueError("compat mode on whole frames needs the frames' JPEG round trip")
+            crops = [self._resized(f) for f in (frames_jpeg if self.jpeg is not None else frames_rgb)]
         else:
             first = max(start, self.start)
             last = min(start + len(frames_rgb), self.start + len(self.centres))
             crops = [syncnet_crop(frames_rgb[f - start], *self.centres[f - self.start], crop_scale=self.crop_scale,
                                   size=self.size) for f in range(first, last)]
+            if self.jpeg is not None:
+                crops = [self.jpeg.from_rgb(c) for c in crops]
         if not len(crops):
             return
-        if self.jpeg is not None:
-            self.scorer.add_frames(np.stack([self.jpeg.from_rgb(c) for c in crops]))
-        elif self.bgr:
-            self.scorer.add_frames(np.ascontiguousarray(np.stack(crops)[..., ::-1]))
-        else:
-            self.scorer.add_frames(np.stack(crops))
+        crops = np.stack(crops)
+        if self.bgr and self.jpeg is None:  # the JPEG round trip gives BGR already
+            crops = np.ascontiguousarray(crops[..., ::-1])
+        self.scorer.add_frames(crops)
+
+    def _resized(self, frame: np.ndarray) -> np.ndarray:
+        import cv2
+
+        return frame if frame.shape[:2] == (self.size, self.size) else cv2.resize(frame, (self.size, self.size))
 
     def result(self):
         try:
@@ -197,11 +213,13 @@ class _Shared:
         self.audio = read_sync_audio(ctx.gen if params["audio"] == "gen" else ctx.gt)
         self.sync: TrackedSync | None = None
 
-    def update(self, frames: np.ndarray, start: int) -> None:
+    def update(self, frames: np.ndarray, start: int, frames_jpeg: np.ndarray | None) -> None:
         if self.sync is None:
-            centres, first = track_centres(self.ctx.faces(self.ctx.gen), self.ctx.gen, self.params["min_track"])
+            centres, first = None, 0
+            if self.params["crop"] == "track":
+                centres, first = track_centres(self.ctx.faces(self.ctx.gen), self.ctx.gen, self.params["min_track"])
             self.sync = TrackedSync(self.model, self.audio, self.params, self.ctx.device, centres, first)
-        self.sync.update(frames, start)
+        self.sync.update(frames, start, frames_jpeg)
 
     def result(self):
         if self.value is None:
@@ -225,7 +243,7 @@ class _LseAccumulator(Accumulator):
         self.name, self.shared = name, ctx.shared[key]
 
     def update(self, batch: FrameBatch) -> None:
-        self.shared.update(batch.gen_full.cpu().numpy(), batch.start)
+        self.shared.update(batch.gen_full.cpu().numpy(), batch.start, batch.gen_jpeg)
 
     def result(self) -> MetricValue:
         score = self.shared.result()
@@ -262,7 +280,14 @@ def _plausibility(value: float) -> str | None:
     return None
 
 
-_COMMON = dict(needs=frozenset({"audio", "face_track", "weights"}), scope="video", params=PARAMS,
+def _needs(params: dict) -> frozenset[str]:
+    if params["crop"] == "track":
+        return NEEDS
+    return NEEDS - {"face_track"} | ({"jpeg_frames"} if params["compat"] != "none" else set())
+
+
+NEEDS = frozenset({"audio", "face_track", "weights"})
+_COMMON = dict(needs=NEEDS, needs_for=_needs, frame_rate=25.0, scope="video", params=PARAMS,
                available=_available, weights_for=lambda params: [weights_for(params)],
                protocol_extra=lambda params: {"sync_model": sync_model_label(params)}, uses_region=False,
                group="lse", curve=Curve("curve", "AV offset (frames)",
@@ -300,8 +325,8 @@ def score_video(video: Path, audio: Path | None = None, crop: str = "track", com
     to the expert's size, for the others). ``audio`` defaults to the video's own.
     """
 
-    params = {"vshift": vshift, "min_track": min_track, "audio": "gen", "compat": compat, "sync_model": sync_model,
-              "sync_weights": str(sync_weights or "")}
+    params = {"crop": "track", "vshift": vshift, "min_track": min_track, "audio": "gen", "compat": compat,
+              "sync_model": sync_model, "sync_weights": str(sync_weights or "")}
     params = LSE_C.resolve_params(params)
     check_params(params)
     if crop not in ("track", "none"):

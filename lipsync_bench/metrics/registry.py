@@ -32,8 +32,10 @@ from ..errors import ParameterError
 #: What a metric may need; ``lipsync-bench metrics`` shows these. "landmarks": the face analysis of
 #: both videos, read at the end; "face_track": the generated video's face track, needed before its
 #: frames (crops that follow the face); "face_frames": the face analysis of both videos, needed before
-#: their frames (per-frame face crops of both); "audio": the generated video's audio track.
-NEEDS = ("gt_frames", "audio", "landmarks", "face_track", "face_frames", "weights")
+#: their frames (per-frame face crops of both); "audio": the generated video's audio track;
+#: "jpeg_frames": the generated video's frames also as the peer scripts read them back from ffmpeg's
+#: image2 JPEGs (``media.JpegRoundTrip``, BGR), from the same decode.
+NEEDS = ("gt_frames", "audio", "landmarks", "face_track", "face_frames", "weights", "jpeg_frames")
 #: The needs that the face stage serves.
 FACE_NEEDS = frozenset({"landmarks", "face_track", "face_frames"})
 
@@ -48,7 +50,8 @@ class FrameBatch:
     ``gen``/``gt`` are cropped to the protocol's region (the full frames when it is "full");
     ``gen_full``/``gt_full`` are always the full frames (face metrics need them). ``gt`` is None when
     no selected metric needs GT frames (it is then not decoded). ``start`` is the index of the
-    chunk's first frame in the (resampled) video.
+    chunk's first frame in the (resampled) video. ``gen_jpeg``: the full generated frames as the peer
+    scripts read them back from ffmpeg's JPEGs (numpy BGR uint8), for a metric that needs "jpeg_frames".
     """
 
     gen: torch.Tensor
@@ -56,6 +59,7 @@ class FrameBatch:
     start: int
     gen_full: torch.Tensor | None = None
     gt_full: torch.Tensor | None = None
+    gen_jpeg: np.ndarray | None = None
 
     def __post_init__(self):
         if self.gen_full is None:
@@ -324,6 +328,11 @@ class Metric:
     aliases: tuple[Alias, ...] = ()
     reference: Reference | None = None
     curve: Curve | None = None
+    # What the metric needs under given parameters, where it depends on them (e.g. LSE on whole frames
+    # needs no face track); default: ``needs``
+    needs_for: Callable[[dict[str, Any]], frozenset[str]] | None = None
+    # The frame rate the metric's procedure assumes (LSE: SyncNet's 25 fps); None: any
+    frame_rate: float | None = None
 
     def __post_init__(self):
         unknown = set(self.needs) - set(NEEDS)
@@ -341,6 +350,10 @@ class Metric:
                                            None)
 
             object.__setattr__(self, "available", available)  # a frozen declaration, completed once
+
+    def needs_of(self, params: dict[str, Any]) -> frozenset[str]:
+        """What the metric needs when computed with ``params``."""
+        return self.needs_for(params) if self.needs_for is not None else self.needs
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -472,6 +485,11 @@ def all_metrics() -> list[str]:
         return getattr(_REGISTRY[name].make_accumulator, "__module__", None) or ""
 
     return ordered + sorted((m for m in _REGISTRY if m not in ordered), key=lambda m: (module(m), index[m]))
+
+
+def group_members(group: str) -> list[str]:
+    """The metrics of a parameter group (``lse``: LSE-C, LSE-D and the offset); empty for a metric's name."""
+    return [m for m in all_metrics() if get_metric(m).group == group]
 
 
 def parse_params(items: Iterable[str]) -> dict[str, dict[str, Any]]:

@@ -12,6 +12,10 @@ Precision: the Gaussian filtering runs in float32 (oneDNN has no fast float64 pa
 the frame, each centred at its own mean, which keeps the cancellation in E[x^2] - E[x]^2 small; tests
 hold the result to 1e-6 of scikit-image's float64 on real and on flat saturated frames.
 ``dtype="float64"`` gives the exact path, much slower on CPU.
+
+``downsample="piq"`` reproduces piq's ``ssim`` (the ViCo challenge's scripts): each frame is first
+average-pooled by f = max(1, round(min(H, W) / 256)) (``avg_pool2d``, kernel and stride f), then SSIM as
+above; piq's own float32 sums move its values by up to about 1e-5 from this exact computation.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ TILE = 32
 # Tile pixels filtered at once on CPU: keeps the 15 maps of a group (~14 MB) below glibc's mmap
 # threshold, so large frames do not cost a page-zeroing mmap/munmap per temporary.
 CPU_TILE_PIXELS_AT_ONCE = 230_000
+DOWNSAMPLING = ("none", "piq")
 
 
 def gaussian_window(sigma: float, truncate: float, dtype: torch.dtype) -> torch.Tensor:
@@ -97,8 +102,17 @@ def _ssim_chunk(gen: torch.Tensor, gt: torch.Tensor, window: torch.Tensor, data_
     return s[:, :, : h - halo, : w - halo].to(torch.float64).mean(dim=(1, 2, 3))
 
 
+def piq_downsample(frames: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """piq's pre-SSIM average pooling of (n, H, W, C) frames by max(1, round(min(H, W) / 256))."""
+    f = max(1, round(min(frames.shape[1:3]) / 256))
+    if f == 1:
+        return frames
+    pooled = F.avg_pool2d(frames.permute(0, 3, 1, 2).to(dtype), kernel_size=f)
+    return pooled.permute(0, 2, 3, 1).contiguous()
+
+
 def ssim_frames(gen: torch.Tensor, gt: torch.Tensor, *, sigma: float = 1.5, truncate: float = 3.5,
-                data_range: float = 255.0, dtype: str = "float32") -> torch.Tensor:
+                data_range: float = 255.0, dtype: str = "float32", downsample: str = "none") -> torch.Tensor:
     """Per-frame SSIM of uint8 RGB frames, equal to scikit-image's (see the module docstring).
 
     Args:
@@ -108,6 +122,7 @@ def ssim_frames(gen: torch.Tensor, gt: torch.Tensor, *, sigma: float = 1.5, trun
         truncate: the window's radius in standard deviations.
         data_range: the pixels' value range.
         dtype: "float32" (fast, within 1e-6 of float64) or "float64" (exact).
+        downsample: "none", or "piq" (average-pooled first, as piq's ``ssim``).
 
     Returns:
         float64 tensor (n,): each frame's SSIM, averaged over channels and pixels.
@@ -125,6 +140,10 @@ def ssim_frames(gen: torch.Tensor, gt: torch.Tensor, *, sigma: float = 1.5, trun
         raise ValueError(f"ssim dtype must be float32 or float64, not {dtype!r}")
     if gen.shape != gt.shape:
         raise ValueError(f"frame shapes differ: {tuple(gen.shape)} vs {tuple(gt.shape)}")
+    if downsample not in DOWNSAMPLING:
+        raise ValueError(f"ssim downsample must be one of {DOWNSAMPLING}, not {downsample!r}")
+    if downsample == "piq":  # pooled in float64: exact means of integers
+        gen, gt = piq_downsample(gen, torch.float64), piq_downsample(gt, torch.float64)
     window = gaussian_window(sigma, truncate, getattr(torch, dtype)).to(gen.device)
     if min(gen.shape[1:3]) < window.numel():
         raise ValueError(f"frames of {gen.shape[2]}x{gen.shape[1]} are smaller than the "
@@ -143,6 +162,8 @@ SSIM = register(Metric(
     params={"sigma": Param(1.5, "Gaussian window's standard deviation, pixels", min=0.1, defines=True),
             "truncate": Param(3.5, "window radius in standard deviations", min=0.5, defines=True),
             "data_range": Param(255.0, "value range of the pixels", min=1e-9, defines=True),
+            "downsample": Param("none", "none, or piq: average-pooled by round(min(H, W) / 256) first (ViCo)",
+                                choices=DOWNSAMPLING, defines=True),
             "dtype": Param("float32", "precision of the filtering (float64: exact and slow on CPU)",
                            choices=("float32", "float64"))},
     make_accumulator=lambda params, ctx: PerFrameMean(ssim_frames, params),

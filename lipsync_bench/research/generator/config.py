@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from ...errors import LipsyncBenchError
+from ...protocol import read_toml
 
 SETUPS = {
     "A": dict(frozen_audio=False, silent_reference=False, sync_loss="plain", triplet="none"),
@@ -121,9 +122,7 @@ def read_config_file(path: str | Path) -> dict:
         raise LipsyncBenchError(f"{path}: cannot read the config file ({exc.strerror})") from None
     try:
         if path.suffix.lower() == ".toml":
-            import tomllib
-
-            return tomllib.loads(text)
+            return read_toml(text)
         return json.loads(text)
-    except (ValueError, ImportError) as exc:
+    except ValueError as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
         raise LipsyncBenchError(f"{path}: not a valid {path.suffix.lstrip('.') or 'JSON'} config ({exc})") from None
