@@ -183,8 +183,7 @@ def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protoco
     face_reason = None
     if any(m.needs_of(resolved[m.name]) & FACE_NEEDS for m in chosen) or protocol.region != "full":
         try:
-            faces.get_backend(protocol.landmarker, **({"flip_input": True} if protocol.choices["faces.flip_input"]
-                                                      else {}))
+            faces.get_backend(protocol.landmarker, **protocol.landmarker_options())
         except UnavailableError as exc:
             face_reason = str(exc)
             if protocol.region != "full":

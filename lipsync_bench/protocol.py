@@ -188,10 +188,13 @@ class Protocol:
         return replace(_TRACK, min_track=c["faces.min_track"], min_face_size=c["faces.min_face_size"],
                        max_missed=c["faces.max_missed"], iou=c["faces.iou"], smooth_kernel=c["faces.smooth_kernel"])
 
+    def landmarker_options(self) -> dict:
+        """Options of the landmarker backend (``faces.get_backend``)."""
+        return {"flip_input": True} if self.choices["faces.flip_input"] else {}
+
     def face_analyzer(self) -> FaceAnalyzer:
         """The face stage of this protocol (landmarker, detector options, tracking thresholds)."""
-        options = {"flip_input": True} if self.choices["faces.flip_input"] else {}
-        return FaceAnalyzer(self.landmarker, self.track(), **options)
+        return FaceAnalyzer(self.landmarker, self.track(), **self.landmarker_options())
 
     def face_pipeline(self) -> dict:
         """The face stage's settings as they resolve on this machine (backend, its weights, tracking)."""
