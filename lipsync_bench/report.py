@@ -279,22 +279,32 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
 
 
 def _columns(metric: str, defs: dict[str, tuple[dict, dict, list[Run]]]) -> dict[tuple[str, str], Column]:
-    """The columns of one metric, one per definition. With one definition, the metric's usual key and
-    label; with several, each label adds its protocol and the choices where it differs from the most
-    used definition (``IFC (lipsync-bench modified: fps=30)``), and keys stay unique."""
+    """The columns of one metric, one per definition, under the metric's usual key and label (a
+    non-default defining parameter in brackets: ``IFC [norm=l2]``). Where the metric's columns differ in
+    run-level choices (frame rate, region...), or two would share a label (other weights), each label
+    adds its protocol and what sets it apart from the most used definition
+    (``SSIM (lipsync-bench modified: fps=30)``), and keys stay unique."""
     m = get_metric(metric)
-    out = {}
     reference = max(defs.values(), key=lambda e: len(e[2]))[0]  # the most used; the first of equals
+    labels = [m.column_label(params) for _, params, _ in defs.values()]
+
+    def differs(d: dict, run_level: bool) -> list[str]:
+        keys = [k for k in dict.fromkeys([*reference, *d]) if d.get(k) != reference.get(k)
+                and not (k.startswith(f"{metric}.") and m.params[k.split(".", 1)[1]].defines)]
+        if run_level:  # the protocol's choices, not what follows from the metric's own parameters
+            keys = [k for k in keys if k not in ("weights", "resolved") and not k.startswith(f"{metric}.")]
+        return [_short(k, d.get(k)) for k in keys]
+
+    named = any(differs(d, True) for d, _, _ in defs.values())
+    out = {}
     for key, (d, params, runs) in defs.items():
         protocols = tuple(dict.fromkeys(protocol_label(r, metric) for r in runs))
         name, label = m.column_key(params), m.column_label(params)
-        if len(defs) > 1:
-            differs = [_short(k, d.get(k)) for k in dict.fromkeys([*reference, *d])
-                       if d.get(k) != reference.get(k) and not (k.startswith(f"{metric}.") and
-                                                                 m.params[k.split(".", 1)[1]].defines)]
+        if named or labels.count(label) > 1:
+            parts = differs(d, run_level=labels.count(label) == 1)
             names = ", ".join(x.replace(" (modified)", " modified") for x in protocols)
-            label += f" ({names}" + (f": {', '.join(differs)}" if differs else "") + ")"
-            name += f"[{','.join(differs)}]" if differs else ""
+            label += f" ({names}" + (f": {', '.join(parts)}" if parts else "") + ")"
+            name += f"[{','.join(parts)}]" if parts else ""
         out[(metric, key)] = Column(name, metric, label, m.higher_is_better, m.decimals, d, protocols)
     names = [c.name for c in out.values()]
     for k, c in out.items():  # the same label parts can still collide (e.g. only an unmarked param differs)

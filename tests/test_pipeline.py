@@ -176,7 +176,8 @@ def test_the_api_returns_what_eval_prints(clips, with_weights, tmp_path):
     mine = result.to_json()
     assert {k: mine[k] for k in ("summary", "videos", "failures", "protocol", "metric_params")} == \
            {k: doc[k] for k in ("summary", "videos", "failures", "protocol", "metric_params")}
-    assert result.protocol["fps"] == 25.0 and result.protocol["metric_params"]["fid"]["weights"]["file"] == FID_FILE
+    assert result.protocol["decode.fps"] == 25.0
+    assert result.protocol["metric_params"]["fid"]["weights"]["file"] == FID_FILE
     text = CliRunner().invoke(main, ["eval", "--gen", str(clips["gen"]), "--gt", str(clips["gt"]), "--out", str(out),
                                      "--metrics", "fid,ssim", "--name", "m"]).output
     again = lipsync_bench.evaluate(clips["gen"], clips["gt"], ["fid", "ssim"], out=out, method="m")

@@ -57,7 +57,7 @@ def test_report_is_one_self_contained_page(results):
     assert page.count("<table>") == 1 and "Ground truth" in page and "<b>" in page
     assert "Distributions over videos" in page and "sync-expert distance against offset" in page
     assert page.count("data:image/jpeg;base64,") >= 4  # worst-video thumbnails, generated and GT
-    assert "worst SSIM" in page and "&quot;fps&quot;: 25.0" in page  # the protocol
+    assert "worst SSIM" in page and "&quot;decode.fps&quot;: 25.0" in page  # the protocol
 
 
 @pytest.mark.slow
