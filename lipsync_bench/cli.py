@@ -579,11 +579,14 @@ def _data_options(fn):
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for last.pt, best.pt, log.csv and run.json.")
 @click.option("--train-list", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="File list of the training videos (Wav2Lip's filelists/train.txt) [default: all but "
-                   "--val-fraction].")
+              help="File list of the training videos (Wav2Lip's filelists/train.txt) [default: every clip not "
+                   "held out for validation]; it may not share a clip with --val-list.")
 @click.option("--val-list", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="File list of the validation videos (Wav2Lip's filelists/val.txt).")
-@click.option("--val-fraction", default=0.1, show_default=True, help="Held-out clips when no --val-list is given.")
+              help="File list of the validation videos (Wav2Lip's filelists/val.txt); its clips are never trained on.")
+@click.option("--val-fraction", default=0.1, show_default=True,
+              help="Without --val-list: the fraction of videos held out for validation, split by video (the first "
+                   "path component of a clip's name, LRS2's <video>/<utterance>: a video's utterances stay on one "
+                   "side), by a hash of its name.")
 @click.option("--epochs", default=100, show_default=True)
 @click.option("--max-steps", default=None, type=int,
               help="Stop after this many optimiser steps (a checkpoint is kept).")
@@ -672,6 +675,10 @@ def stability_cmd(data, gen, out, samples, models, weights_files, random_init, q
                         headers=["model", "pairs", "samples", "cos-sim ↑", "lip-sync loss ↓"], tablefmt="github"))
     for problem in doc["protocol"]["skipped"]:
         click.echo(f"skipped {problem}")
+    if doc["missing_generated"]:
+        names = doc["missing_generated"]
+        click.echo(f"no generated video for {len(names)} GT clips (their GT pairs are counted, the generated and "
+                   f"reference pairs not): {', '.join(names[:10])}" + (" …" if len(names) > 10 else ""))
     click.echo("written: " + ", ".join(doc["files"]))
 
 

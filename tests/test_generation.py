@@ -147,6 +147,22 @@ def test_generator_keeps_the_visible_half_and_freezes_the_expert_audio_encoder()
     assert all(p.requires_grad for p in a.audio_encoder.parameters())
 
 
+@pytest.mark.parametrize("setup", ["B", "D", "E", "F", "G", "H"])
+def test_every_frozen_audio_setup_takes_either_expert_family(setup):
+    """Setups B and D-H take the expert's audio encoder: AVSyncNet's (its embedding size) or Wav2Lip's
+    (512); both build and run."""
+    from lipsync_bench.syncnets.avsyncnet import TINY, AVSyncNet
+    from lipsync_bench.syncnets.wav2lip import Wav2LipSyncNet
+
+    torch.manual_seed(0)
+    faces, mel = torch.rand(2, 3, 96, 96), torch.randn(2, 1, 80, 16)
+    for expert, dim in ((AVSyncNet(TINY), TINY.embedding), (Wav2LipSyncNet(), 512)):
+        g = build_generator(GeneratorConfig.for_setup(setup, tiny=True), expert)
+        with torch.no_grad():
+            assert g.audio_encoder(mel).shape == (2, dim)
+            assert g(faces, mask_lower_half(faces), mel).shape == (2, 3, 96, 96)
+
+
 # --------------------------------------------------------------------------------------------------
 # Training on real clips
 
@@ -180,6 +196,29 @@ def test_tiny_generator_trains_a_few_hundred_steps(sync_clips, tmp_path, setup):
     assert (ckpt.get("silent_state_dict") is not None) == (setup == "H")  # generate needs nothing else
     log = (tmp_path / "log.csv").read_text().splitlines()
     assert log[0].startswith("step,epoch,split,loss,pixel") and len(log) == 11
+
+
+@pytest.mark.slow
+def test_setup_b_trains_with_wav2lips_expert_and_generates(sync_clips, tmp_path):
+    """train-generator --setup B with a Wav2Lip expert in lipsync_expert.pth's layout (an AttributeError
+    before), then generate from its checkpoint alone."""
+    from lipsync_bench.syncnets.wav2lip import Wav2LipSyncNet
+
+    torch.manual_seed(0)
+    expert = tmp_path / "lipsync_expert.pth"
+    torch.save({"state_dict": Wav2LipSyncNet().state_dict()}, expert)
+    runner = CliRunner()
+    result = runner.invoke(main, ["train-generator", "--setup", "B", "--tiny", "--sync-expert", str(expert), "--data",
+                                  str(sync_clips["videos"]), "--cache", str(sync_clips["cache"]), "--out",
+                                  str(tmp_path / "g"), "--max-steps", "3", "--batch-size", "2", "--quiet"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    ckpt = torch.load(tmp_path / "g" / "last.pt", weights_only=True)
+    assert ckpt["audio_source"] == {"arch": "wav2lip"} and ckpt["global_step"] == 3
+    clip = sorted(sync_clips["videos"].glob("*.mpg"))[0]
+    out = runner.invoke(main, ["generate", "--face", str(clip), "--audio", str(clip), "--ckpt",
+                               str(tmp_path / "g" / "last.pt"), "--out", str(tmp_path / "gen.mp4"), "--quiet"])
+    assert out.exit_code == 0, out.output
+    assert media.read_frames(tmp_path / "gen.mp4").shape[0] >= 70
 
 
 @pytest.mark.slow

@@ -103,9 +103,27 @@ def test_stability_with_random_experts_writes_table_csv_and_plot(sync_clips, gen
     assert frame.gen_cos.notna().sum() > 0 and frame.gen_cos.isna().sum() > 0  # 2 of 5 clips have a generated twin
     doc = json.loads((out / "stability.json").read_text())
     assert {r["pairs"] for r in doc["summary"]} == {"ground truth", "generated", "reference"}
+    assert len(doc["missing_generated"]) == 3  # said, in the JSON and the output, not dropped silently
+    assert "no generated video for 3 GT clips" in result.output
     assert all(m["weights"]["random_init"] == 0 for m in doc["protocol"]["models"])
     with Image.open(out / "stability.png") as png:
         assert png.size[0] > 600 and png.size[1] > 600
+
+
+@pytest.mark.slow
+def test_adding_a_model_changes_no_other_models_numbers(sync_clips, generated, tmp_path):
+    """The windows and each window's reference are drawn from (seed, clip) alone: AVSyncNet's rows are the
+    same whether it runs alone or after Wav2Lip's expert (ref_cos drifted by up to 0.043 before)."""
+    from lipsync_bench.research.studies import ModelSpec, stability
+
+    runs = {}
+    for name, models in (("alone", ["avsyncnet"]), ("with", ["wav2lip", "avsyncnet"])):
+        stability(sync_clips["videos"], [ModelSpec(m) for m in models], tmp_path / name, generated, random_init=True,
+                  samples=30, cache_dir=sync_clips["cache"], progress=False)
+        frame = pd.read_csv(tmp_path / name / "stability.csv")
+        runs[name] = frame[frame.model == "AVSyncNet (random-init)"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(runs["alone"], runs["with"])
+    assert runs["alone"].ref_cos.notna().sum() > 10
 
 
 @pytest.mark.slow

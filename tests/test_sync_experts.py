@@ -204,6 +204,37 @@ def test_pairs_are_aligned_or_non_overlapping_and_reproducible(sync_clips):
     assert [c.name for c in split_clips(list(reversed(clips)), 0.2)[1]] == [c.name for c in val]
 
 
+def test_the_default_split_keeps_each_videos_utterances_on_one_side():
+    """LRS2 names clips <video>/<utterance>: a video's utterances (one speaker, one session) all go to
+    training or all to validation (the split hashed clip names before, and cut videos in two)."""
+    import types
+
+    clips = [types.SimpleNamespace(name=f"{6300000 + v}/{u:05d}") for v in range(40) for u in range(4)]
+    train, val = split_clips(clips, 0.2)
+    video = lambda c: c.name.split("/")[0]  # noqa: E731
+    assert val and train and not {video(c) for c in train} & {video(c) for c in val}
+    assert 0.1 < len(val) / len(clips) < 0.3 and len(val) % 4 == 0
+    assert split_clips(list(reversed(clips)), 0.2)[1] == list(reversed(val))
+    flat = [types.SimpleNamespace(name=f"clip{i}") for i in range(10)]  # a flat folder: each clip its own video
+    assert 1 <= len(split_clips(flat, 0.2)[1]) < 10
+
+
+@pytest.mark.slow
+def test_a_validation_list_is_never_trained_on_and_lists_may_not_overlap(sync_clips, tmp_path):
+    from lipsync_bench.research.expert_training import TrainConfig, train_syncnet
+
+    names = sorted(c.stem for c in sync_clips["videos"].glob("*.mpg"))
+    (tmp_path / "val.txt").write_text(names[0] + "\n")
+    config = TrainConfig(arch="avsyncnet", tiny=True, epochs=1, max_steps=1, batch_size=4, stride=8)
+    result = train_syncnet(sync_clips["videos"], tmp_path / "a", config, cache_dir=sync_clips["cache"],
+                           val_list=tmp_path / "val.txt", progress=False)
+    assert (result["train_clips"], result["val_clips"]) == (len(names) - 1, 1)  # was (5, 1) of 5
+    (tmp_path / "train.txt").write_text("\n".join(names[:3]) + "\n")
+    with pytest.raises(LipsyncBenchError, match="share 1 clips .e.g. " + names[0] + ".: a clip is for training or"):
+        train_syncnet(sync_clips["videos"], tmp_path / "b", config, cache_dir=sync_clips["cache"],
+                      train_list=tmp_path / "train.txt", val_list=tmp_path / "val.txt", progress=False)
+
+
 # --------------------------------------------------------------------------------------------------
 # Training
 

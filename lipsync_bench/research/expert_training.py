@@ -132,8 +132,13 @@ def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: Train
 
     clipset = open_clips(data, cache_dir, layout, train_list, progress=progress and rank == 0)
     if val_list:
-        train_clips = clipset.clips
         val_clips = open_clips(data, cache_dir, layout, val_list, progress=False).clips
+        val_names = {c.name for c in val_clips}
+        shared = sorted(val_names & {c.name for c in clipset.clips})
+        if train_list and shared:
+            raise LipsyncBenchError(f"{train_list} and {val_list} share {len(shared)} clips (e.g. {shared[0]}): a "
+                                    "clip is for training or for validation, not both")
+        train_clips = [c for c in clipset.clips if c.name not in val_names]  # without a train list: the rest
     else:
         train_clips, val_clips = split_clips(clipset.clips, config.val_fraction)
     spec = INPUTS[config.arch]

@@ -18,11 +18,15 @@ growing magnitude is applied to every frame the expert sees:
 - ``rotation-mouth``: the whole face crop rotated by m degrees, then its bottom half taken (Fig. B (d)).
   SyncNet's input is the whole crop, so for it this equals ``rotation``.
 
-Windows: every usable window of every clip, or ``samples`` of them spread evenly over the clips. All
-models of one run see the same windows; crops are decoded once per clip and crop geometry.
+Windows: every usable window of every clip, or ``samples`` of them spread evenly over the clips. A
+clip's windows are those every expert family can score (``study_windows``: the window's 5 frames, its
+16-step mel window and syncnet_python's MFCC span inside the clip), so all models of one run see the same
+windows, and the windows — and each window's reference — depend on (seed, clip) alone: adding a model to
+a run changes no other model's numbers. Crops are decoded once per clip and crop geometry.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -44,6 +48,7 @@ from ..syncnets.experts import (
     random_expert,
     sync_loss_of,
 )
+from ..syncnets.scoring import SAMPLES_PER_FRAME
 
 TRANSFORMS = ("shift", "shear", "rotation", "rotation-mouth")
 DEFAULT_MAGNITUDES = {"shift": (0, 10, 20, 30, 40, 50, 60), "shear": (0, 10, 20, 30, 40, 50, 60),
@@ -123,6 +128,17 @@ def make_experts(specs: list[ModelSpec], clips: list[FaceClip], random_init: boo
     return experts
 
 
+def study_windows(clip: FaceClip) -> int:
+    """Window starts 0 .. n-1 that every expert can score: the mel window of Wav2Lip's expert and
+    AVSyncNet (``window_starts``) and syncnet_python's MFCC range (``range(0, L - 5)``) inside the clip."""
+    return max(0, min(clip.window_starts(), min(clip.frames, clip.samples // SAMPLES_PER_FRAME) - FRAMES))
+
+
+def clip_rng(seed: int, clip: FaceClip) -> np.random.Generator:
+    """A clip's own generator: a function of the seed and the clip's name only."""
+    return np.random.default_rng([seed, int(hashlib.sha256(clip.name.encode()).hexdigest()[:12], 16)])
+
+
 def _spread(counts: list[int], samples: int | None) -> list[np.ndarray]:
     """Window starts per clip: all of them, or ``samples`` in all spread evenly over the clips."""
     total = sum(counts)
@@ -170,7 +186,7 @@ def stability(data: str | os.PathLike, specs: list[ModelSpec], out: str | os.Pat
     out.mkdir(parents=True, exist_ok=True)
     experts = None if random_init else make_experts(specs, [], False, device, seed)  # missing weights fail first
     gt_set = open_clips(data, cache_dir, layout, progress=progress)
-    gen_clips = {}
+    gen_clips, missing = {}, []
     if gen is not None:
         gen_set = open_clips(gen, cache_dir, layout, progress=progress)
         gen_clips = {c.name: c for c in gen_set.clips}
@@ -178,15 +194,14 @@ def stability(data: str | os.PathLike, specs: list[ModelSpec], out: str | os.Pat
         if len(missing) == len(gt_set.clips):
             raise LipsyncBenchError(f"no clip of {gen} has the name of a clip of {data}")
     experts = experts or make_experts(specs, gt_set.clips, random_init, device, seed)
-    counts = [min(e.usable_windows(c) for e in experts) for c in gt_set.clips]
+    counts = [study_windows(c) for c in gt_set.clips]
     picks = _spread(counts, samples)
     rows = []
-    for clip, starts in tqdm(list(zip(gt_set.clips, picks, strict=False)), desc="stability", unit="clip",
-                             disable=not progress):
+    for clip, n, starts in tqdm(list(zip(gt_set.clips, counts, picks, strict=True)), desc="stability", unit="clip",
+                                disable=not progress):
         if len(starts) == 0:
             continue
-        rng = np.random.default_rng([seed, len(rows)])
-        n = counts[gt_set.clips.index(clip)]
+        rng = clip_rng(seed, clip)
         refs = np.array([-1 if (r := other_window(s, n, rng)) is None else r for s in starts])  # -1: none
         other = gen_clips.get(clip.name)
         crops = _CropCache(clip, np.concatenate([starts, refs[refs >= 0]]))
@@ -224,9 +239,9 @@ def stability(data: str | os.PathLike, specs: list[ModelSpec], out: str | os.Pat
                 summary.append({"model": label, "pairs": name, "samples": int(len(cos)),
                                 "cos_sim": float(cos.mean()), "cos_sim_std": float(cos.std(ddof=0)),
                                 "sync_loss": float(sync_loss_of(cos.to_numpy()).mean())})
-    doc = {"summary": summary, "protocol": _protocol(experts, gt_set, {
+    doc = {"summary": summary, "missing_generated": missing, "protocol": _protocol(experts, gt_set, {
         "study": "stability", "gen": str(gen) if gen else None, "samples": int(len(frame) // len(experts)),
-        "seed": seed, "reference": "random non-overlapping window of the same GT clip"})}
+        "seed": seed, "reference": "random non-overlapping window of the same GT clip, drawn from (seed, clip)"})}
     (out / "stability.json").write_text(json.dumps(doc, indent=2))
     plot_stability(frame, out / "stability.png")
     doc["files"] = [str(out / f) for f in ("stability.csv", "stability.json", "stability.png")]
@@ -291,7 +306,7 @@ def robustness(data: str | os.PathLike, specs: list[ModelSpec], transform: str, 
     experts = None if random_init else make_experts(specs, [], False, device, seed)  # missing weights fail first
     clipset = open_clips(data, cache_dir, layout, progress=progress)
     experts = experts or make_experts(specs, clipset.clips, random_init, device, seed)
-    counts = [min(e.usable_windows(c) for e in experts) for c in clipset.clips]
+    counts = [study_windows(c) for c in clipset.clips]
     picks = _spread(counts, samples)
     sims = {(e.label, m): [] for e in experts for m in magnitudes}
     for clip, starts in tqdm(list(zip(clipset.clips, picks, strict=False)), desc=f"robustness {transform}", unit="clip",

@@ -161,6 +161,11 @@ class AVSyncNet(nn.Module):
         self.audio_encoder = AudioEncoder(config)
         self.face_encoder = ImageEncoder(config)
 
+    @property
+    def embedding_dim(self) -> int:
+        """The size of both embeddings (what a generator's frozen copy of the audio encoder gives)."""
+        return self.config.embedding
+
     def embed_faces(self, faces: torch.Tensor) -> torch.Tensor:
         """(N, 15, 112, 224) bottom halves of 5 RGB face crops in [0, 1] -> (N, embedding)."""
         return F.normalize(self.face_encoder(faces), p=2, dim=1)

@@ -346,19 +346,27 @@ def open_clips(root: str | os.PathLike, cache_dir: str | os.PathLike | None = No
     return ClipSet(clips, problems, layout)
 
 
+def clip_video(clip: FaceClip) -> str:
+    """The video a clip comes from: the first component of its name (LRS2's ``<video>/<utterance>``;
+    a clip of a flat folder is a video of its own)."""
+    return clip.name.split("/", 1)[0]
+
+
 def split_clips(clips: list[FaceClip], val_fraction: float) -> tuple[list[FaceClip], list[FaceClip]]:
-    """A fixed train/validation split by a hash of each clip's name (at least one of each when there
-    are two or more clips), so the split does not depend on the order or number of other clips."""
-    if len(clips) < 2 or val_fraction <= 0:
+    """A fixed train/validation split **by video** (``clip_video``): every utterance of a video (one
+    speaker, one session) lands on the same side, so validation never sees a training speaker's
+    session. By a hash of the video's name (at least one video on each side when there are two or
+    more), so the split does not depend on the order or number of other clips."""
+    videos = sorted({clip_video(c) for c in clips})
+    if len(videos) < 2 or val_fraction <= 0:
         return clips, []
-    score = {c.name: int(hashlib.sha256(c.name.encode()).hexdigest()[:8], 16) / 16 ** 8 for c in clips}
-    val = [c for c in clips if score[c.name] < val_fraction]
+    score = {v: int(hashlib.sha256(v.encode()).hexdigest()[:8], 16) / 16 ** 8 for v in videos}
+    val = {v for v in videos if score[v] < val_fraction}
     if not val:
-        val = [min(clips, key=lambda c: score[c.name])]
-    if len(val) == len(clips):
-        val = val[:-1]
-    names = {c.name for c in val}
-    return [c for c in clips if c.name not in names], val
+        val = {min(videos, key=score.get)}
+    if len(val) == len(videos):
+        val.discard(max(val, key=score.get))
+    return [c for c in clips if clip_video(c) not in val], [c for c in clips if clip_video(c) in val]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -431,5 +439,5 @@ def mel_windows(clip: FaceClip, starts) -> torch.Tensor:
 
 
 __all__ = ["ExpertInput", "INPUTS", "FaceClip", "ClipSet", "ClipWindows", "SyncPairs", "other_window", "open_clips",
-           "split_clips", "video_clip",
+           "split_clips", "clip_video", "video_clip",
            "wav2lip_clip", "expert_input", "frames_input", "mel_windows", "MEL_WINDOW"]

@@ -79,6 +79,9 @@ class Wav2LipSyncNet(nn.Module):
             (256, 512, 3, 1, 0), (512, 512, 1, 1, 0),
         ])
 
+    #: The size of both embeddings (what a generator's frozen copy of the audio encoder gives).
+    embedding_dim = 512
+
     def embed_faces(self, faces: torch.Tensor) -> torch.Tensor:
         """(N, 15, 48, 96) lower halves of 5 BGR frames in [0, 1] -> (N, 512)."""
         return F.normalize(self.face_encoder(faces).flatten(1), p=2, dim=1)

@@ -102,8 +102,8 @@ class TrainedAudioEncoder(nn.Module):
 
 
 class FrozenAudioEncoder(nn.Module):
-    """The sync expert's audio encoder (AVSyncNet's ResNetSE34), frozen and always in eval mode; its
-    weights are part of the generator's checkpoint, so inference needs no expert file."""
+    """The sync expert's audio encoder (AVSyncNet's ResNetSE34, or Wav2Lip's), frozen and always in eval
+    mode; its weights are part of the generator's checkpoint, so inference needs no expert file."""
 
     def __init__(self, encoder: nn.Module):
         super().__init__()
@@ -189,15 +189,16 @@ def mask_lower_half(faces: torch.Tensor) -> torch.Tensor:
 
 
 def build_generator(config: GeneratorConfig, expert=None) -> Generator:
-    """The generator of ``config``; setups with a frozen audio encoder take the sync expert's
-    (an ``AVSyncNet``) audio encoder."""
+    """The generator of ``config``; setups with a frozen audio encoder take a copy of the sync
+    expert's audio encoder (AVSyncNet's or Wav2Lip's: any expert with ``audio_encoder`` and
+    ``embedding_dim``)."""
     if config.frozen_audio:
         if expert is None:
             raise ValueError("a frozen audio encoder needs the sync expert")
         import copy
 
         audio = FrozenAudioEncoder(copy.deepcopy(expert.audio_encoder))
-        dim = expert.config.embedding
+        dim = expert.embedding_dim
     else:
         audio, dim = TrainedAudioEncoder(), 512
     return Generator(config, audio, dim)
