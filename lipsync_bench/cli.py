@@ -670,9 +670,16 @@ def stability_cmd(data, gen, out, samples, models, weights_files, random_init, q
     if as_json:
         _echo_json(doc)
         return
+    def tab_a(r, data):
+        rep = (r.get("reported") or {}).get(data)
+        return f"{rep['cos_sim']:.3f} / {rep['sync_loss']:.3f}" if rep else ""
+
     click.echo(tabulate([[r["model"], r["pairs"], r["samples"], f"{r['cos_sim']:.3f} ± {r['cos_sim_std']:.3f}",
-                          f"{r['sync_loss']:.3f}"] for r in doc["summary"]],
-                        headers=["model", "pairs", "samples", "cos-sim ↑", "lip-sync loss ↓"], tablefmt="github"))
+                          f"{r['sync_loss']:.3f} ± {r['sync_loss_std']:.3f}", tab_a(r, "train"), tab_a(r, "test")]
+                         for r in doc["summary"]],
+                        headers=["model", "pairs", "samples", "cos-sim ↑ (± std)", "lip-sync loss ↓ (± std)",
+                                 "Tab. A train", "Tab. A test"], tablefmt="github"))
+    click.echo(f"note: {doc['reported_note']}")
     for problem in doc["protocol"]["skipped"]:
         click.echo(f"skipped {problem}")
     if doc["missing_generated"]:
@@ -714,8 +721,10 @@ def robustness_cmd(transform, data, out, magnitudes, samples, models, weights_fi
     labels = list(dict.fromkeys(r["model"] for r in doc["rows"]))
     by = {(r["magnitude"], r["model"]): r["cos_sim"] for r in doc["rows"]}
     mags = list(dict.fromkeys(r["magnitude"] for r in doc["rows"]))
-    click.echo(f"{transform} ({doc['protocol']['unit']}), mean cos-sim of {doc['protocol']['windows']} GT windows")
-    click.echo(tabulate([[f"{m:g}", *[f"{by[(m, lab)]:.3f}" for lab in labels]] for m in mags],
+    std = {(r["magnitude"], r["model"]): r["cos_sim_std"] for r in doc["rows"]}
+    click.echo(f"{transform} ({doc['protocol']['unit']}), mean cos-sim ± std of {doc['protocol']['windows']} GT "
+               "windows")
+    click.echo(tabulate([[f"{m:g}", *[f"{by[(m, lab)]:.3f} ± {std[(m, lab)]:.3f}" for lab in labels]] for m in mags],
                         headers=["magnitude", *labels], tablefmt="github"))
     for problem in doc["protocol"]["skipped"]:
         click.echo(f"skipped {problem}")

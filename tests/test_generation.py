@@ -75,6 +75,31 @@ def test_stabilized_sync_loss_far_from_both_matches_the_formula_and_its_derivati
     assert yt.grad is None
 
 
+def test_stabilized_sync_loss_floor_closed_form_and_gradient_bound():
+    """L_ss = log((|x-y| + |y-d| + 2 eps) / (|y-d| + eps)); its floor over x is the value at x = y (log 2
+    at y = d), and |dL/dx| = 1 / (|x-y| + |y-d| + 2 eps) <= 1 / (2 eps)."""
+    from lipsync_bench.research.generator.losses import stabilized_sync_floor
+
+    e = 1e-3
+    for x, y, d in ((0.2, 0.8, 0.5), (0.7, 0.7, 0.4), (0.5, 0.7, 0.7), (0.7001, 0.7, 0.7)):
+        value, grad = ss(x, y, d, e)
+        assert value == pytest.approx(math.log((abs(x - y) + abs(y - d) + 2 * e) / (abs(y - d) + e)), rel=1e-9)
+        y64, d64 = torch.tensor([y], dtype=torch.float64), torch.tensor([d], dtype=torch.float64)
+        floor = float(stabilized_sync_floor(y64, d64, e))
+        assert floor == pytest.approx(ss(y, y, d, e)[0], rel=1e-9) and value >= floor - 1e-12
+        if x != y:
+            assert abs(grad) == pytest.approx(1 / (abs(x - y) + abs(y - d) + 2 * e), rel=1e-6)
+            assert abs(grad) <= 1 / (2 * e)
+    assert float(stabilized_sync_floor(torch.tensor([0.6]), torch.tensor([0.6]), e)) == pytest.approx(math.log(2))
+
+
+def test_d_from_is_a_checked_config_choice():
+    assert GeneratorConfig.for_setup("H").d_from == "silent"
+    assert GeneratorConfig.for_setup("H", d_from="raw").d_from == "raw"
+    with pytest.raises(LipsyncBenchError, match="d_from='gt': expected one of silent, raw"):
+        GeneratorConfig.for_setup("H", d_from="gt")
+
+
 def test_plain_and_triplet_losses_hand_computed():
     assert float(plain_sync_loss(torch.tensor([0.5, 1.0]))) == pytest.approx(math.log(2) / 2)
     gt = torch.zeros(1, 3, 4, 4)

@@ -105,6 +105,13 @@ def test_stability_with_random_experts_writes_table_csv_and_plot(sync_clips, gen
     assert {r["pairs"] for r in doc["summary"]} == {"ground truth", "generated", "reference"}
     assert len(doc["missing_generated"]) == 3  # said, in the JSON and the output, not dropped silently
     assert "no generated video for 3 GT clips" in result.output
+    # the paper's Tab. A beside the GT rows of its experts (its "SyncNet" is Wav2Lip's), with the caveat
+    gt = {r["model"]: r for r in doc["summary"] if r["pairs"] == "ground truth"}
+    assert gt["Wav2Lip SyncNet (random-init)"]["reported"]["test"]["cos_sim"] == 0.648
+    assert gt["AVSyncNet (random-init)"]["reported"]["train"]["sync_loss"] == 0.216
+    assert gt["SyncNet (random-init)"]["reported"] is None
+    assert "0.778 / 0.280" in result.output and "Jensen" in result.output
+    assert all(r["sync_loss_std"] >= 0 for r in doc["summary"])
     assert all(m["weights"]["random_init"] == 0 for m in doc["protocol"]["models"])
     with Image.open(out / "stability.png") as png:
         assert png.size[0] > 600 and png.size[1] > 600
@@ -159,9 +166,9 @@ def test_robustness_at_zero_equals_the_untransformed_similarity(sync_clips, tmp_
     # magnitude 0 is the plain cosine similarity of the same windows with the same (seeded) experts
     clips = open_clips(sync_clips["videos"], sync_clips["cache"]).clips
     expert = random_expert("avsyncnet", clips, seed=0)
-    from lipsync_bench.research.studies import _spread
+    from lipsync_bench.research.studies import _spread, study_windows
 
-    picks = _spread([expert.usable_windows(c) for c in clips], 30)  # both experts have the same counts here
+    picks = _spread([study_windows(c) for c in clips], 30)  # the windows every expert can score
     plain = np.concatenate([cosine_similarities(expert, c, p) for c, p in zip(clips, picks, strict=False) if len(p)])
     zero = frame[(frame.model == "AVSyncNet (random-init)") & (frame.magnitude == 0)].cos_sim.item()
     assert zero == pytest.approx(plain.mean(), abs=1e-5)
@@ -179,10 +186,12 @@ def test_robustness_of_the_trained_expert_table(sync_clips, tiny_avsyncnet, tmp_
                                        "--out", str(tmp_path), "--cache", str(sync_clips["cache"]), "--quiet"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "rotation-mouth (degrees), mean cos-sim of 20 GT windows"
+    assert lines[0] == "rotation-mouth (degrees), mean cos-sim ± std of 20 GT windows"
     assert [c.strip() for c in lines[1].split("|")[1:3]] == ["magnitude", "AVSyncNet"]
-    cells = {ln.split("|")[1].strip(): float(ln.split("|")[2]) for ln in lines[3:5]}
-    assert set(cells) == {"0", "30"} and all(0 <= v <= 1 for v in cells.values())
+    cells = {ln.split("|")[1].strip(): [float(v) for v in ln.split("|")[2].split("±")] for ln in lines[3:5]}
+    assert set(cells) == {"0", "30"} and all(0 <= m <= 1 and 0 <= sd < 1 for m, sd in cells.values())
+    doc = json.loads((tmp_path / "robustness_rotation-mouth.json").read_text())
+    assert all(abs(r["cos_sim_std"] - cells[f"{r['magnitude']:g}"][1]) < 6e-4 for r in doc["rows"])
     assert (tmp_path / "robustness_rotation-mouth.png").is_file()
 
 

@@ -25,3 +25,11 @@ def reported(dataset: str) -> pd.DataFrame | None:
         return None
     with resources.files(__package__).joinpath(f"{name}.csv").open() as f:
         return pd.read_csv(f)
+
+
+def reported_stability() -> pd.DataFrame:
+    """The paper's Tab. A: cosine similarity and lip-sync loss of GT audio-lip pairs on LRS2's training and
+    test sets, per expert (``studies/stability.csv``: the expert's name here, its label in the paper, and
+    the caveats of each row)."""
+    with resources.files(__package__).joinpath("studies", "stability.csv").open() as f:
+        return pd.read_csv(f, keep_default_na=False)

@@ -232,25 +232,51 @@ def stability(data: str | os.PathLike, specs: list[ModelSpec], out: str | os.Pat
             frame[f"{kind}_loss"] = sync_loss_of(frame[f"{kind}_cos"].to_numpy(dtype=float))
     frame.to_csv(out / "stability.csv", index=False)
     summary = []
-    for label, part in frame.groupby("model", sort=False):
+    for e in experts:
+        part = frame[frame.model == e.label]
         for kind, name in (("gt", "ground truth"), ("gen", "generated"), ("ref", "reference")):
             if f"{kind}_cos" in part:
                 cos = part[f"{kind}_cos"].dropna()
-                summary.append({"model": label, "pairs": name, "samples": int(len(cos)),
-                                "cos_sim": float(cos.mean()), "cos_sim_std": float(cos.std(ddof=0)),
-                                "sync_loss": float(sync_loss_of(cos.to_numpy()).mean())})
-    doc = {"summary": summary, "missing_generated": missing, "protocol": _protocol(experts, gt_set, {
+                loss = sync_loss_of(cos.to_numpy())
+                row = {"model": e.label, "pairs": name, "samples": int(len(cos)), "cos_sim": float(cos.mean()),
+                       "cos_sim_std": float(cos.std(ddof=0)), "sync_loss": float(loss.mean()),
+                       "sync_loss_std": float(loss.std(ddof=0)) if len(loss) else math.nan}
+                if kind == "gt":
+                    row["reported"] = _tab_a(e)
+                summary.append(row)
+    doc = {"summary": summary, "missing_generated": missing, "reported_note": TAB_A_NOTE,
+           "protocol": _protocol(experts, gt_set, {
         "study": "stability", "gen": str(gen) if gen else None, "samples": int(len(frame) // len(experts)),
         "seed": seed, "reference": "random non-overlapping window of the same GT clip, drawn from (seed, clip)"})}
     (out / "stability.json").write_text(json.dumps(doc, indent=2))
-    plot_stability(frame, out / "stability.png")
+    plot_stability(frame, out / "stability.png", {e.label: e.similarity_range for e in experts})
     doc["files"] = [str(out / f) for f in ("stability.csv", "stability.json", "stability.png")]
     return doc
 
 
-def plot_stability(frame, path: Path, curve_samples: int = 200) -> None:
+#: How the measured GT rows compare with the paper's Tab. A.
+TAB_A_NOTE = ("Tab. A (Yaman et al. 2024, LRS2 GT pairs) is printed beside the ground-truth rows; its AVSyncNet "
+              "train row (cos 0.790, loss 0.216) cannot be the mean of -log(cos) over the pairs whose mean cos is "
+              "0.790 (Jensen: at least -log 0.790 = 0.236), and its SyncNet train pair is garbled in the text: "
+              "compare the test rows, and the cosine similarities before the losses")
+
+
+def _tab_a(expert: Expert) -> dict | None:
+    """The paper's Tab. A rows of this expert family: its "SyncNet" is Wav2Lip's expert (supplementary
+    A.1); syncnet_python's LSE network is not in it (None)."""
+    from ..baselines import reported_stability
+
+    rows = reported_stability()
+    mine = rows[rows.expert == expert.name]
+    return {r.data: {"cos_sim": r.cos_sim, "sync_loss": r.sync_loss, "paper_label": r.paper_label, "note": r.note}
+            for r in mine.itertuples()} or None
+
+
+def plot_stability(frame, path: Path, ranges: dict[str, tuple[float, float]] | None = None,
+                   curve_samples: int = 200) -> None:
     """Fig. A / Fig. C style: per model, the cosine similarity of each sample (GT, generated,
-    reference), the lip-sync loss of the GT pairs, and |GT - generated| per sample."""
+    reference) on the similarity's full range (``ranges``: model -> (low, high); default [-1, 1]), the
+    lip-sync loss of the GT pairs from 0, and |GT - generated| per sample."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -263,24 +289,30 @@ def plot_stability(frame, path: Path, curve_samples: int = 200) -> None:
     for r, label in enumerate(models):
         part = frame[frame.model == label].head(curve_samples)
         x = np.arange(len(part))
+        low, high = (ranges or {}).get(label, (-1.0, 1.0))
         ax = axes[r][0]
         ax.plot(x, part.gt_cos, lw=1, label="GT audio-lip")
         if has_gen:
             ax.plot(x, part.gen_cos, lw=1, label="generated")
             ax.plot(x, part.ref_cos, lw=1, alpha=0.7, label="reference")
-        ax.set_ylim(min(0.0, float(np.nanmin(part.filter(like="_cos").to_numpy())) - 0.05), 1.0)
+        ax.set_ylim(low, high)
         ax.set_title(f"{label}: cosine similarity", fontsize=9)
-        ax.set_xlabel("sample")
+        ax.set_xlabel("sample (5-frame window)")
+        ax.set_ylabel("cosine similarity")
         ax.legend(fontsize=7)
         ax = axes[r][1]
         ax.plot(x, part.gt_loss, lw=1, color="tab:red")
+        ax.set_ylim(bottom=0)
         ax.set_title(f"{label}: lip-sync loss of GT pairs", fontsize=9)
-        ax.set_xlabel("sample")
+        ax.set_xlabel("sample (5-frame window)")
+        ax.set_ylabel("-log(cos), nats")
         if has_gen:
             ax = axes[r][2]
             ax.plot(x, (part.gt_cos - part.gen_cos).abs(), lw=1, color="tab:purple")
+            ax.set_ylim(0, high - low)
             ax.set_title(f"{label}: |GT - generated| cosine similarity", fontsize=9)
-            ax.set_xlabel("sample")
+            ax.set_xlabel("sample (5-frame window)")
+            ax.set_ylabel("|difference| of cosine similarity")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -333,7 +365,8 @@ def robustness(data: str | os.PathLike, specs: list[ModelSpec], transform: str, 
         "study": "robustness", "transform": transform, "unit": unit, "magnitudes": magnitudes,
         "windows": int(sum(len(p) for p in picks)), "seed": seed})}
     (out / f"{stem}.json").write_text(json.dumps(doc, indent=2))
-    plot_robustness(frame, transform, unit, out / f"{stem}.png")
+    low = min(e.similarity_range[0] for e in experts)
+    plot_robustness(frame, transform, unit, out / f"{stem}.png", (low, 1.0))
     doc["files"] = [str(out / f"{stem}{ext}") for ext in (".csv", ".json", ".png")]
     return doc
 
@@ -348,8 +381,11 @@ def _window_cos(expert: Expert, starts: np.ndarray, crops: Crops, audio: torch.T
     return torch.cat(out).numpy()
 
 
-def plot_robustness(frame, transform: str, unit: str, path: Path) -> None:
-    """Fig. 6 style: mean cosine similarity of GT pairs against the transform's magnitude, per model."""
+def plot_robustness(frame, transform: str, unit: str, path: Path,
+                    similarity_range: tuple[float, float] = (-1.0, 1.0)) -> None:
+    """Fig. 6 style: mean cosine similarity of GT pairs against the transform's magnitude, per model,
+    with error bars of one standard deviation over the windows, on the similarity's full range (so that
+    plots of two runs compare by eye)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -357,7 +393,9 @@ def plot_robustness(frame, transform: str, unit: str, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     for label, part in frame.groupby("model", sort=False):
-        ax.errorbar(part.magnitude, part.cos_sim, yerr=part.cos_sim_std, marker="o", capsize=3, label=label)
+        ax.errorbar(part.magnitude, part.cos_sim, yerr=part.cos_sim_std, marker="o", capsize=3,
+                    label=f"{label} (mean ± 1 std over windows)")
+    ax.set_ylim(*similarity_range)
     ax.set_xlabel(f"{transform} ({unit})")
     ax.set_ylabel("mean cosine similarity, GT pairs")
     ax.set_title(f"Robustness to {transform}")

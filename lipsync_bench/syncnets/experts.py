@@ -52,6 +52,12 @@ class Expert:
         return LABELS[self.name] + (" (random-init)" if self.weights.get("random_init") is not None else "")
 
     @property
+    def similarity_range(self) -> tuple[float, float]:
+        """The cosine similarity's range: SyncNet's embeddings have both signs; Wav2Lip's expert and
+        AVSyncNet end in a ReLU, so theirs lies in [0, 1]."""
+        return (-1.0, 1.0) if self.name == "syncnet" else (0.0, 1.0)
+
+    @property
     def crop_scale(self) -> float:
         return SYNCNET_CROP_SCALE if self.name == "syncnet" else FACE_CROP_SCALE
 

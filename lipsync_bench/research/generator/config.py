@@ -45,6 +45,9 @@ UNSUPPORTED = {"C": "setup C uses Wav2Vec2 audio features, which need pretrained
                     "dependency and not reachable offline); setups A, B, D-H are available"}
 
 
+D_FROM = ("silent", "raw")
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     setup: str = "H"
@@ -63,6 +66,10 @@ class GeneratorConfig:
     w_sync: float = 2.0  # L_ss, or the plain sync loss
     w_at: float = 0.5
     ss_eps: float = 1e-3
+    # The reference whose similarity is L_ss's d and whose face is L_at's negative: "silent" (the
+    # reference after G_S, the one G_L is given and so could copy; default) or "raw" (before G_S). The
+    # paper does not say; in setups without G_S (A, B) the two are one.
+    d_from: str = "silent"
     at_alpha: float = 0.5
     at_fixed_margin: float = 0.02
     perceptual: bool = True  # skipped with a message when VGG-19 weights are absent
@@ -107,6 +114,8 @@ class GeneratorConfig:
                                     f"(known: {', '.join(sorted(known))})")
         if "setup" in values:
             raise LipsyncBenchError("set the setup with --setup, not in the config file")
+        if values.get("d_from", "silent") not in D_FROM:
+            raise LipsyncBenchError(f"d_from={values['d_from']!r}: expected one of {', '.join(D_FROM)}")
         return replace(self, **values)
 
     def as_dict(self) -> dict:

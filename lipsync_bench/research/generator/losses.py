@@ -8,10 +8,23 @@ Stabilized synchronization loss, as transcribed from the paper:
 with x, y, d the expert's similarity of (generated, audio), (GT, audio) and (identity reference, audio);
 only x depends on the generator. As written the ratio is 1 whenever y = d, for every x, and the loss
 infinite. Here eps is added once more to the denominator, r = (|x-y| + eps) / (|x-y| + |y-d| + 2 eps),
-so r < 1 always: at y = d the loss is log((|x-y| + 2 eps) / eps), finite, and its gradient still pulls
-x towards y; r is also clamped to 1 - 1e-6 against rounding in half precision. At x = y the loss is
-about eps / |y - d|, i.e. near zero. ``eps`` is a config option (``ss_eps``, default 1e-3: the paper's
-value is unknown).
+so r < 1 always, and the loss has a closed form:
+
+    L_ss = log((|x - y| + |y - d| + 2 eps) / (|y - d| + eps))
+
+- **Floor**: its least value over x, at x = y, is log((|y - d| + 2 eps) / (|y - d| + eps)): about
+  eps / |y - d| when y and d are apart, but **log 2 at y = d**, whatever x. The generator cannot go below
+  it, so the trainer also logs ``sync_floor`` (its mean) and ``sync_excess`` = L_ss - floor, the part x
+  still controls; read the loss through the latter.
+- **Gradient**: |dL_ss/dx| = 1 / (|x - y| + |y - d| + 2 eps) <= 1 / (2 eps) (500 at the default eps),
+  reached near x = y = d; elsewhere it is 1 / (distance to y plus |y - d|).
+- r is also clamped to 1 - 1e-6 against rounding in half precision. ``eps`` is a config option
+  (``ss_eps``, default 1e-3: the paper's value is unknown).
+
+Which reference gives d (and L_at's negative) is the config's ``d_from``: the reference after G_S
+(default: the face G_L is given, and so could copy) or the raw one; the paper does not say, and it moves
+the numbers (``sync_d`` 0.498 from the raw reference against 0.415 after a random G_S, in a tiny setup-E
+run on two GRID clips).
 
 Adaptive triplet loss (the formula is not published; this is the choice made here): anchor =
 generated face, positive = GT, negative = identity reference, distances = mean absolute pixel
@@ -41,6 +54,13 @@ def stabilized_sync_loss(x: torch.Tensor, y: torch.Tensor, d: torch.Tensor, eps:
     gap = (x - y).abs()
     ratio = (gap + eps) / (gap + (y - d).abs() + 2 * eps)
     return -torch.log1p(-ratio.clamp(max=RATIO_CAP)).mean()
+
+
+def stabilized_sync_floor(y: torch.Tensor, d: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """The mean of L_ss's least value over x (at x = y): log((|y - d| + 2 eps) / (|y - d| + eps)); log 2
+    where y = d. L_ss minus it is what the generator can still reduce."""
+    gap = (y - d).abs()
+    return torch.log((gap + 2 * eps) / (gap + eps)).mean()
 
 
 def plain_sync_loss(x: torch.Tensor) -> torch.Tensor:

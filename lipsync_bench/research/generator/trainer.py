@@ -36,13 +36,14 @@ from .losses import (
     gan_discriminator_loss,
     gan_generator_loss,
     plain_sync_loss,
+    stabilized_sync_floor,
     stabilized_sync_loss,
 )
 from .models import Discriminator, Generator, build_generator, mask_lower_half
 from .windows import GeneratorWindows
 
-LOG_FIELDS = ["step", "epoch", "split", "loss", "pixel", "perceptual", "gan", "sync", "triplet", "disc",
-              "sync_x", "sync_y", "sync_d", "samples_per_s", "seconds"]
+LOG_FIELDS = ["step", "epoch", "split", "loss", "pixel", "perceptual", "gan", "sync", "sync_floor", "sync_excess",
+              "triplet", "disc", "sync_x", "sync_y", "sync_d", "samples_per_s", "seconds"]
 SILENT_MEL = -4.0  # Wav2Lip's normalised mel of silence (the floor of its [-4, 4] range)
 
 
@@ -238,6 +239,7 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
         if silent_mode:  # quiet windows become digital silence, G_S's "silent audio" (config.silence_threshold)
             mels = torch.where(mels.mean(dim=(1, 2, 3), keepdim=True) < config.silence_threshold,
                                torch.full_like(mels, SILENT_MEL), mels)
+        raw_reference = reference
         with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
             if silent_net is not None:
                 with torch.no_grad():  # G_S closes the reference's lips
@@ -249,6 +251,8 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
             disc.requires_grad_(True)
             if perceptual is not None:
                 parts["perceptual"] = perceptual(fake.float(), target)
+        # the reference of L_ss's d and L_at's negative (config.d_from; the same without G_S)
+        judged = (reference if config.d_from == "silent" else raw_reference).float()
         total = config.w_pixel * parts["pixel"] + config.w_gan * parts["gan"]
         if perceptual is not None:
             total = total + config.w_per * parts["perceptual"]
@@ -258,17 +262,18 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
             x = judge.similarity(fake.float(), sync_mel)
             with torch.no_grad():
                 y = judge.similarity(target, sync_mel)
-                d = judge.similarity(reference.float(), sync_mel)
+                d = judge.similarity(judged, sync_mel)
+            logged = {"sync_x": float(x.detach().mean()), "sync_y": float(y.mean()), "sync_d": float(d.mean())}
             if config.sync_loss == "stabilized":
                 parts["sync"] = stabilized_sync_loss(x, y, d, config.ss_eps)
+                floor = float(stabilized_sync_floor(y, d, config.ss_eps))
+                logged.update(sync_floor=floor, sync_excess=float(parts["sync"].detach()) - floor)
             else:
                 parts["sync"] = plain_sync_loss(x)
             total = total + config.w_sync * parts["sync"]
-            logged = {"sync_x": float(x.detach().mean()), "sync_y": float(y.mean()), "sync_d": float(d.mean())}
             if config.triplet != "none":
                 margin = config.at_fixed_margin if config.triplet == "fixed" else None
-                parts["triplet"] = adaptive_triplet_loss(fake.float(), target, reference.float(), config.at_alpha,
-                                                         margin)
+                parts["triplet"] = adaptive_triplet_loss(fake.float(), target, judged, config.at_alpha, margin)
                 total = total + config.w_at * parts["triplet"]
         opt_g.zero_grad(set_to_none=True)
         _backward_step(total, opt_g, scaler)
