@@ -560,8 +560,8 @@ def weights_verify():
         sys.exit(1)
 
 
-_DATA_HELP = ("Folder of talking-face clips: videos (through the face pipeline, crops cached) or Wav2Lip's "
-              "preprocessed layout (<video>/<n>.jpg + audio.wav).")
+_DATA_HELP = ("Folder of talking-face clips: videos (through the face pipeline, crops cached), a folder written by "
+              "'lipsync-bench prepare', or Wav2Lip's preprocessed layout (<video>/<n>.jpg + audio.wav).")
 
 
 def _data_options(fn):
@@ -569,8 +569,45 @@ def _data_options(fn):
     fn = click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")(fn)
     fn = click.option("--cache", "cache_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
                       help="Where face crops of videos are cached [default: <data>/.lipsync_bench_cache].")(fn)
-    return click.option("--layout", type=click.Choice(["auto", "wav2lip", "videos"]), default="auto",
-                        show_default=True, help="auto: wav2lip when the folder holds such folders and no videos.")(fn)
+    return click.option("--layout", type=click.Choice(["auto", "wav2lip", "videos", "prepared"]), default="auto",
+                        show_default=True, help="auto: prepared when the folder holds prepared.json; else wav2lip "
+                                                "when it holds such folders and no videos; else videos.")(fn)
+
+
+@main.command("prepare")
+@click.option("--data", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Raw talking-face videos: LRS2's main/ (<video>/<utterance>.mp4) or any folder of videos.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Training folder to write (<name>.npz per clip and prepared.json); a rerun finishes it.")
+@click.option("--filelist", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Only these videos (LRS2's train.txt/val.txt/test.txt: <video>/<utterance> a line).")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Prepare only shard I of N (the split of 'eval --shard'), e.g. one task of a job array; "
+                   "every shard writes into the same --out.")
+@click.option("--landmarker", type=click.Choice(["auto", "dlib", "face-alignment"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly
+def prepare_cmd(data, out, filelist, shard, landmarker, as_json, quiet):
+    """Turn raw videos into a training folder: each video through the face stage (detection, tracking,
+    smoothing) at 25 fps and 16 kHz, cut to its main face track, cropped by the one crop geometry that
+    training, the studies and generate share. Resumable: a rerun skips the clips already written."""
+    from .research.prepare import prepare
+    from .shards import parse_shard
+
+    doc = prepare(data, out, filelist, parse_shard(shard) if shard else None, landmarker,
+                  progress=not quiet and not as_json)
+    if as_json:
+        _echo_json(doc)
+    else:
+        click.echo(f"{out}: {len(doc['prepared'])} clips prepared, {len(doc['already'])} already there, "
+                   f"{len(doc['failed'])} failed ({doc['bytes'] / 1e6:.1f} MB; crop geometry {doc['crop_geometry']})")
+        for name, reason in doc["failed"].items():
+            click.echo(f"failed {name}: {reason}")
+        for problem in doc["problems"]:
+            click.echo(f"skipped {problem}")
+    if doc["failed"] and not (doc["prepared"] or doc["already"]):
+        sys.exit(1)
 
 
 @main.command("train-syncnet")
@@ -740,7 +777,8 @@ def _generator_options(fn):
                      help="Folder for last.pt, log.csv and run.json."),
         click.option("--config", "config_file", default=None,
                      type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                     help="JSON or TOML file overriding GeneratorConfig fields (loss weights, eps, lr...)."),
+                     help="JSON or TOML file of GeneratorConfig fields (configs/setup-A.toml ... setup-H.toml, "
+                          "configs/silent.toml); --tiny, --batch-size and --lr win over it."),
         click.option("--max-steps", default=1000, show_default=True, help="Optimiser steps in all."),
         click.option("--tiny", is_flag=True, help="A small model that trains on a CPU in seconds (smoke runs)."),
         click.option("--sync-expert", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -766,13 +804,10 @@ def _generator_options(fn):
 def _run_generator_training(silent_mode, setup, data, out, config_file, max_steps, tiny, sync_expert, silent,
                             batch_size, lr, train_list, workers, no_amp, save_every, log, log_every, resume, quiet,
                             layout, cache_dir, device):
-    from .research.generator.config import GeneratorConfig, read_config_file
+    from .research.generator.config import config_from_file
     from .research.generator.trainer import train_generator
 
-    overrides = read_config_file(config_file) if config_file else {}
-    overrides.update({k: v for k, v in {"batch_size": batch_size, "lr": lr}.items() if v is not None})
-    config = (GeneratorConfig.silent(tiny, **overrides) if silent_mode
-              else GeneratorConfig.for_setup(setup, tiny, **overrides))
+    config = config_from_file(config_file, setup, silent_mode, tiny, batch_size=batch_size, lr=lr)
     result = train_generator(data, out, config, silent_mode=silent_mode, sync_expert=sync_expert, silent=silent,
                              max_steps=max_steps, resume=resume, device=device, layout=layout, cache_dir=cache_dir,
                              train_list=train_list, workers=workers, amp=not no_amp, save_every=save_every, log=log,
@@ -796,8 +831,9 @@ def _run_generator_training(silent_mode, setup, data, out, config_file, max_step
 
 
 @main.command("train-generator")
-@click.option("--setup", default="H", show_default=True,
-              help="Ablation setup A-H (C needs Wav2Vec2 weights: unsupported); H is the full model.")
+@click.option("--setup", default=None,
+              help="Ablation setup A-H (C needs Wav2Vec2 weights: unsupported); H is the full model "
+                   "[default: the --config file's setup, else H].")
 @click.option("--silent", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="train-silent checkpoint (G_S) for setups D-H [default: a seeded random G_S: smoke runs only].")
 @_generator_options
@@ -839,6 +875,8 @@ def generate_cmd(face, audio, ckpt, out, batch, landmarker, device, as_json, qui
     from .research.generator.inference import generate
 
     doc = generate(face, audio, ckpt, out, device, batch, landmarker, progress=not quiet and not as_json)
+    for warning in doc["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         _echo_json(doc)
         return

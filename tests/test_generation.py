@@ -286,7 +286,7 @@ def test_silent_lip_generator_closes_the_lips_of_speech_frames(tmp_path):
     from lipsync_bench.faces.track import crop_window, smoothed_centres, syncnet_crop
     from lipsync_bench.research.generator.inference import paste
     from lipsync_bench.research.generator.trainer import SILENT_MEL, load_generator
-    from lipsync_bench.syncnets.clips import FACE_CROP_SCALE
+    from lipsync_bench.syncnets.clips import FACE_CROP
 
     clip = data_file("grid/id2_vcd_swwp2s.mpg")
     align = [ln.split() for ln in data_file("grid/swwp2s.align").read_text().splitlines()]
@@ -315,7 +315,7 @@ def test_silent_lip_generator_closes_the_lips_of_speech_frames(tmp_path):
     faces = analyzer.result()
     track = faces.main_track()
     centres = smoothed_centres(track, ends="edge")
-    crops = np.stack([syncnet_crop(frames[i], *centres[i - track.start], crop_scale=FACE_CROP_SCALE, size=96)
+    crops = np.stack([syncnet_crop(frames[i], *centres[i - track.start], crop_scale=FACE_CROP.crop_scale, size=96)
                       for i in speech])
     x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
@@ -324,9 +324,10 @@ def test_silent_lip_generator_closes_the_lips_of_speech_frames(tmp_path):
     before, after, upper = [], [], []
     for j, i in enumerate(speech):
         box = faces.boxes[i]
-        y0, y1, x0, x1, _ = crop_window(*centres[i - track.start], crop_scale=FACE_CROP_SCALE)
+        y0, y1, x0, x1, _ = crop_window(*centres[i - track.start], crop_scale=FACE_CROP.crop_scale)
         before.append(inner_lip_opening(analyzer.backend.landmarks(frames[i], box)))
-        after.append(inner_lip_opening(analyzer.backend.landmarks(paste(frames[i], out[j], (y0, y1, x0, x1)), box)))
+        pasted = paste(frames[i], out[j], (y0, y1, x0, x1), faces.landmarks[i])
+        after.append(inner_lip_opening(analyzer.backend.landmarks(pasted, box)))
         upper.append(structural_similarity(out[j][:48], crops[j][:48], channel_axis=-1, data_range=255))
     assert np.mean(before) > 3.0  # the speaker's lips are apart while speaking
     assert np.mean(after) < 0.8 * np.mean(before), (np.mean(before), np.mean(after))

@@ -166,6 +166,8 @@ def test_wav2lip_layout_is_read_with_its_file_list(sync_clips, tmp_path):
     listing.write_text(f"spk/{src[1].name}\n")
     everything = open_clips(root)
     assert everything.layout == "wav2lip" and len(everything.clips) == 2
+    assert everything.geometry.name == "wav2lip-preprocess"  # named as its own, not as the prepared crops'
+    assert open_clips(sync_clips["videos"], sync_clips["cache"]).geometry.name == "lipsync-bench-face-0.15"
     listed = open_clips(root, filelist=listing).clips
     assert [c.name for c in listed] == [f"spk/{src[1].name}"]
     clip = listed[0]

@@ -162,7 +162,8 @@ def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: Train
         state = {k: saved["train"][k] for k in state}
     net = wrap_ddp(model, dev, world)
     logger = TrainLog(out, LOG_FIELDS, log, rank == 0, resume)
-    meta = {"data": str(data), "layout": clipset.layout, "train_clips": len(train_clips), "val_clips": len(val_clips),
+    meta = {"data": str(data), "layout": clipset.layout, "crop_geometry": clipset.geometry.as_dict(),
+            "train_clips": len(train_clips), "val_clips": len(val_clips),
             "train_windows": len(train_pairs), "val_windows": len(val_pairs) if val_pairs else 0,
             "skipped": clipset.problems + train_pairs.too_short, "world_size": world, "device": str(dev),
             "amp": use_amp, "config": asdict(config)}
@@ -171,7 +172,8 @@ def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: Train
 
     def save(path: Path) -> None:
         if rank == 0:
-            save_checkpoint(_checkpoint(model, optimizer, scaler, config, state), path)
+            save_checkpoint({**_checkpoint(model, optimizer, scaler, config, state),
+                             "crop_geometry": meta["crop_geometry"]}, path)
 
     done = False
     while state["epoch"] < config.epochs and not done:

@@ -166,7 +166,8 @@ def _protocol(experts: list[Expert], clipset, extra: dict) -> dict:
     from ..protocol import environment
 
     return {"models": [{"name": e.name, "label": e.label, "weights": e.weights} for e in experts],
-            "layout": clipset.layout, "clips": len(clipset.clips), "skipped": clipset.problems,
+            "layout": clipset.layout, "crop_geometry": clipset.geometry.name,
+            "clips": len(clipset.clips), "skipped": clipset.problems,
             "environment": environment(str(experts[0].device) if experts else "cpu"), **extra}
 
 

@@ -7,11 +7,16 @@ Two sources (``open_clips``):
   (face crops, numbered from 0) and ``<root>/<video>/audio.wav``; a file list (``filelists/train.txt``,
   one ``<video>`` path relative to ``root`` a line) selects the videos, else every such folder is one.
 - Plain video folders: each video through the face pipeline (detection, tracking, smoothing as for
-  LMD), cut to its main face track, each frame cropped around the smoothed box (``FACE_CROP_SCALE``:
-  syncnet_python's crop geometry with a 0.15 margin, which keeps mouth and chin in the bottom half, as
-  Wav2Lip's detector box + 10 px does) and resized to 224x224. The crops are cached once per video
-  under ``<cache>/syncnet_crops/`` as one ``.npz`` file of JPEG bytes (quality 95, about 10x smaller
-  than raw frames), the 16-bit audio of the track's span and the track's boxes.
+  LMD), cut to its main face track, each frame cropped by ``FACE_CROP`` and resized to 224x224. The
+  crops are cached once per video under ``<cache>/syncnet_crops/`` as one ``.npz`` file of JPEG bytes
+  (quality 95, about 10x smaller than raw frames), the 16-bit audio of the track's span and the
+  track's boxes.
+- A prepared folder (``lipsync-bench prepare``): the same ``.npz`` files, one per clip at
+  ``<root>/<name>.npz``, and ``<root>/prepared.json`` naming the crop geometry and face settings.
+
+The crop geometry is a property of the data a model is trained on: ``FACE_CROP`` for videos and
+prepared folders (and ``generate``), ``WAV2LIP_CROP`` for Wav2Lip's layout. Every clip set names
+its geometry and every checkpoint records it.
 
 Pairs (``SyncPairs``): a window of 5 consecutive frames and a mel window of 16 steps (0.2 s, Wav2Lip's
 ``crop_audio_window``: it starts at mel step int(80 t / 25) for frame t). Positive (label 1): the audio
@@ -47,10 +52,38 @@ from .wav2lip import (
 )
 
 FRAMES = 5  # frames of one window
-CROP_SIZE = 224
-FACE_CROP_SCALE = 0.15
 JPEG_QUALITY = 95
 CACHE_VERSION = 1
+PREPARED_MANIFEST = "prepared.json"
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """How a face crop is cut from a frame: what a generator or sync expert learns to see."""
+
+    name: str
+    description: str
+    crop_scale: float | None = None  # syncnet_python's margin parameter, where the geometry is one of its crops
+    size: int | None = None  # side of the stored crops in pixels (None: whatever the files hold)
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "crop_scale": self.crop_scale, "size": self.size}
+
+
+#: The one geometry of ``prepare``, of video folders in training and the studies, and of ``generate``:
+#: syncnet_python's crop (``crop_window``) with a 0.15 margin, which keeps mouth and chin in the bottom
+#: half as Wav2Lip's detector box + 10 px does, but square, so faces are never squashed.
+FACE_CROP = CropGeometry(
+    "lipsync-bench-face-0.15",
+    "main face track's box, median-smoothed (kernel 13, edge-padded); square window of side 2s(1+0.15) "
+    "from cy - s to cy + s(1.3) (syncnet_python's crop, crop_scale 0.15; s = max(w, h) / 2); 224x224 bilinear",
+    crop_scale=0.15, size=224)
+#: Wav2Lip's ``preprocess.py``: the S3FD box of each frame, 10 px added below, resized to the model's
+#: size without keeping the aspect ratio (squashed).
+WAV2LIP_CROP = CropGeometry(
+    "wav2lip-preprocess",
+    "Wav2Lip preprocess.py: per-frame S3FD box with pads (0, 10, 0, 0), no smoothing; resized to a square "
+    "without keeping the aspect ratio")
 
 
 @dataclass(frozen=True)
@@ -203,9 +236,14 @@ def wav2lip_clip(folder: Path, name: str | None = None) -> FaceClip:
 
 def _crop_cache_file(cache_dir: Path, video: Path, fps: float, params: dict) -> Path:
 
-    key = json.dumps({"content": content_hash(video), "fps": fps, "params": params, "crop": FACE_CROP_SCALE,
-                      "size": CROP_SIZE, "version": CACHE_VERSION}, sort_keys=True)
-    return Path(cache_dir) / "syncnet_crops" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".npz")
+    return Path(cache_dir) / "syncnet_crops" / (hashlib.sha256(crops_key(video, fps, params).encode()).hexdigest()[:32]
+                                                + ".npz")
+
+
+def crops_key(video: Path, fps: float, params: dict) -> str:
+    """What a video's crops depend on: its bytes, the frame rate, the face settings and the geometry."""
+    return json.dumps({"content": content_hash(video), "fps": fps, "params": params, "crop": FACE_CROP.crop_scale,
+                       "size": FACE_CROP.size, "version": CACHE_VERSION}, sort_keys=True)
 
 
 def _clip_from_cache(path: Path, name: str, source: Path) -> FaceClip:
@@ -233,13 +271,29 @@ def video_clip(video: Path, cache_dir: Path, name: str | None = None, fps: float
                landmarker: str = "auto") -> FaceClip:
     """A video through the face pipeline, cut to its main track and cropped (cached, see the module
     docstring). Errors (no face, no audio, unreadable) name the video."""
+    analyzer = FaceAnalyzer(landmarker)
+    params = analyzer.params()
+    cache = _crop_cache_file(cache_dir, video, fps, params)
+    name = name or video.stem
+    if not cache.is_file():
+        write_crops(video, cache, analyzer, fps, crops_key(video, fps, params))
+    return _clip_from_cache(cache, name, video)
+
+
+def stored_crops_key(path: Path) -> str | None:
+    """The key (``crops_key``) a crops file was written under, or None (unreadable, older file)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return str(z["key"]) if "key" in z.files else None
+    except (OSError, ValueError, EOFError):
+        return None
+
+
+def write_crops(video: Path, path: Path, analyzer: FaceAnalyzer, fps: float, key: str) -> None:
+    """Write one video's ``FACE_CROP`` crops, audio span and boxes to ``path`` (atomically: a run
+    killed midway leaves no partial file under that name)."""
     import cv2
 
-    analyzer = FaceAnalyzer(landmarker)
-    cache = _crop_cache_file(cache_dir, video, fps, analyzer.params())
-    name = name or video.stem
-    if cache.is_file():
-        return _clip_from_cache(cache, name, video)
     audio = read_audio(video)
     frames = []
     for chunk in iter_frames(video, fps):
@@ -251,25 +305,24 @@ def video_clip(video: Path, cache_dir: Path, name: str | None = None, fps: float
     centres = smoothed_centres(track, ends="edge")
     blobs = []
     for i, c in enumerate(centres):
-        crop = syncnet_crop(frames[track.start + i], *c, crop_scale=FACE_CROP_SCALE, size=CROP_SIZE)
+        crop = syncnet_crop(frames[track.start + i], *c, crop_scale=FACE_CROP.crop_scale, size=FACE_CROP.size)
         ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(crop[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         blobs.append(buf.ravel())
     span = audio[track.start * SAMPLES_PER_FRAME:(track.start + len(centres)) * SAMPLES_PER_FRAME]
     offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])]).astype(np.int64)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp.npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
     np.savez(tmp, jpeg=np.concatenate(blobs), offsets=offsets,
              audio=np.round(span * 32768).clip(-32768, 32767).astype(np.int16), first_frame=track.start,
-             boxes=track.boxes)
-    tmp.replace(cache)
-    return _clip_from_cache(cache, name, video)
+             boxes=track.boxes, key=np.array(key))
+    tmp.replace(path)
 
 
 def _is_wav2lip_folder(folder: Path) -> bool:
     return (folder / "audio.wav").is_file() and (folder / "0.jpg").is_file()
 
 
-def _read_list(path: Path) -> list[str]:
+def read_filelist(path: Path) -> list[str]:
     try:
         lines = Path(path).read_text().splitlines()
     except OSError as exc:
@@ -285,22 +338,58 @@ class ClipSet:
     problems: list[str]
     layout: str
 
+    @property
+    def geometry(self) -> CropGeometry:
+        return WAV2LIP_CROP if self.layout == "wav2lip" else FACE_CROP
+
+
+LAYOUTS = ("auto", "wav2lip", "videos", "prepared")
+
+
+def video_items(root: Path, wanted: list[str] | None, found: tuple | None = None
+                ) -> tuple[list[tuple[str, Path]], list[str]]:
+    """(name, path) of the videos (and frame folders) under ``root`` (``found``: ``find_inputs(root)``
+    when already walked), those of ``wanted`` only when it is given (names with or without extension),
+    and one line per problem (duplicates, listed but absent)."""
+    inputs, duplicates, _ = found or find_inputs(root)
+    problems = [f"{k}: {v}" for k, v in duplicates.items()]
+    if wanted is not None:
+        stems = {w: re.sub(r"\.[^./]+$", "", w) for w in wanted}
+        problems += [f"{w}: listed but not found under {root}" for w, stem in stems.items() if stem not in inputs]
+        inputs = {k: v for k, v in inputs.items() if k in set(stems.values())}
+    return sorted(inputs.items()), problems
+
+
+def read_manifest(root: Path) -> dict:
+    """A prepared folder's ``prepared.json``, checked to be of this geometry."""
+    path = Path(root) / PREPARED_MANIFEST
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise LipsyncBenchError(f"{path}: not a readable prepare manifest ({exc})") from None
+    if (doc.get("crop_geometry") or {}).get("name") != FACE_CROP.name:
+        raise LipsyncBenchError(f"{path}: prepared with crop geometry {doc.get('crop_geometry')!r}, not "
+                                f"{FACE_CROP.name}; prepare the videos again with this version")
+    return doc
+
 
 def open_clips(root: str | os.PathLike, cache_dir: str | os.PathLike | None = None, layout: str = "auto",
                filelist: str | os.PathLike | None = None, fps: float = 25.0, landmarker: str = "auto",
                progress: bool = False) -> ClipSet:
     """The clips under ``root``. ``layout``: "wav2lip" (preprocessed face-crop folders), "videos" (any
     video files or frame folders, through the face pipeline; crops cached under ``cache_dir``,
-    default ``<root>/.lipsync_bench_cache``), or "auto" (wav2lip when ``root`` holds such folders and
-    no video files). ``filelist`` names the videos to use (Wav2Lip's ``filelists/*.txt``)."""
+    default ``<root>/.lipsync_bench_cache``), "prepared" (``lipsync-bench prepare``'s output), or
+    "auto" (prepared when ``root`` holds ``prepared.json``; else wav2lip when it holds such folders
+    and no video files; else videos). ``filelist`` names the videos to use (Wav2Lip's
+    ``filelists/*.txt``)."""
     from tqdm import tqdm
 
     root = Path(root)
     if not root.is_dir():
         raise LipsyncBenchError(f"{root}: not a folder")
-    if layout not in ("auto", "wav2lip", "videos"):
-        raise LipsyncBenchError(f"layout must be auto, wav2lip or videos, not {layout!r}")
-    wanted = _read_list(Path(filelist)) if filelist else None
+    if layout not in LAYOUTS:
+        raise LipsyncBenchError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    wanted = read_filelist(Path(filelist)) if filelist else None
     walks: dict = {}  # each walk of the tree is done once: a data set can hold millions of files
 
     def wav2lip_folders() -> list:
@@ -314,21 +403,30 @@ def open_clips(root: str | os.PathLike, cache_dir: str | os.PathLike | None = No
             walks["videos"] = find_inputs(root)
         return walks["videos"]
 
-    if layout == "auto":
+    if layout == "auto" and (root / PREPARED_MANIFEST).is_file():
+        layout = "prepared"
+    elif layout == "auto":
         has_videos = any(p.is_file() for p in video_inputs()[0].values())
         layout = "wav2lip" if wav2lip_folders() and not has_videos else "videos"
     problems: list[str] = []
     if layout == "wav2lip":
         items = [(w, root / w) for w in wanted] if wanted is not None else wav2lip_folders()
         read = wav2lip_clip
-    else:
-        inputs, duplicates, _ = video_inputs()
-        problems += [f"{k}: {v}" for k, v in duplicates.items()]
+    elif layout == "prepared":
+        read_manifest(root)
+        found = {p.relative_to(root).with_suffix("").as_posix(): p for p in root.rglob("*.npz")
+                 if not p.name.startswith(".")}
         if wanted is not None:
-            stems = {w: re.sub(r"\.[^./]+$", "", w) for w in wanted}  # listed with or without extension
-            problems += [f"{w}: listed but not found under {root}" for w, stem in stems.items() if stem not in inputs]
-            inputs = {k: v for k, v in inputs.items() if k in set(stems.values())}
-        items = sorted(inputs.items())
+            names = {re.sub(r"\.[^./]+$", "", w) for w in wanted}
+            problems += [f"{w}: listed but not prepared under {root}" for w in sorted(names - set(found))]
+            found = {k: v for k, v in found.items() if k in names}
+        items = sorted(found.items())
+
+        def read(path, name):
+            return _clip_from_cache(path, name, path)
+    else:
+        items, found_problems = video_items(root, wanted, video_inputs())
+        problems += found_problems
         cache = Path(cache_dir) if cache_dir else root / ".lipsync_bench_cache"
 
         def read(path, name):
@@ -439,5 +537,5 @@ def mel_windows(clip: FaceClip, starts) -> torch.Tensor:
 
 
 __all__ = ["ExpertInput", "INPUTS", "FaceClip", "ClipSet", "ClipWindows", "SyncPairs", "other_window", "open_clips",
-           "split_clips", "clip_video", "video_clip",
+           "split_clips", "clip_video", "video_clip", "CropGeometry", "FACE_CROP", "WAV2LIP_CROP", "LAYOUTS",
            "wav2lip_clip", "expert_input", "frames_input", "mel_windows", "MEL_WINDOW"]

@@ -30,7 +30,7 @@ from ..errors import LipsyncBenchError
 from ..faces.track import Track, smoothed_centres, syncnet_crop
 from ..media import iter_frames
 from .avsyncnet import TINY, AVSyncNet, AVSyncNetConfig, load_avsyncnet
-from .clips import FACE_CROP_SCALE, FRAMES, INPUTS, FaceClip, expert_input, mel_windows
+from .clips import FACE_CROP, FRAMES, INPUTS, FaceClip, expert_input, mel_windows
 from .scoring import SAMPLES_PER_FRAME, WINDOW, mfcc
 from .syncnet import SyncNet, load_syncnet
 from .wav2lip import Wav2LipSyncNet, load_wav2lip_syncnet
@@ -59,7 +59,7 @@ class Expert:
 
     @property
     def crop_scale(self) -> float:
-        return SYNCNET_CROP_SCALE if self.name == "syncnet" else FACE_CROP_SCALE
+        return SYNCNET_CROP_SCALE if self.name == "syncnet" else FACE_CROP.crop_scale
 
     @property
     def crop_size(self) -> int:

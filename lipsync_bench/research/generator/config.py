@@ -46,6 +46,8 @@ UNSUPPORTED = {"C": "setup C uses Wav2Vec2 audio features, which need pretrained
 
 
 D_FROM = ("silent", "raw")
+#: What ``--tiny`` sets: a model small enough to train on a CPU in seconds, whatever a config file says.
+TINY = dict(base=4, sync_size=96, perceptual=False, batch_size=4)
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ class GeneratorConfig:
             raise LipsyncBenchError(f"unknown setup {setup!r} (A-H; see lipsync_bench/research/generator/config.py)")
         cfg = cls(setup=setup, **SETUPS[setup])
         if tiny:
-            cfg = replace(cfg, base=4, sync_size=96, perceptual=False, batch_size=4)
+            cfg = replace(cfg, **TINY)
         return cfg.override(overrides)
 
     @classmethod
@@ -103,7 +105,7 @@ class GeneratorConfig:
                   w_sync=0.0,
                   w_at=0.0)
         if tiny:
-            cfg = replace(cfg, base=4, sync_size=96, perceptual=False, batch_size=4)
+            cfg = replace(cfg, **TINY)
         return cfg.override(overrides)
 
     def override(self, values: dict) -> "GeneratorConfig":
@@ -113,13 +115,33 @@ class GeneratorConfig:
             raise LipsyncBenchError(f"unknown generator config field(s) {', '.join(unknown)} "
                                     f"(known: {', '.join(sorted(known))})")
         if "setup" in values:
-            raise LipsyncBenchError("set the setup with --setup, not in the config file")
+            raise LipsyncBenchError("the setup is chosen by --setup or a config file's 'setup', not overridden")
         if values.get("d_from", "silent") not in D_FROM:
             raise LipsyncBenchError(f"d_from={values['d_from']!r}: expected one of {', '.join(D_FROM)}")
         return replace(self, **values)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def config_from_file(path: str | Path | None, setup: str | None, silent: bool, tiny: bool,
+                     **options) -> GeneratorConfig:
+    """The configuration of a training run: a config file (``configs/setup-*.toml``; its ``setup`` key
+    names the setup, which ``setup`` may repeat but not contradict), then ``--tiny`` (which wins over
+    the file's model size and batch), then single ``options`` (None: not given)."""
+    values = read_config_file(path) if path else {}
+    named = values.pop("setup", None)
+    if silent:
+        if named not in (None, "silent"):
+            raise LipsyncBenchError(f"{path}: a config of setup {named!r}; train-silent takes setup = \"silent\"")
+    elif named is not None and setup is not None and str(named).upper() != setup.upper():
+        raise LipsyncBenchError(f"--setup {setup} but {path} is setup {named!r}")
+    if tiny:
+        values = {k: v for k, v in values.items() if k not in TINY}
+    values.update({k: v for k, v in options.items() if v is not None})
+    if silent:
+        return GeneratorConfig.silent(tiny, **values)
+    return GeneratorConfig.for_setup(setup or named or "H", tiny, **values)
 
 
 def read_config_file(path: str | Path) -> dict:

@@ -138,7 +138,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
 
     silent = build("silent_") if ckpt.get("silent_state_dict") is not None else None
     meta = {k: ckpt.get(k) for k in ("arch", "config", "audio_source", "sync_expert", "silent_generator", "perceptual",
-                                     "global_step")}
+                                     "global_step", "crop_geometry")}
     return build(), silent, meta
 
 
@@ -212,7 +212,8 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
         state = {k: saved["train"][k] for k in state}
     g_net, d_net = wrap_ddp(generator, dev, world), wrap_ddp(disc, dev, world)
     logger = TrainLog(out, LOG_FIELDS, log, rank == 0, resume)
-    meta = {"kind": kind, "data": str(data), "layout": clips.layout, "clips": len(clips.clips), "windows": len(windows),
+    meta = {"kind": kind, "data": str(data), "layout": clips.layout, "crop_geometry": clips.geometry.as_dict(),
+            "clips": len(clips.clips), "windows": len(windows),
             "skipped": clips.problems + windows.too_short, "config": config.as_dict(), "world_size": world,
             "device": str(dev), "amp": use_amp, "perceptual": perceptual_note,
             "sync_expert": judge.describe if judge is not None else None, "silent_generator": silent_info}
@@ -224,7 +225,8 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
             return
         extra = {"disc": disc.state_dict(), "optimizer": opt_g.state_dict(), "disc_optimizer": opt_d.state_dict(),
                  "global_step": state["step"], "train": {"config": identity, **state},
-                 "sync_expert": meta["sync_expert"], "silent_generator": silent_info, "perceptual": perceptual_note}
+                 "sync_expert": meta["sync_expert"], "silent_generator": silent_info, "perceptual": perceptual_note,
+                 "crop_geometry": meta["crop_geometry"]}
         if silent_net is not None:
             extra.update({"silent_state_dict": silent_net.state_dict(), "silent_config": silent_net.config.as_dict(),
                           "silent_audio_source": silent_source})
