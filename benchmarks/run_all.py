@@ -5,7 +5,8 @@
 Rows (each prints a line with its ratio):
 - SSIM + PSNR: ours vs scikit-image per-frame loops (real GRID frames, JPEG-degraded);
 - FID: ours from video files vs the usual recipe (ffmpeg PNG extraction + pytorch-fid on the folders),
-  the same random calibrated weights;
+  the same random calibrated weights, cold and for a second method (GT features cached);
+- FID's Inception forward in GFLOP/s against the machine's convolution floor (``bench_inception.py``);
 - LSE: ours vs syncnet_python's procedure (its ffmpeg commands + ``evaluate()``), same random weights;
 - CPBD, NIQE and FVD's clip features: ours vs the ``cpbd`` package, pyiqa's NIQE and cd-fvd's I3D path
   on the same frames (each row skipped, saying so, when its reference is not installed);
@@ -13,6 +14,7 @@ Rows (each prints a line with its ratio):
   ``calculate_frechet_distance`` (``scipy.linalg.sqrtm``), on full-rank and rank-deficient statistics;
 - full ``eval`` (every metric that can run, with the random weights above): video-seconds evaluated
   per wall-second, and its peak memory;
+- full eval against the sum of its stages each run alone (``profile_eval.py``): no hidden overhead;
 - scaling: 1, 4 and 16 copies of the clips through ``eval`` (SSIM, PSNR, IFC) in fresh processes —
   time should grow linearly (ratio of seconds per video to the 1-copy run near 1) and peak memory stay flat.
 
@@ -113,8 +115,57 @@ def fid(clips, frames_per_clip: int, tmp: Path, device: str) -> None:
         warnings.simplefilter("ignore")
         ref = png_recipe(imageio_ffmpeg.get_ffmpeg_exe(), tmp / "fid_gen", tmp / "fid_gt", tmp / "fid_png")
     t_ref = time.perf_counter() - start
-    row("FID vs PNG + pytorch-fid", f"{t_ours:8.1f} vs {t_ref:7.1f} s          ratio {t_ref / t_ours:5.2f}x   "
+    row("FID vs PNG + pytorch-fid (cold)", f"{t_ours:8.1f} vs {t_ref:7.1f} s          ratio {t_ref / t_ours:5.2f}x   "
         f"(FID diff {abs(ours - ref):.1e}; pytorch-fid spends ~11 s of it in sqrtm)")
+    # a second method on the same dataset: the GT features are in the results folder already
+    for clip in clips:
+        write_lossless(tmp / "fid_gen2" / clip.stem, noise(media.read_frames(clip)[:frames_per_clip], 3, seed=2))
+    start = time.perf_counter()
+    ours = run_eval(tmp / "fid_gen2", tmp / "fid_gt", ["fid"], out=tmp / "fid_res", device=device,
+                    progress=False).dataset_values["fid"]["value"]
+    t_ours = time.perf_counter() - start
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = png_recipe(imageio_ffmpeg.get_ffmpeg_exe(), tmp / "fid_gen2", tmp / "fid_gt", tmp / "fid_png2")
+    t_ref = time.perf_counter() - start
+    row("FID vs PNG + pytorch-fid (cached GT)", f"{t_ours:8.1f} vs {t_ref:7.1f} s          ratio "
+        f"{t_ref / t_ours:5.2f}x   (FID diff {abs(ours - ref):.1e}; GT features from the results folder)")
+
+
+def inception_floor(clips, device: str) -> None:
+    """FID's Inception forward (as FID runs it) against one large convolution's sustained GFLOP/s."""
+    import torch
+    from bench_inception import conv_floor
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lipsync_bench import media
+    from lipsync_bench.metrics.fid import inception_features, load_inception
+
+    model = load_inception(Path(os.environ["LIPSYNC_BENCH_WEIGHTS"]) / FID_FILE, device)
+    frames = torch.from_numpy(media.read_frames(clips[0])[:50])
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(frames[:1].permute(0, 3, 1, 2).float().div(255).to(device))
+    inception_features(model, frames.to(device))  # warm-up
+    seconds, _ = timed(lambda: inception_features(model, frames.to(device)))
+    rate = counter.get_total_flops() * len(frames) / seconds / 1e9
+    floor, layout = conv_floor(device)
+    row("FID Inception vs conv floor", f"{rate:8.1f} vs {floor:7.1f} GFLOP/s    ratio {rate / floor:5.2f}x   "
+        f"({counter.get_total_flops() / 1e9:.1f} GFLOP a frame, {len(frames) / seconds:.1f} frames/s; floor: "
+        f"a 3x3 256-channel convolution, {layout})")
+
+
+def profile(device: str, quick: bool) -> None:
+    """benchmarks/profile_eval.py's full eval against the sum of its stages alone."""
+    args = [sys.executable, str(ROOT / "benchmarks" / "profile_eval.py"), "--device", device, "--skip-workers",
+            "--clips", "1" if quick else "3"]
+    result = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("full eval")), None)
+    if result.returncode != 0 or line is None:
+        row("full eval vs its stages alone", f"profile_eval.py failed: {result.stderr[-300:]}")
+        return
+    total = next(ln for ln in result.stdout.splitlines() if ln.startswith("sum of stages"))
+    row("full eval vs its stages alone", f"{line.split('full eval', 1)[1].strip()}   [{total.strip()}]")
 
 
 def lse(clips, repeat: int) -> None:
@@ -293,6 +344,7 @@ def main() -> None:
         os.environ["LIPSYNC_BENCH_WEIGHTS"] = str(wdir)
         frame_metrics(clips, 16 if args.quick else 64, args.device)
         fid(clips, frames, tmp, args.device)
+        inception_floor(clips, args.device)
         lse(clips, repeat)
         no_reference_metrics(clips, 16 if args.quick else 32)
         frechet(1 if args.quick else 3)
@@ -302,6 +354,7 @@ def main() -> None:
                                        media.read_audio(c)[:frames * 640], codec="ffv1") for c in clips]
         full_eval(clips, tmp, args.device)
         scaling(clips, tmp, args.device)
+    profile(args.device, args.quick)
 
 
 if __name__ == "__main__":

