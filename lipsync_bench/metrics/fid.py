@@ -78,7 +78,8 @@ def inception_features(model: torch.nn.Module, frames: torch.Tensor) -> np.ndarr
     out = []
     for i in range(0, frames.shape[0], BATCH):
         # channels-last, the model's layout; the kernels differ from pytorch-fid's NCHW ones in rounding
-        # only: features within 5e-4 of its (8e-5 on GRID frames, 2e-4 on noise), FID within 1e-3 (2e-5; tests/test_fid.py)
+        # only: features within 5e-4 of its (8e-5 on GRID frames, 2e-4 on noise), FID within 1e-3
+        # (2e-5; tests/test_fid.py)
         x = frames[i:i + BATCH].permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).to(torch.float32)
         x = x.div(255)
         out.append(model(x)[0].reshape(x.shape[0], FEATURE_DIM).cpu().numpy())
