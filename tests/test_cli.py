@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -14,11 +13,10 @@ from lipsync_bench.cli import main
 
 @pytest.mark.slow
 def test_demo_runs_offline_and_prints_a_ranked_table(tmp_path):
-    start = time.perf_counter()
+    # no time bound: a loaded machine is not a failure (the demo's speed is measured in benchmarks/)
     result = subprocess.run([sys.executable, "-m", "lipsync_bench.cli", "demo", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert time.perf_counter() - start < 60
     lines = {line.split("|")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("| ")}
     assert {"blur-mild", "blur-strong", "noise", "frozen-mouth"} <= set(lines)
 
