@@ -102,35 +102,27 @@ def fid(clips, frames_per_clip: int, tmp: Path, device: str) -> None:
     from lipsync_bench import media, run_eval
     from tests.helpers import noise, write_lossless
 
+    def compare(gen: str, label: str, note: str) -> None:
+        start = time.perf_counter()
+        ours = run_eval(tmp / gen, tmp / "fid_gt", ["fid"], out=tmp / "fid_res", device=device,
+                        progress=False).dataset_values["fid"]["value"]
+        t_ours = time.perf_counter() - start
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = png_recipe(imageio_ffmpeg.get_ffmpeg_exe(), tmp / gen, tmp / "fid_gt", tmp / f"png_{gen}")
+        t_ref = time.perf_counter() - start
+        row(f"FID vs PNG + pytorch-fid ({label})", f"{t_ours:8.1f} vs {t_ref:7.1f} s          ratio "
+            f"{t_ref / t_ours:5.2f}x   (FID diff {abs(ours - ref):.1e}; {note})")
+
     for clip in clips:
         f = media.read_frames(clip)[:frames_per_clip]
         write_lossless(tmp / "fid_gt" / clip.stem, f)
         write_lossless(tmp / "fid_gen" / clip.stem, noise(f, 6, seed=1))
-    start = time.perf_counter()
-    ours = run_eval(tmp / "fid_gen", tmp / "fid_gt", ["fid"], out=tmp / "fid_res", device=device,
-                    progress=False).dataset_values["fid"]["value"]
-    t_ours = time.perf_counter() - start
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ref = png_recipe(imageio_ffmpeg.get_ffmpeg_exe(), tmp / "fid_gen", tmp / "fid_gt", tmp / "fid_png")
-    t_ref = time.perf_counter() - start
-    row("FID vs PNG + pytorch-fid (cold)", f"{t_ours:8.1f} vs {t_ref:7.1f} s          ratio {t_ref / t_ours:5.2f}x   "
-        f"(FID diff {abs(ours - ref):.1e}; pytorch-fid spends ~11 s of it in sqrtm)")
+        write_lossless(tmp / "fid_gen2" / clip.stem, noise(f, 3, seed=2))
+    compare("fid_gen", "cold", "pytorch-fid spends ~11 s of it in sqrtm")
     # a second method on the same dataset: the GT features are in the results folder already
-    for clip in clips:
-        write_lossless(tmp / "fid_gen2" / clip.stem, noise(media.read_frames(clip)[:frames_per_clip], 3, seed=2))
-    start = time.perf_counter()
-    ours = run_eval(tmp / "fid_gen2", tmp / "fid_gt", ["fid"], out=tmp / "fid_res", device=device,
-                    progress=False).dataset_values["fid"]["value"]
-    t_ours = time.perf_counter() - start
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ref = png_recipe(imageio_ffmpeg.get_ffmpeg_exe(), tmp / "fid_gen2", tmp / "fid_gt", tmp / "fid_png2")
-    t_ref = time.perf_counter() - start
-    row("FID vs PNG + pytorch-fid (cached GT)", f"{t_ours:8.1f} vs {t_ref:7.1f} s          ratio "
-        f"{t_ref / t_ours:5.2f}x   (FID diff {abs(ours - ref):.1e}; GT features from the results folder)")
+    compare("fid_gen2", "cached GT", "GT features from the results folder")
 
 
 def inception_floor(clips, device: str) -> None:
