@@ -43,6 +43,22 @@ def detector_calls(monkeypatch):
 
 # ---------------------------------------------------------------- detection and landmarks
 
+def test_a_strided_frame_gives_what_its_copy_gives(swwp2s):
+    """Frames that are views (BGR flipped to RGB by [..., ::-1], as OpenCV readers do) are read by their
+    values: dlib alone read such a view as other memory, so landmarks changed from call to call."""
+    from lipsync_bench.faces.backends import get_backend
+
+    backend = get_backend("dlib")
+    frames = swwp2s[0][::10]
+    for bgr in np.ascontiguousarray(frames[..., ::-1]):
+        view = bgr[..., ::-1]  # a strided view of an RGB frame
+        copy = np.ascontiguousarray(view)
+        boxes = backend.detect(copy)
+        assert np.array_equal(backend.detect(view), boxes) and len(boxes)
+        for _ in range(3):
+            assert np.array_equal(backend.landmarks(view, boxes[0]), backend.landmarks(copy, boxes[0]))
+
+
 @pytest.mark.slow
 def test_the_offline_default_finds_the_face_in_95_percent_of_frames():
     clips = sorted(EXTRA.glob("retalking/*.mp4")) + sorted(GRID.glob("*.mpg"))

@@ -55,6 +55,7 @@ class DlibBackend:
 
     def detect(self, frame: np.ndarray) -> np.ndarray:
         """Faces in an RGB uint8 frame: (k, 5) rows of x1, y1, x2, y2, score, in frame pixels."""
+        frame = np.ascontiguousarray(frame)  # dlib reads a strided view (e.g. BGR[..., ::-1]) as garbage
         h, w = frame.shape[:2]
         scale = min(1.0, self.detect_size / max(h, w))
         image = frame
@@ -71,7 +72,7 @@ class DlibBackend:
     def landmarks(self, frame: np.ndarray, box) -> np.ndarray:
         """68 (x, y) points of the face in ``box`` (x1, y1, x2, y2)."""
         x1, y1, x2, y2 = (int(round(v)) for v in box[:4])
-        shape = self._predictor(frame, self._dlib.rectangle(x1, y1, x2, y2))
+        shape = self._predictor(np.ascontiguousarray(frame), self._dlib.rectangle(x1, y1, x2, y2))
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
 
