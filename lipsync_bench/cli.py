@@ -116,6 +116,10 @@ _EvalCommand._aliases = {}
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--workers", default=1, show_default=True, help="Videos evaluated in parallel processes.")
 @click.option("--force", is_flag=True, help="Recompute videos already in the store.")
+@click.option("--decode-timeout", default=120.0, show_default=True, type=float, metavar="SECONDS",
+              help="Each input is decoded in a child process: a decoder that crashes on a damaged file, or gives "
+                   "no frame for this long, becomes that video's error and the run goes on. 0: decode in this "
+                   "process. Recorded with the session; it changes no number.")
 @click.option("--shard", default=None, metavar="I/N",
               help="Evaluate only shard I of N (a fixed split by file name), e.g. one task of a job array "
                    "with its own --out; combine the shards with 'lipsync-bench merge'.")
@@ -123,7 +127,7 @@ _EvalCommand._aliases = {}
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly
 def eval_cmd(gen, gt, metrics, method, dataset, out, protocol_name, fps, region, max_frame_gap, landmarker, choices,
-             params, weights_dir, device, workers, force, shard, as_json, quiet, **aliases):
+             params, weights_dir, device, workers, force, decode_timeout, shard, as_json, quiet, **aliases):
     """Evaluate generated videos against ground truth and store the results.
 
     Each input is decoded once as the protocol says and its faces analysed once; every metric reads
@@ -157,7 +161,7 @@ def eval_cmd(gen, gt, metrics, method, dataset, out, protocol_name, fps, region,
     result = run_eval(gen, gt, names, method=method, dataset=dataset, out=out, protocol=protocol,
                       params=params, device=device, workers=workers, force=force,
                       progress=not quiet and not as_json, command=shlex.join(["lipsync-bench", *sys.argv[1:]]),
-                      shard=shard)
+                      shard=shard, decode_timeout=decode_timeout)
     if as_json:
         _echo_json(result.to_json())
     else:
@@ -216,18 +220,42 @@ def merge_cmd(sources, out, device):
     click.echo(f"merged {len(sources)} folders into {out}")
 
 
+@main.command("verify")
+@click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document: ok, problems, notes, counts.")
+@_friendly
+def verify_cmd(results, as_json):
+    """Check a results folder and write nothing: the store's integrity, each row that holds or defines a
+    number against its digest, each state file against its checksum, each dataset value (FID) recomputed
+    from the state files, and results.csv / summary.json against the store. Exit status 1 when a problem
+    is found; each is one line."""
+    from .verify import verify
+
+    found = verify(results)
+    if as_json:
+        _echo_json(found.to_json())
+    else:
+        click.echo(found.text())
+    if not found.ok:
+        sys.exit(1)
+
+
 @main.command("report")
 @click.argument("results", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "out", default="report.html", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dataset", "datasets", multiple=True, help="Only these datasets (repeatable) [default: all].")
 @click.option("--worst", default=3, show_default=True, help="Worst videos shown per metric and method.")
+@click.option("--thumbnails", is_flag=True,
+              help="Show a frame of each worst video, read from the input folders the store records (off by "
+                   "default: a results folder from elsewhere must not make the report read this machine's files).")
 @_friendly
-def report_cmd(results, out, datasets, worst):
-    """One self-contained HTML page of RESULTS: tables, distributions, worst videos with thumbnails,
-    LSE curves, failures and protocols (images inline, nothing fetched)."""
+def report_cmd(results, out, datasets, worst, thumbnails):
+    """One self-contained HTML page of RESULTS: tables, distributions, worst videos (with --thumbnails,
+    a frame of each), LSE curves, failures and protocols (images inline, nothing fetched, every string
+    from the inputs or the store escaped)."""
     from .report_html import build_report
 
-    path = build_report(results, out, list(datasets) or None, worst)
+    path = build_report(results, out, list(datasets) or None, worst, thumbnails)
     click.echo(f"report written to {path}")
 
 

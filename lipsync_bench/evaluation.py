@@ -43,6 +43,8 @@ from .stats import dataset_summary
 from .store import ResultRow, ResultStore, Run, ground_truth_name, is_ground_truth
 
 SUMMARY_COLUMNS = ["mean", "std", "ci_low", "ci_high", "n", "failed"]
+#: Seconds a decoder may go without giving a frame (``eval --decode-timeout``).
+DEFAULT_DECODE_TIMEOUT = 120.0
 
 
 @dataclass
@@ -231,7 +233,7 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
              protocol: Protocol | None = None, params: dict[str, dict] | None = None,
              device: str = "cpu", workers: int = 1, force: bool = False, progress: bool = True,
              chunk: int = CHUNK_FRAMES, command: str | None = None,
-             shard: tuple[int, int] | None = None) -> EvalRun:
+             shard: tuple[int, int] | None = None, decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> EvalRun:
     """Evaluate every generated/GT pair and store the rows; see ``evaluate`` for the arguments.
 
     ``shard=(i, n)`` evaluates only the pairs of shard i of n (``in_shard``); dataset metrics
@@ -242,6 +244,7 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
     names = list(dict.fromkeys(metrics or protocol.default_metrics()))
     if shard is not None:
         check_shard(shard)
+    limits = _decode_limits(decode_timeout)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ParameterError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
     runnable, resolved, weights_paths, skipped = plan_metrics(names, params or {}, protocol)
@@ -261,7 +264,7 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
     try:
         run = store.open_run(method, dataset, protocol.as_dict(), resolved, str(gen.resolve()), str(gt.resolve()),
                              force=force)
-        env = environment(device)
+        env = {**environment(device), "decoding": limits.as_dict()}
         session = store.start_session(run, env, command)
         references, truth_error = ({}, None) if is_ground_truth(method) else _open_references(
             store, dataset, gt, runnable, resolved, protocol, force)
@@ -273,7 +276,9 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
             store.write(run, session, [ResultRow(key, m, None, None, (), problem) for m in names_run])
         jobs, resumed = _jobs(store, run, references, pairing.pairs, names_run, setup)
         try:
-            _compute(store, run, session, references, ref_sessions, jobs, setup, workers, progress, f"eval {method}")
+            with media.decode_limits(limits):
+                _compute(store, run, session, references, ref_sessions, jobs, setup, workers, progress,
+                         f"eval {method}")
             if shard is None:  # a shard's dataset value would cover a fraction of the videos: merge combines them
                 compute_dataset_metrics(store, run, session, [m for m in runnable if m.scope == "dataset"],
                                         resolved, recompute=any(j.metrics for j in jobs))
@@ -363,8 +368,17 @@ def _reuse(store: ResultStore, pair: media.Pair, names: list[str], setup: RunSet
     return out
 
 
-def _init_worker(threads: int) -> None:
+def _decode_limits(timeout: float | None) -> media.DecodeLimits:
+    """Each input decoded in a child process stopped after ``timeout`` seconds without a frame; None or
+    0 decodes in this process (no isolation: a crashing decoder takes the run down)."""
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0 or timeout != timeout):
+        raise ParameterError(f"--decode-timeout {timeout!r}: a number of seconds, 0 or more")
+    return media.DecodeLimits(True, float(timeout)) if timeout else media.DecodeLimits(False, 0.0)
+
+
+def _init_worker(threads: int, limits: media.DecodeLimits) -> None:
     torch.set_num_threads(threads)
+    media.LIMITS = limits
 
 
 def _compute(store: ResultStore, run: Run, session: int, references: dict[str, tuple[Run, dict]],
@@ -389,7 +403,8 @@ def _compute(store: ResultStore, run: Run, session: int, references: dict[str, t
             return
         threads = max(1, (os.cpu_count() or 1) // workers)
         ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(threads, media.LIMITS)) as pool:
             futures = [pool.submit(evaluate_pair, job, setup) for job in jobs]
             try:
                 for future in as_completed(futures):
@@ -432,7 +447,7 @@ def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
              protocol: str | os.PathLike | Protocol = DEFAULT, fps: float | None = None, region: str | None = None,
              max_frame_gap: int | None = None, landmarker: str | None = None, choices: dict | None = None,
              params: dict[str, dict] | None = None, device: str = "cpu", workers: int = 1, force: bool = False,
-             progress: bool = False) -> EvalRun:
+             progress: bool = False, decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> EvalRun:
     """Evaluate generated videos in ``gen`` against ground truth in ``gt``; the API twin of ``eval``.
 
     Files are paired by relative path without extension. ``metrics`` defaults to every metric the
@@ -461,6 +476,10 @@ def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
         workers: videos evaluated in parallel processes.
         force: recompute the videos already in the store.
         progress: show a progress bar.
+        decode_timeout: each input is decoded in a child process of its own, so that a decoder that
+            crashes on a damaged file is that video's error; one that gives no frame for this many
+            seconds is stopped, also that video's error. None or 0: decode in this process. Recorded with
+            the session; it changes no number.
 
     Returns:
         An ``EvalRun``: ``.videos`` (one row per video and metric: ``video``, ``metric``, ``value``,
@@ -491,7 +510,7 @@ def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
              "faces.landmarker": landmarker}
     protocol = protocol.with_choices({**{k: v for k, v in named.items() if v is not None}, **(choices or {})})
     return run_eval(gen, gt, metrics, method=method, dataset=dataset, out=out, protocol=protocol, params=params,
-                    device=device, workers=workers, force=force, progress=progress)
+                    device=device, workers=workers, force=force, progress=progress, decode_timeout=decode_timeout)
 
 
 def available_metrics() -> list[dict]:

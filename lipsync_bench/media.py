@@ -14,10 +14,15 @@ layout) is taken to be at the protocol frame rate already; its audio is ``audio.
 """
 from __future__ import annotations
 
+import atexit
 import math
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Iterator
 
@@ -127,7 +132,10 @@ def _frame_files(folder: Path) -> list[Path]:
 
 def probe(path: str | os.PathLike) -> MediaInfo:
     """Kind, size, native fps and audio presence of a video file or frame folder, without decoding."""
-    path = Path(path)
+    return _isolated_call(_probe, _resolved(Path(path)))
+
+
+def _probe(path: Path) -> MediaInfo:
     if path.is_dir():
         files = _frame_files(path)
         if not files:
@@ -147,7 +155,10 @@ def probe(path: str | os.PathLike) -> MediaInfo:
 def estimate_frame_count(path: str | os.PathLike, fps: float | None = 25) -> int | None:
     """Frames an input will have at ``fps``, from its container duration (images in a frame folder);
     None when the container does not say. Used to spread a frame subsample evenly before decoding."""
-    path = Path(path)
+    return _isolated_call(_estimate_frame_count, _resolved(Path(path)), fps)
+
+
+def _estimate_frame_count(path: Path, fps: float | None) -> int | None:
     if path.is_dir():
         return len(_frame_files(path))
     with _av_open(path) as container:
@@ -404,7 +415,10 @@ def iter_frames(path: str | os.PathLike, fps: float | Fraction | None = 25,
     already at the protocol rate. ``convert`` (videos only) replaces the decoded frame -> RGB
     conversion: it is called on each output frame (an ``av.VideoFrame``) in order, repeats included.
     """
-    path = Path(path)
+    yield from _isolated_stream(_iter_frames, _resolved(Path(path)), fps, chunk, convert)
+
+
+def _iter_frames(path: Path, fps, chunk: int, convert) -> Iterator[np.ndarray]:
     if path.is_dir():
         if convert is not None:
             raise MediaError(path, "this mode needs a video file, not a frame folder")
@@ -518,7 +532,10 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
         >>> audio.shape, float(np.abs(audio - tone).max()) < 1e-4
         ((16000,), True)
     """
-    path = Path(path)
+    return _isolated_call(_read_audio, _resolved(Path(path)), sample_rate)
+
+
+def _read_audio(path: Path, sample_rate: int) -> np.ndarray:
     if path.is_dir():
         path = path / FOLDER_AUDIO_NAME
         if not path.is_file():
@@ -554,6 +571,185 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
+# Decoding in a child process
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """How inputs are decoded. ``isolated``: in a worker process (``decode_worker``), so that a decoder
+    that crashes (a segfault inside FFmpeg on a damaged file) or stalls becomes that input's error instead
+    of taking the run down; ``timeout_s``: how long the worker may go without giving a chunk of frames or
+    its result before it is stopped. Neither changes a number: the worker runs the same code."""
+
+    isolated: bool = True
+    timeout_s: float = 120.0
+
+    def as_dict(self) -> dict:
+        return {"isolated": self.isolated, "timeout_s": self.timeout_s}
+
+
+LIMITS = DecodeLimits()
+
+
+@contextmanager
+def decode_limits(limits: DecodeLimits):
+    """Decode with ``limits`` inside the block (``eval --decode-timeout``)."""
+    global LIMITS
+    before, LIMITS = LIMITS, limits
+    try:
+        yield
+    finally:
+        LIMITS = before
+
+
+class _Worker:
+    """A decoding process (``python -m lipsync_bench.decode_worker``): it runs one request at a time and
+    is reused while it stays healthy; one that crashes or stalls is killed and replaced, so a damaged
+    file costs its own input only. A process of its own, not a fork: this one may hold torch's threads."""
+
+    def __init__(self):
+        import subprocess
+        import sys
+
+        to_child, self._child_in = os.pipe()
+        self._child_out, from_child = os.pipe()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # what we can import
+        self.proc = subprocess.Popen([sys.executable, "-m", "lipsync_bench.decode_worker", str(to_child),
+                                      str(from_child)], pass_fds=(to_child, from_child), env=env,
+                                     stdin=subprocess.DEVNULL)
+        os.close(to_child)
+        os.close(from_child)
+        self.send = Connection(self._child_in, readable=False)
+        self.recv = Connection(self._child_out, writable=False)
+
+    def close(self) -> None:
+        for conn in (self.send, self.recv):
+            conn.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+_IDLE: list[_Worker] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _stop_workers() -> None:
+    while _IDLE:
+        _IDLE.pop().close()
+
+
+atexit.register(_stop_workers)
+
+
+def serve(requests: Connection, replies: Connection) -> None:
+    """The worker's loop: for each request (fn, path, args, stream), each array of ``fn``'s stream as a
+    header and its bytes, or its one value; then the end, or the error as (path, problem)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops its workers itself
+    while True:
+        try:
+            fn, path, args, stream = requests.recv()
+        except EOFError:
+            return
+        try:
+            if stream:
+                for item in fn(path, *args):
+                    item = np.ascontiguousarray(item)
+                    replies.send(("array", item.shape, item.dtype.str))
+                    replies.send_bytes(memoryview(item).cast("B"))
+                replies.send(("end",))
+            else:
+                replies.send(("value", fn(path, *args)))
+        except MediaError as exc:
+            replies.send(("error", exc.path, exc.problem))
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises is that file's error
+            replies.send(("error", str(path), f"cannot be decoded ({type(exc).__name__}: {exc})"))
+
+
+class _Decoder:
+    """The parent's side of one request: a worker from the pool, its messages in order, each within the
+    time limit."""
+
+    def __init__(self, fn, path: Path, args: tuple, stream: bool):
+        self.path, self.limits, self.done = path, LIMITS, False
+        with _POOL_LOCK:
+            self.worker = _IDLE.pop() if _IDLE else None
+        try:
+            self.worker.send.send((fn, path, args, stream))
+        except (AttributeError, OSError):  # none idle, or an idle one that has gone away
+            if self.worker is not None:
+                self.worker.close()
+            self.worker = _Worker()
+            self.worker.send.send((fn, path, args, stream))
+
+    def receive(self):
+        conn = self.worker.recv
+        try:
+            if not conn.poll(self.limits.timeout_s):
+                raise MediaError(self.path, f"the decoder gave nothing for {self.limits.timeout_s:g} s and was "
+                                            "stopped (a stalled decode; the limit is eval's --decode-timeout)")
+            message = conn.recv()
+            if message[0] == "array":
+                data = bytearray(int(np.prod(message[1])) * np.dtype(message[2]).itemsize)
+                if data:
+                    if not conn.poll(self.limits.timeout_s):
+                        raise EOFError
+                    conn.recv_bytes_into(data)
+                return "array", np.frombuffer(data, np.dtype(message[2])).reshape(message[1])
+            self.done = True
+            return message
+        except (EOFError, OSError):
+            code = self.worker.proc.wait()
+            how = (f"signal {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals()
+                   else f"exit status {code}")
+            raise MediaError(self.path, f"the decoder crashed on this file ({how})") from None
+
+    def close(self) -> None:
+        """Back to the pool when the request ended; killed when it was stopped midway (its output is
+        not read)."""
+        if self.done and self.worker.proc.poll() is None:
+            with _POOL_LOCK:
+                _IDLE.append(self.worker)
+        else:
+            self.worker.close()
+
+
+def _resolved(path: Path) -> Path:
+    """The path as the worker must see it: its working folder is the one it started in."""
+    return path if path.is_absolute() or not LIMITS.isolated else Path.cwd() / path
+
+
+def _isolated_call(fn, path: Path, *args):
+    if not LIMITS.isolated:
+        return fn(path, *args)
+    decoder = _Decoder(fn, path, args, stream=False)
+    try:
+        message = decoder.receive()
+    finally:
+        decoder.close()
+    if message[0] == "error":
+        raise MediaError(message[1], message[2])
+    return message[1]
+
+
+def _isolated_stream(fn, path: Path, *args) -> Iterator[np.ndarray]:
+    if not LIMITS.isolated:
+        yield from fn(path, *args)
+        return
+    decoder = _Decoder(fn, path, args, stream=True)
+    try:
+        while True:
+            message = decoder.receive()
+            if message[0] == "end":
+                return
+            if message[0] == "error":
+                raise MediaError(message[1], message[2])
+            yield message[1]
+    finally:
+        decoder.close()
+
+
+# --------------------------------------------------------------------------------------------------
 # Pairing generated with ground-truth inputs
 
 
@@ -580,27 +776,22 @@ def find_inputs(root: str | os.PathLike) -> tuple[dict[str, Path], dict[str, str
     """Videos and frame folders below ``root``, keyed by relative path without extension.
 
     Returns (inputs, problems, skipped): a key found twice (``a.mp4`` and ``a.avi``) is a problem, not
-    an input. Symbolic links are followed, except a link to the root or one of its parents (a loop),
-    which is skipped with a note; a link to a folder already visited is skipped silently.
+    an input. Symbolic links are followed (two names may link to one folder: two inputs), except a link
+    to a folder that contains it (a loop), which is skipped with a note.
     """
     root = Path(root)
     if not root.is_dir():
         raise MediaError(root, "not a folder")
     found: dict[str, list[Path]] = {}
-    seen: set[str] = set()
     skipped: list[str] = []
-    root_real = os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            dirnames[:] = []
-            continue
-        seen.add(real)
         here = Path(dirpath)
         rel = here.relative_to(root)
+        # the real folders on the way here: a link back to one of them is a loop, however many links lie between
+        chain = {os.path.realpath(root / Path(*rel.parts[:i])) for i in range(len(rel.parts) + 1)}
         for d in list(dirnames):
             target = os.path.realpath(here / d)
-            if os.path.islink(here / d) and (target == root_real or root_real.startswith(target + os.sep)):
+            if os.path.islink(here / d) and any(target == c or c.startswith(target + os.sep) for c in chain):
                 dirnames.remove(d)
                 skipped.append(f"{here / d}: a symbolic link to {target}, which contains it (a loop); not entered")
         if here != root and any(f.lower().endswith(IMAGE_EXTENSIONS) for f in filenames):

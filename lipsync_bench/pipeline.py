@@ -32,13 +32,16 @@ import numpy as np
 import torch
 
 from . import faces, media
-from .errors import LipsyncBenchError, MediaError, MetricError, PairingError
+from .errors import LipsyncBenchError, MediaError, MetricError, PairingError, StoreError
 from .faces import FaceAnalyzer, FaceData
 from .metrics import FrameBatch, Metric, MetricContext, get_metric
 from .protocol import Protocol, canonical
 from .store import ResultRow
 
 CHUNK_FRAMES = 32
+#: Bytes of one input's decoded chunk at most: 32 frames of 1080p fit (398 MB with the JPEG round trip's
+#: 3 channels more), 4K frames come fewer at a time.
+CHUNK_BYTES = 400 * 2**20
 #: Frames held in memory while a video's faces are analysed, for the metrics that need the analysis
 #: before their frames; a video whose frames exceed it is decoded a second time for them.
 FRAME_BUFFER_BYTES = int(float(os.environ.get("LIPSYNC_BENCH_FRAME_BUFFER_MB", "2048")) * 2**20)
@@ -157,6 +160,8 @@ def evaluate_pair(job: PairJob, setup: RunSetup) -> PairOutcome:
         stage = FaceStage(protocol, setup.cache_dir)
         entries = _entries(job, setup, stage)
         _run_passes(pair, entries, stage, setup, warnings)
+    except StoreError:  # the results folder cannot be written: no video can be stored, stop the run
+        raise
     except LipsyncBenchError as exc:
         return _failed(job, setup, str(exc), start, signature, ref_signature, exc)
     except Exception as exc:  # a bug must not lose the other videos: record it, with where it happened
@@ -262,6 +267,13 @@ def _check_frame_rate(metric: Metric, video: Path, protocol: Protocol) -> None:
                           f"video's own frame rate, {'unknown' if native is None else f'{native:g} fps'} here")
 
 
+def _fitted_chunk(path: Path, chunk: int, channels: int) -> int:
+    """Frames per chunk: ``chunk``, fewer for frames so large that a chunk would pass ``CHUNK_BYTES``
+    (a 4K input is read 16 frames at a time), so that memory does not grow with the frame size."""
+    info = media.probe(path)
+    return max(1, min(chunk, CHUNK_BYTES // max(1, info.width * info.height * channels)))
+
+
 def _run_passes(pair: media.Pair, entries: list[_Entry], stage: FaceStage, setup: RunSetup,
                 warnings: list[str]) -> None:
     """The decoding pass (faces analysed, metrics that need no analysis first fed), then the buffered
@@ -281,7 +293,8 @@ def _run_passes(pair: media.Pair, entries: list[_Entry], stage: FaceStage, setup
     buffer: list | None = [] if late else None
     held = 0
     regions = _Regions(protocol, stage, pair.gt)
-    for g, t, index in _chunks(pair, protocol, setup.chunk, warnings, decode_gen, decode_gt, compare, jpeg):
+    chunk = _fitted_chunk(pair.gen if decode_gen else pair.gt, setup.chunk, 6 if jpeg else 3)
+    for g, t, index in _chunks(pair, protocol, chunk, warnings, decode_gen, decode_gt, compare, jpeg):
         if g is not None:
             stage.update(pair.gen, g[..., :3])
         if t is not None and pair.gt != pair.gen:
@@ -296,7 +309,7 @@ def _run_passes(pair: media.Pair, entries: list[_Entry], stage: FaceStage, setup
     stage.finish()
     if not late:
         return
-    again = buffer if buffer is not None else _chunks(pair, protocol, setup.chunk, [], decode_gen, decode_gt, compare,
+    again = buffer if buffer is not None else _chunks(pair, protocol, chunk, [], decode_gen, decode_gt, compare,
                                                       jpeg)
     for g, t, index in again:
         _feed(late, g, t, index, dev, regions)

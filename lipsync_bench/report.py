@@ -6,7 +6,6 @@ import hashlib
 import html
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from tabulate import tabulate
 
 from .baselines import reported
 from .errors import LipsyncBenchError
+from .files import atomic_write_bytes
 from .metrics import all_metrics, get_metric
 from .metrics.registry import FACE_NEEDS
 from .protocol import canonical
@@ -167,6 +167,11 @@ def _listing(what: str, names: list[str], limit: int = 10) -> str:
     return f"{what} ({len(names)}): {', '.join(names[:limit])}" + (" …" if len(names) > limit else "")
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters (a newline in a file name) escaped: one printed line stays one."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def eval_text(result, out=None) -> str:
     """What ``eval`` prints for an ``EvalRun``: the counts, the summary table, failures, warnings,
     skipped metrics and inputs, unofficial weights and the reference (ground-truth) rows."""
@@ -183,10 +188,10 @@ def eval_text(result, out=None) -> str:
         for key, was in run.metric_params.get(metric, {}).get("protocol_values", {}).items():
             lines.append(f"note: {metric}.{key} = {run.metric_params[metric][key]} (protocol {base} says {was})")
     for rec in result.failures.itertuples():
-        lines.append(f"FAILED {rec.video}" + (f" ({rec.metrics})" if rec.metrics else "") + f": {rec.error}")
-    lines += [f"skipped {note}" for note in result.skipped_inputs]
+        lines.append(one_line(f"FAILED {rec.video}" + (f" ({rec.metrics})" if rec.metrics else "") + f": {rec.error}"))
+    lines += [one_line(f"skipped {note}") for note in result.skipped_inputs]
     for video, warnings in result.videos.drop_duplicates("video")[["video", "warnings"]].itertuples(index=False):
-        lines += [f"warning {video}: {w}" for w in warnings]
+        lines += [one_line(f"warning {video}: {w}") for w in warnings]
     if result.unpaired_gen:
         lines.append(_listing("unpaired in --gen", result.unpaired_gen))
     if result.unpaired_gt:
@@ -523,10 +528,17 @@ def summary_json(summary: dict[str, dict]) -> dict[str, dict]:
 
 def write_exports(store: ResultStore, folder: Path) -> None:
     """results.csv (every row of every run, long format) and summary.json (per run: protocol,
-    parameters, sessions, and per-metric summary), written atomically."""
+    parameters, sessions, and per-metric summary), written atomically. Under the store's write lock:
+    with several processes writing one folder, the files of the last one hold every committed row."""
+    with store.transaction():
+        for name, text in export_texts(store).items():
+            _atomic_write(folder / name, text)
+
+
+def export_texts(store: ResultStore) -> dict[str, str]:
+    """The plain files beside the store, file name -> text, as the store holds them now."""
     df = store.results()
     csv = df.assign(warnings=df.warnings.map(lambda w: "; ".join(w)))
-    _atomic_write(folder / "results.csv", csv.to_csv(index=False, lineterminator="\n"))
     runs = []
     for run in store.runs():
         sub = df[(df.method == run.method) & (df.dataset == run.dataset)]
@@ -538,10 +550,9 @@ def write_exports(store: ResultStore, folder: Path) -> None:
                      "metric_params": run.metric_params, "gen_dir": run.gen_dir, "gt_dir": run.gt_dir,
                      "videos": int(sub.video.nunique()), "summary": summary_json(summary),
                      "sessions": store.sessions(run)})
-    _atomic_write(folder / "summary.json", json.dumps({"runs": runs}, indent=2) + "\n")
+    return {"results.csv": csv.to_csv(index=False, lineterminator="\n"),
+            "summary.json": json.dumps({"runs": runs}, indent=2) + "\n"}
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode("utf-8"))

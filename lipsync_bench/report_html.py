@@ -18,6 +18,7 @@ import numpy as np
 
 from . import media
 from .errors import LipsyncBenchError
+from .files import atomic_write_bytes
 from .metrics import get_metric
 from .report import method_rows, render_table
 from .store import ResultStore, is_ground_truth
@@ -129,15 +130,17 @@ def _curves(store: ResultStore, runs) -> list[tuple[str, str]]:
     return plots
 
 
-def _worst(store: ResultStore, runs, df, metrics: list[str], count: int) -> str:
+def _worst(store: ResultStore, runs, df, metrics: list[str], count: int, thumbnails: bool) -> str:
     parts = []
     for run in runs:
         if is_ground_truth(run.method):
             continue
-        try:
-            pairs = {p.key: p for p in media.pair_inputs(run.gen_dir, run.gt_dir).pairs}
-        except LipsyncBenchError:
-            pairs = {}
+        pairs = {}
+        if thumbnails:
+            try:
+                pairs = {p.key: p for p in media.pair_inputs(run.gen_dir, run.gt_dir).pairs}
+            except (LipsyncBenchError, TypeError, OSError):
+                pass
         fps = run.protocol.get("decode.fps", 25.0) or None
         for metric in metrics:
             m = get_metric(metric)
@@ -158,7 +161,8 @@ def _worst(store: ResultStore, runs, df, metrics: list[str], count: int) -> str:
                         if uri:
                             images += f'<img src="{uri}" alt="{side}" title="{side}, frame {middle}">'
                 else:
-                    images = "<i>inputs not readable from here</i>"
+                    images = ("<i>inputs not readable from here</i>" if thumbnails else
+                              "<i>no thumbnails (report --thumbnails reads the inputs)</i>")
                 cards.append(f'<div class="card">{images}<br>{html.escape(rec.video)}: {m.label} '
                              f'{rec.value:.{m.decimals}f} <span class="note">(generated | ground truth, frame '
                              f'{middle})</span></div>')
@@ -167,8 +171,10 @@ def _worst(store: ResultStore, runs, df, metrics: list[str], count: int) -> str:
     return "".join(parts)
 
 
-def build_report(results: str | Path, out: str | Path, datasets: list[str] | None = None, worst: int = 3) -> Path:
-    """Write the HTML report of the results folder ``results`` to ``out``; returns ``out``."""
+def build_report(results: str | Path, out: str | Path, datasets: list[str] | None = None, worst: int = 3,
+                 thumbnails: bool = False) -> Path:
+    """Write the HTML report of the results folder ``results`` to ``out``; returns ``out``. Only with
+    ``thumbnails`` does it read the input folders the store records (a frame of each worst video)."""
     import lipsync_bench
 
     store = ResultStore.open_existing(results)
@@ -191,7 +197,7 @@ def build_report(results: str | Path, out: str | Path, datasets: list[str] | Non
             body.append(f"<h3>Distributions over videos</h3><img class='plot' src='{plot}' alt='box plots'>")
         for title, uri in _curves(store, runs):
             body.append(f"<h3>{html.escape(title)}</h3><img class='plot' src='{uri}' alt='{html.escape(title)}'>")
-        worst_html = _worst(store, runs, df, video_metrics, worst)
+        worst_html = _worst(store, runs, df, video_metrics, worst, thumbnails)
         if worst_html:
             body.append(f"<h3>Worst videos per metric</h3>{worst_html}")
         failures = df[df.error.notna()].drop_duplicates(["method", "video"])
@@ -208,11 +214,12 @@ def build_report(results: str | Path, out: str | Path, datasets: list[str] | Non
             body.append(f"<details><summary>{html.escape(run.method)}</summary>"
                         f"<pre>{html.escape(json.dumps(doc, indent=2, default=str))}</pre></details>")
     store.close()
-    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>lipsync-bench report</title>"
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            # no script may run and nothing be fetched, whatever a string escaped below holds
+            "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
+            "style-src 'unsafe-inline'\"><title>lipsync-bench report</title>"
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    atomic_write_bytes(out, page.encode("utf-8"))
     return out

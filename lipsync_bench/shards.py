@@ -79,6 +79,8 @@ def merge(sources: Iterable[str | os.PathLike], out: str | os.PathLike, device: 
         if src.resolve() == out.resolve():
             raise ParameterError(f"{src}: a source is the output folder itself")
     opened = [ResultStore.open_existing(src) for src in sources]
+    for other in opened:  # a folder from elsewhere is checked before anything is written
+        other.check_state_records()
     store = ResultStore(out)
     try:
         for other in opened:
@@ -110,23 +112,30 @@ def compute_dataset_metrics(store: ResultStore, run: Run, session: int, metrics:
     existing = store.dataset_results(run)
     rows = store.results([run])
     for m in metrics:
-        if not recompute and m.name in existing:
-            continue
-        ok = sorted(set(rows[(rows.metric == m.name) & rows.error.isna()].video))
-        states = store.states(run, m.name)
-        if not ok:
-            store.write_dataset(run, session, m.name, None, 0, None, error="no video could be evaluated")
-            continue
-        lost = [v for v in ok if v not in states]
-        if lost:
-            store.write_dataset(run, session, m.name, None, len(ok), None,
-                                error=f"the state of {len(lost)} videos (e.g. {lost[0]}) is not in the results "
-                                      "folder; run eval again on the inputs to recompute it")
-            continue
-        loaders = [{side: functools.partial(store.load_state, m.name, digest, video)
-                    for side, (digest, _) in states[video].items()} for video in ok]
-        try:
-            value = m.dataset_value(params[m.name], loaders)
-            store.write_dataset(run, session, m.name, value.value, len(ok), value.frames, value.warnings)
-        except LipsyncBenchError as exc:
-            store.write_dataset(run, session, m.name, None, len(ok), None, error=str(exc))
+        if recompute or m.name not in existing:
+            store.write_dataset(run, session, m.name, **combine_states(store, run, rows, m, params[m.name]))
+
+
+def combine_states(store: ResultStore, run: Run, rows, metric: Metric, params: dict) -> dict:
+    """A dataset metric's value over the run's videos that succeeded (``rows``: the run's results), from
+    their state files: value, videos, frames, warnings, error."""
+    ok = sorted(set(rows[(rows.metric == metric.name) & rows.error.isna()].video))
+    states = store.states(run, metric.name)
+    if not ok:
+        return {"value": None, "videos": 0, "frames": None, "error": "no video could be evaluated"}
+    lost = [v for v in ok if v not in states]
+    if lost:
+        return {"value": None, "videos": len(ok), "frames": None,
+                "error": f"the state of {len(lost)} videos (e.g. {lost[0]}) is not in the results folder; run "
+                         "eval again on the inputs to recompute it"}
+    loaders = [{side: functools.partial(store.load_state, metric.name, digest, video)
+                for side, (digest, _) in states[video].items()} for video in ok]
+    try:
+        value = metric.dataset_value(params, loaders)
+    except LipsyncBenchError as exc:
+        return {"value": None, "videos": len(ok), "frames": None, "error": str(exc)}
+    except (KeyError, ValueError) as exc:  # a side missing, arrays that do not fit: records edited or damaged
+        return {"value": None, "videos": len(ok), "frames": None,
+                "error": f"the state records of the run are incomplete or damaged ({type(exc).__name__}: {exc}); "
+                         "run eval again on the inputs to recompute them"}
+    return {"value": value.value, "videos": len(ok), "frames": value.frames, "warnings": value.warnings}

@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,23 +31,27 @@ import numpy as np
 import pandas as pd
 
 from .errors import LipsyncBenchError, StoreError
+from .files import RESUME, atomic_write_bytes, write_failed
 from .metrics.registry import get_metric
 from .protocol import DEFAULT, canonical, upgrade
 
 STORE_NAME = "lipsync_bench.sqlite"
 STATE_DIR = "state"
 # 2: the states table (version 1 stores are migrated: their dataset metrics recompute);
-# 3: named protocols (older runs' protocols and metric parameters are rewritten in today's form)
-SCHEMA_VERSION = 3
+# 3: named protocols (older runs' protocols and metric parameters are rewritten in today's form);
+# 4: a digest on every row that holds or defines a number (``verify`` finds a row changed behind the store's back)
+SCHEMA_VERSION = 4
+#: How long a writer waits for another one's transaction (several eval processes may share a folder).
+BUSY_TIMEOUT_S = 300
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY, method TEXT NOT NULL, dataset TEXT NOT NULL,
-    gen_dir TEXT, gt_dir TEXT, protocol TEXT NOT NULL, created TEXT NOT NULL,
+    gen_dir TEXT, gt_dir TEXT, protocol TEXT NOT NULL, created TEXT NOT NULL, digest TEXT,
     UNIQUE (method, dataset));
 CREATE TABLE IF NOT EXISTS run_metrics (
-    run_id INTEGER NOT NULL REFERENCES runs, metric TEXT NOT NULL, params TEXT NOT NULL,
+    run_id INTEGER NOT NULL REFERENCES runs, metric TEXT NOT NULL, params TEXT NOT NULL, digest TEXT,
     PRIMARY KEY (run_id, metric));
 CREATE TABLE IF NOT EXISTS sessions (
     session_id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs,
@@ -53,7 +59,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE TABLE IF NOT EXISTS results (
     run_id INTEGER NOT NULL REFERENCES runs, video TEXT NOT NULL, metric TEXT NOT NULL,
     value REAL, frames INTEGER, warnings TEXT NOT NULL DEFAULT '[]', error TEXT,
-    seconds REAL, inputs TEXT, session_id INTEGER REFERENCES sessions,
+    seconds REAL, inputs TEXT, session_id INTEGER REFERENCES sessions, digest TEXT,
     PRIMARY KEY (run_id, video, metric));
 CREATE TABLE IF NOT EXISTS details (
     run_id INTEGER NOT NULL REFERENCES runs, video TEXT NOT NULL, metric TEXT NOT NULL, data TEXT NOT NULL,
@@ -61,13 +67,30 @@ CREATE TABLE IF NOT EXISTS details (
 CREATE TABLE IF NOT EXISTS dataset_results (
     run_id INTEGER NOT NULL REFERENCES runs, metric TEXT NOT NULL, value REAL, videos INTEGER,
     frames INTEGER, warnings TEXT NOT NULL DEFAULT '[]', error TEXT, session_id INTEGER REFERENCES sessions,
-    PRIMARY KEY (run_id, metric));
+    digest TEXT, PRIMARY KEY (run_id, metric));
 CREATE TABLE IF NOT EXISTS states (
     run_id INTEGER NOT NULL REFERENCES runs, video TEXT NOT NULL, metric TEXT NOT NULL, side TEXT NOT NULL,
-    sha256 TEXT NOT NULL, rows INTEGER NOT NULL, input_key TEXT NOT NULL,
+    sha256 TEXT NOT NULL, rows INTEGER NOT NULL, input_key TEXT NOT NULL, digest TEXT,
     PRIMARY KEY (run_id, video, metric, side));
 CREATE INDEX IF NOT EXISTS states_by_key ON states (metric, input_key);
 """
+
+#: The columns of each table a row's digest covers: what defines or holds a number (not timings, sessions).
+DIGESTED = {
+    "runs": ("method", "dataset", "protocol"),
+    "run_metrics": ("run_id", "metric", "params"),
+    "results": ("run_id", "video", "metric", "value", "frames", "warnings", "error", "inputs"),
+    "dataset_results": ("run_id", "metric", "value", "videos", "frames", "warnings", "error"),
+    "states": ("run_id", "video", "metric", "side", "sha256", "rows", "input_key"),
+}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_METRIC_NAME = re.compile(r"[a-z0-9_]+")
+
+
+def row_digest(table: str, values) -> str:
+    """The digest of a row's ``DIGESTED`` columns, as stored. It finds a row edited by hand or by
+    another program; it is not a signature (whoever edits a row on purpose can recompute it)."""
+    return hashlib.sha256(json.dumps([table, *values]).encode()).hexdigest()
 
 
 #: The method name of reference runs: metrics of the GT videos themselves (e.g. the GT videos' own sync scores).
@@ -145,12 +168,17 @@ class ResultStore:
         self.state_dir = Path(folder) / STATE_DIR if folder is not None else (
             Path(state_dir) if state_dir is not None else None)
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise write_failed(self.path.parent, exc) from None
         target = ":memory:" if self.path is None else str(self.path)
         try:
-            self.db = sqlite3.connect(target, timeout=60)
+            self.db = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S)
             self.db.execute("PRAGMA foreign_keys = ON")
             self._check_or_create()
+        except sqlite3.OperationalError as exc:
+            raise self._write_error(exc) from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a readable lipsync-bench results store ({exc}); "
                              "move it away or choose another --out") from None
@@ -167,17 +195,36 @@ class ResultStore:
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if tables and "meta" not in tables:
             raise StoreError(f"{self.path}: an SQLite file, but not a lipsync-bench results store")
-        with self.db:
-            self.db.executescript(_SCHEMA)
-            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) in (1, 2):  # the tables above added what version 2 has more
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() if tables else None
+        if row is not None and row[0] == str(SCHEMA_VERSION):
+            return
+        with self.transaction():  # created or migrated by one process at a time
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() if tables else None
+            version = None if row is None else int(row[0]) if str(row[0]).isdigit() else row[0]
+            if version not in (None, 1, 2, 3, SCHEMA_VERSION):
+                raise StoreError(f"{self.path}: a results store of schema version {version}; this lipsync-bench "
+                                 f"(schema version {SCHEMA_VERSION}) reads versions 1 to {SCHEMA_VERSION} "
+                                 "only: open it with the lipsync-bench that wrote it, or a newer one")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+            if version is None:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                return
+            if version in (1, 2):  # the tables above added what version 2 has more
                 self._migrate_protocols()
+            if version != SCHEMA_VERSION:
+                self._add_digests()
                 self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: store schema version {row[0]}, this lipsync-bench reads "
-                                 f"version {SCHEMA_VERSION}")
+
+    def _add_digests(self) -> None:
+        """Version 4: a digest on every row of the tables ``DIGESTED`` names."""
+        for table, columns in DIGESTED.items():
+            if "digest" not in {c[1] for c in self.db.execute(f"PRAGMA table_info({table})")}:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN digest TEXT")
+            rows = self.db.execute(f"SELECT rowid, {', '.join(columns)} FROM {table}").fetchall()
+            self.db.executemany(f"UPDATE {table} SET digest=? WHERE rowid=?",
+                                [(row_digest(table, r[1:]), r[0]) for r in rows])
 
     def _migrate_protocols(self) -> None:
         """Version 3: each run's protocol and metric parameters in today's form (what they were computed
@@ -192,6 +239,45 @@ class ResultStore:
     def close(self) -> None:
         self.db.close()
 
+    @contextmanager
+    def transaction(self):
+        """One write transaction, all or nothing. It takes the write lock at its start (BEGIN
+        IMMEDIATE), so processes sharing the folder wait their turn instead of failing with "database is
+        locked" when a read would turn into a write."""
+        if self.db.in_transaction:  # nested: part of the enclosing one
+            yield
+            return
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.db.commit()
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.rollback()
+                raise
+        except sqlite3.OperationalError as exc:
+            raise self._write_error(exc) from None
+
+    def _write_error(self, exc: sqlite3.OperationalError) -> StoreError:
+        """SQLite's reason for a failed write, as one line saying what to do."""
+        text = str(exc)
+        reason = ("no space left on the device" if "full" in text else
+                  "read-only: the folder or file is not writable" if "readonly" in text or "read-only" in text else
+                  f"another process kept the store locked for {BUSY_TIMEOUT_S} s" if "locked" in text else
+                  "cannot open or create the store file (is the folder writable?)" if "unable to open" in text else
+                  f"{text} (a full disk gives this too)" if "I/O" in text else text)
+        return StoreError(f"{self._where()}: cannot write ({reason}); {RESUME}")
+
+    def _put(self, table: str, records: list[dict]) -> None:
+        """Insert or replace rows of ``table`` (column -> value), each with its digest."""
+        if not records:
+            return
+        columns = list(records[0]) + ["digest"]
+        self.db.executemany(
+            f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [[*r.values(), row_digest(table, [r[c] for c in DIGESTED[table]])] for r in records])
+
     # ---------------------------------------------------------------------------------------------
     # Runs
 
@@ -204,13 +290,14 @@ class ResultStore:
         which deletes the conflicting results first. ``force`` also deletes the rows of the metrics in
         ``metric_params``, so that they are computed again.
         """
-        with self.db:
+        with self.transaction():
             row = self.db.execute("SELECT run_id, protocol FROM runs WHERE method=? AND dataset=?",
                                   (method, dataset)).fetchone()
             if row is None:
                 cur = self.db.execute(
-                    "INSERT INTO runs (method, dataset, gen_dir, gt_dir, protocol, created) VALUES (?,?,?,?,?,?)",
-                    (method, dataset, gen_dir, gt_dir, canonical(protocol), _now()))
+                    "INSERT INTO runs (method, dataset, gen_dir, gt_dir, protocol, created, digest) "
+                    "VALUES (?,?,?,?,?,?,?)", (method, dataset, gen_dir, gt_dir, canonical(protocol), _now(),
+                                               row_digest("runs", [method, dataset, canonical(protocol)])))
                 run_id = cur.lastrowid
             else:
                 run_id, stored = row[0], upgrade(json.loads(row[1]))
@@ -222,8 +309,9 @@ class ResultStore:
                             "use another --out or --name, or --force to replace them")
                     for table in ("results", "dataset_results", "run_metrics", "details", "states"):
                         self.db.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
-                self.db.execute("UPDATE runs SET protocol=?, gen_dir=?, gt_dir=? WHERE run_id=?",
-                                (canonical(protocol), gen_dir, gt_dir, run_id))
+                self.db.execute("UPDATE runs SET protocol=?, gen_dir=?, gt_dir=?, digest=? WHERE run_id=?",
+                                (canonical(protocol), gen_dir, gt_dir,
+                                 row_digest("runs", [method, dataset, canonical(protocol)]), run_id))
             for metric, params in metric_params.items():
                 old = self.db.execute("SELECT params FROM run_metrics WHERE run_id=? AND metric=?",
                                       (run_id, metric)).fetchone()
@@ -237,8 +325,7 @@ class ResultStore:
                     self._delete_metric(run_id, metric)
                 elif force:
                     self._delete_metric(run_id, metric)
-                self.db.execute("INSERT OR REPLACE INTO run_metrics VALUES (?,?,?)",
-                                (run_id, metric, canonical(params)))
+                self._put("run_metrics", [{"run_id": run_id, "metric": metric, "params": canonical(params)}])
         return self.get_run(method, dataset)
 
     def _delete_metric(self, run_id: int, metric: str) -> None:
@@ -265,13 +352,13 @@ class ResultStore:
     # Sessions and rows
 
     def start_session(self, run: Run, environment: dict, command: str | None = None) -> int:
-        with self.db:
+        with self.transaction():
             cur = self.db.execute("INSERT INTO sessions (run_id, started, environment, command) VALUES (?,?,?,?)",
                                   (run.run_id, _now(), canonical(environment), command))
         return cur.lastrowid
 
     def finish_session(self, session_id: int) -> None:
-        with self.db:
+        with self.transaction():
             self.db.execute("UPDATE sessions SET finished=? WHERE session_id=?", (_now(), session_id))
 
     def sessions(self, run: Run) -> list[dict]:
@@ -288,27 +375,32 @@ class ResultStore:
 
     def write(self, run: Run, session_id: int, rows: list[ResultRow]) -> None:
         """Write one video's rows in one transaction (all or nothing)."""
-        with self.db:
-            self.db.executemany(
-                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?)",
-                [(run.run_id, r.video, r.metric, r.value, r.frames, json.dumps(list(r.warnings)), r.error,
-                  r.seconds, r.inputs, session_id) for r in rows])
+        with self.transaction():
+            self._put("results", [{"run_id": run.run_id, "video": r.video, "metric": r.metric, "value": r.value,
+                                   "frames": r.frames, "warnings": json.dumps(list(r.warnings)), "error": r.error,
+                                   "seconds": r.seconds, "inputs": r.inputs, "session_id": session_id}
+                                  for r in rows])
             self.db.executemany("DELETE FROM details WHERE run_id=? AND video=? AND metric=?",
                                 [(run.run_id, r.video, r.metric) for r in rows])
             self.db.executemany("INSERT INTO details VALUES (?,?,?,?)",
                                 [(run.run_id, r.video, r.metric, json.dumps(r.details)) for r in rows if r.details])
             self.db.executemany("DELETE FROM states WHERE run_id=? AND video=? AND metric=?",
                                 [(run.run_id, r.video, r.metric) for r in rows])
-            self.db.executemany("INSERT INTO states VALUES (?,?,?,?,?,?,?)",
-                                [(run.run_id, r.video, r.metric, side, st["sha256"], st["rows"], st["key"])
+            self._put("states", [{"run_id": run.run_id, "video": r.video, "metric": r.metric, "side": side,
+                                  "sha256": st["sha256"], "rows": st["rows"], "input_key": st["key"]}
                                  for r in rows for side, st in (r.state or {}).items()])
 
     # ---------------------------------------------------------------------------------------------
     # Per-video state of dataset metrics
 
     def state_file(self, metric: str, sha256: str) -> Path:
+        """Where a state file lives. The names come from the store, which may come from elsewhere: only a
+        metric name and a SHA-256 make a path, so no row can point outside the state folder."""
         if self.state_dir is None:
             raise StoreError("this store keeps no state files")
+        if not (_METRIC_NAME.fullmatch(metric) and _SHA256.fullmatch(sha256)):
+            raise StoreError(f"{self._where()}: a state record names {metric!r}/{sha256!r}, not a metric and a "
+                             "SHA-256 checksum; the store is damaged or was not written by lipsync-bench")
         return self.state_dir / metric / f"{sha256}.npy"
 
     def states(self, run: Run, metric: str) -> dict[str, dict[str, tuple[str, int]]]:
@@ -356,10 +448,10 @@ class ResultStore:
     def write_dataset(self, run: Run, session_id: int, metric: str, value: float | None, videos: int,
                       frames: int | None, warnings: list[str] = (), error: str | None = None) -> None:
         """The value of a dataset metric over the run's videos."""
-        with self.db:
-            self.db.execute("INSERT OR REPLACE INTO dataset_results VALUES (?,?,?,?,?,?,?,?)",
-                            (run.run_id, metric, value, videos, frames, json.dumps(list(warnings)), error,
-                             session_id))
+        with self.transaction():
+            self._put("dataset_results", [{"run_id": run.run_id, "metric": metric, "value": value, "videos": videos,
+                                           "frames": frames, "warnings": json.dumps(list(warnings)), "error": error,
+                                           "session_id": session_id}])
 
     def import_run(self, other: "ResultStore", run: Run) -> Run:
         """Copy a run of another store (e.g. one shard of an evaluation) into this one, with its sessions
@@ -367,32 +459,43 @@ class ResultStore:
         eval). State files are copied with their rows; dataset metric values are not: the caller
         recombines them over all the videos."""
         dst = self.open_run(run.method, run.dataset, run.protocol, run.metric_params, run.gen_dir, run.gt_dir)
-        with self.db:
+        with self.transaction():
             sessions = {}
             for s in other.sessions(run):
                 cur = self.db.execute(
                     "INSERT INTO sessions (run_id, started, finished, environment, command) VALUES (?,?,?,?,?)",
                     (dst.run_id, s["started"], s["finished"], canonical(s["environment"]), s["command"]))
                 sessions[s["session"]] = cur.lastrowid
-            rows = other.db.execute("SELECT video, metric, value, frames, warnings, error, seconds, inputs, "
-                                    "session_id FROM results WHERE run_id=?", (run.run_id,)).fetchall()
-            self.db.executemany("INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?)",
-                                [(dst.run_id, *r[:8], sessions.get(r[8])) for r in rows])
+            results = other._records("results", run.run_id)
+            for r in results:
+                r["session_id"] = sessions.get(r["session_id"])
+            states = other._records("states", run.run_id)
+            for records in (results, states):
+                for r in records:
+                    r["run_id"] = dst.run_id
+            self._put("results", results)
+            self._put("states", states)
             self.db.executemany("INSERT OR REPLACE INTO details VALUES (?,?,?,?)",
                                 [(dst.run_id, *r) for r in other.db.execute(
                                     "SELECT video, metric, data FROM details WHERE run_id=?", (run.run_id,))])
-            states = other.db.execute("SELECT video, metric, side, sha256, rows, input_key FROM states "
-                                      "WHERE run_id=?", (run.run_id,)).fetchall()
-            self.db.executemany("INSERT OR REPLACE INTO states VALUES (?,?,?,?,?,?,?)",
-                                [(dst.run_id, *r) for r in states])
-        for _video, metric, _, digest, _, _ in states:  # the state files travel with their rows (checked on use)
-            src, dst_file = other.state_file(metric, digest), self.state_file(metric, digest)
-            if not self.state_ok(metric, digest) and src.is_file():
-                dst_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = dst_file.with_name(dst_file.name + ".tmp")
-                tmp.write_bytes(src.read_bytes())
-                tmp.replace(dst_file)
+        for r in states:  # the state files travel with their rows, by their checksum
+            metric, digest = r["metric"], r["sha256"]
+            src = other.state_file(metric, digest)
+            if not self.state_ok(metric, digest) and other.state_ok(metric, digest):
+                atomic_write_bytes(self.state_file(metric, digest), src.read_bytes())
         return dst
+
+    def check_state_records(self) -> None:
+        """Raise ``StoreError`` if a state record names anything but a metric and a checksum (before a
+        merge copies anything from a folder that came from elsewhere)."""
+        for metric, digest in self.db.execute("SELECT DISTINCT metric, sha256 FROM states"):
+            self.state_file(metric, digest)
+
+    def _records(self, table: str, run_id: int) -> list[dict]:
+        """A run's rows of ``table`` (without their digest), column -> value."""
+        cursor = self.db.execute(f"SELECT * FROM {table} WHERE run_id=?", (run_id,))
+        names = [d[0] for d in cursor.description]
+        return [{k: v for k, v in zip(names, row, strict=True) if k != "digest"} for row in cursor]
 
     def dataset_results(self, run: Run) -> dict[str, dict]:
         rows = self.db.execute("SELECT metric, value, videos, frames, warnings, error, session_id "

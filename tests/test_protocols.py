@@ -18,7 +18,7 @@ from lipsync_bench import media
 from lipsync_bench.cli import main
 from lipsync_bench.errors import ParameterError
 from lipsync_bench.protocol import CHOICES, load_protocol, protocol_names
-from lipsync_bench.store import ResultStore
+from lipsync_bench.store import SCHEMA_VERSION, ResultStore
 from tests.helpers import blur, noise, write_lossless
 
 SIX = ["lipsync-bench", "syncnet-python", "talklip", "vico", "wav2lip-lrs", "yaman2024"]
@@ -316,8 +316,8 @@ def test_reported_rows_sit_beside_measured_rows_of_their_protocol(pairs, tmp_pat
 
 
 def test_an_older_store_is_migrated_and_resumes(pairs, tmp_path):
-    """A schema-2 store (protocols recorded as fps, region, ... only; no pooling) opens as schema 3 with
-    its runs in today's form, and the same command resumes it without recomputing anything."""
+    """A schema-2 store (protocols recorded as fps, region, ... only; no pooling) opens as today's schema
+    with its runs in today's form, and the same command resumes it without recomputing anything."""
     out = tmp_path / "r"
     first = lipsync_bench.evaluate(pairs / "gen", pairs / "gt", ["ssim", "ifc"], out=out, method="m")
     db = sqlite3.connect(out / "lipsync_bench.sqlite")
@@ -334,7 +334,7 @@ def test_an_older_store_is_migrated_and_resumes(pairs, tmp_path):
     assert run.protocol == load_protocol().as_dict() and run.metric_params["ifc"]["pool"] == "videos"
     version = store.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
     store.close()
-    assert version == "3"
+    assert version == str(SCHEMA_VERSION)
     again = lipsync_bench.evaluate(pairs / "gen", pairs / "gt", ["ssim", "ifc"], out=out, method="m")
     assert again.computed == 0 and again.resumed == 2
     assert again.summary.loc["ifc", "mean"] == first.summary.loc["ifc", "mean"]

@@ -44,7 +44,7 @@ def results(tmp_path_factory):
                                           "ssim,psnr,lse_c,lse_d", "--quiet"])
             assert r.exit_code == 0, r.output
     out = root / "report.html"
-    r = CliRunner().invoke(main, ["report", str(root / "res"), "--out", str(out)])
+    r = CliRunner().invoke(main, ["report", str(root / "res"), "--out", str(out), "--thumbnails"])
     assert r.exit_code == 0, r.output
     return out
 

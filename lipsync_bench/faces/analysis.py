@@ -8,6 +8,7 @@ file's content hash, the frame rate, the backend and its parameters, and the tra
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MetricError
+from ..files import atomic_write_bytes
 from ..media import iter_frames
 from ..weights import sha256
 from .backends import get_backend
@@ -54,12 +56,11 @@ class FaceData:
         return float(self.detected.mean()) if self.frames else 0.0
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
         top = self.top_boxes if self.top_boxes is not None else np.full((self.frames, 4), np.nan)
-        np.savez_compressed(tmp, boxes=self.boxes, detected=self.detected, landmarks=self.landmarks,
+        buf = io.BytesIO()
+        np.savez_compressed(buf, boxes=self.boxes, detected=self.detected, landmarks=self.landmarks,
                             params=json.dumps(self.params), top_boxes=top)
-        tmp.replace(path)
+        atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> "FaceData":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import warnings
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import MetricError
+from ..files import atomic_write_bytes
 from ..media import estimate_frame_count
 from .registry import (
     Accumulator,
@@ -177,10 +177,7 @@ def save_state(folder: Path, array: np.ndarray) -> StateFile:
     digest = hashlib.sha256(data).hexdigest()
     path = Path(folder) / f"{digest}.npy"
     if not (path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == digest):  # absent or damaged
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{digest}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        atomic_write_bytes(path, data)
     return StateFile(digest, int(array.shape[0]))
 
 

@@ -250,7 +250,7 @@ def _clip_from_cache(path: Path, name: str, source: Path) -> FaceClip:
     import cv2
 
     def blob():
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             return z["jpeg"], z["offsets"]
 
     def read_frames(start, count):
@@ -259,10 +259,10 @@ def _clip_from_cache(path: Path, name: str, source: Path) -> FaceClip:
                 for i in range(start, start + count)]
 
     def read_audio():
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             return z["audio"].astype(np.float32) / 32768
 
-    with np.load(path) as z:
+    with np.load(path, allow_pickle=False) as z:
         frames, samples, first, boxes = len(z["offsets"]) - 1, len(z["audio"]), int(z["first_frame"]), z["boxes"]
     return FaceClip(name, frames, samples, read_frames, read_audio, source, first, boxes)
 
