@@ -1,14 +1,16 @@
 """Peak memory of ``eval`` against a clip's length and frame size: it should not grow with either.
 
-    python benchmarks/bench_memory.py [--metrics LIST] [--short 10] [--long 600] [--uhd 10] [--json]
+    python benchmarks/bench_memory.py [--metrics LIST] [--size 1920x1080] [--short 10] [--long 600] [--uhd 10]
+                                      [--json]
 
-Makes a ``--short``-second 1080p pair (a GRID face scaled up, moving, with noise: H.264; the generated
-side re-encoded at a lower quality), the same pair looped to ``--long`` seconds (packets copied, no
-re-encode), and a ``--uhd``-second 3840x2160 pair; runs ``lipsync-bench eval`` on each in a fresh process
-and samples the resident memory of its whole process tree (the eval and its decoding workers) every
-20 ms. Prints each peak and the ratios long/short and 4K/short (the bound: 1.5x). Every offline
-metric by default (FID and SyncNet with seeded random weights, made here); ``--metrics`` narrows it.
-The issue's full size is ``--long 600``: on 2 CPU cores that is hours of compute for every metric.
+Makes a ``--short``-second pair at ``--size`` (a GRID face scaled up, moving, with noise: H.264; the
+generated side at a lower quality), the same pair looped to ``--long`` seconds (packets copied, no
+re-encode: each segment starts with its keyframe), and a ``--uhd``-second 3840x2160 pair; runs
+``lipsync-bench eval`` on each in a fresh process and samples the resident memory of its whole process
+tree (the eval and its decoding workers) every 20 ms. Prints each peak and the ratios long/short and
+4K/short (the bound: 1.5x; 4K/short against a 1080p short clip). Every offline metric by default (FID
+and SyncNet with seeded random weights, made here); ``--metrics`` narrows it. The full size is
+``--long 600``: on 2 CPU cores that is hours of compute for every metric.
 """
 from __future__ import annotations
 
@@ -83,28 +85,6 @@ def synthetic_frames(size: tuple[int, int], frames: int) -> np.ndarray:
     return out
 
 
-def encode(path: Path, frames: np.ndarray, audio: np.ndarray, crf: int) -> Path:
-    """H.264 (ultrafast, a keyframe every 250 frames, so a loop of whole segments stays decodable) + AAC."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as c:
-        v = c.add_stream("libx264", rate=25, options={"crf": str(crf), "preset": "ultrafast", "g": "250",
-                                                      "keyint_min": "250", "sc_threshold": "0"})
-        v.width, v.height, v.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        a = c.add_stream("aac", rate=16000)
-        for f in frames:
-            for p in v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in v.encode():
-            c.mux(p)
-        samples = av.AudioFrame.from_ndarray((audio[None] * 32767).astype(np.int16), format="s16", layout="mono")
-        samples.sample_rate = 16000
-        for p in a.encode(samples):
-            c.mux(p)
-        for p in a.encode():
-            c.mux(p)
-    return path
-
-
 def looped(src: Path, dst: Path, times: int) -> Path:
     """``src`` played ``times`` times in a row: its packets copied with shifted timestamps."""
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
@@ -130,7 +110,7 @@ def make_pair(root: Path, name: str, size: tuple[int, int], seconds: float, loop
     frames = synthetic_frames(size, int(seconds * 25))
     audio = np.tile(media.read_audio(GRID_CLIP), 1 + int(seconds * 16000) // 47000)[: int(seconds * 16000)]
     for side, crf in (("gt", 18), ("gen", 32)):
-        clip = encode(root / "segments" / f"{name}-{side}.mp4", frames, audio, crf)
+        clip = media.write_video(root / "segments" / f"{name}-{side}.mp4", frames, 25, audio, crf=crf)
         (folder / side).mkdir(parents=True)
         if loop > 1:
             looped(clip, folder / side / "clip.mp4", loop)
@@ -154,19 +134,21 @@ def make_weights(folder: Path) -> None:
 def main() -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--metrics", default=OFFLINE)
-    ap.add_argument("--short", type=float, default=10, help="seconds of the reference 1080p clip")
-    ap.add_argument("--long", type=float, default=600, help="seconds of the long 1080p clip (a whole number of "
+    ap.add_argument("--size", default="1920x1080", help="frame size of the short and long clips")
+    ap.add_argument("--short", type=float, default=10, help="seconds of the short clip")
+    ap.add_argument("--long", type=float, default=600, help="seconds of the long clip (a whole number of "
                                                             "--short segments)")
     ap.add_argument("--uhd", type=float, default=10, help="seconds of the 4K clip (0: none)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     loop = max(1, round(args.long / args.short))
+    size = tuple(int(x) for x in args.size.split("x"))
     with tempfile.TemporaryDirectory(prefix="lipsync-bench-memory-") as tmp:
         root = Path(tmp)
         make_weights(root / "w")
         env = {**os.environ, "LIPSYNC_BENCH_WEIGHTS": str(root / "w")}
-        cases = {"1080p short": make_pair(root, "short", (1920, 1080), args.short),
-                 "1080p long": make_pair(root, "long", (1920, 1080), args.short, loop)}
+        cases = {"short": make_pair(root, "short", size, args.short),
+                 "long": make_pair(root, "long", size, args.short, loop)}
         if args.uhd:
             cases["4K"] = make_pair(root, "uhd", (3840, 2160), args.uhd)
         results = {}
@@ -177,16 +159,16 @@ def main() -> dict:
             doc = json.loads(r["output"])
             results[label] = {"seconds": round(r["seconds"], 1), "peak_mb": round(r["peak_mb"]),
                               "failed": doc["failures"], "metrics": sorted(doc["summary"])}
-    short = results["1080p short"]["peak_mb"]
-    report = {"metrics": args.metrics, "short_s": args.short, "long_s": args.short * loop, "uhd_s": args.uhd,
-              "cases": results, "long_over_short": round(results["1080p long"]["peak_mb"] / short, 3)}
+    short = results["short"]["peak_mb"]
+    report = {"metrics": args.metrics, "size": args.size, "short_s": args.short, "long_s": args.short * loop,
+              "uhd_s": args.uhd, "cases": results, "long_over_short": round(results["long"]["peak_mb"] / short, 3)}
     if "4K" in results:
         report["uhd_over_short"] = round(results["4K"]["peak_mb"] / short, 3)
     if args.json:
         print(json.dumps(report))
     else:
         for label, r in results.items():
-            print(f"{label:12s} {r['seconds']:8.1f} s   peak {r['peak_mb']:6d} MB   failed: {len(r['failed'])}")
+            print(f"{label:6s} {r['seconds']:8.1f} s   peak {r['peak_mb']:6d} MB   failed: {len(r['failed'])}")
         print(f"long/short peak {report['long_over_short']:.2f}x" +
               (f", 4K/short {report['uhd_over_short']:.2f}x" if "uhd_over_short" in report else "") + " (bound 1.5x)")
     return report

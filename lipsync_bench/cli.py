@@ -117,7 +117,7 @@ _EvalCommand._aliases = {}
 @click.option("--workers", default=1, show_default=True, help="Videos evaluated in parallel processes.")
 @click.option("--force", is_flag=True, help="Recompute videos already in the store.")
 @click.option("--decode-timeout", default=120.0, show_default=True, type=float, metavar="SECONDS",
-              help="Each input is decoded in a child process: a decoder that crashes on a damaged file, or gives "
+              help="Each input is decoded in a worker process: a decoder that crashes on a damaged file, or gives "
                    "no frame for this long, becomes that video's error and the run goes on. 0: decode in this "
                    "process. Recorded with the session; it changes no number.")
 @click.option("--shard", default=None, metavar="I/N",

@@ -369,8 +369,8 @@ def _reuse(store: ResultStore, pair: media.Pair, names: list[str], setup: RunSet
 
 
 def _decode_limits(timeout: float | None) -> media.DecodeLimits:
-    """Each input decoded in a child process stopped after ``timeout`` seconds without a frame; None or
-    0 decodes in this process (no isolation: a crashing decoder takes the run down)."""
+    """Each input decoded in a worker process, stopped after ``timeout`` seconds without a frame; None
+    or 0 decodes in this process (no isolation: a crashing decoder takes the run down)."""
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0 or timeout != timeout):
         raise ParameterError(f"--decode-timeout {timeout!r}: a number of seconds, 0 or more")
     return media.DecodeLimits(True, float(timeout)) if timeout else media.DecodeLimits(False, 0.0)
@@ -476,10 +476,10 @@ def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
         workers: videos evaluated in parallel processes.
         force: recompute the videos already in the store.
         progress: show a progress bar.
-        decode_timeout: each input is decoded in a child process of its own, so that a decoder that
-            crashes on a damaged file is that video's error; one that gives no frame for this many
-            seconds is stopped, also that video's error. None or 0: decode in this process. Recorded with
-            the session; it changes no number.
+        decode_timeout: each input is decoded in a worker process, so that a decoder that crashes on
+            a damaged file is that video's error; one that gives no frame for this many seconds is
+            stopped, also that video's error. None or 0: decode in this process. Recorded with the
+            session; it changes no number.
 
     Returns:
         An ``EvalRun``: ``.videos`` (one row per video and metric: ``video``, ``metric``, ``value``,

@@ -640,6 +640,8 @@ def _stop_workers() -> None:
 
 
 atexit.register(_stop_workers)
+# a forked process (a data loader's worker) must not share its parent's workers: it starts its own
+os.register_at_fork(after_in_child=_IDLE.clear)
 
 
 def serve(requests: Connection, replies: Connection) -> None:

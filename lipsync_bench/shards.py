@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -17,7 +18,7 @@ from .errors import LipsyncBenchError, ParameterError
 from .metrics import Metric, all_metrics, get_metric
 from .protocol import environment
 from .report import write_exports
-from .store import ResultStore, Run
+from .store import STATE_DIR, STORE_NAME, ResultStore, Run
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -81,12 +82,26 @@ def merge(sources: Iterable[str | os.PathLike], out: str | os.PathLike, device: 
     opened = [ResultStore.open_existing(src) for src in sources]
     for other in opened:  # a folder from elsewhere is checked before anything is written
         other.check_state_records()
+    existed = out.exists()
+    created = not (out / STORE_NAME).exists()
     store = ResultStore(out)
     try:
-        for other in opened:
-            for run in other.runs():
-                store.import_run(other, run)
-            other.close()
+        try:
+            with store.transaction():  # all sources or none: a run refused (another protocol) undoes the others
+                for other in opened:
+                    for run in other.runs():
+                        store.import_run(other, run)
+        except LipsyncBenchError:
+            store.close()
+            if created:  # the folder as it was: no store, no state files copied for it
+                (out / STORE_NAME).unlink(missing_ok=True)
+                shutil.rmtree(out / STATE_DIR, ignore_errors=True)
+                if not existed:
+                    shutil.rmtree(out, ignore_errors=True)
+            raise
+        finally:
+            for other in opened:
+                other.close()
         env = environment(device)
         for run in store.runs():
             dataset_metrics = [get_metric(m) for m in run.metric_params

@@ -67,7 +67,7 @@ def verify(folder: str | os.PathLike) -> Verification:
         found.problems.append(f"{db_path}: no results store here")
         return found
     try:
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        db = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
         integrity = [r[0] for r in db.execute("PRAGMA integrity_check")]
         version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     except sqlite3.DatabaseError as exc:

@@ -272,6 +272,22 @@ def test_stored_names_cannot_reach_outside_the_folder(fid_results, tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def test_a_refused_merge_leaves_every_folder_as_it_was(tmp_path):
+    """The second source holds the same run under another protocol: nothing of the first is kept."""
+    pairs = _small_pairs(tmp_path / "in", n=2, frames=8)
+    for name, gap in (("a", 3), ("b", 5)):
+        lipsync_bench.evaluate(pairs / "gen", pairs / "gt", ["ssim"], out=tmp_path / name, method="m",
+                               max_frame_gap=gap)
+    lipsync_bench.evaluate(pairs / "gen", pairs / "gt", ["psnr"], out=tmp_path / "existing", method="other")
+    before = _values(tmp_path / "existing")
+    for out in ("new", "existing"):
+        result = CliRunner().invoke(main, ["merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out",
+                                           str(tmp_path / out)])
+        assert result.exit_code == 1 and "under another protocol" in result.output, result.output
+    assert not (tmp_path / "new").exists()
+    assert _values(tmp_path / "existing") == before and verify(tmp_path / "existing").ok
+
+
 def test_no_pickle_is_ever_loaded():
     """Every loader in the package refuses code: torch.load with weights_only=True, numpy.load with
     allow_pickle=False, and no pickle, marshal or shelve of files."""
@@ -531,3 +547,22 @@ def test_eight_writers_on_one_folder_lose_and_duplicate_nothing(offline_pairs, t
     assert db.execute("SELECT COUNT(*) FROM runs WHERE method LIKE 'method%' OR method='sharded'").fetchone()[0] == 5
     db.close()
     assert verify(out).ok
+
+
+# ---------------------------------------------------------------- memory
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_with_length_and_size():
+    """benchmarks/bench_memory.py at a size CI affords: every offline metric on a 640x360 clip of 40 frames
+    and of 160 (eval's peak memory, its whole process tree, within 1.5x), and a 4K clip of 8 frames through
+    every metric without a failure (the 1080p and 10-minute figures: docs/reliability.md)."""
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_memory.py"), "--size", "640x360",
+                          "--short", "1.6", "--long", "6.4", "--uhd", "0.32", "--json"], capture_output=True, text=True,
+                         timeout=1500)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    print("memory:", report)
+    assert all(not case["failed"] for case in report["cases"].values()), report
+    assert len(report["cases"]["4K"]["metrics"]) == len(OFFLINE.split(","))
+    assert report["long_over_short"] <= 1.5, report

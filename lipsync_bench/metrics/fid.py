@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import MetricError
 from ..files import atomic_write_bytes
@@ -45,6 +46,10 @@ FEATURE_DIM = 2048
 # Frames through Inception at once: pytorch-fid's default batch size, so that a video's batches are
 # those pytorch-fid forms on a folder of its frames, and float rounding matches too.
 BATCH = 50
+#: The Inception's input size (pytorch-fid resizes every frame to it), and the float bytes of frames
+#: resized at once before it.
+INPUT_SIZE = 299
+RESIZE_BYTES = 256 * 2**20
 
 _MODELS: dict[tuple[str, str], torch.nn.Module] = {}
 
@@ -77,13 +82,28 @@ def inception_features(model: torch.nn.Module, frames: torch.Tensor) -> np.ndarr
     """Pool3 features (n, 2048) float32 of uint8 RGB frames (n, H, W, 3)."""
     out = []
     for i in range(0, frames.shape[0], BATCH):
-        # channels-last, the model's layout; the kernels differ from pytorch-fid's NCHW ones in rounding
-        # only: features within 5e-4 of its (8e-5 on GRID frames, 2e-4 on noise), FID within 1e-3
-        # (2e-5; tests/test_fid.py)
-        x = frames[i:i + BATCH].permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).to(torch.float32)
-        x = x.div(255)
+        x = _model_input(frames[i:i + BATCH])
         out.append(model(x)[0].reshape(x.shape[0], FEATURE_DIM).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM), np.float32)
+
+
+def _model_input(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (n, H, W, 3) frames as the model's float input, channels-last. Frames larger than the
+    model's 299x299 are resized here with the model's own call (bilinear, per image), a few at a time,
+    so that a batch of 4K frames never holds gigabytes of floats; the model's resize of 299x299 input is
+    then a copy, and the features are those of resizing the whole batch at once."""
+    # channels-last, the model's layout; the kernels differ from pytorch-fid's NCHW ones in rounding
+    # only: features within 5e-4 of its (8e-5 on GRID frames, 2e-4 on noise), FID within 1e-3
+    # (2e-5; tests/test_fid.py)
+    def floats(part: torch.Tensor) -> torch.Tensor:
+        return part.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).to(torch.float32).div(255)
+
+    per = max(1, RESIZE_BYTES // max(1, frames[0].numel() * 4))
+    if frames.shape[0] <= per:
+        return floats(frames)
+    parts = [F.interpolate(floats(frames[j:j + per]), size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
+                           align_corners=False) for j in range(0, frames.shape[0], per)]
+    return torch.cat(parts).contiguous(memory_format=torch.channels_last)
 
 
 def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:

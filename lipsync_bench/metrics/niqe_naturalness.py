@@ -42,7 +42,10 @@ BLOCK = 96
 _GAMMA = torch.arange(0.2, 10 + 0.001, 0.001, dtype=torch.float32).to(torch.float64)
 _R_GAMMA = torch.exp(2 * torch.lgamma(2 / _GAMMA) - torch.lgamma(1 / _GAMMA) - torch.lgamma(3 / _GAMMA))
 SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
+#: Frames computed at once: 8, fewer for frames over 1080p's pixels (the float64 intermediates of 8 4K
+#: frames pass 20 GB); at 1080p and below the batches, hence the sums, are what they always were.
 FRAMES_AT_ONCE = 8
+PIXELS_AT_ONCE = FRAMES_AT_ONCE * 1920 * 1080
 
 _STATS: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -214,8 +217,9 @@ class _NiqeAccumulator(Accumulator):
     def update(self, batch: FrameBatch) -> None:
         frames = batch.gen.cpu().numpy()
         self.blocks = (frames.shape[1] // BLOCK) * (frames.shape[2] // BLOCK)
-        for start in range(0, len(frames), FRAMES_AT_ONCE):
-            values = niqe_images(grey(frames[start:start + FRAMES_AT_ONCE]), self.mu, self.cov)
+        at_once = max(1, min(FRAMES_AT_ONCE, PIXELS_AT_ONCE // (frames.shape[1] * frames.shape[2])))
+        for start in range(0, len(frames), at_once):
+            values = niqe_images(grey(frames[start:start + at_once]), self.mu, self.cov)
             self.total += float(values.sum())
             self.count += len(values)
 
