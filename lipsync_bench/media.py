@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import av
 import numpy as np
@@ -132,7 +132,7 @@ def _frame_files(folder: Path) -> list[Path]:
 
 def probe(path: str | os.PathLike) -> MediaInfo:
     """Kind, size, native fps and audio presence of a video file or frame folder, without decoding."""
-    return _isolated_call(_probe, _resolved(Path(path)))
+    return _isolated_call(_probe, Path(path))
 
 
 def _probe(path: Path) -> MediaInfo:
@@ -155,7 +155,7 @@ def _probe(path: Path) -> MediaInfo:
 def estimate_frame_count(path: str | os.PathLike, fps: float | None = 25) -> int | None:
     """Frames an input will have at ``fps``, from its container duration (images in a frame folder);
     None when the container does not say. Used to spread a frame subsample evenly before decoding."""
-    return _isolated_call(_estimate_frame_count, _resolved(Path(path)), fps)
+    return _isolated_call(_estimate_frame_count, Path(path), fps)
 
 
 def _estimate_frame_count(path: Path, fps: float | None) -> int | None:
@@ -415,7 +415,7 @@ def iter_frames(path: str | os.PathLike, fps: float | Fraction | None = 25,
     already at the protocol rate. ``convert`` (videos only) replaces the decoded frame -> RGB
     conversion: it is called on each output frame (an ``av.VideoFrame``) in order, repeats included.
     """
-    yield from _isolated_stream(_iter_frames, _resolved(Path(path)), fps, chunk, convert)
+    yield from _isolated_stream(_iter_frames, Path(path), fps, chunk, convert)
 
 
 def _iter_frames(path: Path, fps, chunk: int, convert) -> Iterator[np.ndarray]:
@@ -532,7 +532,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
         >>> audio.shape, float(np.abs(audio - tone).max()) < 1e-4
         ((16000,), True)
     """
-    return _isolated_call(_read_audio, _resolved(Path(path)), sample_rate)
+    return _isolated_call(_read_audio, Path(path), sample_rate)
 
 
 def _read_audio(path: Path, sample_rate: int) -> np.ndarray:
@@ -672,8 +672,8 @@ class _Decoder:
     """The parent's side of one request: a worker from the pool, its messages in order, each within the
     time limit."""
 
-    def __init__(self, fn, path: Path, args: tuple, stream: bool):
-        self.path, self.limits, self.done = path, LIMITS, False
+    def __init__(self, fn, path: Path, args: tuple, stream: bool, shown: Path):
+        self.path, self.limits, self.done = shown, LIMITS, False
         with _POOL_LOCK:
             self.worker = _IDLE.pop() if _IDLE else None
         try:
@@ -716,21 +716,29 @@ class _Decoder:
             self.worker.close()
 
 
-def _resolved(path: Path) -> Path:
-    """The path as the worker must see it: its working folder is the one it started in."""
-    return path if path.is_absolute() or not LIMITS.isolated else Path.cwd() / path
+def _as_given(path: Path) -> tuple[Path, Callable[[str], str]]:
+    """The path as the worker must see it (its working folder is the one it started in), and what turns
+    a path in its errors back into the one the caller gave."""
+    absolute = path if path.is_absolute() else Path.cwd() / path
+    prefix = str(absolute)
+
+    def shown(text: str) -> str:
+        return str(path) + text[len(prefix):] if text == prefix or text.startswith(prefix + os.sep) else text
+
+    return absolute, shown
 
 
 def _isolated_call(fn, path: Path, *args):
     if not LIMITS.isolated:
         return fn(path, *args)
-    decoder = _Decoder(fn, path, args, stream=False)
+    absolute, shown = _as_given(path)
+    decoder = _Decoder(fn, absolute, args, stream=False, shown=path)
     try:
         message = decoder.receive()
     finally:
         decoder.close()
     if message[0] == "error":
-        raise MediaError(message[1], message[2])
+        raise MediaError(shown(message[1]), message[2])
     return message[1]
 
 
@@ -738,14 +746,15 @@ def _isolated_stream(fn, path: Path, *args) -> Iterator[np.ndarray]:
     if not LIMITS.isolated:
         yield from fn(path, *args)
         return
-    decoder = _Decoder(fn, path, args, stream=True)
+    absolute, shown = _as_given(path)
+    decoder = _Decoder(fn, absolute, args, stream=True, shown=path)
     try:
         while True:
             message = decoder.receive()
             if message[0] == "end":
                 return
             if message[0] == "error":
-                raise MediaError(message[1], message[2])
+                raise MediaError(shown(message[1]), message[2])
             yield message[1]
     finally:
         decoder.close()
