@@ -478,10 +478,10 @@ class ResultStore:
             self.db.executemany("INSERT OR REPLACE INTO details VALUES (?,?,?,?)",
                                 [(dst.run_id, *r) for r in other.db.execute(
                                     "SELECT video, metric, data FROM details WHERE run_id=?", (run.run_id,))])
-        for r in states:  # the state files travel with their rows, by their checksum
+        for r in states:  # the state files travel with their rows (a damaged one too: checked on use, it says so)
             metric, digest = r["metric"], r["sha256"]
             src = other.state_file(metric, digest)
-            if not self.state_ok(metric, digest) and other.state_ok(metric, digest):
+            if not self.state_ok(metric, digest) and src.is_file():
                 atomic_write_bytes(self.state_file(metric, digest), src.read_bytes())
         return dst
 
