@@ -8,17 +8,12 @@ The API is imported lazily so that the command line starts without loading torch
 """
 from importlib import metadata
 
+from .lazy import lazy_exports
+
 try:
     __version__ = metadata.version("lipsync-bench")
 except metadata.PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["evaluate", "run_eval", "available_metrics", "__version__"]
-
-
-def __getattr__(name):
-    if name in ("evaluate", "run_eval", "available_metrics"):
-        from . import evaluation
-
-        return getattr(evaluation, name)
-    raise AttributeError(f"module 'lipsync_bench' has no attribute {name!r}")
+__getattr__, _names = lazy_exports(__name__, {"evaluation": ("evaluate", "run_eval", "available_metrics")})
+__all__ = [*_names, "__version__"]

@@ -14,6 +14,8 @@ from typing import Callable
 
 from . import weights
 from .errors import LipsyncBenchError
+from .metrics.lse import score_video
+from .rendering import Rows
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,6 @@ class Check:
 def _syncnet_example(paths: dict[str, Path]) -> dict[str, float]:
     """demo_syncnet.py: SyncNetInstance.evaluate on the clip itself (a 224x224 face crop, no face
     detection), its frames read back from ffmpeg's JPEGs, the audio at 16 kHz, vshift 15."""
-    from .metrics.lse import score_video
-
     score, _ = score_video(paths["syncnet-example"], crop="none", compat="syncnet_python", vshift=15,
                            sync_weights=paths["syncnet"])
     return {"offset": score.offset, "lse_d": score.lse_d, "lse_c": score.lse_c}
@@ -56,7 +56,29 @@ CHECKS = [
 ]
 
 
-def run_checks(checks: list[Check] | None = None, weights_dir: str | Path | None = None) -> list[dict]:
+class Calibration(Rows):
+    """``calibrate``: one row per check. Exit status 1 when a check fails or errs."""
+
+    def text(self) -> str:
+        lines = []
+        for r in self:
+            lines.append(f"{r['name']}: {r['status'].upper()} - {r['description']}")
+            if r["source"]:
+                lines.append(f"  expected by {r['source']}")
+            for key, n in r.get("numbers", {}).items():
+                lines.append(f"  {key:8s} expected {n['expected']:<8g} measured {n['measured']:<10.4f} "
+                             f"{'ok' if n['ok'] else 'FAIL'} (tolerance {n['tolerance']:g})")
+            lines += [f"  not run: {what}" for what in r.get("missing", [])]
+            if r["status"] == "error":
+                lines.append(f"  error: {r['error']}")
+        return "\n".join(lines)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(r["status"] in ("fail", "error") for r in self) else 0
+
+
+def run_checks(checks: list[Check] | None = None, weights_dir: str | Path | None = None) -> Calibration:
     """Run every check whose inputs are present.
 
     Args:
@@ -68,7 +90,7 @@ def run_checks(checks: list[Check] | None = None, weights_dir: str | Path | None
         and per number expected, measured, tolerance, ok; for "not run", ``missing`` (what to get and
         how); for "error", the message.
     """
-    out = []
+    out = Calibration()
     for check in checks if checks is not None else CHECKS:
         row = {"name": check.name, "description": check.description, "source": check.source,
                "expected": check.expected}

@@ -1,4 +1,4 @@
-"""A decoding process (``media.LIMITS.isolated``): ``python -m lipsync_bench.decode_worker IN OUT`` serves
+"""A decoding process (``media.DecodeLimits.isolated``): ``python -m lipsync_bench.decode_worker IN OUT`` serves
 requests read from file descriptor IN and replies on OUT until IN closes."""
 import sys
 from multiprocessing.connection import Connection

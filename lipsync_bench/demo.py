@@ -14,10 +14,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
+from skimage import data
 
 from .evaluation import run_eval
 from .media import write_video
+from .rendering import Document
 from .report import method_rows, render_table, table_json
 from .store import ResultStore
 
@@ -59,9 +62,6 @@ def speech_like(seed: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def face_image() -> np.ndarray:
-    from PIL import Image
-    from skimage import data
-
     face = Image.fromarray(data.astronaut()[FACE_CROP])
     return np.asarray(face.resize((SIZE, SIZE), Image.LANCZOS))
 
@@ -103,8 +103,20 @@ def build_example(root: Path) -> dict[str, Path]:
     return folders
 
 
-def run_demo(out: Path | None = None, progress: bool = True) -> tuple[dict, str]:
-    """Build the example, evaluate every degradation, and return (JSON document, printed text)."""
+class Demo(Document):
+    """What ``demo`` prints: the table of the example's 'methods' (``text``), or as JSON its folder and the
+    table's columns and rows."""
+
+    def __init__(self, doc: dict, text: str):
+        super().__init__(doc)
+        self._text = text
+
+    def text(self) -> str:
+        return self._text
+
+
+def run_demo(out: Path | None = None, progress: bool = True) -> Demo:
+    """Build the example, evaluate every degradation, and return what ``demo`` prints."""
 
     tmp = None
     if out is None:
@@ -126,7 +138,7 @@ def run_demo(out: Path | None = None, progress: bool = True) -> tuple[dict, str]
                 f"NIQE, offline too, needs larger frames than these).\n\n"
                 + render_table(columns, rows, "markdown")
                 + ("" if tmp else f"\n\nClips in {Path(out) / 'example'}, results in {results}"))
-        return {"example": str(Path(out) / "example") if not tmp else None, **table_json(columns, rows)}, text
+        return Demo({"example": str(Path(out) / "example") if not tmp else None, **table_json(columns, rows)}, text)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)

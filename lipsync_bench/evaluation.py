@@ -23,24 +23,30 @@ import torch
 from tqdm import tqdm
 
 from . import faces, media
+from .dataset_metrics import compute_dataset_metrics
+from .environment import environment
 from .errors import LipsyncBenchError, PairingError, ParameterError, UnavailableError
-from .metrics import Metric, all_metrics, get_metric, resolve_run_params
-from .metrics.registry import FACE_NEEDS
+from .jsontext import json_float, summary_json
+from .metrics.registry import DIRECTIONS, FACE_NEEDS, GT_NEEDS, Metric, all_metrics, get_metric, resolve_run_params
 from .pipeline import (
     CHUNK_FRAMES,
     PairJob,
     PairOutcome,
     RunSetup,
     evaluate_pair,
+    face_analyzer,
     pair_signature,
+    protocol_record,
     reference_signature,
     state_key,
 )
-from .protocol import DEFAULT, Protocol, environment, load_protocol
-from .report import json_float, metric_summary, summary_json, write_exports
-from .shards import check_shard, compute_dataset_metrics, in_shard
+from .protocol import DEFAULT, Protocol, load_protocol
+from .rendering import Result, Rows, text_table
+from .report import eval_text, metric_summary, write_exports
+from .shards import check_shard, in_shard
 from .stats import dataset_summary
 from .store import ResultRow, ResultStore, Run, ground_truth_name, is_ground_truth
+from .weights import ENV_VAR
 
 SUMMARY_COLUMNS = ["mean", "std", "ci_low", "ci_high", "n", "failed"]
 #: Seconds a decoder may go without giving a frame (``eval --decode-timeout``).
@@ -48,7 +54,7 @@ DEFAULT_DECODE_TIMEOUT = 120.0
 
 
 @dataclass
-class EvalRun:
+class EvalRun(Result):
     """What one ``eval`` did and found; everything the command prints comes from here.
 
     ``videos``: the long table, one row per video and metric of the run (``value`` NaN and the
@@ -72,6 +78,7 @@ class EvalRun:
     ground_truth: dict = field(default_factory=dict)
     skipped_inputs: list[str] = field(default_factory=list)  # folders not entered (symbolic link loops)
     shard: tuple[int, int] | None = None
+    out: Path | None = None  # the results folder (None: nothing kept)
 
     @property
     def protocol(self) -> dict:
@@ -148,20 +155,32 @@ class EvalRun:
 
     def text(self, out: str | os.PathLike | None = None) -> str:
         """What ``eval`` prints: the summary table, failures, warnings and notes."""
-        from .report import eval_text
+        return eval_text(self, self.out if out is None else out)
 
-        return eval_text(self, out)
+    @property
+    def exit_code(self) -> int:
+        """1 when no video could be evaluated, else 0."""
+        return 1 if self.error or self.pairs and self.videos.error.notna().all() else 0
+
+    @property
+    def error(self) -> str | None:
+        if not self.pairs and self.shard is None:
+            if self.run.gt_dir is None:
+                return f"no video in {self.run.gen_dir} could be read"
+            return f"no pairs: no file name in {self.run.gen_dir} matches one in {self.run.gt_dir}"
+        return None
 
 
 # --------------------------------------------------------------------------------------------------
 # Options, checked before any work
 
 
-def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protocol
-                 ) -> tuple[list[Metric], dict[str, dict], dict[str, list], dict[str, str]]:
+def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protocol, ground_truth: bool = True,
+                 named: bool = True) -> tuple[list[Metric], dict[str, dict], dict[str, list], dict[str, str]]:
     """The runnable metrics, their resolved parameters (the protocol's, then ``overrides``; weights,
     pooling and what resolves on this machine recorded), their weights files, and the skipped ones with
-    why. Bad options, and protocols that cannot run here, raise here."""
+    why. Bad options, and protocols that cannot run here, raise here. Without ``ground_truth`` videos, a
+    metric that needs them is refused when ``named`` (asked for by name), else skipped, saying why."""
     problems = protocol.problems()
     if problems:
         raise ParameterError(f"protocol '{protocol.name}' cannot run here: " + "; ".join(problems)
@@ -170,10 +189,22 @@ def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protoco
     protocol.check_metrics(names)
     base = {m: dict(p) for m, p in protocol.metric_params.items() if m in names}
     from_protocol = resolve_run_params(names, base)
-    resolved = resolve_run_params(names, _merged(base, overrides, names))
+    resolved = resolve_run_params(names, base, overrides)
     chosen = [get_metric(n) for n in names]
     skipped = {}
+    if not ground_truth:
+        if protocol.region != "full":
+            raise ParameterError(f"region {protocol.region} is placed on the ground truth's faces: give --gt")
+        need_gt = [m.name for m in chosen if m.needs_of(resolved[m.name]) & GT_NEEDS]
+        if need_gt and named:
+            alone = [n for n in all_metrics() if not get_metric(n).needs_of(get_metric(n).defaults) & GT_NEEDS]
+            raise ParameterError(f"{', '.join(need_gt)} {'needs' if len(need_gt) == 1 else 'need'} ground-truth "
+                                 f"videos: give --gt, or choose metrics that read the generated video alone "
+                                 f"({', '.join(alone)})")
+        skipped.update({name: "needs ground-truth videos (--gt)" for name in need_gt})
     for m in chosen:
+        if m.name in skipped:
+            continue
         reason = (protocol.unsupported_metrics.get(m.name) and
                   f"not reproduced by protocol '{protocol.name}': {protocol.unsupported_metrics[m.name]}")
         if not reason and m.frame_rate is not None and protocol.fps is not None \
@@ -209,26 +240,14 @@ def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protoco
             p["weights"] = found[0][1] if len(found) == 1 else [d for _, d in found]
         extra = dict(m.protocol_extra(p)) if m.protocol_extra else {}
         if m.needs_of(p) & FACE_NEEDS:
-            extra["face_pipeline"] = protocol.face_pipeline()
+            extra["face_pipeline"] = face_analyzer(protocol).params()
         if extra:
             p["resolved"] = extra
         params[m.name] = p
     return runnable, params, weights_paths, skipped
 
 
-def _merged(base: dict[str, dict], overrides: dict[str, dict], names: list[str]) -> dict[str, dict]:
-    """The protocol's parameters with the command line's on top: a group's (``GROUP.NAME``) set each
-    member of the run, a metric's own win over its group's. Targets the run does not have are kept,
-    for ``resolve_run_params`` to refuse with its message."""
-    out = {k: dict(v) for k, v in base.items()}
-    members = {t: [n for n in names if get_metric(n).group == t] for t in overrides if t not in names}
-    for target, values in sorted(overrides.items(), key=lambda kv: kv[0] in names):  # groups first
-        for member in members.get(target) or [target]:
-            out.setdefault(member, {}).update(values)
-    return out
-
-
-def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[str] | None = None, *,
+def run_eval(gen: str | os.PathLike, gt: str | os.PathLike | None, metrics: Iterable[str] | None = None, *,
              method: str | None = None, dataset: str | None = None, out: str | os.PathLike | None = None,
              protocol: Protocol | None = None, params: dict[str, dict] | None = None,
              device: str = "cpu", workers: int = 1, force: bool = False, progress: bool = True,
@@ -238,7 +257,7 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
 
     ``shard=(i, n)`` evaluates only the pairs of shard i of n (``in_shard``); dataset metrics
     are then left to ``merge``, which combines the shards' per-video state."""
-    gen, gt = Path(gen), Path(gt)
+    gen, gt = Path(gen), Path(gt) if gt is not None else None
     protocol = protocol or load_protocol()
     # default: every metric the protocol defines; those that cannot run here are skipped, saying why
     names = list(dict.fromkeys(metrics or protocol.default_metrics()))
@@ -247,38 +266,39 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
     limits = _decode_limits(decode_timeout)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ParameterError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-    runnable, resolved, weights_paths, skipped = plan_metrics(names, params or {}, protocol)
+    runnable, resolved, weights_paths, skipped = plan_metrics(names, params or {}, protocol, gt is not None,
+                                                              named=bool(metrics))
 
     pairing = media.pair_inputs(gen, gt)
     if not pairing.pairs and not pairing.problems:
+        if gt is None:
+            raise PairingError(f"no videos or frame folders in {gen}")
         raise PairingError(f"no pairs: no file name in {gen} matches one in {gt} ({len(pairing.unpaired_gen)} "
                            f"inputs in --gen, {len(pairing.unpaired_gt)} in --gt)")
     if shard is not None:
         pairing.pairs = [p for p in pairing.pairs if in_shard(p.key, shard)]
         pairing.problems = {k: v for k, v in pairing.problems.items() if in_shard(k, shard)}
     method = method or gen.resolve().name
-    dataset = dataset or gt.resolve().name
+    dataset = dataset or (gt or gen).resolve().name
     scratch = None if out is not None else tempfile.TemporaryDirectory(prefix="lipsync-bench-")
     store = ResultStore(out, state_dir=None if out is not None else Path(scratch.name) / "state")
     cache_dir = Path(out) / "cache" if out is not None else Path(scratch.name)
     try:
-        run = store.open_run(method, dataset, protocol.as_dict(), resolved, str(gen.resolve()), str(gt.resolve()),
-                             force=force)
+        run = store.open_run(method, dataset, protocol_record(protocol), resolved, str(gen.resolve()),
+                             str(gt.resolve()) if gt is not None else None, force=force)
         env = {**environment(device), "decoding": limits.as_dict()}
         session = store.start_session(run, env, command)
-        references, truth_error = ({}, None) if is_ground_truth(method) else _open_references(
+        references, truth_error = ({}, None) if is_ground_truth(method) or gt is None else _open_references(
             store, dataset, gt, runnable, resolved, protocol, force)
         ref_sessions = {name: store.start_session(ref_run, env, command) for name, (ref_run, _) in references.items()}
         setup = RunSetup(resolved, {name: p for name, (_, p) in references.items()}, protocol, device, cache_dir,
-                         store.state_dir, weights_paths, chunk)
+                         store.state_dir, weights_paths, chunk, limits)
         names_run = [m.name for m in runnable]
         for key, problem in pairing.problems.items():
             store.write(run, session, [ResultRow(key, m, None, None, (), problem) for m in names_run])
         jobs, resumed = _jobs(store, run, references, pairing.pairs, names_run, setup)
         try:
-            with media.decode_limits(limits):
-                _compute(store, run, session, references, ref_sessions, jobs, setup, workers, progress,
-                         f"eval {method}")
+            _compute(store, run, session, references, ref_sessions, jobs, setup, workers, progress, f"eval {method}")
             if shard is None:  # a shard's dataset value would cover a fraction of the videos: merge combines them
                 compute_dataset_metrics(store, run, session, [m for m in runnable if m.scope == "dataset"],
                                         resolved, recompute=any(j.metrics for j in jobs))
@@ -300,7 +320,7 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
             scratch.cleanup()
     return EvalRun(run, session, names_run, skipped, len(pairing.pairs), sum(bool(j.metrics) for j in jobs),
                    resumed, pairing.unpaired_gen, pairing.unpaired_gt, results, dataset_values, env, ground_truth,
-                   pairing.skipped, shard)
+                   pairing.skipped, shard, Path(out) if out is not None else None)
 
 
 def _open_references(store: ResultStore, dataset: str, gt: Path, metrics: list[Metric], params: dict[str, dict],
@@ -315,8 +335,8 @@ def _open_references(store: ResultStore, dataset: str, gt: Path, metrics: list[M
     out, error = {}, None
     for name, p in groups.items():
         try:
-            out[name] = (store.open_run(name, dataset, protocol.as_dict(), p, str(gt.resolve()), str(gt.resolve()),
-                                        force=force), p)
+            out[name] = (store.open_run(name, dataset, protocol_record(protocol), p, str(gt.resolve()),
+                                        str(gt.resolve()), force=force), p)
         except LipsyncBenchError as exc:
             error = f"ground-truth {', '.join(get_metric(m).label for m in p)} not computed: {exc}"
     return out, error
@@ -376,9 +396,8 @@ def _decode_limits(timeout: float | None) -> media.DecodeLimits:
     return media.DecodeLimits(True, float(timeout)) if timeout else media.DecodeLimits(False, 0.0)
 
 
-def _init_worker(threads: int, limits: media.DecodeLimits) -> None:
+def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
-    media.LIMITS = limits
 
 
 def _compute(store: ResultStore, run: Run, session: int, references: dict[str, tuple[Run, dict]],
@@ -404,7 +423,7 @@ def _compute(store: ResultStore, run: Run, session: int, references: dict[str, t
         threads = max(1, (os.cpu_count() or 1) // workers)
         ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(threads, media.LIMITS)) as pool:
+                                 initargs=(threads,)) as pool:
             futures = [pool.submit(evaluate_pair, job, setup) for job in jobs]
             try:
                 for future in as_completed(futures):
@@ -442,12 +461,14 @@ def _reference_summary(store: ResultStore, references: dict[str, tuple[Run, dict
             "failures": failures}
 
 
-def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[str] | None = None, *,
+def evaluate(gen: str | os.PathLike, gt: str | os.PathLike | None, metrics: Iterable[str] | None = None, *,
              method: str | None = None, dataset: str | None = None, out: str | os.PathLike | None = None,
              protocol: str | os.PathLike | Protocol = DEFAULT, fps: float | None = None, region: str | None = None,
              max_frame_gap: int | None = None, landmarker: str | None = None, choices: dict | None = None,
              params: dict[str, dict] | None = None, device: str = "cpu", workers: int = 1, force: bool = False,
-             progress: bool = False, decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> EvalRun:
+             progress: bool = False, decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT,
+             weights_dir: str | os.PathLike | None = None, shard: tuple[int, int] | None = None,
+             command: str | None = None) -> EvalRun:
     """Evaluate generated videos in ``gen`` against ground truth in ``gt``; the API twin of ``eval``.
 
     Files are paired by relative path without extension. ``metrics`` defaults to every metric the
@@ -459,10 +480,12 @@ def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
 
     Args:
         gen: folder of generated videos (or frame folders).
-        gt: folder of ground-truth videos, paired with ``gen`` by relative path without extension.
+        gt: folder of ground-truth videos, paired with ``gen`` by relative path without extension; None:
+            only the metrics that read the generated video alone (``lipsync-bench metrics`` lists
+            what each needs).
         metrics: metric names (``lipsync-bench metrics``); default: every metric of the protocol.
         method: the method's name in tables [default: the ``gen`` folder's name].
-        dataset: the dataset's name [default: the ``gt`` folder's name].
+        dataset: the dataset's name [default: the ``gt`` folder's name, else the ``gen`` folder's].
         out: the results folder; None keeps nothing on disk.
         protocol: a protocol name (``lipsync-bench protocols``), a ``.toml`` file, or a ``Protocol``.
         fps: the frame rate inputs are resampled to (0: as stored) [default: the protocol's].
@@ -480,6 +503,11 @@ def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
             a damaged file is that video's error; one that gives no frame for this many seconds is
             stopped, also that video's error. None or 0: decode in this process. Recorded with the
             session; it changes no number.
+        weights_dir: a folder of pretrained weights under their published names, searched first (set
+            as ``$LIPSYNC_BENCH_WEIGHTS`` for this process and its workers).
+        shard: ``(i, n)``: only the pairs of shard i of n (``shards.in_shard``); dataset metrics are
+            left to ``merge``.
+        command: the command line, recorded with the session.
 
     Returns:
         An ``EvalRun``: ``.videos`` (one row per video and metric: ``video``, ``metric``, ``value``,
@@ -506,14 +534,28 @@ def evaluate(gen: str | os.PathLike, gt: str | os.PathLike, metrics: Iterable[st
         [['clip', 'psnr', inf], ['clip', 'ssim', 1.0]]
     """
     protocol = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
-    named = {"decode.fps": fps, "region.kind": region, "decode.max_frame_gap": max_frame_gap,
-             "faces.landmarker": landmarker}
-    protocol = protocol.with_choices({**{k: v for k, v in named.items() if v is not None}, **(choices or {})})
+    protocol = protocol.with_options(choices, fps=fps, region=region, max_frame_gap=max_frame_gap,
+                                     landmarker=landmarker)
+    if weights_dir:
+        os.environ[ENV_VAR] = str(weights_dir)  # read by this process and by its --workers processes
     return run_eval(gen, gt, metrics, method=method, dataset=dataset, out=out, protocol=protocol, params=params,
-                    device=device, workers=workers, force=force, progress=progress, decode_timeout=decode_timeout)
+                    device=device, workers=workers, force=force, progress=progress, decode_timeout=decode_timeout,
+                    shard=shard, command=command)
 
 
-def available_metrics() -> list[dict]:
+class MetricListing(Rows):
+    """``lipsync-bench metrics``: one row per metric (``available_metrics``)."""
+
+    def text(self) -> str:
+        body = [[r["name"], r["label"], r["better"], ", ".join(r["needs"]), r["scope"],
+                 "yes" if r["available"] else "no (below)",
+                 ", ".join(f"{(r['group'] + '.') if r['group'] else ''}{k}={v}" for k, v in r["parameters"].items())]
+                for r in self]
+        lines = [text_table(body, ["metric", "label", "better", "needs", "scope", "runs here", "parameters"])]
+        return "\n".join(lines + [f"{r['name']}: {r['reason']}" for r in self if not r["available"]])
+
+
+def available_metrics() -> MetricListing:
     """Every registered metric with its declaration and whether it can run here now.
 
     Returns:
@@ -525,12 +567,11 @@ def available_metrics() -> list[dict]:
         >>> rows["ifc"]["schema"]["norm"]["allowed"], rows["ssim"]["available"]
         ('one of rms, l2', True)
     """
-    rows = []
+    rows = MetricListing()
     for name in all_metrics():
         m = get_metric(name)
         reason = m.available(m.resolve_params())
-        rows.append({"name": m.name, "label": m.label,
-                     "better": {True: "higher", False: "lower", None: "-"}[m.higher_is_better],
+        rows.append({"name": m.name, "label": m.label, "better": DIRECTIONS[m.higher_is_better],
                      "needs": sorted(m.needs), "scope": m.scope, "group": m.group, "available": reason is None,
                      "reason": reason, "parameters": m.defaults,
                      "schema": {k: {"default": p.default, "allowed": p.allowed(), "defines": p.defines,
@@ -539,4 +580,4 @@ def available_metrics() -> list[dict]:
     return rows
 
 
-__all__ = ["evaluate", "run_eval", "available_metrics", "compute_dataset_metrics", "plan_metrics", "EvalRun"]
+__all__ = ["evaluate", "run_eval", "available_metrics", "plan_metrics", "EvalRun", "MetricListing"]

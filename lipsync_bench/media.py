@@ -18,8 +18,9 @@ import atexit
 import math
 import os
 import signal
+import subprocess
+import sys
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from multiprocessing.connection import Connection
@@ -27,12 +28,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import av
+import cv2
 import numpy as np
+from PIL import Image
 
 from .errors import MediaError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mpg", ".mpeg", ".mov", ".mkv", ".webm")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 FOLDER_AUDIO_NAME = "audio.wav"
 
 
@@ -130,9 +133,9 @@ def _frame_files(folder: Path) -> list[Path]:
     return sorted(files)
 
 
-def probe(path: str | os.PathLike) -> MediaInfo:
+def probe(path: str | os.PathLike, limits: DecodeLimits | None = None) -> MediaInfo:
     """Kind, size, native fps and audio presence of a video file or frame folder, without decoding."""
-    return _isolated_call(_probe, Path(path))
+    return _isolated_call(limits, _probe, Path(path))
 
 
 def _probe(path: Path) -> MediaInfo:
@@ -152,10 +155,11 @@ def _probe(path: Path) -> MediaInfo:
                          float(rate) if rate else None, bool(container.streams.audio))
 
 
-def estimate_frame_count(path: str | os.PathLike, fps: float | None = 25) -> int | None:
+def estimate_frame_count(path: str | os.PathLike, fps: float | None = 25,
+                         limits: DecodeLimits | None = None) -> int | None:
     """Frames an input will have at ``fps``, from its container duration (images in a frame folder);
     None when the container does not say. Used to spread a frame subsample evenly before decoding."""
-    return _isolated_call(_estimate_frame_count, Path(path), fps)
+    return _isolated_call(limits, _estimate_frame_count, Path(path), fps)
 
 
 def _estimate_frame_count(path: Path, fps: float | None) -> int | None:
@@ -186,8 +190,6 @@ def input_signature(path: str | os.PathLike) -> str:
 
 
 def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image
-
     try:
         with Image.open(path) as im:
             if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -310,8 +312,6 @@ class JpegRoundTrip:
         self._encoder = enc
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        import cv2
-
         yuv = self._display(frame)
         if self._encoder is None:
             self._open(yuv.width, yuv.height)
@@ -408,14 +408,15 @@ def _folder_frames(path: Path) -> Iterator[np.ndarray]:
 
 
 def iter_frames(path: str | os.PathLike, fps: float | Fraction | None = 25,
-                chunk: int = 32, convert=None) -> Iterator[np.ndarray]:
+                chunk: int = 32, convert=None, limits: DecodeLimits | None = None) -> Iterator[np.ndarray]:
     """Stream an input's frames as RGB uint8 chunks of shape (n<=chunk, H, W, 3).
 
     ``fps`` is the protocol frame rate (None keeps the native frames). Frame folders are taken as
     already at the protocol rate. ``convert`` (videos only) replaces the decoded frame -> RGB
     conversion: it is called on each output frame (an ``av.VideoFrame``) in order, repeats included.
+    ``limits``: how the input is decoded (``DecodeLimits``; default: in a worker process, 120 s).
     """
-    yield from _isolated_stream(_iter_frames, Path(path), fps, chunk, convert)
+    yield from _isolated_stream(limits, _iter_frames, Path(path), fps, chunk, convert)
 
 
 def _iter_frames(path: Path, fps, chunk: int, convert) -> Iterator[np.ndarray]:
@@ -439,15 +440,15 @@ class _WithJpeg:
 
 
 def iter_frames_with_jpeg(path: str | os.PathLike, fps: float | Fraction | None = 25,
-                          chunk: int = 32) -> Iterator[np.ndarray]:
+                          chunk: int = 32, limits: DecodeLimits | None = None) -> Iterator[np.ndarray]:
     """``iter_frames`` from the same decode, each chunk (n, H, W, 6): the RGB frames in channels 0-2
     and, in 3-5, the same frames as the peer scripts read them from ffmpeg's image2 JPEGs (BGR,
     ``JpegRoundTrip`` at the output's frame rate)."""
     path = Path(path)
     if path.is_dir():
         raise MediaError(path, "the JPEG round trip of a frame folder is not defined (it needs a video file)")
-    rate = fps if fps else probe(path).native_fps or 25
-    yield from iter_frames(path, fps, chunk, convert=_WithJpeg(Fraction(rate).limit_denominator(1001)))
+    rate = fps if fps else probe(path, limits).native_fps or 25
+    yield from iter_frames(path, fps, chunk, convert=_WithJpeg(Fraction(rate).limit_denominator(1001)), limits=limits)
 
 
 def read_frames(path: str | os.PathLike, fps: float | Fraction | None = 25) -> np.ndarray:
@@ -505,7 +506,7 @@ def _trim_audio_frame(frame: av.AudioFrame, end: Fraction) -> av.AudioFrame | No
     return out
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+def read_audio(path: str | os.PathLike, sample_rate: int = 16000, limits: DecodeLimits | None = None) -> np.ndarray:
     """The first audio stream as mono float32 in [-1, 1) at ``sample_rate``.
 
     The samples are those ffmpeg writes with ``-ac 1 -ar 16000 -acodec pcm_s16le`` (the syncnet_python
@@ -518,6 +519,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     Args:
         path: a video or audio file, or a frame folder.
         sample_rate: the output rate, Hz.
+        limits: how the input is decoded (``DecodeLimits``; default: in a worker process, 120 s).
 
     Returns:
         float32 samples, shape (N,).
@@ -532,7 +534,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
         >>> audio.shape, float(np.abs(audio - tone).max()) < 1e-4
         ((16000,), True)
     """
-    return _isolated_call(_read_audio, Path(path), sample_rate)
+    return _isolated_call(limits, _read_audio, Path(path), sample_rate)
 
 
 def _read_audio(path: Path, sample_rate: int) -> np.ndarray:
@@ -588,18 +590,8 @@ class DecodeLimits:
         return {"isolated": self.isolated, "timeout_s": self.timeout_s}
 
 
-LIMITS = DecodeLimits()
-
-
-@contextmanager
-def decode_limits(limits: DecodeLimits):
-    """Decode with ``limits`` inside the block (``eval --decode-timeout``)."""
-    global LIMITS
-    before, LIMITS = LIMITS, limits
-    try:
-        yield
-    finally:
-        LIMITS = before
+#: What a decoding function uses without ``limits``: a worker process, stopped after 120 s without a frame.
+DEFAULT_LIMITS = DecodeLimits()
 
 
 class _Worker:
@@ -608,9 +600,6 @@ class _Worker:
     file costs its own input only. A process of its own, not a fork: this one may hold torch's threads."""
 
     def __init__(self):
-        import subprocess
-        import sys
-
         to_child, self._child_in = os.pipe()
         self._child_out, from_child = os.pipe()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # what we can import
@@ -672,8 +661,8 @@ class _Decoder:
     """The parent's side of one request: a worker from the pool, its messages in order, each within the
     time limit."""
 
-    def __init__(self, fn, path: Path, args: tuple, stream: bool, shown: Path):
-        self.path, self.limits, self.done = shown, LIMITS, False
+    def __init__(self, limits: DecodeLimits, fn, path: Path, args: tuple, stream: bool, shown: Path):
+        self.path, self.limits, self.done = shown, limits, False
         with _POOL_LOCK:
             self.worker = _IDLE.pop() if _IDLE else None
         try:
@@ -728,11 +717,12 @@ def _as_given(path: Path) -> tuple[Path, Callable[[str], str]]:
     return absolute, shown
 
 
-def _isolated_call(fn, path: Path, *args):
-    if not LIMITS.isolated:
+def _isolated_call(limits: DecodeLimits | None, fn, path: Path, *args):
+    limits = limits or DEFAULT_LIMITS
+    if not limits.isolated:
         return fn(path, *args)
     absolute, shown = _as_given(path)
-    decoder = _Decoder(fn, absolute, args, stream=False, shown=path)
+    decoder = _Decoder(limits, fn, absolute, args, stream=False, shown=path)
     try:
         message = decoder.receive()
     finally:
@@ -742,12 +732,13 @@ def _isolated_call(fn, path: Path, *args):
     return message[1]
 
 
-def _isolated_stream(fn, path: Path, *args) -> Iterator[np.ndarray]:
-    if not LIMITS.isolated:
+def _isolated_stream(limits: DecodeLimits | None, fn, path: Path, *args) -> Iterator[np.ndarray]:
+    limits = limits or DEFAULT_LIMITS
+    if not limits.isolated:
         yield from fn(path, *args)
         return
     absolute, shown = _as_given(path)
-    decoder = _Decoder(fn, absolute, args, stream=True, shown=path)
+    decoder = _Decoder(limits, fn, absolute, args, stream=True, shown=path)
     try:
         while True:
             message = decoder.receive()
@@ -824,10 +815,11 @@ def find_inputs(root: str | os.PathLike) -> tuple[dict[str, Path], dict[str, str
     return inputs, problems, skipped
 
 
-def pair_inputs(gen_root: str | os.PathLike, gt_root: str | os.PathLike) -> Pairing:
-    """Pair generated and GT inputs by relative path stem (nested folders allowed)."""
+def pair_inputs(gen_root: str | os.PathLike, gt_root: str | os.PathLike | None) -> Pairing:
+    """Pair generated and GT inputs by relative path stem (nested folders allowed). Without ``gt_root``,
+    each generated input stands alone (its pair is itself: for the metrics that read it alone)."""
     gen, gen_problems, gen_skipped = find_inputs(gen_root)
-    gt, gt_problems, gt_skipped = find_inputs(gt_root)
+    gt, gt_problems, gt_skipped = find_inputs(gt_root) if gt_root is not None else (gen, {}, [])
     result = Pairing(skipped=gen_skipped + gt_skipped)
     for key in sorted(set(gen) | set(gt) | set(gen_problems) | set(gt_problems)):
         if key in gen_problems or key in gt_problems:

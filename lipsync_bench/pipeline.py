@@ -28,14 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import cv2
 import numpy as np
 import torch
 
 from . import faces, media
 from .errors import LipsyncBenchError, MediaError, MetricError, PairingError, StoreError
 from .faces import FaceAnalyzer, FaceData
-from .metrics import FrameBatch, Metric, MetricContext, get_metric
-from .protocol import Protocol, canonical
+from .jsontext import canonical
+from .metrics.registry import FACE_NEEDS, PAIRED_NEEDS, Metric, get_metric
+from .metrics.streaming import FrameBatch, MetricContext
+from .protocol import Protocol
 from .store import ResultRow
 
 CHUNK_FRAMES = 32
@@ -51,7 +54,7 @@ FRAME_BUFFER_BYTES = int(float(os.environ.get("LIPSYNC_BENCH_FRAME_BUFFER_MB", "
 class RunSetup:
     """What every pair of a run shares: the parameters of each metric (``params``) and of each
     reference run's metrics (``reference_params``: run name -> metric -> parameters), the protocol,
-    the device, the folders, and the weights files of each metric."""
+    the device, the folders, the weights files of each metric, and how inputs are decoded."""
 
     params: dict[str, dict]
     reference_params: dict[str, dict[str, dict]]
@@ -61,6 +64,7 @@ class RunSetup:
     state_dir: Path
     weights_paths: dict[str, list[Path]]
     chunk: int = CHUNK_FRAMES
+    limits: media.DecodeLimits = media.DEFAULT_LIMITS
 
 
 @dataclass
@@ -80,6 +84,21 @@ class PairOutcome:
     references: dict[str, list[ResultRow]]
 
 
+def face_analyzer(protocol: Protocol) -> FaceAnalyzer:
+    """The face stage of a protocol (landmarker, its options, the tracking thresholds)."""
+    return FaceAnalyzer(protocol.landmarker, protocol.track(), **protocol.landmarker_options())
+
+
+def protocol_record(protocol: Protocol) -> dict:
+    """What a run records of its protocol: the protocol's own record (``Protocol.as_dict``) and, where
+    a region crop needs the face stage, how that stage resolved on this machine (its landmarker and
+    weights: part of what defines the cropped metrics' numbers)."""
+    record = protocol.as_dict()
+    if protocol.region != "full":
+        record["face_pipeline"] = face_analyzer(protocol).params()
+    return record
+
+
 def pair_signature(pair: media.Pair) -> str | None:
     """The inputs' signatures (size and modification time): a row of a changed file is recomputed."""
     try:
@@ -92,16 +111,20 @@ class FaceStage:
     """The face analyses of a pair's inputs: loaded from the cache, or computed from the frames of the
     pair's decoding pass and cached. Called with a path, it gives that input's ``FaceData``."""
 
-    def __init__(self, protocol: Protocol, cache_dir: Path):
+    def __init__(self, protocol: Protocol, cache_dir: Path, resized: Path | None = None):
         self.protocol, self.fps, self.cache_dir = protocol, protocol.fps, cache_dir
+        self.resized = resized  # the input whose frames are resized to its ground truth's size (decode.resize)
         self.data: dict[Path, FaceData] = {}
         self.analyzers: dict[Path, tuple[FaceAnalyzer, Path]] = {}
 
     def want(self, path: Path) -> None:
         if path in self.data or path in self.analyzers:
             return
-        analyzer = self.protocol.face_analyzer()
-        file = faces.cache_file(self.cache_dir, path, self.fps, analyzer.params())
+        analyzer = face_analyzer(self.protocol)
+        key = analyzer.params()
+        if path == self.resized:  # landmarks in the ground truth's pixels: another analysis than the file's own
+            key = {**key, "resized_to_ground_truth": self.protocol.choices["decode.resize"]}
+        file = faces.cache_file(self.cache_dir, path, self.fps, key)
         if file.is_file():
             try:
                 self.data[path] = FaceData.load(file)
@@ -157,7 +180,8 @@ def evaluate_pair(job: PairJob, setup: RunSetup) -> PairOutcome:
     warnings: list[str] = []
     entries: list[_Entry] = []
     try:
-        stage = FaceStage(protocol, setup.cache_dir)
+        resizes = protocol.choices["decode.resize"] != "none" and pair.gen != pair.gt
+        stage = FaceStage(protocol, setup.cache_dir, pair.gen if resizes else None)
         entries = _entries(job, setup, stage)
         _run_passes(pair, entries, stage, setup, warnings)
     except StoreError:  # the results folder cannot be written: no video can be stored, stop the run
@@ -197,7 +221,7 @@ def state_key(path: Path, protocol: Protocol, params: dict) -> str:
     """What a dataset metric's per-video state of one input depends on: the input (path and signature),
     the protocol and the metric's parameters (weights checksum included). Equal keys: reusable state."""
     return hashlib.sha256(canonical({"input": str(Path(path).resolve()), "signature": media.input_signature(path),
-                                     "protocol": protocol.as_dict(), "params": params}).encode()).hexdigest()
+                                     "protocol": protocol_record(protocol), "params": params}).encode()).hexdigest()
 
 
 def reference_signature(pair: media.Pair) -> str | None:
@@ -233,7 +257,7 @@ def _entries(job: PairJob, setup: RunSetup, stage: FaceStage) -> list[_Entry]:
         gen = pair.gt if run is not None else pair.gen
         region = run is None and protocol.region != "full" and m.uses_region
         needs = m.needs_of(params)
-        if needs & {"landmarks", "face_frames"}:
+        if needs & FACE_NEEDS & PAIRED_NEEDS:  # the faces of both videos
             stage.want(gen)
             stage.want(pair.gt)
         if "face_track" in needs:
@@ -242,13 +266,13 @@ def _entries(job: PairJob, setup: RunSetup, stage: FaceStage) -> list[_Entry]:
             stage.want(pair.gt)
         context = MetricContext(device, gen, pair.gt, protocol.fps, stage, setup.weights_paths.get(m.name, []),
                                 setup.state_dir / m.name, dict(job.reuse.get(m.name, {})),
-                                shared.setdefault(run, {}))
+                                shared.setdefault(run, {}), setup.limits)
         late = (("face_track" in needs and stage.pending(gen)) or (region and stage.pending(pair.gt))
                 or ("face_frames" in needs and (stage.pending(gen) or stage.pending(pair.gt))))
         entries.append(_Entry(run, m, params, context, late=late, region=region))
     for e in entries:  # a metric that cannot start on this video (it needs audio, there is none) leaves the others
         try:
-            _check_frame_rate(e.metric, e.context.gen, protocol)
+            _check_frame_rate(e.metric, e.context.gen, protocol, setup.limits)
             # the declared parameters only: the run's record (weights, pooling) is not the accumulator's
             e.accumulator = e.metric.make_accumulator({k: e.params[k] for k in e.metric.params}, e.context)
         except MetricError as exc:
@@ -256,21 +280,21 @@ def _entries(job: PairJob, setup: RunSetup, stage: FaceStage) -> list[_Entry]:
     return entries
 
 
-def _check_frame_rate(metric: Metric, video: Path, protocol: Protocol) -> None:
+def _check_frame_rate(metric: Metric, video: Path, protocol: Protocol, limits: media.DecodeLimits) -> None:
     """A metric whose procedure assumes a frame rate, under a protocol that keeps each video's own
     rate, refuses a video at another one (run-level rates are checked before any work)."""
     if metric.frame_rate is None or protocol.fps is not None:
         return
-    native = media.probe(video).native_fps
+    native = media.probe(video, limits).native_fps
     if native is None or abs(native - metric.frame_rate) > 0.01:
         raise MetricError(f"{video}: {metric.label} needs {metric.frame_rate:g} fps and this protocol keeps each "
                           f"video's own frame rate, {'unknown' if native is None else f'{native:g} fps'} here")
 
 
-def _fitted_chunk(path: Path, chunk: int, channels: int) -> int:
+def _fitted_chunk(path: Path, chunk: int, channels: int, limits: media.DecodeLimits) -> int:
     """Frames per chunk: ``chunk``, fewer for frames so large that a chunk would pass ``CHUNK_BYTES``
     (a 4K input is read 16 frames at a time), so that memory does not grow with the frame size."""
-    info = media.probe(path)
+    info = media.probe(path, limits)
     return max(1, min(chunk, CHUNK_BYTES // max(1, info.width * info.height * channels)))
 
 
@@ -280,8 +304,7 @@ def _run_passes(pair: media.Pair, entries: list[_Entry], stage: FaceStage, setup
     frames for those that waited for it."""
     protocol, dev = setup.protocol, torch.device(setup.device)
     method = [e for e in entries if e.run is None]
-    compare = any(e.metric.needs_of(e.params) & {"gt_frames", "landmarks", "face_frames"} or e.region
-                  for e in method)
+    compare = any(e.metric.needs_of(e.params) & PAIRED_NEEDS or e.region for e in method)
     decode_gen = bool(method)
     decode_gt = compare or any(e.run is not None for e in entries)
     if not (decode_gen or decode_gt):
@@ -293,8 +316,9 @@ def _run_passes(pair: media.Pair, entries: list[_Entry], stage: FaceStage, setup
     buffer: list | None = [] if late else None
     held = 0
     regions = _Regions(protocol, stage, pair.gt)
-    chunk = _fitted_chunk(pair.gen if decode_gen else pair.gt, setup.chunk, 6 if jpeg else 3)
-    for g, t, index in _chunks(pair, protocol, chunk, warnings, decode_gen, decode_gt, compare, jpeg):
+    chunk = _fitted_chunk(pair.gen if decode_gen else pair.gt, setup.chunk, 6 if jpeg else 3, setup.limits)
+    decoding = _Decoding(protocol, chunk, jpeg, setup.limits)
+    for g, t, index in _chunks(pair, decoding, warnings, decode_gen, decode_gt, compare):
         if g is not None:
             stage.update(pair.gen, g[..., :3])
         if t is not None and pair.gt != pair.gen:
@@ -309,8 +333,7 @@ def _run_passes(pair: media.Pair, entries: list[_Entry], stage: FaceStage, setup
     stage.finish()
     if not late:
         return
-    again = buffer if buffer is not None else _chunks(pair, protocol, chunk, [], decode_gen, decode_gt, compare,
-                                                      jpeg)
+    again = buffer if buffer is not None else _chunks(pair, decoding, [], decode_gen, decode_gt, compare)
     for g, t, index in again:
         _feed(late, g, t, index, dev, regions)
 
@@ -378,31 +401,39 @@ def _feed(entries: list[_Entry], g, t, index: int, dev: torch.device, regions: _
             e.error = str(exc)
 
 
-def _decode(path: Path, protocol: Protocol, chunk: int, jpeg: set[Path]) -> Iterator[np.ndarray]:
-    """An input's chunks: RGB, or RGB and the JPEG round trip side by side (6 channels)."""
-    if path in jpeg:
-        return media.iter_frames_with_jpeg(path, protocol.fps, chunk)
-    return media.iter_frames(path, protocol.fps, chunk)
+@dataclass(frozen=True)
+class _Decoding:
+    """How a pair's inputs are decoded: at the protocol's rate, ``chunk`` frames at a time, the inputs in
+    ``jpeg`` with their JPEG round trip in channels 3-5, within ``limits``."""
+
+    protocol: Protocol
+    chunk: int
+    jpeg: frozenset | set
+    limits: media.DecodeLimits
+
+    def frames(self, path: Path) -> Iterator[np.ndarray]:
+        """An input's chunks: RGB, or RGB and the JPEG round trip side by side (6 channels)."""
+        if path in self.jpeg:
+            return media.iter_frames_with_jpeg(path, self.protocol.fps, self.chunk, self.limits)
+        return media.iter_frames(path, self.protocol.fps, self.chunk, limits=self.limits)
 
 
-def _chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: list[str], decode_gen: bool,
-            decode_gt: bool, compare: bool, jpeg: set[Path] = frozenset()
-            ) -> Iterator[tuple[np.ndarray | None, np.ndarray | None, int]]:
+def _chunks(pair: media.Pair, decoding: _Decoding, warnings: list[str], decode_gen: bool, decode_gt: bool,
+            compare: bool) -> Iterator[tuple[np.ndarray | None, np.ndarray | None, int]]:
     """(gen, gt, first frame index) chunks of the inputs to decode; with ``compare``, of equal length,
-    with the sizes and the frame-count gap checked. Inputs in ``jpeg`` come with their JPEG round trip
-    in channels 3-5."""
+    with the sizes and the frame-count gap checked."""
     if pair.gen == pair.gt:  # a video against itself: decode once
         frames = 0
-        for c in _decode(pair.gen, protocol, chunk, jpeg):
+        for c in decoding.frames(pair.gen):
             yield c, c, frames
             frames += len(c)
         if frames == 0:
             raise PairingError("no frames could be decoded")
         return
     if compare:
-        yield from _aligned_chunks(pair, protocol, chunk, warnings, jpeg)
+        yield from _aligned_chunks(pair, decoding, warnings)
         return
-    streams = [_decode(p, protocol, chunk, jpeg) if want else iter(())
+    streams = [decoding.frames(p) if want else iter(())
                for p, want in ((pair.gen, decode_gen), (pair.gt, decode_gt))]
     index = 0
     while True:
@@ -416,10 +447,12 @@ def _chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: list[str
         raise PairingError("no frames could be decoded")
 
 
-def _aligned_chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: list[str], jpeg: set[Path]):
+def _aligned_chunks(pair: media.Pair, decoding: _Decoding, warnings: list[str]):
     """Yield (gen, gt, index) uint8 chunks of equal length; check sizes and the frame-count gap at the end."""
-    gen_iter = _decode(pair.gen, protocol, chunk, jpeg)
-    gt_iter = _decode(pair.gt, protocol, chunk, jpeg)
+    protocol = decoding.protocol
+    resize = protocol.choices["decode.resize"]
+    gen_iter = decoding.frames(pair.gen)
+    gt_iter = decoding.frames(pair.gt)
     n_gen = n_gt = used = 0
     gen_left, gt_left = None, None
     while True:
@@ -439,9 +472,16 @@ def _aligned_chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: 
             else:
                 n_gen += extra
             break
-        if used == 0 and g.shape[1:3] != t.shape[1:3]:
-            raise PairingError(f"frame sizes differ: generated {g.shape[2]}x{g.shape[1]}, "
-                               f"ground truth {t.shape[2]}x{t.shape[1]}")
+        if g.shape[1:3] != t.shape[1:3]:
+            if resize == "none":
+                raise PairingError(f"frame sizes differ: generated {g.shape[2]}x{g.shape[1]}, ground truth "
+                                   f"{t.shape[2]}x{t.shape[1]} (--set decode.resize=area compares them with the "
+                                   "generated frames resized to the ground truth's size, recorded in the protocol; "
+                                   "--gt left out runs the metrics that read the generated video alone)")
+            if used == 0:
+                warnings.append(f"generated frames resized from {g.shape[2]}x{g.shape[1]} to the ground truth's "
+                                f"{t.shape[2]}x{t.shape[1]} ({resize})")
+            g = resized(g, t.shape[1], t.shape[2], resize)
         m = min(len(g), len(t))
         n_gen += m
         n_gt += m
@@ -460,17 +500,23 @@ def _aligned_chunks(pair: media.Pair, protocol: Protocol, chunk: int, warnings: 
         rate = "at their own frame rates" if protocol.fps is None else f"at {protocol.fps:g} fps"
         raise PairingError(f"frame counts differ by more than {protocol.max_frame_gap} {rate}: "
                            f"{short} has {n_short} frames, {long_} at least {n_long} (--max-frame-gap)"
-                           + _native_rates_note(pair))
+                           + _native_rates_note(pair, decoding.limits))
     if gap:
         warnings.append(f"frame counts differ by {gap} (generated {n_gen}, ground truth {n_gt}); "
                         f"truncated to {used}")
 
 
-def _native_rates_note(pair: media.Pair) -> str:
+def resized(frames: np.ndarray, height: int, width: int, interpolation: str) -> np.ndarray:
+    """Frames (n, H, W, C) uint8 resized to ``height`` x ``width`` with OpenCV's ``interpolation``."""
+    code = faces.INTERPOLATIONS[interpolation]
+    return np.stack([cv2.resize(np.ascontiguousarray(f), (width, height), interpolation=code) for f in frames])
+
+
+def _native_rates_note(pair: media.Pair, limits: media.DecodeLimits) -> str:
     """When the two inputs declare different frame rates, say so: a wrong rate in a file's metadata
     (0, 1000 fps) is the usual cause of a frame-count mismatch."""
     try:
-        rates = [media.probe(p).native_fps for p in (pair.gen, pair.gt)]
+        rates = [media.probe(p, limits).native_fps for p in (pair.gen, pair.gt)]
     except LipsyncBenchError:
         return ""
     if None in rates or abs(rates[0] - rates[1]) < 0.01:

@@ -15,21 +15,17 @@ implement, lossy re-encodings) make ``eval`` refuse the protocol with the reason
 from __future__ import annotations
 
 import hashlib
-import json
-import platform
 import sys
 from dataclasses import dataclass, field, replace
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-import av
-import torch
-
 from .errors import ParameterError
-from .faces import BACKENDS, REGIONS, FaceAnalyzer, TrackParams
-from .faces.regions import INTERPOLATIONS
-from .metrics.registry import Param, all_metrics, get_metric, group_members
+from .faces.settings import BACKENDS, DEFAULT_TRACK, INTERPOLATIONS, REGIONS, TrackParams
+from .jsontext import canonical
+from .metrics.registry import FACE_NEEDS, PAIRED_NEEDS, Param, all_metrics, get_metric, group_members
+from .rendering import Result, Rows, text_table
 from .stats import POOLS
 
 if sys.version_info >= (3, 11):
@@ -38,43 +34,87 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 DEFAULT = "lipsync-bench"
-_TRACK = TrackParams()
+_T = DEFAULT_TRACK
 
-#: The run-level choices: the name, the lipsync-bench default, what is allowed.
-CHOICES: dict[str, Param] = {
-    "decode.fps": Param(25.0, "frame rate every input is resampled to, as ffmpeg's -r (frames per second); "
-                              "0: each video's frames as stored", min=0),
-    "decode.sample_rate": Param(16000, "audio rate of the sync metrics, Hz (mono, 16-bit as pcm_s16le)",
-                                choices=(16000,)),
-    "decode.max_frame_gap": Param(3, "frame counts differing by at most this many are truncated to the shorter; "
-                                     "-1: any gap", min=-1),
-    "decode.reencode": Param("none", "lossy re-encodings before scoring: none, or syncnet_python's run_pipeline.py "
-                                     "chain (MPEG-4 q2 video, q2 JPEG frames, XVID face crops)",
-                             choices=("none", "syncnet-python")),
-    "faces.landmarker": Param("auto", "the face stage's landmarker (auto: face-alignment when its weights are "
-                                      "present, else dlib)", choices=BACKENDS),
-    "faces.detector": Param("landmarker", "face detector: the landmarker's own, or syncnet_python's S3FD "
-                                          "(sfd_face.pth, image scale 0.25, confidence 0.9)",
-                            choices=("landmarker", "s3fd-syncnet-python")),
-    "faces.flip_input": Param(False, "face-alignment also landmarks the mirrored face and averages"),
-    "faces.min_track": Param(_TRACK.min_track, "tracks with at most this many detections are dropped", min=0),
-    "faces.min_face_size": Param(_TRACK.min_face_size, "tracks whose mean box side is at most this many pixels "
-                                                       "are dropped", min=0),
-    "faces.max_missed": Param(_TRACK.max_missed, "a track ends after this many frames without a detection", min=0),
-    "faces.iou": Param(_TRACK.iou, "a detection joins a track above this overlap with its last box", min=0, max=1),
-    "faces.smooth_kernel": Param(_TRACK.smooth_kernel, "median filter of the crop centre and size, frames (odd)",
-                                 min=1),
-    "faces.shots": Param("none", "shot boundaries that split face tracks: none, or PySceneDetect's content "
-                                 "detector", choices=("none", "pyscenedetect")),
-    "region.kind": Param("full", "what the frame metrics see: the full frame; a fixed box on the GT's face or "
-                                 "mouth track; or each frame's own GT face detection (face-box)", choices=REGIONS),
-    "region.size": Param(0, "crops resized to size x size pixels (0: not resized)", min=0),
-    "region.interpolation": Param("bilinear", "the resize's interpolation (OpenCV's)", choices=tuple(INTERPOLATIONS)),
-    "region.fallback": Param(96, "face-box: side of the centred box of a frame without a detection, pixels", min=1),
-    "summary.failed_videos": Param("excluded", "a failed video is reported and left out of the mean (excluded), "
-                                               "or voids the mean (fatal: scripts that stop at the first failure)",
-                                   choices=("excluded", "fatal")),
+#: What a run-level choice reaches, besides the needs of a metric (``registry.NEEDS``): "every" metric;
+#: the metrics that see the region ("region": ``Metric.uses_region``); those that see a region crop
+#: ("cropped": the region is not the full frame).
+EVERY, REGION, CROPPED = "every", "region", "cropped"
+
+
+@dataclass(frozen=True)
+class Choice(Param):
+    """A run-level choice of a protocol: a ``Param`` and what it ``reaches``: a metric's numbers depend
+    on the choice when the metric has one of these needs (``registry.NEEDS``), or "every", "region",
+    "cropped" (see above). ``definition`` reads it: tables, ``compare``, the report and ``merge`` put
+    two results in one column only when every choice that reaches their metric agrees.
+
+    ``recorded_when_set``: the choice is recorded (in a run's protocol, in the named protocol's sha256,
+    in a definition) only when it holds another value than its default: a choice added after stores held
+    runs, so that those runs and new ones at the default stay one protocol."""
+
+    reaches: frozenset = frozenset({EVERY})
+    recorded_when_set: bool = False
+
+
+def recorded(choices: Mapping[str, Any]) -> dict:
+    """The choices a record holds: each, but a ``recorded_when_set`` choice at its default."""
+    return {k: v for k, v in choices.items() if not (CHOICES[k].recorded_when_set and v == CHOICES[k].default)}
+
+
+_FACES = FACE_NEEDS
+
+#: The run-level choices: the name, the lipsync-bench default, what is allowed, what it reaches.
+CHOICES: dict[str, Choice] = {
+    "decode.fps": Choice(25.0, "frame rate every input is resampled to, as ffmpeg's -r (frames per second); "
+                               "0: each video's frames as stored", min=0),
+    "decode.sample_rate": Choice(16000, "audio rate of the sync metrics, Hz (mono, 16-bit as pcm_s16le)",
+                                 choices=(16000,), reaches=frozenset({"audio"})),
+    "decode.max_frame_gap": Choice(3, "frame counts differing by at most this many are truncated to the shorter; "
+                                      "-1: any gap", min=-1, reaches=PAIRED_NEEDS),
+    "decode.resize": Choice("none", "generated frames of another size than their ground truth's: an error (none), "
+                                    "or resized to the ground truth's size with this interpolation (OpenCV's)",
+                            choices=("none", *INTERPOLATIONS), recorded_when_set=True),
+    "decode.reencode": Choice("none", "lossy re-encodings before scoring: none, or syncnet_python's "
+                                      "run_pipeline.py chain (MPEG-4 q2 video, q2 JPEG frames, XVID face crops)",
+                              choices=("none", "syncnet-python")),
+    "faces.landmarker": Choice("auto", "the face stage's landmarker (auto: face-alignment when its weights are "
+                                       "present, else dlib)", choices=BACKENDS, reaches=_FACES),
+    "faces.detector": Choice("landmarker", "face detector: the landmarker's own, or syncnet_python's S3FD "
+                                           "(sfd_face.pth, image scale 0.25, confidence 0.9)",
+                             choices=("landmarker", "s3fd-syncnet-python"), reaches=_FACES),
+    "faces.flip_input": Choice(False, "face-alignment also landmarks the mirrored face and averages", reaches=_FACES),
+    "faces.min_track": Choice(_T.min_track, "tracks with at most this many detections are dropped", min=0,
+                              reaches=_FACES),
+    "faces.min_face_size": Choice(_T.min_face_size, "tracks whose mean box side is at most this many pixels "
+                                                        "are dropped", min=0, reaches=_FACES),
+    "faces.max_missed": Choice(_T.max_missed, "a track ends after this many frames without a detection", min=0,
+                               reaches=_FACES),
+    "faces.iou": Choice(_T.iou, "a detection joins a track above this overlap with its last box", min=0, max=1,
+                        reaches=_FACES),
+    "faces.smooth_kernel": Choice(_T.smooth_kernel, "median filter of the crop centre and size, frames (odd)",
+                                  min=1, reaches=_FACES),
+    "faces.shots": Choice("none", "shot boundaries that split face tracks: none, or PySceneDetect's content "
+                                  "detector", choices=("none", "pyscenedetect"), reaches=_FACES),
+    "region.kind": Choice("full", "what the frame metrics see: the full frame; a fixed box on the GT's face or "
+                                  "mouth track; or each frame's own GT face detection (face-box)", choices=REGIONS,
+                          reaches=frozenset({REGION})),
+    "region.size": Choice(0, "crops resized to size x size pixels (0: not resized)", min=0,
+                          reaches=frozenset({CROPPED})),
+    "region.interpolation": Choice("bilinear", "the resize's interpolation (OpenCV's)",
+                                   choices=tuple(INTERPOLATIONS), reaches=frozenset({CROPPED})),
+    "region.fallback": Choice(96, "face-box: side of the centred box of a frame without a detection, pixels", min=1,
+                              reaches=frozenset({CROPPED})),
+    "summary.failed_videos": Choice("excluded", "a failed video is reported and left out of the mean (excluded), "
+                                                "or voids the mean (fatal: scripts that stop at the first failure)",
+                                    choices=("excluded", "fatal")),
 }
+#: The choices that have options of their own: ``eval --fps`` and ``evaluate(fps=...)`` set ``decode.fps``.
+OPTIONS = {"fps": "decode.fps", "region": "region.kind", "max_frame_gap": "decode.max_frame_gap",
+           "landmarker": "faces.landmarker"}
+#: What a run records beside its choices, how they resolved on the machine, and what that reaches: the
+#: face stage that placed a region crop (its landmarker and weights).
+RESOLVED: dict[str, frozenset] = {"face_pipeline": frozenset({CROPPED})}
 
 #: Values that name a step of a published procedure that lipsync-bench does not carry out.
 UNSUPPORTED = {
@@ -89,17 +129,11 @@ UNSUPPORTED = {
 #: Old store keys (before named protocols) -> choices.
 _LEGACY_KEYS = {"fps": "decode.fps", "sample_rate": "decode.sample_rate", "region": "region.kind",
                 "max_frame_gap": "decode.max_frame_gap", "landmarker": "faces.landmarker"}
-_RESOLVED = ("face_pipeline",)  # what a run records beside its choices: how they resolved on the machine
 
 
 def read_toml(text: str) -> dict:
     """A TOML document (tomllib, or tomli on Python 3.10)."""
     return tomllib.loads(text)
-
-
-def canonical(obj) -> str:
-    """A stable JSON text for comparing protocols and parameters."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
 def check_choice(key: str, value: Any) -> Any:
@@ -124,7 +158,7 @@ def parse_choices(items) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Protocol:
+class Protocol(Result):
     """A protocol: its run-level ``choices`` (every key of ``CHOICES``), the metrics it defines (None:
     every registered metric), their parameters and pooling, and where each choice comes from.
 
@@ -185,20 +219,12 @@ class Protocol:
 
     def track(self) -> TrackParams:
         c = self.choices
-        return replace(_TRACK, min_track=c["faces.min_track"], min_face_size=c["faces.min_face_size"],
+        return replace(_T, min_track=c["faces.min_track"], min_face_size=c["faces.min_face_size"],
                        max_missed=c["faces.max_missed"], iou=c["faces.iou"], smooth_kernel=c["faces.smooth_kernel"])
 
     def landmarker_options(self) -> dict:
         """Options of the landmarker backend (``faces.get_backend``)."""
         return {"flip_input": True} if self.choices["faces.flip_input"] else {}
-
-    def face_analyzer(self) -> FaceAnalyzer:
-        """The face stage of this protocol (landmarker, detector options, tracking thresholds)."""
-        return FaceAnalyzer(self.landmarker, self.track(), **self.landmarker_options())
-
-    def face_pipeline(self) -> dict:
-        """The face stage's settings as they resolve on this machine (backend, its weights, tracking)."""
-        return self.face_analyzer().params()
 
     def pool(self, metric: str) -> str:
         """How ``metric``'s per-video values make one number: "videos" (each video one sample) or "frames"
@@ -235,6 +261,24 @@ class Protocol:
 
     # -- derived protocols
 
+    def with_options(self, choices: Mapping[str, Any] | None = None, **options: Any) -> "Protocol":
+        """This protocol with the choices that have options of their own (``OPTIONS``: ``fps=25``,
+        ``region="mouth"``...; None leaves a choice as it is) changed, then any other ``choices``
+        (``{"faces.min_track": 100}``): what ``eval``'s options and ``evaluate``'s arguments do alike.
+
+        Example:
+            >>> load_protocol().with_options({"faces.min_track": 100}, fps=30).modified
+            {'decode.fps': (25.0, 30.0), 'faces.min_track': (5, 100)}
+        """
+        unknown = set(options) - set(OPTIONS)
+        if unknown:
+            raise ParameterError(f"unknown options {sorted(unknown)} (known: {', '.join(OPTIONS)})")
+        protocol = self
+        for name, value in options.items():
+            if value is not None:
+                protocol = protocol.with_choices({OPTIONS[name]: value}, f"--{name.replace('_', '-')}")
+        return protocol.with_choices(choices or {}, "--set")
+
     def with_choices(self, overrides: Mapping[str, Any], where: str = "the command line") -> "Protocol":
         """This protocol with some run-level choices changed; any change makes it "NAME (modified)"."""
         choices, sources, modified = dict(self.choices), dict(self.sources), dict(self.modified)
@@ -252,15 +296,13 @@ class Protocol:
             return replace(self, choices=choices, name=self.base)
         return replace(self, choices=choices, sources=sources, modified=modified, name=f"{self.base} (modified)")
 
-    def as_dict(self, resolve: bool = True) -> dict:
-        """What a run records: the name, the named protocol's sha256, every run-level choice, what a
-        derived protocol changed, and (``resolve``) how the face stage resolved here where the region
-        needs it (which needs the face stage to be available)."""
-        d = {"protocol": self.name, "protocol_sha256": self.sha256, **self.choices}
+    def as_dict(self) -> dict:
+        """What a run records of the protocol itself: the name, the named protocol's sha256, every
+        run-level choice and what a derived protocol changed (``pipeline.protocol_record`` adds how the
+        face stage resolved on the machine)."""
+        d = {"protocol": self.name, "protocol_sha256": self.sha256, **recorded(self.choices)}
         if self.modified:
             d["modified"] = {k: list(v) for k, v in sorted(self.modified.items())}
-        if resolve and self.region != "full":  # the face pipeline that placed the region is part of it
-            d["face_pipeline"] = self.face_pipeline()
         return d
 
     # -- what people read
@@ -281,6 +323,18 @@ class Protocol:
             params = {**get_metric(first).defaults, **self.metric_params.get(first, {}), "pool": self.pool(first)}
             out += [(f"{name}.{k}", _show(v), note(f"{first}.{k}")) for k, v in params.items()]
         return out
+
+    def to_json(self) -> dict:
+        """``protocols show --json``: the protocol, what keeps it from running here, every choice."""
+        return {"name": self.name, "title": self.title, "reference": self.reference, "sha256": self.sha256,
+                "cannot_run": self.problems(),
+                "choices": [{"choice": k, "value": v, "source": src} for k, v, src in self.rows()]}
+
+    def text(self) -> str:
+        """``protocols show``: the protocol's name, reference and checksum, then every choice."""
+        lines = [f"{self.name}: {self.title}", f"reference: {self.reference}", f"sha256: {self.sha256}"]
+        lines += [f"cannot run here: {problem}" for problem in self.problems()]
+        return "\n".join(lines + [text_table(self.rows(), ["choice", "value", "source"])])
 
     def _metric_groups(self) -> list[tuple[str, list[str]]]:
         """The protocol's metrics, a parameter group (``lse``) as one entry where its members agree."""
@@ -316,6 +370,25 @@ def protocol_names() -> list[str]:
     files = resources.files(__package__).joinpath("protocols")
     names = sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".toml"))
     return [DEFAULT] + [n for n in names if n != DEFAULT]
+
+
+class ProtocolListing(Rows):
+    """``lipsync-bench protocols``: the named protocols, one line each."""
+
+    def to_json(self) -> list[dict]:
+        return [{"name": p.name, "title": p.title, "reference": p.reference, "sha256": p.sha256,
+                 "metrics": p.default_metrics(), "cannot_run": p.problems(), "unknown": sorted(p.unknown)}
+                for p in self]
+
+    def text(self) -> str:
+        body = [[p.name, p.title, ", ".join(p.metrics) if p.metrics else "all",
+                 "no: " + "; ".join(x.split(":")[0] for x in p.problems()) if p.problems() else "yes"] for p in self]
+        return text_table(body, ["protocol", "procedure", "metrics", "runs here"])
+
+
+def protocol_listing() -> ProtocolListing:
+    """Every named protocol (``lipsync-bench protocols``)."""
+    return ProtocolListing(load_protocol(n) for n in protocol_names())
 
 
 def _is_named(name: str) -> bool:
@@ -431,7 +504,7 @@ def _parse(doc: dict, where: str, default_name: str) -> Protocol:
                         metric_params.setdefault(metric, {})[name] = m.resolve_params({name: entry(key, raw)})[name]
     except ParameterError as exc:
         raise ParameterError(f"{where}: {exc}") from None
-    content = {"choices": choices, "metrics": metrics, "metric_params": metric_params, "pooling": pooling,
+    content = {"choices": recorded(choices), "metrics": metrics, "metric_params": metric_params, "pooling": pooling,
                "unsupported": unsupported}
     return Protocol(choices=choices, name=str(doc.get("name", default_name)), title=str(doc.get("title", base.title)),
                     reference=str(doc.get("reference", base.reference)), sources=sources, unknown=frozenset(unknown),
@@ -450,10 +523,27 @@ def upgrade(d: dict) -> dict:
             choices[new] = check_choice(new, d[old])
     default = load_protocol(DEFAULT)
     derived = default.with_choices({k: v for k, v in choices.items() if v != default.choices[k]}, "an older store")
-    return {**derived.as_dict(resolve=False), **{k: d[k] for k in _RESOLVED if k in d}}
+    return {**derived.as_dict(), **{k: d[k] for k in RESOLVED if k in d}}
 
 
-def diff(a: Protocol, b: Protocol) -> list[tuple[str, str, str]]:
+class ProtocolDiff(Rows):
+    """``protocols diff A B``: the rows (choice, value in A, value in B) of the choices that differ."""
+
+    def __init__(self, a: str, b: str, rows=()):
+        super().__init__(rows)
+        self.a, self.b = a, b
+
+    def text(self) -> str:
+        if not self:
+            return f"{self.a} and {self.b} make the same choices"
+        return text_table(self, ["choice", self.a, self.b])
+
+    def to_json(self) -> dict:
+        return {"a": self.a, "b": self.b,
+                "differences": [{"choice": k, "a": va, "b": vb} for k, va, vb in self]}
+
+
+def diff(a: Protocol, b: Protocol) -> ProtocolDiff:
     """Every choice whose value differs: (choice, value in a, value in b); the metric sets first where
     they differ, then the parameters of the metrics both define.
 
@@ -481,39 +571,49 @@ def diff(a: Protocol, b: Protocol) -> list[tuple[str, str, str]]:
     for key in dict.fromkeys([*rows_a, *rows_b]):
         if rows_a.get(key) != rows_b.get(key):
             out.append((key, rows_a.get(key, "(not defined)"), rows_b.get(key, "(not defined)")))
-    return out
+    return ProtocolDiff(a.name, b.name, out)
 
 
 CHOICES_SECTIONS = ("decode", "faces", "region", "summary")
 
 
 # --------------------------------------------------------------------------------------------------
-# The software a session ran
-
-PACKAGES = ("lipsync-bench", "torch", "torchvision", "av", "numpy", "scipy", "scikit-image", "pandas")
+# What defines a number
 
 
-def environment(device: str) -> dict:
-    """Versions and machine that computed a session's results, for telling two runs apart."""
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    device_name = "cpu"
-    if device.startswith("cuda") and torch.cuda.is_available():
-        device_name = torch.cuda.get_device_name(torch.device(device))
-    return {
-        "versions": versions,
-        "ffmpeg": {lib: ".".join(map(str, v)) for lib, v in av.library_versions.items()},
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "device": device,
-        "device_name": device_name,
-        "torch_threads": torch.get_num_threads(),
-    }
+def definition(protocol: Mapping[str, Any], metric: str, params: Mapping[str, Any] | None = None) -> dict:
+    """Every choice the numbers of ``metric`` depend on, under a run's recorded ``protocol`` and the
+    metric's recorded ``params``: the run-level choices that reach the metric (``Choice.reaches``, by
+    what it needs with these parameters), its defining parameters, its pooling, the weights (their
+    checksums) and what resolved on the machine (the face stage, the sync expert). Two results are
+    comparable exactly when their definitions are equal; the protocol's name is not part of it (two
+    protocols that agree on a metric define the same numbers). Tables, ``compare``, the report and
+    ``merge`` read it; nothing else decides what shares a column.
+
+    Example:
+        >>> d = definition(load_protocol("talklip").as_dict(), "psnr", {"identical": "100"})
+        >>> d["region.kind"], d["psnr.identical"], "faces.min_track" in d
+        ('face-box', '100', False)
+    """
+    m = get_metric(metric)
+    params = {**m.defaults, **(params or {})}
+    reached = set(m.needs_of(params)) | {EVERY}
+    if m.uses_region:
+        reached.add(REGION)
+        if protocol.get("region.kind", "full") != "full":
+            reached.add(CROPPED)
+    out = {k: protocol.get(k) for k, choice in CHOICES.items() if choice.reaches & reached
+           and not (choice.recorded_when_set and protocol.get(k, choice.default) == choice.default)}
+    out.update({k: protocol.get(k) for k, reaches in RESOLVED.items() if reaches & reached})
+    out.update({f"{metric}.{k}": params[k] for k, p in m.params.items() if p.defines})
+    out["pool"] = params.get("pool", "videos")
+    files = params.get("weights")
+    files = [files] if isinstance(files, dict) else files or []
+    out["weights"] = [f.get("sha256") for f in files if isinstance(f, dict)]
+    out["resolved"] = params.get("resolved", {})
+    return out
 
 
-__all__ = ["CHOICES", "DEFAULT", "Protocol", "canonical", "check_choice", "diff", "environment", "load_protocol",
-           "parse_choices", "protocol_names", "read_toml", "upgrade"]
+__all__ = ["CHOICES", "DEFAULT", "OPTIONS", "Choice", "Protocol", "ProtocolDiff", "ProtocolListing", "check_choice",
+           "definition", "diff", "load_protocol", "parse_choices", "protocol_listing", "protocol_names", "read_toml",
+           "upgrade"]

@@ -15,16 +15,17 @@ from tabulate import tabulate
 from .baselines import reported
 from .errors import LipsyncBenchError
 from .files import atomic_write_bytes
-from .metrics import all_metrics, get_metric
-from .metrics.registry import FACE_NEEDS
-from .protocol import canonical
+from .jsontext import canonical, json_float, summary_json
+from .metrics.registry import ARROWS, all_metrics, get_metric
+from .rendering import Result, listing, one_line, text_table
 from .stats import dataset_summary, paired_test, summarize
-from .store import ResultStore, Run, is_ground_truth
+from .store import STORE_NAME, ResultStore, Run, is_ground_truth
 
 FORMATS = ("markdown", "latex", "csv", "html")
 MISSING = "–"
 UNOFFICIAL = "†"
 OTHER_PROTOCOL = "‡"
+LATEX_ARROWS = {"↑": "$\\uparrow$", "↓": "$\\downarrow$"}
 
 @dataclass(frozen=True)
 class Column:
@@ -42,8 +43,12 @@ class Column:
     protocols: tuple[str, ...] = ()
 
     @property
+    def arrow(self) -> str:
+        return ARROWS[self.higher_is_better]
+
+    @property
     def header(self) -> str:
-        return self.label + {True: "↑", False: "↓", None: ""}[self.higher_is_better]
+        return self.label + self.arrow
 
 
 def column(metric: str, params: dict | None = None) -> Column:
@@ -55,53 +60,6 @@ def column(metric: str, params: dict | None = None) -> Column:
         raise LipsyncBenchError(f"unknown metric column '{metric}'") from None
     params = m.defaults if params is None else params
     return Column(m.column_key(params), m.name, m.column_label(params), m.higher_is_better, m.decimals)
-
-
-#: Run-level choices by what reaches a metric: every metric, those that pair GT frames, those that read
-#: audio, those that see the region, those that read the face stage.
-_EVERY = ("decode.fps", "decode.reencode", "summary.failed_videos")
-_PAIRED = ("decode.max_frame_gap",)
-_AUDIO = ("decode.sample_rate",)
-_REGION = ("region.kind", "region.size", "region.interpolation", "region.fallback", "face_pipeline")
-_FACES = ("faces.landmarker", "faces.detector", "faces.flip_input", "faces.min_track", "faces.min_face_size",
-          "faces.max_missed", "faces.iou", "faces.smooth_kernel", "faces.shots")
-
-
-def definition(run: Run, metric: str) -> dict:
-    """Every choice the numbers of ``metric`` in ``run`` depend on: the run-level choices that reach the
-    metric (by what it needs), its defining parameters, its pooling, the weights (their checksums) and
-    what resolved on the machine (the face stage, the sync expert). Two results are comparable exactly
-    when their definitions are equal; the protocol's name is not part of it (two protocols that agree on
-    a metric define the same numbers).
-
-    Example:
-        >>> from lipsync_bench.protocol import load_protocol
-        >>> run = Run(1, "m", "d", load_protocol("talklip").as_dict(resolve=False), {"psnr": {"identical": "100"}},
-        ...           None, None)
-        >>> d = definition(run, "psnr")
-        >>> d["region.kind"], d["psnr.identical"], "faces.min_track" in d
-        ('face-box', '100', False)
-    """
-    m = get_metric(metric)
-    params = {**m.defaults, **run.metric_params.get(metric, {})}
-    protocol, needs = run.protocol, m.needs_of(params)
-    keys = list(_EVERY)
-    if needs & {"gt_frames", "landmarks", "face_frames"}:
-        keys += _PAIRED
-    if "audio" in needs:
-        keys += _AUDIO
-    if m.uses_region:
-        keys += _REGION if protocol.get("region.kind", "full") != "full" else _REGION[:1]
-    if needs & FACE_NEEDS:
-        keys += _FACES
-    out = {k: protocol.get(k) for k in keys}
-    out.update({f"{metric}.{k}": params[k] for k, p in m.params.items() if p.defines})
-    out["pool"] = params.get("pool", "videos")
-    files = params.get("weights")
-    files = [files] if isinstance(files, dict) else files or []
-    out["weights"] = [f.get("sha256") for f in files if isinstance(f, dict)]
-    out["resolved"] = params.get("resolved", {})
-    return out
 
 
 def protocol_label(run: Run, metric: str) -> str:
@@ -159,17 +117,7 @@ def summary_table(summary: dict[str, dict]) -> str:
         if s.get("error"):
             mean = f"{MISSING} ({s['error']})"
         rows.append([col.header, mean, ci, s["n"], s["failed"]])
-    return tabulate(rows, headers=["metric", "mean ± std", "95% CI (bootstrap)", "videos", "failed"],
-                    tablefmt="simple", disable_numparse=True)
-
-
-def _listing(what: str, names: list[str], limit: int = 10) -> str:
-    return f"{what} ({len(names)}): {', '.join(names[:limit])}" + (" …" if len(names) > limit else "")
-
-
-def one_line(text: str) -> str:
-    """``text`` with control characters (a newline in a file name) escaped: one printed line stays one."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return text_table(rows, ["metric", "mean ± std", "95% CI (bootstrap)", "videos", "failed"])
 
 
 def eval_text(result, out=None) -> str:
@@ -177,7 +125,8 @@ def eval_text(result, out=None) -> str:
     skipped metrics and inputs, unofficial weights and the reference (ground-truth) rows."""
     run = result.run
     fps = run.protocol["decode.fps"]
-    lines = [f"{run.method} on {run.dataset}: {result.pairs} pairs ({result.computed} computed, {result.resumed} "
+    inputs = "pairs" if run.gt_dir is not None else "videos, no ground truth"
+    lines = [f"{run.method} on {run.dataset}: {result.pairs} {inputs} ({result.computed} computed, {result.resumed} "
              f"already in the store), protocol {run.protocol['protocol']} ("
              + (f"{fps:g} fps" if fps else "frames as stored") + ")" + (f" -> {out}" if out is not None else ""),
              summary_table(result.summary_dict())]
@@ -193,9 +142,9 @@ def eval_text(result, out=None) -> str:
     for video, warnings in result.videos.drop_duplicates("video")[["video", "warnings"]].itertuples(index=False):
         lines += [one_line(f"warning {video}: {w}") for w in warnings]
     if result.unpaired_gen:
-        lines.append(_listing("unpaired in --gen", result.unpaired_gen))
+        lines.append(listing("unpaired in --gen", result.unpaired_gen))
     if result.unpaired_gt:
-        lines.append(_listing("unpaired in --gt", result.unpaired_gt))
+        lines.append(listing("unpaired in --gt", result.unpaired_gt))
     lines += [f"skipped {metric}: {reason}" for metric, reason in result.skipped_metrics.items()]
     by_file: dict[tuple, list[str]] = {}
     for metric, w in result.unofficial_weights().items():
@@ -249,7 +198,7 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
     found: dict[str, dict[str, tuple[dict, dict, list[Run]]]] = {}
     for run in runs:
         for metric in dict.fromkeys(df[df.method == run.method].metric):
-            d = definition(run, metric)
+            d = run.definition(metric)
             entry = found.setdefault(metric, {}).setdefault(canonical(d), (d, run.metric_params.get(metric, {}), []))
             entry[2].append(run)
     columns: dict[tuple[str, str], Column] = {}  # (metric, definition key) -> column
@@ -261,13 +210,13 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
         values, failed = {}, {}
         dataset_values = store.dataset_results(run)
         for metric, g in sub.groupby("metric"):
-            col = columns[(metric, canonical(definition(run, metric)))]
+            col = columns[(metric, canonical(run.definition(metric)))]
             if metric in dataset_values:  # dataset metrics: one value over all videos
                 value = dataset_values[metric]["value"]
             else:
                 value = metric_summary(g, run, metric)["mean"]
             values[col.name], failed[col.name] = value, int(g.error.notna().sum())
-        unofficial = sorted(columns[(m, canonical(definition(run, m)))].name for m in run.unofficial_weights()
+        unofficial = sorted(columns[(m, canonical(run.definition(m)))].name for m in run.unofficial_weights()
                             if m in found)
         rows.append({"method": run.method, "kind": "ground truth" if is_ground_truth(run.method) else "measured",
                      "values": values, "videos": int(sub.video.nunique()), "failed": failed, "source": None,
@@ -360,6 +309,42 @@ def _best(columns: list[Column], rows: list[dict]) -> dict[str, float]:
     return best
 
 
+@dataclass
+class MethodTable(Result):
+    """What ``table`` prints: one row per method (``method_rows``), rendered as markdown, LaTeX, CSV or
+    HTML (``text(fmt)``) or as JSON (``to_json``: every column's definition and protocols)."""
+
+    dataset: str
+    columns: list[Column]
+    rows: list[dict]
+
+    def text(self, fmt: str = "markdown") -> str:
+        return render_table(self.columns, self.rows, fmt)
+
+    def to_json(self) -> dict:
+        return table_json(self.columns, self.rows)
+
+
+def method_table(results: str | Path, dataset: str, paper: bool = False) -> MethodTable:
+    """The method table of ``dataset`` from a results folder (``table``); with ``paper``, the paper's
+    reported rows beside the measured ones, also when the folder holds no store yet.
+
+    Example:
+        >>> t = method_table("no-such-folder", "hdtf", paper=True)
+        >>> [c.header for c in t.columns][:2], t.rows[0]["kind"]
+        (['SSIM↑', 'PSNR↑'], 'reported')
+    """
+    if paper and not (Path(results) / STORE_NAME).is_file():
+        store = ResultStore(None)  # the paper's rows alone
+    else:
+        store = ResultStore.open_existing(results)
+    try:
+        columns, rows = method_rows(store, dataset, paper=paper)
+    finally:
+        store.close()
+    return MethodTable(dataset, columns, rows)
+
+
 def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown") -> str:
     """The method table as markdown, LaTeX, CSV or an HTML fragment. Best measured value per column in
     bold; reported rows are labelled and never bold (they come from another protocol)."""
@@ -400,8 +385,7 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
         text = tabulate(body, headers=headers, tablefmt="pipe" if fmt == "markdown" else "unsafehtml",
                         disable_numparse=True, colalign=["left"] + ["right"] * (len(columns) + 1))
     else:
-        arrows = {True: "$\\uparrow$", False: "$\\downarrow$", None: ""}
-        headers = ["Method"] + [c.label + arrows[c.higher_is_better] for c in columns] + ["Videos"]
+        headers = ["Method"] + [c.label + LATEX_ARROWS.get(c.arrow, "") for c in columns] + ["Videos"]
         body = [[cells[0].replace("&", "\\&").replace("_", "\\_")] + cells[1:] for cells in body]
         text = tabulate(body, headers=headers, tablefmt="latex_raw", disable_numparse=True,
                         colalign=["left"] + ["right"] * (len(columns) + 1))
@@ -459,7 +443,7 @@ def compare_methods(store: ResultStore, dataset: str, a: str, b: str) -> list[di
     metrics = [m for m in all_metrics() if m in set(df[df.method == a].metric) & set(df[df.method == b].metric)]
     differences = []
     for metric in metrics:
-        da, db = definition(run_a, metric), definition(run_b, metric)
+        da, db = run_a.definition(metric), run_b.definition(metric)
         changed = [f"{_short(k, da.get(k)).split('=')[0]} {_value(da.get(k))} vs {_value(db.get(k))}"
                    for k in dict.fromkeys([*da, *db]) if da.get(k) != db.get(k)]
         if changed:
@@ -493,6 +477,35 @@ def _value(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+@dataclass
+class Comparison(Result):
+    """What ``compare`` prints: per metric, the paired test of methods ``a`` and ``b`` (``compare_methods``)."""
+
+    dataset: str
+    a: str
+    b: str
+    alpha: float
+    rows: list[dict]
+
+    def text(self) -> str:
+        return compare_table(self.rows, self.a, self.b, self.alpha)
+
+    def to_json(self) -> dict:
+        return {"dataset": self.dataset, "a": self.a, "b": self.b, "alpha": self.alpha, "metrics": self.rows}
+
+
+def compare(results: str | Path, dataset: str, a: str, b: str, alpha: float = 0.05) -> Comparison:
+    """``compare``: the paired Wilcoxon test of two methods of a results folder, per metric."""
+    store = ResultStore.open_existing(results)
+    try:
+        rows = compare_methods(store, dataset, a, b)
+    finally:
+        store.close()
+    if not rows:
+        raise LipsyncBenchError(f"'{a}' and '{b}' share no evaluated video and metric on '{dataset}'")
+    return Comparison(dataset, a, b, alpha, rows)
+
+
 def compare_table(rows: list[dict], a: str, b: str, alpha: float = 0.05) -> str:
     body = []
     for r in rows:
@@ -504,26 +517,11 @@ def compare_table(rows: list[dict], a: str, b: str, alpha: float = 0.05) -> str:
             f"{r['better']} (p < {alpha:g})" if r["p_value"] < alpha else "no significant difference")
         body.append([r["label"], r["n"], fmt_value(r["mean_a"], d), fmt_value(r["mean_b"], d),
                      fmt_value(r["median_diff"], d), f"{r['p_value']:.3g}", verdict])
-    return tabulate(body, headers=["metric", "videos", a, b, "median diff", "Wilcoxon p", "better"],
-                    tablefmt="simple", disable_numparse=True)
+    return text_table(body, ["metric", "videos", a, b, "median diff", "Wilcoxon p", "better"])
 
 
 # --------------------------------------------------------------------------------------------------
 # Plain files beside the store
-
-
-def json_float(x):
-    """JSON has no inf or NaN: NaN -> null, inf -> "inf" (PSNR of identical frames)."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return None
-    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
-
-
-def summary_json(summary: dict[str, dict]) -> dict[str, dict]:
-    """A per-metric summary with inf/NaN made JSON-safe."""
-    return {metric: {k: [json_float(x) for x in v] if isinstance(v, list) else
-                     (json_float(v) if isinstance(v, float) else v) for k, v in s.items()}
-            for metric, s in summary.items()}
 
 
 def write_exports(store: ResultStore, folder: Path) -> None:

@@ -14,12 +14,14 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from . import media
+from . import __version__, media
 from .errors import LipsyncBenchError
 from .files import atomic_write_bytes
 from .metrics import get_metric
+from .rendering import Document
 from .report import method_rows, render_table
 from .store import ResultStore, is_ground_truth
 
@@ -50,8 +52,6 @@ def _png(fig) -> str:
 
 def _thumbnail(path: Path, index: int, fps: float, width: int = 160) -> str | None:
     """The frame ``index`` of an input, as a small JPEG data URI (None when it cannot be read)."""
-    import cv2
-
     seen = 0
     try:
         for chunk in media.iter_frames(path, fps):
@@ -171,18 +171,23 @@ def _worst(store: ResultStore, runs, df, metrics: list[str], count: int, thumbna
     return "".join(parts)
 
 
-def build_report(results: str | Path, out: str | Path, datasets: list[str] | None = None, worst: int = 3,
-                 thumbnails: bool = False) -> Path:
-    """Write the HTML report of the results folder ``results`` to ``out``; returns ``out``. Only with
-    ``thumbnails`` does it read the input folders the store records (a frame of each worst video)."""
-    import lipsync_bench
+class ReportFile(Document):
+    """``report``: the page written (``path``) and its size."""
 
+    def text(self) -> str:
+        return f"report written to {self['path']}"
+
+
+def build_report(results: str | Path, out: str | Path, datasets: list[str] | None = None, worst: int = 3,
+                 thumbnails: bool = False) -> ReportFile:
+    """Write the HTML report of the results folder ``results`` to ``out``. Only with ``thumbnails`` does
+    it read the input folders the store records (a frame of each worst video)."""
     store = ResultStore.open_existing(results)
     all_runs = store.runs()
     datasets = datasets or sorted({r.dataset for r in all_runs})
     body = [f"<h1>lipsync-bench report</h1><p class='note'>{html.escape(str(Path(results).resolve()))} — "
             f"generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by lipsync-bench "
-            f"{html.escape(lipsync_bench.__version__)}</p>"]
+            f"{html.escape(__version__)}</p>"]
     for dataset in datasets:
         runs = [r for r in all_runs if r.dataset == dataset]
         if not runs:
@@ -221,5 +226,6 @@ def build_report(results: str | Path, out: str | Path, datasets: list[str] | Non
             f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, page.encode("utf-8"))
-    return out
+    data = page.encode("utf-8")
+    atomic_write_bytes(out, data)
+    return ReportFile(path=str(out), bytes=len(data))

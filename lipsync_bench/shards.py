@@ -7,16 +7,18 @@ mean of the shards' values, and without reading the inputs.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import shutil
 from pathlib import Path
 from typing import Iterable
 
+from .dataset_metrics import compute_dataset_metrics
+from .environment import environment
 from .errors import LipsyncBenchError, ParameterError
-from .metrics import Metric, all_metrics, get_metric
-from .protocol import environment
+from .jsontext import json_float
+from .metrics.registry import all_metrics, get_metric
+from .rendering import Rows
 from .report import write_exports
 from .store import STATE_DIR, STORE_NAME, ResultStore, Run
 
@@ -44,8 +46,31 @@ def in_shard(key: str, shard: tuple[int, int]) -> bool:
     return int(hashlib.sha1(key.encode()).hexdigest()[:12], 16) % n == i
 
 
+class Merged(Rows):
+    """What ``merge`` did: the runs of the merged folder (a list of ``Run``), with each one's videos and
+    dataset values, and the folders merged."""
+
+    def __init__(self, runs: list[Run], summary: list[dict], sources: int, out: Path):
+        super().__init__(runs)
+        self.summary, self.sources, self.out = summary, sources, out
+
+    def text(self) -> str:
+        lines = []
+        for r in self.summary:
+            extra = "".join(f", {m} {d['value']:.4g}" if d["value"] is not None else f", {m}: {d['error']}"
+                            for m, d in r["dataset_values"].items())
+            lines.append(f"{r['method']} on {r['dataset']}: {r['videos']} videos{extra}")
+        return "\n".join(lines + [f"merged {self.sources} folders into {self.out}"])
+
+    def to_json(self) -> dict:
+        return {"out": str(self.out), "sources": self.sources,
+                "runs": [{**r, "dataset_values": {m: {k: json_float(v) if isinstance(v, float) else v
+                                                      for k, v in d.items()} for m, d in r["dataset_values"].items()}}
+                         for r in self.summary]}
+
+
 def merge(sources: Iterable[str | os.PathLike], out: str | os.PathLike, device: str = "cpu",
-          command: str | None = None) -> list[Run]:
+          command: str | None = None) -> Merged:
     """Combine result stores (the shards of one evaluation, or any stores) into ``out``.
 
     Runs must agree in protocol and parameters. Rows, sessions and per-video state files are copied;
@@ -58,7 +83,7 @@ def merge(sources: Iterable[str | os.PathLike], out: str | os.PathLike, device: 
         command: the command line, recorded with the sessions.
 
     Returns:
-        The runs of ``out``.
+        The runs of ``out`` (a ``Merged`` list, which also renders what ``merge`` prints).
 
     Example:
         >>> import tempfile, numpy as np
@@ -115,42 +140,8 @@ def merge(sources: Iterable[str | os.PathLike], out: str | os.PathLike, device: 
                 store.finish_session(session)
         runs = store.runs()
         write_exports(store, out)
+        summary = [{"method": run.method, "dataset": run.dataset, "videos": int(store.results([run]).video.nunique()),
+                    "dataset_values": store.dataset_results(run)} for run in runs]
     finally:
         store.close()
-    return runs
-
-
-def compute_dataset_metrics(store: ResultStore, run: Run, session: int, metrics: list[Metric],
-                            params: dict[str, dict], recompute: bool) -> None:
-    """Combine the per-video state of dataset metrics over the run's videos that succeeded,
-    from the results folder alone (the inputs are not read)."""
-    existing = store.dataset_results(run)
-    rows = store.results([run])
-    for m in metrics:
-        if recompute or m.name not in existing:
-            store.write_dataset(run, session, m.name, **combine_states(store, run, rows, m, params[m.name]))
-
-
-def combine_states(store: ResultStore, run: Run, rows, metric: Metric, params: dict) -> dict:
-    """A dataset metric's value over the run's videos that succeeded (``rows``: the run's results), from
-    their state files: value, videos, frames, warnings, error."""
-    ok = sorted(set(rows[(rows.metric == metric.name) & rows.error.isna()].video))
-    states = store.states(run, metric.name)
-    if not ok:
-        return {"value": None, "videos": 0, "frames": None, "error": "no video could be evaluated"}
-    lost = [v for v in ok if v not in states]
-    if lost:
-        return {"value": None, "videos": len(ok), "frames": None,
-                "error": f"the state of {len(lost)} videos (e.g. {lost[0]}) is not in the results folder; run "
-                         "eval again on the inputs to recompute it"}
-    loaders = [{side: functools.partial(store.load_state, metric.name, digest, video)
-                for side, (digest, _) in states[video].items()} for video in ok]
-    try:
-        value = metric.dataset_value(params, loaders)
-    except LipsyncBenchError as exc:
-        return {"value": None, "videos": len(ok), "frames": None, "error": str(exc)}
-    except (KeyError, ValueError) as exc:  # a side missing, arrays that do not fit: records edited or damaged
-        return {"value": None, "videos": len(ok), "frames": None,
-                "error": f"the state records of the run are incomplete or damaged ({type(exc).__name__}: {exc}); "
-                         "run eval again on the inputs to recompute them"}
-    return {"value": value.value, "videos": len(ok), "frames": value.frames, "warnings": value.warnings}
+    return Merged(runs, summary, len(sources), out)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats as sps
 
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
@@ -138,7 +137,9 @@ def paired_test(a, b) -> dict:
     if np.count_nonzero(a - b) < 2:
         out["note"] = "fewer than two videos differ: no test"
         return out
-    res = sps.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided")
+    from scipy import stats  # deferred: SciPy's statistics take a second to import, tables never need them
+
+    res = stats.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided")
     out["statistic"] = float(res.statistic)
     out["p_value"] = float(res.pvalue)
     return out

@@ -32,8 +32,9 @@ import pandas as pd
 
 from .errors import LipsyncBenchError, StoreError
 from .files import RESUME, atomic_write_bytes, write_failed
+from .jsontext import canonical
 from .metrics.registry import get_metric
-from .protocol import DEFAULT, canonical, upgrade
+from .protocol import DEFAULT, definition, upgrade
 
 STORE_NAME = "lipsync_bench.sqlite"
 STATE_DIR = "state"
@@ -130,6 +131,10 @@ class Run:
     metric_params: dict[str, dict]
     gen_dir: str | None
     gt_dir: str | None
+
+    def definition(self, metric: str) -> dict:
+        """Every choice the numbers of ``metric`` in this run depend on (``protocol.definition``)."""
+        return definition(self.protocol, metric, self.metric_params.get(metric, {}))
 
     def unofficial_weights(self) -> dict[str, dict]:
         """metric -> its weights description, for metrics computed with weights whose checksum is not

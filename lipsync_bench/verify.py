@@ -16,10 +16,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .dataset_metrics import combine_states
 from .errors import StoreError
 from .metrics import all_metrics, get_metric
+from .rendering import Result
 from .report import export_texts
-from .shards import combine_states
 from .store import DIGESTED, SCHEMA_VERSION, STATE_DIR, STORE_NAME, ResultStore, row_digest
 
 #: Relative difference allowed between a stored dataset value and the one recomputed from its state
@@ -28,7 +29,7 @@ RECOMPUTE_RTOL = 1e-6
 
 
 @dataclass
-class Verification:
+class Verification(Result):
     """What ``verify`` found: ``problems`` (each one line naming what is wrong), ``notes`` (harmless),
     and the counts of what was checked."""
 
@@ -40,6 +41,10 @@ class Verification:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
 
     def to_json(self) -> dict:
         return {"folder": self.folder, "ok": self.ok, "problems": self.problems, "notes": self.notes,

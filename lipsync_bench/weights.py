@@ -15,13 +15,17 @@ weights), but results computed with it are marked "unofficial weights".
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from .errors import LipsyncBenchError, UnavailableError
+from .rendering import Rows, text_table
 
 ENV_VAR = "LIPSYNC_BENCH_WEIGHTS"
 
@@ -58,7 +62,6 @@ class KnownWeights:
         """Where the installed package holds the file (None when not installed or not a packaged file)."""
         if not self.package_file:
             return None
-        import importlib.util
 
         top, _, rest = self.package_file.partition("/")
         spec = importlib.util.find_spec(top)
@@ -213,7 +216,7 @@ def search_dirs(weights_dir: str | os.PathLike | None = None) -> list[Path]:
         dirs.append(Path(weights_dir))
     if os.environ.get(ENV_VAR):
         dirs.append(Path(os.environ[ENV_VAR]))
-    import torch.hub
+    import torch.hub  # deferred: torch takes seconds to import, and only where weights are looked up is it needed
 
     dirs.append(Path(torch.hub.get_dir()) / "checkpoints")
     return dirs
@@ -273,11 +276,50 @@ def describe(name: str, path: str | os.PathLike) -> dict:
             "official": KNOWN[name].is_official(digest)}
 
 
-def inventory() -> list[dict]:
+class Inventory(Rows):
+    """``weights list``: every known weights file, where it is (or how to get it), its checksum status."""
+
+    def text(self) -> str:
+        def how(r) -> str:
+            if r["path"]:
+                return r["path"]
+            info = KNOWN[r["name"]]
+            if info.package:
+                return f"pip install {info.package}"
+            return f"lipsync-bench weights fetch {r['name']}" if info.fetchable else "by hand: see its URL below"
+
+        lines = [text_table([[r["name"], r["used_by"], r["status"], how(r)] for r in self],
+                            ["weights", "used by", "status", "path (or how to get it)"], numparse=True),
+                 "searched: " + ", ".join(str(d) for d in search_dirs())]
+        lines += [f"{r['name']}: {r['url']} ({r['licence']})" for r in self if r["status"] == "missing"]
+        return "\n".join(lines)
+
+
+class Checksums(Rows):
+    """``weights verify``: each known file present and its checksum status; exit status 1 when one is
+    unofficial (its checksum is not the published one)."""
+
+    def text(self) -> str:
+        lines = []
+        for r in self:
+            if r["status"] == "missing":
+                lines.append(f"{r['name']}: missing")
+            else:
+                status = {"official": "official", "unofficial": "UNOFFICIAL",
+                          "unverifiable": "present, no published checksum to verify"}[r["status"]]
+                lines.append(f"{r['name']}: {status} sha256 {r['sha256']} ({r['path']})")
+        return "\n".join(lines)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(r["status"] == "unofficial" for r in self) else 0
+
+
+def inventory() -> Inventory:
     """Every known weights file: where it was found (or None), its sha256 and status ("official",
     "unofficial", "unverifiable" — present, but no checksum is published — or "missing"), with its URL
     and licence."""
-    rows = []
+    rows = Inventory()
     for info in KNOWN.values():
         path = find(info.name)
         d = describe(info.name, path) if path else None
@@ -290,6 +332,42 @@ def inventory() -> list[dict]:
     return rows
 
 
+def verify_present() -> Checksums:
+    """The checksum status of every known weights file (``weights verify``)."""
+    return Checksums(inventory())
+
+
+def path_of(name: str) -> Path:
+    """The file of the weights ``name`` (``weights path``); an unknown name, or a missing file, raises
+    saying what is known or where to put it."""
+    if name not in KNOWN:
+        raise LipsyncBenchError(f"unknown weights '{name}' (known: {', '.join(KNOWN)})")
+    return require(name)
+
+
+class Fetched(Rows):
+    """``weights fetch``: each file kept, and whether its checksum was verified."""
+
+    def text(self) -> str:
+        return "\n".join(f"{r['name']}: {r['path']} (no checksum is published: sha256 {r['sha256']}; "
+                         "'lipsync-bench calibrate' checks it by its outputs)" if not r["verified"] else
+                         f"{r['name']}: {r['path']} (sha256 verified)" for r in self)
+
+
+def fetch_all(names: list[str], weights_dir: str | os.PathLike | None = None, url: str | None = None) -> Fetched:
+    """``weights fetch NAMES``: each file downloaded (``fetch``) or kept; ``["all"]``: every file with a
+    direct download."""
+    names = [n for n, w in KNOWN.items() if w.fetchable] if list(names) == ["all"] else list(names)
+    if url and len(names) > 1:
+        raise LipsyncBenchError("--url takes one weights name")
+    out = Fetched()
+    for name in names:
+        path = fetch(name, weights_dir, url)
+        out.append({"name": name, "path": str(path), "sha256": sha256(path),
+                    "verified": not KNOWN[name].unverified_fetch})
+    return out
+
+
 def default_target(weights_dir: str | os.PathLike | None = None) -> Path:
     """Where ``fetch`` puts files: --weights-dir, else $LIPSYNC_BENCH_WEIGHTS, else the torch hub cache."""
     return search_dirs(weights_dir)[0]
@@ -300,8 +378,6 @@ def fetch(name: str, weights_dir: str | os.PathLike | None = None, url: str | No
     """Download the weights ``name`` (from ``url``, a mirror, if given) into ``weights_dir`` (see
     ``default_target``), verifying the checksum while writing to a temporary file; the file is kept
     under its published name only when it is official. A file already there and official is kept."""
-
-    from tqdm import tqdm
 
     if name not in KNOWN:
         raise LipsyncBenchError(f"unknown weights '{name}' (known: {', '.join(KNOWN)})")

@@ -243,6 +243,7 @@ def test_bad_checkpoint_fails_lse_only(tmp_path, monkeypatch, kind):
     assert "PSNR" in result.output
 
 
+@pytest.mark.slow
 def test_weights_with_another_checksum_are_marked_unofficial(tmp_path, monkeypatch):
     args = _pair_dir(tmp_path)
     wdir = tmp_path / "w"

@@ -33,6 +33,7 @@ def test_the_syncnet_python_example_is_listed_as_not_run_with_how_to_get_it():
     assert doc[0]["status"] == "not run" and doc[0]["expected"] == {"offset": 3, "lse_d": 5.353, "lse_c": 10.021}
 
 
+@pytest.mark.slow
 def test_a_stand_in_example_passes_against_the_reference_and_fails_when_off(tmp_path):
     """A 224x224 talking-face clip in place of example.avi, seeded random weights in place of
     syncnet_v2.model, and as expected values what syncnet_python's demo_syncnet.py prints for them (its

@@ -97,6 +97,7 @@ def test_embeddings_equal_insightfaces_recognition_path(faces, tmp_path):
     assert np.abs(whole - expected).max() < 1e-4 * np.abs(expected).max()
 
 
+@pytest.mark.slow
 def test_csim_arcface_in_eval(faces, tmp_path, monkeypatch):
     torch.manual_seed(0)
     (tmp_path / "w").mkdir()

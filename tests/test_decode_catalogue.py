@@ -119,6 +119,7 @@ def test_audio_equals_the_command_line(catalogue, name):
     assert np.array_equal(ours, ref.astype(np.int32))
 
 
+@pytest.mark.slow
 def test_a_rotated_ground_truth_evaluates_against_an_upright_video(catalogue, tmp_path):
     """A GT recorded with a 90° display matrix (as phones write) against a lightly re-encoded, upright
     copy: the frames meet upright, and SSIM is that of the re-encoding alone."""

@@ -112,6 +112,7 @@ def test_eval_fvd_equals_cd_fvd_and_merges_from_shards(clips_folder, reference_i
     assert merged.dataset_results(merged_run)["fvd"]["value"] == pytest.approx(value, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_one_clip_from_a_start_frame_and_short_videos(clips_folder, reference_i3d, tmp_path, monkeypatch):
     monkeypatch.setenv(weights.ENV_VAR, str(clips_folder / "weights"))
     run = lipsync_bench.evaluate(clips_folder / "gen", clips_folder / "gt", ["fvd"],

@@ -286,7 +286,7 @@ def test_silent_lip_generator_closes_the_lips_of_speech_frames(tmp_path):
     from lipsync_bench.faces.track import crop_window, smoothed_centres, syncnet_crop
     from lipsync_bench.research.generator.inference import paste
     from lipsync_bench.research.generator.trainer import SILENT_MEL, load_generator
-    from lipsync_bench.syncnets.clips import FACE_CROP
+    from lipsync_bench.syncnets.inputs import FACE_CROP
 
     clip = data_file("grid/id2_vcd_swwp2s.mpg")
     align = [ln.split() for ln in data_file("grid/swwp2s.align").read_text().splitlines()]

@@ -220,6 +220,7 @@ def test_compat_mode_equals_the_reference_evaluate_end_to_end(tmp_path):
         assert plain.windows == score.windows
 
 
+@pytest.mark.slow
 def test_wav2lip_lrs_protocol_equals_its_script(tmp_path, monkeypatch):
     """eval --protocol wav2lip-lrs against Wav2Lip's calculate_scores_LRS.py on two generated (H.264 +
     AAC) clips: syncnet_python's evaluate() on ffmpeg's image2 JPEGs of the whole frames, each resized

@@ -15,10 +15,15 @@ from skimage.metrics import structural_similarity
 
 import lipsync_bench
 from lipsync_bench import media
+from lipsync_bench import protocol as protocol_module
 from lipsync_bench.cli import main
-from lipsync_bench.errors import ParameterError
+from lipsync_bench.errors import LipsyncBenchError, ParameterError
+from lipsync_bench.evaluation import plan_metrics
+from lipsync_bench.metrics.registry import FACE_NEEDS, get_metric
+from lipsync_bench.pipeline import face_analyzer
 from lipsync_bench.protocol import CHOICES, load_protocol, protocol_names
-from lipsync_bench.store import SCHEMA_VERSION, ResultStore
+from lipsync_bench.report import compare_methods, method_rows
+from lipsync_bench.store import SCHEMA_VERSION, ResultRow, ResultStore
 from tests.helpers import blur, noise, write_lossless
 
 SIX = ["lipsync-bench", "syncnet-python", "talklip", "vico", "wav2lip-lrs", "yaman2024"]
@@ -143,7 +148,7 @@ def test_talklip_gives_psnr_and_ssim_of_96x96_face_crops(pairs, tmp_path):
     assert result.failures.empty
     assert result.run.protocol["protocol"] == "talklip (modified)"
     assert result.run.protocol["modified"] == {"faces.landmarker": ["face-alignment", "dlib"]}
-    analyzer = load_protocol("talklip").with_choices({"faces.landmarker": "dlib"}).face_analyzer()
+    analyzer = face_analyzer(load_protocol("talklip").with_choices({"faces.landmarker": "dlib"}))
     ssim, psnr = [], []
     for gt in sorted((pairs / "gt").iterdir()):
         gt_frames = read_with_opencv(gt)
@@ -182,6 +187,7 @@ def test_talklip_as_published_runs_with_face_alignment_weights(tmp_path, grid_cl
     assert 20 < result.summary.loc["psnr", "mean"] < 60
 
 
+@pytest.mark.slow
 def test_vico_equals_piq_and_its_landmark_distance(pairs, tmp_path):
     """ViCo's compute_base_metrics.py is piq's psnr and ssim on whole RGB frames / 255, pooled over
     every frame; its LMD the mean absolute difference of points 48-67 over frames with GT landmarks."""
@@ -192,8 +198,8 @@ def test_vico_equals_piq_and_its_landmark_distance(pairs, tmp_path):
                                     landmarker="dlib", choices={"faces.flip_input": False})
     assert result.failures.empty
     ssim, psnr, lmd = [], [], []
-    analyzer = load_protocol("vico").with_choices({"faces.landmarker": "dlib", "faces.flip_input": False}
-                                                  ).face_analyzer()
+    analyzer = face_analyzer(load_protocol("vico").with_choices({"faces.landmarker": "dlib",
+                                                                "faces.flip_input": False}))
     for gt in sorted((pairs / "gt").iterdir()):
         g = np.stack(read_with_opencv(gt))[..., ::-1]
         p = np.stack(read_with_opencv(pairs / "gen" / f"{gt.stem}.avi"))[..., ::-1]
@@ -276,18 +282,15 @@ def test_two_definitions_never_share_a_column_and_compare_refuses_them(pairs, tm
 def test_the_same_definition_under_two_protocols_shares_its_column(pairs, tmp_path):
     """wav2lip-lrs and talklip score LSE alike: their LSE results are one definition (one column, both
     named), and compare tests them."""
-    from lipsync_bench.report import definition
-
     wav2lip, talklip = load_protocol("wav2lip-lrs"), load_protocol("talklip")
     for metric in ("lse_c", "lse_d"):
         assert wav2lip.metric_params[metric] == talklip.metric_params[metric]
     from lipsync_bench.store import Run
 
-    runs = [Run(i, m, "d", p.as_dict(resolve=False), {"lse_c": {**p.metric_params["lse_c"], "pool": "videos"}}, None,
-                None)
+    runs = [Run(i, m, "d", p.as_dict(), {"lse_c": {**p.metric_params["lse_c"], "pool": "videos"}}, None, None)
             for i, (m, p) in enumerate([("a", wav2lip), ("b", talklip)])]
-    assert definition(runs[0], "lse_c") == definition(runs[1], "lse_c")
-    assert definition(runs[0], "lse_c")["decode.fps"] == 0
+    assert runs[0].definition("lse_c") == runs[1].definition("lse_c")
+    assert runs[0].definition("lse_c")["decode.fps"] == 0
 
 
 def test_reported_rows_sit_beside_measured_rows_of_their_protocol(pairs, tmp_path):
@@ -340,6 +343,7 @@ def test_an_older_store_is_migrated_and_resumes(pairs, tmp_path):
     assert again.summary.loc["ifc", "mean"] == first.summary.loc["ifc", "mean"]
 
 
+@pytest.mark.slow
 def test_merge_refuses_one_method_under_two_protocols(pairs, tmp_path):
     from lipsync_bench.errors import StoreError
     from lipsync_bench.shards import merge
@@ -350,3 +354,66 @@ def test_merge_refuses_one_method_under_two_protocols(pairs, tmp_path):
     with pytest.raises(StoreError, match="under another protocol .protocol: stored 'lipsync-bench', now 'talklip "
                                          r"\(modified\)'; .*region.kind: stored 'full', now 'face-box'"):
         merge([tmp_path / "a", tmp_path / "b"], tmp_path / "all")
+
+
+def test_a_new_choice_splits_a_column_without_touching_the_report(monkeypatch):
+    """One rule decides comparability: a choice declared with what it reaches splits the columns of the
+    metrics it reaches (LMD reads the face stage) and of no other (SSIM on the full frame), in the
+    table and in compare, with no edit to the report."""
+    monkeypatch.setitem(protocol_module.CHOICES, "faces.new_rule",
+                        protocol_module.Choice("a", "a rule of the face stage", choices=("a", "b"), reaches=FACE_NEEDS))
+    store = ResultStore(None)
+    for method, rule in (("A", "a"), ("B", "b")):
+        record = {**load_protocol().as_dict(), "faces.new_rule": rule}
+        params = {m: {**get_metric(m).defaults, "pool": "videos"} for m in ("ssim", "lmd")}
+        run = store.open_run(method, "d", record, params)
+        session = store.start_session(run, {})
+        store.write(run, session, [ResultRow(v, m, 0.5 + (method == "B") * 0.1, 10) for v in ("v1", "v2")
+                                   for m in ("ssim", "lmd")])
+    columns, _ = method_rows(store, "d")
+    assert [c.metric for c in columns] == ["ssim", "lmd", "lmd"]
+    assert {c.definition["faces.new_rule"] for c in columns if c.metric == "lmd"} == {"a", "b"}
+    assert "faces.new_rule" not in next(c for c in columns if c.metric == "ssim").definition
+    with pytest.raises(LipsyncBenchError, match="lmd: new_rule a vs b"):
+        compare_methods(store, "d", "A", "B")
+
+
+def test_no_ground_truth_runs_the_metrics_that_read_the_generated_video_alone(pairs, tmp_path):
+    """eval without --gt: CPBD (no reference video) runs and equals its value with a GT; a metric that
+    needs the GT, named, is refused before any work (exit 2, nothing written); by default it is skipped,
+    saying why."""
+    one = tmp_path / "one"
+    shutil.copytree(pairs / "gen", one, ignore=lambda folder, names: sorted(names)[1:])
+    with_gt = lipsync_bench.evaluate(one, pairs / "gt", ["cpbd"])
+    alone = lipsync_bench.evaluate(one, None, ["cpbd"], out=tmp_path / "alone")
+    assert alone.summary.loc["cpbd", "mean"] == with_gt.summary.loc["cpbd", "mean"]
+    assert alone.run.gt_dir is None and alone.ground_truth == {} and "videos, no ground truth" in alone.text()
+    runner = CliRunner()
+    refused = runner.invoke(main, ["eval", "--gen", str(pairs / "gen"), "--metrics", "ssim,cpbd", "--out",
+                                   str(tmp_path / "refused")])
+    assert refused.exit_code == 2 and "ssim needs ground-truth videos" in refused.output
+    assert not (tmp_path / "refused").exists()
+    runnable, _, _, skipped = plan_metrics(["ssim", "cpbd"], {}, load_protocol(), ground_truth=False, named=False)
+    assert [m.name for m in runnable] == ["cpbd"] and skipped == {"ssim": "needs ground-truth videos (--gt)"}
+
+
+def test_frames_of_another_size_say_how_to_compare_them_and_the_resize_is_recorded(pairs, tmp_path):
+    """A generated video of another frame size fails with the choice that would compare it; with
+    decode.resize the generated frames are resized to the GT's (OpenCV), recorded as a changed choice, and
+    SSIM equals scikit-image on the resized frames."""
+    gt = sorted((pairs / "gt").iterdir())[0]
+    frames = media.read_frames(gt)[:12]
+    small = np.stack([cv2.resize(f, (frames.shape[2] // 2, frames.shape[1] // 2), interpolation=cv2.INTER_AREA)
+                      for f in frames])
+    write_lossless(tmp_path / "gen" / gt.stem, small)
+    write_lossless(tmp_path / "gt" / gt.stem, frames)
+    plain = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["ssim"])
+    assert "frame sizes differ" in plain.failures.error[0] and "--set decode.resize=area" in plain.failures.error[0]
+    resized = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["ssim"], choices={"decode.resize": "area"})
+    assert resized.run.protocol["modified"] == {"decode.resize": ["none", "area"]}
+    assert resized.run.protocol["decode.resize"] == "area" and "decode.resize" not in plain.run.protocol
+    back = np.stack([cv2.resize(f, (frames.shape[2], frames.shape[1]), interpolation=cv2.INTER_AREA) for f in small])
+    expected = np.mean([structural_similarity(t, g, channel_axis=2, gaussian_weights=True, sigma=1.5,
+                                              use_sample_covariance=False, data_range=255)
+                        for g, t in zip(back, frames, strict=True)])
+    assert abs(resized.summary.loc["ssim", "mean"] - expected) < 1e-6

@@ -64,7 +64,7 @@ def recipe(tmp_path_factory, grid_clips) -> dict:
 
 @pytest.mark.slow
 def test_the_smoke_recipe_runs_as_written_and_records_one_crop_geometry(recipe):
-    from lipsync_bench.syncnets.clips import FACE_CROP
+    from lipsync_bench.syncnets.inputs import FACE_CROP
 
     assert [s["command"] for s in recipe["steps"]] == ["prepare", "train-syncnet", "stability", "train-silent",
                                                        "train-generator", "generate", "eval", "table"]
@@ -126,7 +126,7 @@ def test_generate_changes_the_lower_face_only(recipe):
 
 @pytest.mark.slow
 def test_generate_warns_about_a_checkpoint_of_another_crop_geometry(recipe, tmp_path):
-    from lipsync_bench.syncnets.clips import WAV2LIP_CROP
+    from lipsync_bench.syncnets.inputs import WAV2LIP_CROP
 
     ckpt = torch.load(recipe["work"] / "setup-H" / "last.pt", map_location="cpu", weights_only=True)
     ckpt["crop_geometry"] = WAV2LIP_CROP.as_dict()
@@ -192,7 +192,7 @@ def test_prepare_shards_write_one_folder_and_refuse_what_they_cannot_use(grid_cl
     assert (out / "prepare-report-shard-0-of-2.json").is_file() and (out / "prepare-report-shard-1-of-2.json").is_file()
     listed = tmp_path / "train.txt"
     listed.write_text("s1/brbk7n\n")
-    from lipsync_bench.syncnets.clips import open_clips
+    from lipsync_bench.research.datasets import open_clips
 
     assert [c.name for c in open_clips(out, filelist=listed).clips] == ["s1/brbk7n"]
     other = tmp_path / "other"

@@ -104,6 +104,7 @@ def pd_rows(out: Path) -> dict[str, dict[str, tuple]]:
     return rows
 
 
+@pytest.mark.slow
 def test_fuzzed_inputs_fail_alone_with_one_line_each(tmp_path):
     counts = _fuzz(tmp_path, 60, seed=1, metrics=["ssim", "psnr", "cpbd"])
     assert counts["failed"] >= 20
@@ -128,6 +129,7 @@ def _decode_or_crash(path, *args):
 _REAL_ITER_FRAMES = media._iter_frames
 
 
+@pytest.mark.slow
 def test_a_decoder_that_crashes_or_stalls_is_that_videos_error(tmp_path, monkeypatch):
     frames = media.read_frames(CLIP)[:20]
     for side in ("gen", "gt"):
@@ -182,6 +184,7 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
+@pytest.mark.slow
 def test_verify_passes_a_clean_folder_and_finds_a_flipped_byte_and_a_changed_row(fid_results, tmp_path):
     clean = verify(fid_results / "r")
     assert clean.ok, clean.problems
@@ -218,6 +221,7 @@ def test_verify_passes_a_clean_folder_and_finds_a_flipped_byte_and_a_changed_row
     assert any("fid: stored 1.0, recomputed from the state files" in p for p in found.problems)
 
 
+@pytest.mark.slow
 def test_a_store_of_a_newer_schema_is_refused_naming_both_versions(fid_results, tmp_path):
     newer = _copy(fid_results / "r", tmp_path / "newer")
     db = sqlite3.connect(newer / STORE_NAME)
@@ -234,6 +238,7 @@ def test_a_store_of_a_newer_schema_is_refused_naming_both_versions(fid_results, 
     assert (newer / STORE_NAME).read_bytes() == before
 
 
+@pytest.mark.slow
 def test_an_older_store_gains_digests_and_verifies(fid_results, tmp_path):
     older = _copy(fid_results / "r", tmp_path / "older")
     db = sqlite3.connect(older / STORE_NAME)
@@ -343,6 +348,7 @@ def _small_pairs(root: Path, n: int = 3, frames: int = 20) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path):
     """A tmpfs too small for the run's state files: one line naming the file, the store consistent, and the
     same command completes once the folder has room (here: moved to a roomy disk)."""
@@ -377,6 +383,7 @@ def test_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path):
     assert verify(tmp_path / "roomy").ok
 
 
+@pytest.mark.slow
 def test_writes_that_fail_are_one_line_and_leave_the_store_as_it_was(tmp_path):
     """Failing writes simulated where no tmpfs can be mounted: a file-size limit (EFBIG) on the eval
     process, and a store SQLite refuses to write (read-only)."""

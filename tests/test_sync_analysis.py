@@ -13,9 +13,11 @@ from PIL import Image
 
 from lipsync_bench import media
 from lipsync_bench.cli import main
+from lipsync_bench.research.datasets import open_clips
+from lipsync_bench.research.expert_analysis import cosine_similarities, random_expert
 from lipsync_bench.research.studies import make_transform
-from lipsync_bench.syncnets.clips import INPUTS, expert_input, open_clips
-from lipsync_bench.syncnets.experts import cosine_similarities, load_expert, random_expert
+from lipsync_bench.syncnets.experts import load_expert
+from lipsync_bench.syncnets.inputs import INPUTS, expert_input
 from tests.helpers import blur
 
 pytest.importorskip("dlib")

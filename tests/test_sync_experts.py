@@ -15,8 +15,9 @@ from click.testing import CliRunner
 from lipsync_bench import media
 from lipsync_bench.cli import main
 from lipsync_bench.errors import LipsyncBenchError
+from lipsync_bench.research.datasets import FaceClip, SyncPairs, open_clips, split_clips, video_clip
 from lipsync_bench.syncnets.avsyncnet import TINY, AVSyncNet, load_avsyncnet
-from lipsync_bench.syncnets.clips import INPUTS, FaceClip, SyncPairs, open_clips, split_clips, video_clip
+from lipsync_bench.syncnets.inputs import INPUTS
 from lipsync_bench.syncnets.wav2lip import Wav2LipSyncNet, load_wav2lip_syncnet, mel_window, melspectrogram
 from tests.helpers import data_file
 

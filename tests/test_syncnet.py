@@ -52,8 +52,8 @@ def weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clips():
-    found = sorted((GRID).glob("*.mpg"))[:5]
-    if len(found) < 5:
+    found = sorted((GRID).glob("*.mpg"))[:2]
+    if len(found) < 2:
         pytest.skip(f"GRID clips not found under {GRID}")
     out = []
     for clip in found:
@@ -111,7 +111,7 @@ def test_lse_equals_the_reference_procedure_on_real_clips(weights, clips):
         assert np.ptp(curve) > 1e-3  # the random weights give a non-degenerate curve
 
 
-@pytest.mark.parametrize("k", [2, 5])
+@pytest.mark.parametrize("k", [2, pytest.param(5, marks=pytest.mark.slow)])
 def test_delayed_audio_shifts_the_distances_by_k(weights, clips, k):
     """Audio delayed by k frames: window i's distance at offset s equals the original's at s - k
     wherever both audio windows are real (away from the zero-padded ends and the silent prefix), so a

@@ -1,25 +1,16 @@
-"""Face pipeline: detection, tracking, 68-point landmarks and crops, computed once per video."""
-from .analysis import (
-           FaceAnalyzer,
-           FaceData,
-           analyze_file,
-           cache_file,
-           overlay,
-           require_faces,
-           syncnet_crops,
-)
-from .backends import BACKENDS, get_backend
-from .regions import REGIONS, crop_frames, crop_resized, region_boxes
-from .track import (
-           Track,
-           TrackParams,
-           link_tracks,
-           mouth_box,
-           smoothed_centres,
-           syncnet_crop,
-)
+"""Face pipeline: detection, tracking, 68-point landmarks and crops, computed once per video.
 
-__all__ = ["FaceAnalyzer", "FaceData", "analyze_file", "cache_file", "overlay", "require_faces", "syncnet_crops",
-           "REGIONS",
-           "crop_frames", "crop_resized", "region_boxes", "BACKENDS", "get_backend", "Track",
-           "TrackParams", "link_tracks", "mouth_box", "smoothed_centres", "syncnet_crop"]
+The names below are imported from their modules on first use, so that ``faces.settings`` (what a
+protocol names) is read without loading the detectors, the decoder or SciPy's signal package.
+"""
+from ..lazy import lazy_exports
+
+_EXPORTS = {
+    "analysis": ("FaceAnalyzer", "FaceData", "analyze_file", "cache_file", "overlay", "require_faces",
+                 "syncnet_crops"),
+    "backends": ("get_backend",),
+    "regions": ("crop_frames", "crop_resized", "region_boxes"),
+    "settings": ("BACKENDS", "INTERPOLATIONS", "REGIONS", "TrackParams"),
+    "track": ("Track", "link_tracks", "mouth_box", "smoothed_centres", "syncnet_crop"),
+}
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

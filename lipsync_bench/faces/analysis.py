@@ -13,16 +13,18 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from ..errors import MetricError
+from ..errors import MediaError, MetricError
 from ..files import atomic_write_bytes
-from ..media import iter_frames
+from ..media import iter_frames, read_audio, read_frames, write_video
+from ..rendering import Document
 from ..weights import sha256
 from .backends import get_backend
-from .track import Track, TrackParams, link_tracks, smoothed_centres, syncnet_crop
+from .settings import DEFAULT_TRACK, TrackParams
+from .track import Track, link_tracks, smoothed_centres, syncnet_crop
 
-DEFAULT_TRACK = TrackParams()
 MIN_FACE_FRACTION = 0.5  # below this, a video's face metrics are an error, not a number
 
 
@@ -151,8 +153,6 @@ def require_faces(data: FaceData, video: Path) -> None:
 def overlay(frames: np.ndarray, data: FaceData) -> np.ndarray:
     """Frames with the main track's box (green where detected, yellow where interpolated) and the 68
     landmarks (mouth in red) drawn on them, for a person to see what the metrics saw."""
-    import cv2
-
     out = frames.copy()
     for f in range(min(len(out), data.frames)):
         if np.isfinite(data.boxes[f]).all():
@@ -174,3 +174,32 @@ def syncnet_crops(frames: np.ndarray, data: FaceData, crop_scale: float = 0.4) -
     centres = smoothed_centres(track)
     return np.stack([syncnet_crop(frames[track.start + i], *c, crop_scale=crop_scale)
                      for i, c in enumerate(centres)])
+
+
+class FaceInspection(Document):
+    """``faces``: the fraction of a video's frames with a face, the main track, the face stage's settings,
+    and the overlay written (``--out``)."""
+
+    def text(self) -> str:
+        return (f"{self['video']}: a face in {self['face_fraction']:.1%} of {self['frames']} frames (main track "
+                f"over {self['tracked_frames']} frames; landmarker {self['face_pipeline']['backend']})"
+                + (f"; overlay written to {self['overlay']}" if "overlay" in self else ""))
+
+
+def inspect_video(video: Path, out: Path | None = None, fps: float = 25.0, landmarker: str = "auto") -> FaceInspection:
+    """Detect, track and landmark the faces of ``video`` as the face metrics do (``faces``); with ``out``,
+    write the video with what was found drawn on it (its audio kept, when it has some)."""
+    analyzer = FaceAnalyzer(landmarker)
+    frames = read_frames(video, fps)
+    analyzer.update(frames)
+    data = analyzer.result()
+    doc = FaceInspection(video=str(video), frames=data.frames, face_fraction=data.face_fraction,
+                         tracked_frames=int(np.isfinite(data.boxes[:, 0]).sum()), face_pipeline=data.params)
+    if out:
+        try:
+            audio = read_audio(video)
+        except MediaError:
+            audio = None  # no audio track: the overlay is silent too
+        write_video(out, overlay(frames, data), fps, audio)
+        doc["overlay"] = str(out)
+    return doc

@@ -18,12 +18,14 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import cv2
 import numpy as np
+import torch
 
 from .. import weights
 from ..errors import UnavailableError
+from .settings import BACKENDS
 
-BACKENDS = ("auto", "dlib", "face-alignment")
 FA_WEIGHTS = ("s3fd", "2dfan4")
 
 
@@ -60,8 +62,6 @@ class DlibBackend:
         scale = min(1.0, self.detect_size / max(h, w))
         image = frame
         if scale < 1.0:
-            import cv2
-
             image = cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         rects, scores, _ = self._detector.run(image, self.upsample, 0.0)
         if not rects:
@@ -93,8 +93,6 @@ class FaceAlignmentBackend:
     name = "face-alignment"
 
     def __init__(self, device: str | None = None, flip_input: bool = False):
-        import torch
-
         reason = face_alignment_missing()
         if reason:
             raise UnavailableError(reason)

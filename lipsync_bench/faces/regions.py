@@ -19,15 +19,14 @@ shifted, not shrunk, to stay inside the frame.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
 from ..errors import MetricError
 from .analysis import FaceData
+from .settings import INTERPOLATIONS, REGIONS  # noqa: F401 - REGIONS: API
 from .track import median_filter, mouth_box, smoothed_centres
-
-REGIONS = ("full", "face", "mouth", "face-box")
-INTERPOLATIONS = {"bilinear": 1, "area": 3, "bicubic": 2, "nearest": 0}  # OpenCV INTER_* codes
 
 
 def _fill(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -87,8 +86,6 @@ def detection_boxes(data: FaceData, height: int, width: int, fallback: int = 96)
 def crop_resized(frames: np.ndarray, boxes: np.ndarray, size: int, interpolation: str = "bilinear") -> np.ndarray:
     """Crop each frame (n, H, W, C) with its box (numpy slicing: ends past the frame are cut) and
     resize the crop to ``size`` x ``size`` with OpenCV."""
-    import cv2
-
     out = np.empty((len(frames), size, size, frames.shape[-1]), dtype=frames.dtype)
     for i, (x1, y1, x2, y2) in enumerate(boxes):
         crop = frames[i, max(y1, 0):y2, max(x1, 0):x2]

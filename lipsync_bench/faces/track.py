@@ -16,18 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from scipy import signal
 
-
-@dataclass(frozen=True)
-class TrackParams:
-    iou: float = 0.5
-    max_missed: int = 25
-    min_track: int = 5
-    min_face_size: float = 50.0
-    smooth_kernel: int = 13
-    crop_scale: float = 0.4
+from .settings import DEFAULT_TRACK, TrackParams
 
 
 @dataclass
@@ -56,7 +49,7 @@ def iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def link_tracks(detections: list[np.ndarray], params: TrackParams = TrackParams()) -> list[Track]:
+def link_tracks(detections: list[np.ndarray], params: TrackParams = DEFAULT_TRACK) -> list[Track]:
     """Tracks from per-frame detections ((k, >=4) arrays, one per frame), longest first."""
     left = [list(range(len(d))) for d in detections]
     tracks = []
@@ -131,8 +124,6 @@ def syncnet_crop(frame: np.ndarray, cx: float, cy: float, s: float, crop_scale: 
                  size: int = 224) -> np.ndarray:
     """syncnet_python's face crop: pad by int(s*(1+2*cs)) with value 110, take rows
     [cy - s, cy + s(1+2cs)) and columns [cx - s(1+cs), cx + s(1+cs)), resize to size x size (bilinear)."""
-    import cv2
-
     y0, y1, x0, x1, pad = crop_window(cx, cy, s, crop_scale)
     padded = np.pad(frame, ((pad, pad), (pad, pad), (0, 0)), constant_values=110)
     face = padded[y0 + pad:y1 + pad, x0 + pad:x1 + pad]

@@ -26,7 +26,7 @@ from scipy import ndimage
 from skimage.feature import canny
 
 from ..errors import MetricError
-from .registry import Accumulator, FrameBatch, Metric, MetricValue, register
+from .streaming import Accumulator, FrameBatch, MetricContext, MetricValue
 
 BLOCK = 64
 EDGE_BLOCK_FRACTION = 0.002
@@ -138,7 +138,6 @@ class _CpbdAccumulator(Accumulator):
         return MetricValue(self.total / self.count, self.count)
 
 
-CPBD = register(Metric(
-    name="cpbd", label="CPBD", higher_is_better=True, needs=frozenset(), scope="video", decimals=3,
-    description="no-reference sharpness: cumulative probability of blur detection per grey frame (= cpbd 1.0.7)",
-    params={}, make_accumulator=lambda params, ctx: _CpbdAccumulator()))
+def make_accumulator(params: dict, ctx: MetricContext) -> Accumulator:
+    """CPBD's accumulator (``declarations.CPBD``): the generated frames alone."""
+    return _CpbdAccumulator()

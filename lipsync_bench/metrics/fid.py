@@ -19,28 +19,20 @@ pytorch-fid computes it — from the decoded frames in memory, without writing P
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pytorch_fid.inception as pfi
 import torch
 import torch.nn.functional as F
 
 from ..errors import MetricError
 from ..files import atomic_write_bytes
 from ..media import estimate_frame_count
-from .registry import (
-    Accumulator,
-    Alias,
-    FrameBatch,
-    Metric,
-    MetricContext,
-    MetricValue,
-    Param,
-    StateFile,
-    register,
-)
+from .streaming import Accumulator, FrameBatch, MetricContext, MetricValue, StateFile
 
 FEATURE_DIM = 2048
 # Frames through Inception at once: pytorch-fid's default batch size, so that a video's batches are
@@ -58,8 +50,6 @@ def load_inception(path: str | Path, device: torch.device | str = "cpu") -> torc
     """pytorch-fid's FID Inception with the weights at ``path``, in eval mode (cached per process)."""
     key = (str(Path(path).resolve()), str(device))
     if key not in _MODELS:
-        import pytorch_fid.inception as pfi
-
         state = torch.load(path, map_location="cpu", weights_only=True)
         # pytorch-fid builds its network and then fetches the weights by URL; hand it the file we
         # loaded safely instead, so that the architecture is exactly pytorch-fid's and nothing is fetched.
@@ -189,8 +179,6 @@ class MomentSum:
 def save_state(folder: Path, array: np.ndarray) -> StateFile:
     """Write ``array`` as ``<folder>/<sha256>.npy`` (atomically; content-addressed, so equal states
     share a file) and return its record."""
-    import io
-
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     data = buf.getvalue()
@@ -231,7 +219,7 @@ class _FidAccumulator(Accumulator):
         self.pending = 0
         self.wanted = None
         if params["frames"]:
-            total = estimate_frame_count(ctx.gen, ctx.fps) or params["frames"]
+            total = estimate_frame_count(ctx.gen, ctx.fps, ctx.decode) or params["frames"]
             k = min(params["frames"], total)
             self.wanted = set(np.round(np.linspace(0, total - 1, k)).astype(int).tolist())
 
@@ -271,7 +259,7 @@ class _FidAccumulator(Accumulator):
         return MetricValue(math.nan, len(gen), state=video_state(self.ctx, gen, gt))
 
 
-def _dataset_fid(params: dict, states: list[dict]) -> MetricValue:
+def dataset_value(params: dict, states: list[dict]) -> MetricValue:
     """FID over the videos' features: ``states`` holds, per video, a loader of each side's features."""
     gen, gt = side_moments(states, MomentSum(), MomentSum())
     mu1, s1 = gen.mean_cov()
@@ -281,23 +269,6 @@ def _dataset_fid(params: dict, states: list[dict]) -> MetricValue:
                                                        "features, the covariance is singular; compare with care"])
 
 
-def _available(params: dict) -> str | None:
-    try:
-        import pytorch_fid  # noqa: F401
-    except ImportError:
-        return "needs the package pytorch-fid (pip install pytorch-fid)"
-    return None
-
-
-FID = register(Metric(
-    name="fid", label="FID", higher_is_better=False, needs=frozenset({"gt_frames", "weights"}), scope="dataset",
-    decimals=2,
-    description="Fréchet Inception distance over all frames of the run (= pytorch-fid on PNGs of the frames)",
-    params={"frames": Param(0, "at most this many frames a video, spread evenly (0: all)", min=0, defines=True)},
-    aliases=(Alias("--fid-frames", "frames", "FID on at most N frames a video, spread evenly (same as --param "
-                   "fid.frames=N)."),),
-    make_accumulator=lambda params, ctx: _FidAccumulator(params, ctx),
-    available=_available,
-    weights=("inception-fid",),
-    dataset_value=_dataset_fid,
-))
+def make_accumulator(params: dict, ctx: MetricContext) -> Accumulator:
+    """FID's accumulator (``declarations.FID``): each side's Inception features, the video's state."""
+    return _FidAccumulator(params, ctx)

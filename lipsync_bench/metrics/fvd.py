@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoints import load_state, read_checkpoint, state_dict_of
 from ..errors import MetricError
 from .fid import MomentSum, frechet_distance, side_moments, video_state
-from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, Param, register
+from .streaming import Accumulator, FrameBatch, MetricContext, MetricValue
 
 CLIP = 16
 FEATURE_DIM = 400
@@ -145,8 +146,6 @@ def load_i3d(path, device: torch.device | str = "cpu") -> nn.Module:
     """The I3D with the weights at ``path`` (a state dict, read with ``weights_only=True``), in eval mode."""
     key = (str(path), str(device))
     if key not in _MODELS:
-        from ..syncnets.checkpoint import load_state, read_checkpoint, state_dict_of
-
         model = I3D()
         load_state(model, state_dict_of(read_checkpoint(path, "I3D weights"), path), path, "pytorch_i3d")
         _MODELS[key] = model.eval().to(device)
@@ -214,7 +213,7 @@ class _FvdAccumulator(Accumulator):
         return MetricValue(math.nan, len(gen) * CLIP, state=video_state(self.ctx, gen, gt))
 
 
-def _dataset_fvd(params: dict, states: list[dict]) -> MetricValue:
+def dataset_value(params: dict, states: list[dict]) -> MetricValue:
     """FVD over the videos' clip features: ``states`` holds, per video, a loader of each side's features."""
     gen, gt = side_moments(states, MomentSum(FEATURE_DIM, "FVD", "clips"), MomentSum(FEATURE_DIM, "FVD", "clips"))
     mu1, s1 = gen.mean_cov(ddof=0)
@@ -225,16 +224,6 @@ def _dataset_fvd(params: dict, states: list[dict]) -> MetricValue:
     return MetricValue(value, gen.n * CLIP, warnings)
 
 
-FVD = register(Metric(
-    name="fvd", label="FVD", higher_is_better=False, needs=frozenset({"gt_frames", "weights"}), scope="dataset",
-    decimals=2,
-    description="Fréchet video distance of I3D features of 16-frame clips over the run (= cd-fvd's procedure)",
-    params={"clips": Param("all", "which 16-frame clips of a video: every non-overlapping one, or the first",
-                           choices=("all", "one"), defines=True),
-            "start": Param(0, "the first frame of the first clip", min=0, defines=True),
-            "resolution": Param(256, "the shorter side is resized to this, then centre-cropped square",
-                                min=32, max=1024, defines=True)},
-    make_accumulator=lambda params, ctx: _FvdAccumulator(params, ctx),
-    weights=("i3d-fvd",),
-    dataset_value=_dataset_fvd,
-))
+def make_accumulator(params: dict, ctx: MetricContext) -> Accumulator:
+    """FVD's accumulator (``declarations.FVD``): each side's I3D features of 16-frame clips."""
+    return _FvdAccumulator(params, ctx)

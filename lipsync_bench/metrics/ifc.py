@@ -21,18 +21,8 @@ from __future__ import annotations
 import torch
 
 from ..errors import MetricError
-from .registry import (
-    Accumulator,
-    FrameBatch,
-    Metric,
-    MetricValue,
-    Param,
-    frames_per_step,
-    register,
-)
-
-NORMS = ("rms", "l2")
-REDUCTIONS = ("mean", "sum")
+from .declarations import NORMS, REDUCTIONS
+from .streaming import Accumulator, FrameBatch, MetricContext, MetricValue, frames_per_step
 
 
 def ifc_pairs(gen: torch.Tensor, gt: torch.Tensor, *, scale: float = 255.0, norm: str = "rms") -> torch.Tensor:
@@ -99,13 +89,6 @@ class _IfcAccumulator(Accumulator):
         return MetricValue(value, self.pairs + 1)
 
 
-IFC = register(Metric(
-    name="ifc", label="IFC", higher_is_better=False, needs=frozenset({"gt_frames"}), scope="video",
-    decimals=4,
-    description="inter-frame consistency: RMS of the difference of frame-to-frame changes, [0,1] pixels, "
-                "mean over pairs",
-    params={"scale": Param(255.0, "pixel values are divided by it", min=1e-9, defines=True),
-            "norm": Param("rms", "rms: per-pixel RMS of d_t; l2: its plain norm (Eq. G)", choices=NORMS, defines=True),
-            "reduce": Param("mean", "over the frame pairs: mean, or sum (Eq. G)", choices=REDUCTIONS, defines=True)},
-    make_accumulator=lambda params, ctx: _IfcAccumulator(**params),
-))
+def make_accumulator(params: dict, ctx: MetricContext) -> Accumulator:
+    """IFC's accumulator (``declarations.IFC``)."""
+    return _IfcAccumulator(**params)

@@ -24,21 +24,11 @@ import numpy as np
 
 from ..errors import MetricError
 from ..faces import FaceData, require_faces
-from .registry import (
-    Accumulator,
-    FrameBatch,
-    Metric,
-    MetricContext,
-    MetricValue,
-    Param,
-    register,
-)
+from .declarations import LMD_DISTANCES as DISTANCES
+from .streaming import Accumulator, FrameBatch, MetricContext, MetricValue
 
 MOUTH = slice(48, 68)
 NORMALIZED_FACE = 256.0
-NORMALIZATIONS = ("none", "face")
-DISTANCES = ("l2", "l1-mean")
-FRAME_RULES = ("both", "gt")
 
 
 def lmd_frames(gen: FaceData, gt: FaceData, normalize: str = "none", distance: str = "l2") -> np.ndarray:
@@ -85,16 +75,6 @@ class _LmdAccumulator(Accumulator):
         return MetricValue(float(d[used].mean()), int(used.sum()), warnings)
 
 
-LMD = register(Metric(
-    name="lmd", label="LMD", higher_is_better=False, needs=frozenset({"gt_frames", "landmarks"}), scope="video",
-    decimals=3,
-    description="mouth landmark distance: mean distance of landmarks 48-67, pixels, over frames",
-    params={"normalize": Param("none", "none: pixels of the frames; face: GT face box scaled to 256 px",
-                               choices=NORMALIZATIONS, defines=True),
-            "distance": Param("l2", "l2: Euclidean distance per point; l1-mean: mean absolute x and y difference "
-                                    "(ViCo)", choices=DISTANCES, defines=True),
-            "frames": Param("both", "both: frames with landmarks in both videos; gt: frames with GT landmarks "
-                                    "(ViCo)", choices=FRAME_RULES, defines=True)},
-    make_accumulator=lambda params, ctx: _LmdAccumulator(params, ctx),
-    uses_region=False,
-))
+def make_accumulator(params: dict, ctx: MetricContext) -> Accumulator:
+    """LMD's accumulator (``declarations.LMD``): the landmarks of both videos, at the end."""
+    return _LmdAccumulator(params, ctx)

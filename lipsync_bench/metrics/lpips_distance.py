@@ -20,8 +20,6 @@ the protocol of every result.
 """
 from __future__ import annotations
 
-import importlib.util
-from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -29,9 +27,11 @@ import torchvision
 from torch import nn
 
 from .. import weights
-from ..errors import LipsyncBenchError, MetricError, UnavailableError
-from ..syncnets.checkpoint import read_checkpoint
-from .registry import Accumulator, FrameBatch, Metric, MetricContext, MetricValue, register
+from ..checkpoints import read_checkpoint
+from ..errors import LipsyncBenchError, MetricError
+from .declarations import LPIPS_BACKBONES
+from .declarations import lpips_heads_file as heads_file  # noqa: F401 - heads_file: API
+from .streaming import Accumulator, FrameBatch, MetricContext, MetricValue
 
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
@@ -39,19 +39,12 @@ SCALE = (0.458, 0.448, 0.450)
 LAYERS = {"alex": ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12)),
           "vgg": ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))}
 CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
-BACKBONES = {"alex": ("alexnet", torchvision.models.alexnet), "vgg": ("vgg16", torchvision.models.vgg16)}
+#: Each network's backbone: its weights entry and torchvision's constructor.
+BACKBONES = {"alex": (LPIPS_BACKBONES["alex"], torchvision.models.alexnet),
+             "vgg": (LPIPS_BACKBONES["vgg"], torchvision.models.vgg16)}
 FRAMES_AT_ONCE = 16
 
 _MODELS: dict[tuple, nn.Module] = {}
-
-
-def heads_file(net: str) -> Path | None:
-    """The linear heads shipped in the installed ``lpips`` package, or None without it."""
-    spec = importlib.util.find_spec("lpips")
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / "weights" / "v0.1" / f"{net}.pth"
-    return path if path.is_file() else None
 
 
 class LpipsNetwork(nn.Module):
@@ -129,38 +122,6 @@ class _LpipsAccumulator(Accumulator):
         return MetricValue(self.total / self.count, self.count)
 
 
-def _weights_for(net: str):
-    def resolve(params: dict) -> list[tuple[Path, dict]]:
-        name = BACKBONES[net][0]
-        backbone = weights.require(name)
-        heads = heads_file(net)
-        if heads is None:
-            raise UnavailableError("needs the package lpips for its linear heads (pip install lpips)")
-        described = {"name": f"lpips-heads-{net}", "file": f"lpips/weights/v0.1/{net}.pth",
-                     "sha256": weights.sha256(heads), "official": True,
-                     "source": f"lpips {metadata.version('lpips')} wheel"}
-        return [(backbone, weights.describe(name, backbone)), (heads, described)]
-    return resolve
-
-
-def _available(net: str):
-    def check(params: dict) -> str | None:
-        if heads_file(net) is None:
-            return "needs the package lpips for its linear heads (pip install lpips)"
-        if weights.find(BACKBONES[net][0]) is None:
-            return weights.missing_message(BACKBONES[net][0])
-        return None
-    return check
-
-
-def _declare(name: str, net: str, label: str, description: str) -> Metric:
-    return register(Metric(
-        name=name, label=label, higher_is_better=False, needs=frozenset({"gt_frames", "weights"}), scope="video",
-        decimals=4, description=description, params={},
-        make_accumulator=lambda params, ctx: _LpipsAccumulator(net, ctx),
-        available=_available(net), weights_for=_weights_for(net)))
-
-
-LPIPS = _declare("lpips", "alex", "LPIPS", "learned perceptual distance per frame, AlexNet (= lpips 0.1), averaged")
-LPIPS_VGG = _declare("lpips_vgg", "vgg", "LPIPS-VGG",
-                     "learned perceptual distance per frame, VGG-16 (= lpips 0.1), averaged")
+def make_accumulator(net: str, params: dict, ctx: MetricContext) -> Accumulator:
+    """The accumulator of LPIPS with the backbone ``net`` (``declarations.LPIPS``, ``LPIPS_VGG``)."""
+    return _LpipsAccumulator(net, ctx)

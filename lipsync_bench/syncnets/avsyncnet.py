@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoints import load_state, read_checkpoint, state_dict_of
 from ..errors import LipsyncBenchError
-from .checkpoint import load_state, read_checkpoint, state_dict_of
 
 ARCH = "avsyncnet"
 FACE_HEIGHT, FACE_WIDTH = 112, 224  # the bottom half of a 224x224 face crop

@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import python_speech_features
 import torch
 import torch.nn.functional as F
+from scipy.signal import medfilt
 
 from .syncnet import SyncNet
 from .wav2lip import mel_window, mel_window_count, melspectrogram
@@ -43,8 +45,6 @@ class SyncScore:
     def framewise_confidence(self) -> np.ndarray:
         """Per window: median(curve) - its distance at the best offset, median-filtered over 9 windows
         (the reference's "framewise conf")."""
-        from scipy.signal import medfilt
-
         conf = float(np.median(self.curve)) - self.distances[:, self.vshift - self.offset]
         return medfilt(conf, kernel_size=9) if len(conf) >= 9 else conf
 
@@ -55,8 +55,6 @@ class SyncScore:
 
 def mfcc(audio: np.ndarray) -> np.ndarray:
     """(13, steps) MFCCs of 16 kHz audio given as float in [-1, 1) (from 16-bit samples) or int16."""
-    import python_speech_features
-
     samples = audio if audio.dtype == np.int16 else np.round(np.asarray(audio) * 32768).astype(np.int16)
     return python_speech_features.mfcc(samples, SAMPLE_RATE).T
 
@@ -141,7 +139,6 @@ class ExpertSyncScorer(_WindowStream):
     reference's MFCC indexing)."""
 
     def __init__(self, expert, audio: np.ndarray, vshift: int = 15, batch: int = 32):
-
         super().__init__(batch)
         self.expert, self.vshift = expert, vshift
         self.samples = len(audio)
@@ -159,7 +156,6 @@ class ExpertSyncScorer(_WindowStream):
 
     @torch.no_grad()
     def result(self) -> SyncScore:
-
         video = self._flush()
         n = mel_window_count(self.frames, self.samples)
         if n < 1:

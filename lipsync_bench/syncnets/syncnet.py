@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..checkpoints import load_state, read_checkpoint
 from ..errors import LipsyncBenchError
-from .checkpoint import load_state, read_checkpoint
 
 
 def _stack(layers: list[tuple]) -> nn.Sequential:

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.signal import lfilter
 from torch import nn
 
-from .checkpoint import load_state, read_checkpoint, state_dict_of
+from ..checkpoints import load_state, read_checkpoint, state_dict_of
 
 SAMPLE_RATE = 16000
 N_FFT, HOP, WIN = 800, 200, 800
@@ -142,8 +143,6 @@ def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_ME
 
 def melspectrogram(audio: np.ndarray) -> np.ndarray:
     """(80, 1 + len(audio) // 200) normalised mel spectrogram of 16 kHz float audio in [-1, 1]."""
-    from scipy.signal import lfilter
-
     y = lfilter([1.0, -PREEMPHASIS], [1.0], np.asarray(audio, dtype=np.float64))
     padded = np.pad(y, N_FFT // 2, mode="reflect")
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN) / WIN)  # periodic Hann

@@ -4,7 +4,7 @@
   looped, a longer one cut; the driving audio is muxed in. ``.mp4``/``.mov``: H.264 (crf 12) and AAC;
   ``.mkv``/``.avi``: lossless FFV1 and 16-bit PCM.
 - Face: the face pipeline's main track (detection, tracking, edge-padded median smoothing), each frame
-  cropped by the geometry of ``prepare`` and of training on videos (``syncnets.clips.FACE_CROP``) at the
+  cropped by the geometry of ``prepare`` and of training on videos (``syncnets.inputs.FACE_CROP``) at the
   working size 96x96. A checkpoint trained on another geometry (Wav2Lip's preprocessed layout, or one
   that does not record it) is used with a warning: its model sees faces framed otherwise than in its
   training. Frames outside the track are written unchanged.
@@ -21,20 +21,27 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ...errors import LipsyncBenchError
-from ...syncnets.clips import FACE_CROP
+from ...faces import FaceAnalyzer
+from ...faces.settings import TrackParams
+from ...faces.track import crop_window, smoothed_centres, syncnet_crop
+from ...media import IMAGE_EXTENSIONS, iter_frames, read_audio, write_video
+from ...syncnets.inputs import FACE_CROP
 from ...syncnets.scoring import SAMPLES_PER_FRAME
 from ...syncnets.wav2lip import melspectrogram
+from ..outcomes import Generation
 from .models import mask_lower_half
 from .trainer import SILENT_MEL, load_generator
 from .windows import centred_mel
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 FPS = 25
 
 
@@ -47,8 +54,6 @@ def lower_face_mask(height: int, width: int, points: np.ndarray) -> np.ndarray:
     """(H, W, 1) weights in [0, 1] over an H x W box: 1 inside the convex hull of the ``LOWER_FACE``
     landmarks (``points``: (68, 2) x, y in the box's pixels), falling to 0 at the hull's edge over
     4% of the jaw's width, and exactly 0 outside it."""
-    import cv2
-
     hull = cv2.convexHull(np.round(points[LOWER_FACE]).astype(np.int32))
     inside = np.zeros((height, width), np.uint8)
     cv2.fillConvexPoly(inside, hull, 1)
@@ -62,8 +67,6 @@ def paste(frame: np.ndarray, face: np.ndarray, box: tuple[int, int, int, int], p
     """``face`` (generated crop, RGB uint8) resized to ``box`` (y0, y1, x0, x1; may reach outside the
     frame) and blended into ``frame`` with ``lower_face_mask`` of the frame's landmarks ``points``
     ((68, 2), frame pixels)."""
-    import cv2
-
     y0, y1, x0, x1 = box
     resized = cv2.resize(face, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     mask = lower_face_mask(y1 - y0, x1 - x0, points - np.array([x0, y0]))
@@ -79,11 +82,7 @@ def paste(frame: np.ndarray, face: np.ndarray, box: tuple[int, int, int, int], p
 
 def _face_frames(face: Path):
     """Chunks of RGB frames of the face input at 25 fps (an image: one frame)."""
-    from ...media import iter_frames
-
-    if face.suffix.lower() in IMAGE_SUFFIXES:
-        import cv2
-
+    if face.suffix.lower() in IMAGE_EXTENSIONS:
         img = cv2.imread(str(face), cv2.IMREAD_COLOR)
         if img is None:
             raise LipsyncBenchError(f"{face}: cannot be read as an image")
@@ -116,12 +115,6 @@ def generate(face: str | Path, audio: str | Path, ckpt: str | Path, out: str | P
              batch: int = 16, landmarker: str = "auto", progress: bool = True) -> dict:
     """Write ``out`` (see the module docstring); returns what was done (frames, face coverage, model,
     and ``warnings``)."""
-    from tqdm import tqdm
-
-    from ...faces import FaceAnalyzer
-    from ...faces.track import crop_window, smoothed_centres, syncnet_crop
-    from ...media import read_audio, write_video
-
     face, out = Path(face), Path(out)
     dev = torch.device(device)
     generator, silent, meta = load_generator(ckpt, dev)
@@ -133,11 +126,7 @@ def generate(face: str | Path, audio: str | Path, ckpt: str | Path, out: str | P
         raise LipsyncBenchError(f"{audio}: shorter than one frame at 25 fps")
     mel = melspectrogram(samples)
 
-    from dataclasses import replace
-
-    from ...faces.track import TrackParams
-
-    image = face.suffix.lower() in IMAGE_SUFFIXES  # one frame: a track of one frame is a track
+    image = face.suffix.lower() in IMAGE_EXTENSIONS  # one frame: a track of one frame is a track
     analyzer = FaceAnalyzer(landmarker, replace(TrackParams(), min_track=0) if image else TrackParams())
     n_face = 0  # pass 1: the face track
     for chunk in _face_frames(face):
@@ -207,9 +196,9 @@ def generate(face: str | Path, audio: str | Path, ckpt: str | Path, out: str | P
         write_video(out, frames_out(), FPS, samples[:total * SAMPLES_PER_FRAME], codec=codec)
     finally:
         bar.close()
-    return {"out": str(out), "frames": total, "seconds": total / FPS, "generated_frames": generated,
+    return Generation({"out": str(out), "frames": total, "seconds": total / FPS, "generated_frames": generated,
             "face_frames": n_face, "face_fraction": float(analysis.face_fraction),
             "checkpoint": {"file": str(ckpt), "setup": meta["config"]["setup"], "step": meta["global_step"],
                            "sync_expert": meta["sync_expert"], "silent_generator": meta["silent_generator"],
                            "crop_geometry": meta.get("crop_geometry")},
-            "crop_geometry": FACE_CROP.name, "warnings": warnings}
+            "crop_geometry": FACE_CROP.name, "warnings": warnings})

@@ -42,8 +42,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torchvision.models import vgg19
 
+from ...checkpoints import read_checkpoint
 from ...errors import LipsyncBenchError
+from ...weights import search_dirs
 
 RATIO_CAP = 1 - 1e-6
 
@@ -108,11 +111,6 @@ class PerceptualLoss(torch.nn.Module):
 
     @classmethod
     def load(cls) -> "PerceptualLoss":
-        from torchvision.models import vgg19
-
-        from ...syncnets.checkpoint import read_checkpoint
-        from ...weights import search_dirs
-
         for folder in search_dirs():
             path = folder / VGG_FILE
             if path.is_file():

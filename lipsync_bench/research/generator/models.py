@@ -23,10 +23,13 @@ draws): strided convs with leaky ReLU, no normalisation, global average, one log
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...syncnets.wav2lip import Wav2LipSyncNet
 from .config import GeneratorConfig
 
 STAGES = 7
@@ -93,7 +96,6 @@ class TrainedAudioEncoder(nn.Module):
 
     def __init__(self):
         super().__init__()
-        from ...syncnets.wav2lip import Wav2LipSyncNet
 
         self.net = Wav2LipSyncNet().audio_encoder
 
@@ -195,7 +197,6 @@ def build_generator(config: GeneratorConfig, expert=None) -> Generator:
     if config.frozen_audio:
         if expert is None:
             raise ValueError("a frozen audio encoder needs the sync expert")
-        import copy
 
         audio = FrozenAudioEncoder(copy.deepcopy(expert.audio_encoder))
         dim = expert.embedding_dim

@@ -24,10 +24,18 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
+from ...checkpoints import load_state, read_checkpoint, save_checkpoint
 from ...errors import LipsyncBenchError
-from ...syncnets.checkpoint import read_checkpoint, save_checkpoint
-from ...syncnets.clips import INPUTS, ExpertInput, frames_input, open_clips
+from ...syncnets.avsyncnet import AVSyncNet, AVSyncNetConfig
+from ...syncnets.experts import load_expert
+from ...syncnets.inputs import INPUTS, ExpertInput, frames_input
+from ...syncnets.wav2lip import Wav2LipSyncNet
+from ...weights import sha256
+from ..datasets import open_clips
+from ..expert_analysis import random_expert
+from ..outcomes import GeneratorTraining
 from ..training import TrainLog, check_resume, distributed, epoch_batches, train_device, wrap_ddp
 from .config import GeneratorConfig
 from .losses import (
@@ -74,8 +82,6 @@ class SyncJudge:
 def load_judge(path: str | Path | None, config: GeneratorConfig, clips, device: torch.device) -> SyncJudge:
     """The sync expert from a train-syncnet checkpoint (AVSyncNet or Wav2Lip's layout), or a seeded
     random tiny AVSyncNet calibrated on ``clips``."""
-    from ...syncnets.experts import load_expert, random_expert
-
     if path is None:
         expert = random_expert("avsyncnet", clips, config.seed, tiny=True, device=device)
         return SyncJudge("avsyncnet", expert.model, expert.weights, config.sync_size)
@@ -103,12 +109,8 @@ def make_generator(config: GeneratorConfig, audio_source: dict | None,
         return build_generator(config)
     if expert is None:
         if audio_source["arch"] == "avsyncnet":
-            from ...syncnets.avsyncnet import AVSyncNet, AVSyncNetConfig
-
             expert = AVSyncNet(AVSyncNetConfig.from_dict(audio_source["config"]))
         else:
-            from ...syncnets.wav2lip import Wav2LipSyncNet
-
             expert = Wav2LipSyncNet()
     return build_generator(config, expert)
 
@@ -125,8 +127,6 @@ def generator_checkpoint(kind: str, generator: Generator, audio_source: dict | N
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, Generator | None, dict]:
     """(G_L or G_S, the G_S it uses or None, the checkpoint's metadata) from a train-generator or
     train-silent checkpoint, in eval mode."""
-    from ...syncnets.checkpoint import load_state
-
     ckpt = read_checkpoint(path, "generator weights")
     if not isinstance(ckpt, dict) or ckpt.get("arch") not in ("generator", "silent"):
         raise LipsyncBenchError(f"{path}: not a train-generator or train-silent checkpoint")
@@ -153,8 +153,6 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
                     progress: bool = True) -> dict:
     """Train G_L (or G_S with ``silent_mode``) for ``max_steps`` steps; returns the state, the loss
     history (every ``log_every`` steps) and what the run used. See the module docstring."""
-    from tqdm import tqdm
-
     kind = "silent" if silent_mode else "generator"
     rank, world = distributed()
     dev = train_device(device, rank, world)
@@ -179,7 +177,6 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
             silent_net, _, silent_meta = load_generator(silent, dev)
             if silent_meta["arch"] != "silent":
                 raise LipsyncBenchError(f"{silent}: a {silent_meta['arch']} checkpoint, not a train-silent one (G_S)")
-            from ...weights import sha256
 
             silent_info = {"file": str(silent), "sha256": sha256(silent)}
             silent_source = silent_meta["audio_source"]
@@ -329,7 +326,7 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
     save(last)
     if world > 1:
         torch.distributed.barrier()
-    return {**state, **meta, "checkpoint": str(last)}
+    return GeneratorTraining({**state, **meta, "checkpoint": str(last)})
 
 
 def _backward_step(loss: torch.Tensor, optimizer, scaler) -> None:

@@ -1,4 +1,4 @@
-"""Training windows of the generators, from the sync experts' clip readers (``syncnets.clips``): the
+"""Training windows of the generators, from the clip readers (``research.datasets``): the
 same sources (Wav2Lip's layout or videos through the face pipeline, crops cached) and the same
 (seed, epoch, index) reproducibility.
 
@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...syncnets.clips import FRAMES, ClipWindows, FaceClip, other_window
+from ...syncnets.inputs import FRAMES
 from ...syncnets.wav2lip import MEL_STEPS_PER_SECOND, MEL_WINDOW, mel_window
+from ..datasets import ClipWindows, FaceClip, other_window
 
 
 def centred_mel(mel: np.ndarray, frame: int, fps: float = 25.0) -> np.ndarray:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import LipsyncBenchError
+from .errors import LipsyncBenchError
 
 
 def read_checkpoint(path: str | os.PathLike, what: str):

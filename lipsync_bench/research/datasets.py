@@ -1,4 +1,4 @@
-"""Training and analysis data for the sync experts: talking-face clips as face crops + 16 kHz audio,
+"""Training and analysis data for the sync experts and the generators: talking-face clips as face crops + 16 kHz audio,
 and the aligned / misaligned window pairs the experts learn from.
 
 Two sources (``open_clips``):
@@ -31,73 +31,28 @@ import json
 import os
 import re
 import wave
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..errors import LipsyncBenchError, MediaError, MetricError
 from ..faces import FaceAnalyzer
 from ..faces.analysis import content_hash
 from ..faces.track import smoothed_centres, syncnet_crop
 from ..media import find_inputs, iter_frames, read_audio
-from .scoring import SAMPLES_PER_FRAME
-from .wav2lip import (
-    MEL_WINDOW,
-    mel_window,
-    mel_window_count,
-    melspectrogram,
-)
+from ..syncnets.inputs import FACE_CROP, FRAMES, WAV2LIP_CROP, CropGeometry, ExpertInput, expert_input
+from ..syncnets.scoring import SAMPLES_PER_FRAME
+from ..syncnets.wav2lip import mel_window, mel_window_count, melspectrogram
 
-FRAMES = 5  # frames of one window
 JPEG_QUALITY = 95
 CACHE_VERSION = 1
 PREPARED_MANIFEST = "prepared.json"
-
-
-@dataclass(frozen=True)
-class CropGeometry:
-    """How a face crop is cut from a frame: what a generator or sync expert learns to see."""
-
-    name: str
-    description: str
-    crop_scale: float | None = None  # syncnet_python's margin parameter, where the geometry is one of its crops
-    size: int | None = None  # side of the stored crops in pixels (None: whatever the files hold)
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "description": self.description, "crop_scale": self.crop_scale, "size": self.size}
-
-
-#: The one geometry of ``prepare``, of video folders in training and the studies, and of ``generate``:
-#: syncnet_python's crop (``crop_window``) with a 0.15 margin, which keeps mouth and chin in the bottom
-#: half as Wav2Lip's detector box + 10 px does, but square, so faces are never squashed.
-FACE_CROP = CropGeometry(
-    "lipsync-bench-face-0.15",
-    "main face track's box, median-smoothed (kernel 13, edge-padded); square window of side 2s(1+0.15) "
-    "from cy - s to cy + s(1.3) (syncnet_python's crop, crop_scale 0.15; s = max(w, h) / 2); 224x224 bilinear",
-    crop_scale=0.15, size=224)
-#: Wav2Lip's ``preprocess.py``: the S3FD box of each frame, 10 px added below, resized to the model's
-#: size without keeping the aspect ratio (squashed).
-WAV2LIP_CROP = CropGeometry(
-    "wav2lip-preprocess",
-    "Wav2Lip preprocess.py: per-frame S3FD box with pads (0, 10, 0, 0), no smoothing; resized to a square "
-    "without keeping the aspect ratio")
-
-
-@dataclass(frozen=True)
-class ExpertInput:
-    """How a sync expert wants its face windows: crop size, channel order, lower half or whole crop."""
-
-    size: int
-    bgr: bool
-    lower_half: bool = True
-
-
-#: The inputs of the experts that train on face crops (the original SyncNet takes syncnet_python's
-#: crops instead: see ``experts``).
-INPUTS = {"wav2lip": ExpertInput(96, bgr=True), "avsyncnet": ExpertInput(224, bgr=False)}
 
 
 class _Lru:
@@ -105,8 +60,6 @@ class _Lru:
     however many clips a data set has."""
 
     def __init__(self, size: int):
-        from collections import OrderedDict
-
         self.size, self.items = size, OrderedDict()
 
     def get(self, key, make):
@@ -139,8 +92,6 @@ class FaceClip:
 
     def faces(self, start: int, count: int, size: int) -> np.ndarray:
         """Frames start .. start+count-1 as (count, size, size, 3) RGB uint8."""
-        import cv2
-
         out = []
         for img in self.read_frames(start, count):
             if img.shape[:2] != (size, size):
@@ -163,30 +114,6 @@ class FaceClip:
         return mel_window_count(self.frames, self.samples)
 
 
-def expert_input(windows: torch.Tensor, spec: ExpertInput, transform=None, before_half: bool = False) -> torch.Tensor:
-    """(N, 5, S, S, 3) RGB uint8 windows of face crops -> the expert's input (see ``frames_input``)."""
-    imgs = windows.reshape(-1, *windows.shape[2:]).permute(0, 3, 1, 2).float().div(255)
-    return frames_input(imgs, spec, transform, before_half)
-
-
-def frames_input(imgs: torch.Tensor, spec: ExpertInput, transform=None, before_half: bool = False) -> torch.Tensor:
-    """(N * 5, 3, S, S) RGB float face crops in [0, 1], window-major -> (N, 15, S/2 or S, S): frame-major
-    on channels (Wav2Lip's ``np.concatenate(window, axis=2)``), in the expert's colour order;
-    differentiable (the generator's sync losses). ``transform`` (float (M, 3, H, W) images -> same
-    size) is applied to the expert's input, or with ``before_half`` to the whole crop before its bottom
-    half is taken."""
-    n = imgs.shape[0] // FRAMES
-    if transform is not None and before_half:
-        imgs = transform(imgs)
-    if spec.lower_half:
-        imgs = imgs[:, :, imgs.shape[2] // 2:]
-    if transform is not None and not before_half:
-        imgs = transform(imgs)
-    if spec.bgr:
-        imgs = imgs.flip(1)
-    return imgs.reshape(n, FRAMES * 3, *imgs.shape[2:]).contiguous()
-
-
 # --------------------------------------------------------------------------------------------------
 # Sources
 
@@ -197,8 +124,6 @@ def _numbered_jpgs(folder: Path) -> list[Path]:
 
 
 def _imread_rgb(path: Path) -> np.ndarray:
-    import cv2
-
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise MediaError(path, "cannot be read as an image")
@@ -235,7 +160,6 @@ def wav2lip_clip(folder: Path, name: str | None = None) -> FaceClip:
 
 
 def _crop_cache_file(cache_dir: Path, video: Path, fps: float, params: dict) -> Path:
-
     return Path(cache_dir) / "syncnet_crops" / (hashlib.sha256(crops_key(video, fps, params).encode()).hexdigest()[:32]
                                                 + ".npz")
 
@@ -247,8 +171,6 @@ def crops_key(video: Path, fps: float, params: dict) -> str:
 
 
 def _clip_from_cache(path: Path, name: str, source: Path) -> FaceClip:
-    import cv2
-
     def blob():
         with np.load(path, allow_pickle=False) as z:
             return z["jpeg"], z["offsets"]
@@ -292,8 +214,6 @@ def stored_crops_key(path: Path) -> str | None:
 def write_crops(video: Path, path: Path, analyzer: FaceAnalyzer, fps: float, key: str) -> None:
     """Write one video's ``FACE_CROP`` crops, audio span and boxes to ``path`` (atomically: a run
     killed midway leaves no partial file under that name)."""
-    import cv2
-
     audio = read_audio(video)
     frames = []
     for chunk in iter_frames(video, fps):
@@ -382,8 +302,6 @@ def open_clips(root: str | os.PathLike, cache_dir: str | os.PathLike | None = No
     "auto" (prepared when ``root`` holds ``prepared.json``; else wav2lip when it holds such folders
     and no video files; else videos). ``filelist`` names the videos to use (Wav2Lip's
     ``filelists/*.txt``)."""
-    from tqdm import tqdm
-
     root = Path(root)
     if not root.is_dir():
         raise LipsyncBenchError(f"{root}: not a folder")
@@ -536,6 +454,5 @@ def mel_windows(clip: FaceClip, starts) -> torch.Tensor:
     return torch.from_numpy(np.stack([mel_window(clip.mel, int(t)) for t in starts]))[:, None]
 
 
-__all__ = ["ExpertInput", "INPUTS", "FaceClip", "ClipSet", "ClipWindows", "SyncPairs", "other_window", "open_clips",
-           "split_clips", "clip_video", "video_clip", "CropGeometry", "FACE_CROP", "WAV2LIP_CROP", "LAYOUTS",
-           "wav2lip_clip", "expert_input", "frames_input", "mel_windows", "MEL_WINDOW"]
+__all__ = ["FaceClip", "ClipSet", "ClipWindows", "SyncPairs", "other_window", "open_clips", "split_clips",
+           "clip_video", "video_clip", "LAYOUTS", "wav2lip_clip", "mel_windows"]
