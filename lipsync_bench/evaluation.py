@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from . import faces, media
+from . import media
 from .dataset_metrics import compute_dataset_metrics
 from .environment import environment
 from .errors import LipsyncBenchError, PairingError, ParameterError, UnavailableError
@@ -79,6 +79,7 @@ class EvalRun(Result):
     skipped_inputs: list[str] = field(default_factory=list)  # folders not entered (symbolic link loops)
     shard: tuple[int, int] | None = None
     out: Path | None = None  # the results folder (None: nothing kept)
+    tracks: dict[str, list[dict]] = field(default_factory=dict)  # video -> every face track scored, where kept
 
     @property
     def protocol(self) -> dict:
@@ -151,6 +152,7 @@ class EvalRun(Result):
             "counts": {"pairs": self.pairs, "computed": self.computed, "resumed": self.resumed},
             "ground_truth": ({**self.ground_truth, "summary": summary_json(self.ground_truth.get("summary", {}))}
                              if self.ground_truth else {}),
+            **({"tracks": self.tracks} if self.tracks else {}),
         }
 
     def text(self, out: str | os.PathLike | None = None) -> str:
@@ -213,10 +215,10 @@ def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protoco
         reason = reason or m.available(resolved[m.name])
         if reason:
             skipped[m.name] = reason
-    face_reason = None
+    face_reason, face_pipeline = None, None
     if any(m.needs_of(resolved[m.name]) & FACE_NEEDS for m in chosen) or protocol.region != "full":
         try:
-            faces.get_backend(protocol.landmarker, **protocol.landmarker_options())
+            face_pipeline = face_analyzer(protocol).params()  # its models and weights, loaded once here
         except UnavailableError as exc:
             face_reason = str(exc)
             if protocol.region != "full":
@@ -240,7 +242,7 @@ def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protoco
             p["weights"] = found[0][1] if len(found) == 1 else [d for _, d in found]
         extra = dict(m.protocol_extra(p)) if m.protocol_extra else {}
         if m.needs_of(p) & FACE_NEEDS:
-            extra["face_pipeline"] = face_analyzer(protocol).params()
+            extra["face_pipeline"] = face_pipeline
         if extra:
             p["resolved"] = extra
         params[m.name] = p
@@ -314,13 +316,15 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike | None, metrics: Iter
         if out is not None:
             write_exports(store, Path(out))
         dataset_values = store.dataset_results(run)
+        tracks = {video: d["tracks"] for name in names_run for video, d in store.details(run, name).items()
+                  if video in set(results.video) and "tracks" in d}
     finally:
         store.close()
         if scratch is not None:
             scratch.cleanup()
     return EvalRun(run, session, names_run, skipped, len(pairing.pairs), sum(bool(j.metrics) for j in jobs),
                    resumed, pairing.unpaired_gen, pairing.unpaired_gt, results, dataset_values, env, ground_truth,
-                   pairing.skipped, shard, Path(out) if out is not None else None)
+                   pairing.skipped, shard, Path(out) if out is not None else None, tracks)
 
 
 def _open_references(store: ResultStore, dataset: str, gt: Path, metrics: list[Metric], params: dict[str, dict],

@@ -84,9 +84,11 @@ class PairOutcome:
     references: dict[str, list[ResultRow]]
 
 
-def face_analyzer(protocol: Protocol) -> FaceAnalyzer:
-    """The face stage of a protocol (landmarker, its options, the tracking thresholds)."""
-    return FaceAnalyzer(protocol.landmarker, protocol.track(), **protocol.landmarker_options())
+def face_analyzer(protocol: Protocol, device: str = "cpu") -> FaceAnalyzer:
+    """The face stage of a protocol (landmarker and its options, detector, shots, tracking), its
+    detector on ``device``."""
+    return FaceAnalyzer(protocol.landmarker, protocol.track(), **protocol.face_options(), device=device,
+                        **protocol.landmarker_options())
 
 
 def protocol_record(protocol: Protocol) -> dict:
@@ -111,8 +113,8 @@ class FaceStage:
     """The face analyses of a pair's inputs: loaded from the cache, or computed from the frames of the
     pair's decoding pass and cached. Called with a path, it gives that input's ``FaceData``."""
 
-    def __init__(self, protocol: Protocol, cache_dir: Path, resized: Path | None = None):
-        self.protocol, self.fps, self.cache_dir = protocol, protocol.fps, cache_dir
+    def __init__(self, protocol: Protocol, cache_dir: Path, resized: Path | None = None, device: str = "cpu"):
+        self.protocol, self.fps, self.cache_dir, self.device = protocol, protocol.fps, cache_dir, device
         self.resized = resized  # the input whose frames are resized to its ground truth's size (decode.resize)
         self.data: dict[Path, FaceData] = {}
         self.analyzers: dict[Path, tuple[FaceAnalyzer, Path]] = {}
@@ -120,7 +122,7 @@ class FaceStage:
     def want(self, path: Path) -> None:
         if path in self.data or path in self.analyzers:
             return
-        analyzer = face_analyzer(self.protocol)
+        analyzer = face_analyzer(self.protocol, self.device)
         key = analyzer.params()
         if path == self.resized:  # landmarks in the ground truth's pixels: another analysis than the file's own
             key = {**key, "resized_to_ground_truth": self.protocol.choices["decode.resize"]}
@@ -181,7 +183,7 @@ def evaluate_pair(job: PairJob, setup: RunSetup) -> PairOutcome:
     entries: list[_Entry] = []
     try:
         resizes = protocol.choices["decode.resize"] != "none" and pair.gen != pair.gt
-        stage = FaceStage(protocol, setup.cache_dir, pair.gen if resizes else None)
+        stage = FaceStage(protocol, setup.cache_dir, pair.gen if resizes else None, setup.device)
         entries = _entries(job, setup, stage)
         _run_passes(pair, entries, stage, setup, warnings)
     except StoreError:  # the results folder cannot be written: no video can be stored, stop the run

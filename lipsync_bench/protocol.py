@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ParameterError
-from .faces.settings import BACKENDS, DEFAULT_TRACK, INTERPOLATIONS, REGIONS, TrackParams
+from .faces.settings import BACKENDS, DEFAULT_TRACK, INTERPOLATIONS, LINKINGS, REGIONS, TrackParams
 from .jsontext import canonical
 from .metrics.registry import FACE_NEEDS, PAIRED_NEEDS, Param, all_metrics, get_metric, group_members
 from .rendering import Result, Rows, text_table
@@ -95,7 +95,13 @@ CHOICES: dict[str, Choice] = {
     "faces.smooth_kernel": Choice(_T.smooth_kernel, "median filter of the crop centre and size, frames (odd)",
                                   min=1, reaches=_FACES),
     "faces.shots": Choice("none", "shot boundaries that split face tracks: none, or PySceneDetect's content "
-                                  "detector", choices=("none", "pyscenedetect"), reaches=_FACES),
+                                  "detector (0.6.x defaults; shots shorter than faces.min_track frames hold no "
+                                  "track)", choices=("none", "pyscenedetect"), reaches=_FACES),
+    "faces.linking": Choice("joonson", "how a frame's detections continue a track: joonson (syncnet_python's "
+                                       "run_pipeline.py: a detection that overlaps too little is passed over), or "
+                                       "first-face (the syncnet-python package: the frame's first detection "
+                                       "continues the track or the frame counts as missed)", choices=LINKINGS,
+                            reaches=_FACES, recorded_when_set=True),
     "region.kind": Choice("full", "what the frame metrics see: the full frame; a fixed box on the GT's face or "
                                   "mouth track; or each frame's own GT face detection (face-box)", choices=REGIONS,
                           reaches=frozenset({REGION})),
@@ -120,10 +126,6 @@ RESOLVED: dict[str, frozenset] = {"face_pipeline": frozenset({CROPPED})}
 UNSUPPORTED = {
     ("decode.reencode", "syncnet-python"): "syncnet_python's lossy chain (ffmpeg MPEG-4 -qscale:v 2 video, "
                                            "-qscale:v 2 JPEG frames, OpenCV XVID face crops) is not reproduced",
-    ("faces.detector", "s3fd-syncnet-python"): "syncnet_python's S3FD detector (sfd_face.pth at image scale 0.25, "
-                                               "confidence 0.9) is not implemented",
-    ("faces.shots", "pyscenedetect"): "PySceneDetect's shot detection (ContentDetector, threshold 30) is not "
-                                      "implemented",
 }
 
 #: Old store keys (before named protocols) -> choices.
@@ -225,6 +227,11 @@ class Protocol(Result):
     def landmarker_options(self) -> dict:
         """Options of the landmarker backend (``faces.get_backend``)."""
         return {"flip_input": True} if self.choices["faces.flip_input"] else {}
+
+    def face_options(self) -> dict:
+        """The face stage's detector, shots and linking (``faces.FaceAnalyzer``'s options)."""
+        c = self.choices
+        return {"detector": c["faces.detector"], "shots": c["faces.shots"], "linking": c["faces.linking"]}
 
     def pool(self, metric: str) -> str:
         """How ``metric``'s per-video values make one number: "videos" (each video one sample) or "frames"

@@ -136,6 +136,11 @@ def eval_text(result, out=None) -> str:
     for metric in result.metrics:
         for key, was in run.metric_params.get(metric, {}).get("protocol_values", {}).items():
             lines.append(f"note: {metric}.{key} = {run.metric_params[metric][key]} (protocol {base} says {was})")
+    for video, tracks in result.tracks.items():
+        lines.append(one_line(f"tracks {video}: " + "; ".join(
+            f"frames {t['start']}-{t['start'] + t['frames'] - 1} "
+            + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in t.items()
+                        if k not in ("start", "frames", "box")) for t in tracks)))
     for rec in result.failures.itertuples():
         lines.append(one_line(f"FAILED {rec.video}" + (f" ({rec.metrics})" if rec.metrics else "") + f": {rec.error}"))
     lines += [one_line(f"skipped {note}") for note in result.skipped_inputs]

@@ -85,6 +85,19 @@ KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
                 "research use)",
     ),
     KnownWeights(
+        name="sfd-face",
+        filename="sfd_face.pth",
+        url="https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/sfd_face.pth",
+        # Not published by VGG: the digest (89,844,381 bytes) that independent projects pinned from the file
+        # at that URL and from its copies (TalkNet's, LatentSync's auxiliary folder), all alike.
+        sha256="d54a87c2b7543b64729c9a25eafd188da15fd3f6e02f0ecec76ae1b30d86c491",
+        sha256_prefix=None,
+        used_by="faces.detector=s3fd-syncnet-python (the protocols syncnet-python, wav2lip-real, latentsync, "
+                "mochabench)",
+        licence="S3FD face detector weights (trained on WIDER FACE) from syncnet_python's download_model.sh "
+                "(Oxford VGG page; research use)",
+    ),
+    KnownWeights(
         name="syncnet-example",
         filename="example.avi",
         url="https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/example.avi",

@@ -1,5 +1,6 @@
 """One face analysis per video, shared by every face metric and cached: per-frame detections and
-landmarks, the main speaker's track, and the fraction of frames with a detected face.
+landmarks, every face track (within shots, where the protocol finds them), the main speaker's track,
+and the fraction of frames with a detected face.
 
 The analysis streams: ``FaceAnalyzer.update`` takes chunks of frames as the pipeline decodes them, so
 a video is decoded once for all metrics. Results are cached under ``<cache>/faces/`` keyed by the
@@ -22,8 +23,10 @@ from ..media import iter_frames, read_audio, read_frames, write_video
 from ..rendering import Document
 from ..weights import sha256
 from .backends import get_backend
-from .settings import DEFAULT_TRACK, TrackParams
-from .track import Track, link_tracks, smoothed_centres, syncnet_crop
+from .s3fd import s3fd_detector
+from .settings import DEFAULT_TRACK, LINKINGS, TrackParams
+from .shots import ContentShots
+from .track import Track, link_tracks, main_track_key, smoothed_centres, syncnet_crop
 
 MIN_FACE_FRACTION = 0.5  # below this, a video's face metrics are an error, not a number
 
@@ -40,6 +43,7 @@ class FaceData:
     landmarks: np.ndarray  # (T, 68, 2)
     params: dict
     top_boxes: np.ndarray | None = None  # (T, 4)
+    tracks: list[Track] | None = None  # every track, as the linking found them (None: the main one alone)
 
     @property
     def frames(self) -> int:
@@ -53,22 +57,43 @@ class FaceData:
         span = slice(tracked[0], tracked[-1] + 1)
         return Track(int(tracked[0]), self.boxes[span], self.detected[span], np.zeros(len(tracked), int))
 
+    def all_tracks(self) -> list[Track]:
+        """Every face track in the order the linking found them (shot by shot); the main one alone for
+        an analysis that kept only it."""
+        if self.tracks is not None:
+            return self.tracks
+        main = self.main_track()
+        return [main] if main is not None else []
+
     @property
     def face_fraction(self) -> float:
         return float(self.detected.mean()) if self.frames else 0.0
 
     def save(self, path: Path) -> None:
         top = self.top_boxes if self.top_boxes is not None else np.full((self.frames, 4), np.nan)
+        extra = {}
+        if self.tracks is not None:  # every track, concatenated
+            extra = {"track_starts": np.array([t.start for t in self.tracks], int),
+                     "track_lengths": np.array([len(t.boxes) for t in self.tracks], int),
+                     "track_boxes": np.concatenate([np.zeros((0, 4))] + [t.boxes for t in self.tracks]),
+                     "track_detected": np.concatenate([np.zeros(0, bool)] + [t.detected for t in self.tracks])}
         buf = io.BytesIO()
         np.savez_compressed(buf, boxes=self.boxes, detected=self.detected, landmarks=self.landmarks,
-                            params=json.dumps(self.params), top_boxes=top)
+                            params=json.dumps(self.params), top_boxes=top, **extra)
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> "FaceData":
         """A cached analysis; one without every field (an older cache) raises KeyError: compute it again."""
         with np.load(path, allow_pickle=False) as z:
-            return cls(z["boxes"], z["detected"], z["landmarks"], json.loads(str(z["params"])), z["top_boxes"])
+            tracks = None
+            if "track_starts" in z.files:
+                ends = np.cumsum(z["track_lengths"])
+                tracks = [Track(int(start), z["track_boxes"][end - n:end], z["track_detected"][end - n:end],
+                                np.zeros(n, int)) for start, n, end in zip(z["track_starts"], z["track_lengths"],
+                                                                          ends, strict=True)]
+            return cls(z["boxes"], z["detected"], z["landmarks"], json.loads(str(z["params"])), z["top_boxes"],
+                       tracks)
 
 
 def content_hash(path: Path) -> str:
@@ -84,20 +109,50 @@ def content_hash(path: Path) -> str:
 
 
 class FaceAnalyzer:
-    """Streams a video's frames through the detector and landmarker; ``result()`` tracks the faces."""
+    """Streams a video's frames through the detector and landmarker; ``result()`` tracks the faces.
+
+    ``detector``: "landmarker" (the landmarker's own) or "s3fd-syncnet-python" (syncnet_python's S3FD,
+    ``sfd_face.pth``, on ``device``: every detection is tracked, the landmarker places the points of the
+    best ``max_faces``); ``shots``: "none" or "pyscenedetect" (tracks never cross a cut; shots shorter
+    than ``min_track`` frames hold none, as syncnet_python's pipeline skips them); ``linking``: how a
+    frame's detections continue a track (``settings.LINKINGS``). Non-default settings are part of
+    ``params()`` (the cache key and the recorded face pipeline); the defaults leave it as it was."""
 
     def __init__(self, backend: str = "auto", track: TrackParams = DEFAULT_TRACK, max_faces: int = 4,
+                 detector: str = "landmarker", shots: str = "none", linking: str = "joonson", device: str = "cpu",
                  **backend_options):
         self.backend = get_backend(backend, **backend_options)
         self.track_params = track
         self.max_faces = max_faces  # the highest-scoring faces a frame that get landmarks
+        self.detector = s3fd_detector(device) if detector == "s3fd-syncnet-python" else None
+        self.shots = ContentShots() if shots == "pyscenedetect" else None
+        if linking not in LINKINGS:
+            raise ValueError(f"linking must be one of {LINKINGS}, not {linking!r}")
+        self.linking = linking
         self.detections: list[np.ndarray] = []
-        self.points: list[np.ndarray] = []  # per frame: (k, 68, 2), one per detection
+        self.points: list[np.ndarray] = []  # per frame: (k, 68, 2), one per detection (NaN past max_faces)
 
     def params(self) -> dict:
-        return {**self.backend.params(), "track": asdict(self.track_params), "max_faces": self.max_faces}
+        out = {**self.backend.params(), "track": asdict(self.track_params), "max_faces": self.max_faces}
+        if self.detector is not None:
+            out["detector"] = self.detector.params()
+        if self.shots is not None:
+            out["shots"] = self.shots.params()
+        if self.linking != "joonson":
+            out["linking"] = self.linking
+        return out
 
     def update(self, frames: np.ndarray) -> None:
+        if self.shots is not None:
+            self.shots.update(frames)
+        if self.detector is not None:  # every detection is tracked; the best max_faces get points
+            for frame, dets in zip(frames, self.detector.detect(frames), strict=True):
+                self.detections.append(dets)
+                points = np.full((len(dets), 68, 2), np.nan)
+                for j, d in enumerate(dets[:self.max_faces]):
+                    points[j] = self.backend.landmarks(frame, d)
+                self.points.append(points)
+            return
         for frame in frames:
             dets = self.backend.detect(frame)
             dets = dets[np.argsort(-dets[:, 4], kind="stable")[: self.max_faces]]
@@ -105,21 +160,33 @@ class FaceAnalyzer:
             self.points.append(np.stack([self.backend.landmarks(frame, d) for d in dets]) if len(dets)
                                else np.zeros((0, 68, 2)))
 
+    def _tracks(self) -> list[Track]:
+        """Every track, as found; within each shot of at least ``min_track`` frames where shots are found."""
+        if self.shots is None and self.detector is None and self.linking == "joonson":
+            return link_tracks(self.detections, self.track_params)
+        shots = self.shots.shots(len(self.detections)) if self.shots is not None else [(0, len(self.detections))]
+        out = []
+        for start, end in shots:
+            if self.shots is None or end - start >= self.track_params.min_track:
+                out += link_tracks(self.detections[start:end], self.track_params, self.linking, "found", start)
+        return out
+
     def result(self) -> FaceData:
         n = len(self.detections)
         boxes = np.full((n, 4), np.nan)
         detected = np.zeros(n, dtype=bool)
         landmarks = np.full((n, 68, 2), np.nan)
         top = np.array([d[0, :4] if len(d) else np.full(4, np.nan) for d in self.detections]).reshape(n, 4)
-        tracks = link_tracks(self.detections, self.track_params)
+        tracks = self._tracks()
         if tracks:
-            main = tracks[0]
+            main = max(tracks, key=main_track_key)
             boxes[main.frames] = main.boxes
             for f, j in zip(main.frames, main.det_index, strict=False):
                 if j >= 0:
                     detected[f] = True
                     landmarks[f] = self.points[f][j]
-        return FaceData(boxes, detected, landmarks, self.params(), top)
+        found = tracks if (self.shots or self.detector or self.linking != "joonson") else None
+        return FaceData(boxes, detected, landmarks, self.params(), top, found)
 
 
 def cache_file(cache_dir: Path, video: Path, fps: float, params: dict) -> Path:

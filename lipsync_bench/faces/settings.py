@@ -9,6 +9,8 @@ BACKENDS = ("auto", "dlib", "face-alignment")
 #: What the frame metrics see: the whole frame, a fixed box on the GT's face or mouth track, or each
 #: frame's own GT face detection.
 REGIONS = ("full", "face", "mouth", "face-box")
+#: How a frame's detections continue a face track (``track.link_tracks``).
+LINKINGS = ("joonson", "first-face")
 #: Resize interpolations by name, as OpenCV's INTER_* codes.
 INTERPOLATIONS = {"bilinear": 1, "area": 3, "bicubic": 2, "nearest": 0}
 

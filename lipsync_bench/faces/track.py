@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from scipy import signal
 
-from .settings import DEFAULT_TRACK, TrackParams
+from .settings import DEFAULT_TRACK, LINKINGS, TrackParams
 
 
 @dataclass
@@ -49,8 +49,21 @@ def iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def link_tracks(detections: list[np.ndarray], params: TrackParams = DEFAULT_TRACK) -> list[Track]:
-    """Tracks from per-frame detections ((k, >=4) arrays, one per frame), longest first."""
+def link_tracks(detections: list[np.ndarray], params: TrackParams = DEFAULT_TRACK, linking: str = "joonson",
+                order: str = "longest", first_frame: int = 0) -> list[Track]:
+    """Tracks from per-frame detections ((k, >=4) arrays, one per frame, best first), each pass of the
+    frames building one track from the first detection left, as syncnet_python's ``track_shot`` does:
+    a detection within ``max_missed`` frames of the track's last one and overlapping it above ``iou``
+    continues it. Tracks of at most ``min_track`` detections, or whose mean box side is at most
+    ``min_face_size``, are dropped; the boxes are interpolated over the frames without a detection.
+    ``order``: "longest" first, or as "found" (the reference's order); frame indices start at
+    ``first_frame`` (a shot's first frame). ``linking`` (``settings.LINKINGS``): "joonson"
+    (syncnet_python's ``run_pipeline.py``: a detection that overlaps too little is passed over and the
+    frame's next one tried) or "first-face" (the ``syncnet-python`` package's ``_track``: the frame's
+    first remaining detection continues the track or ends the frame's scan, so beside a higher-scoring
+    other face the frame counts as missed)."""
+    if linking not in LINKINGS:
+        raise ValueError(f"linking must be one of {LINKINGS}, not {linking!r}")
     left = [list(range(len(d))) for d in detections]
     tracks = []
     while True:
@@ -60,12 +73,14 @@ def link_tracks(detections: list[np.ndarray], params: TrackParams = DEFAULT_TRAC
                 if not members:
                     members.append((f, j))
                     idx.remove(j)
-                elif f - members[-1][0] <= params.max_missed:
-                    if iou(detections[f][j], detections[members[-1][0]][members[-1][1]]) > params.iou:
-                        members.append((f, j))
-                        idx.remove(j)
-                        break  # one detection a frame
-                else:
+                    if linking == "first-face":
+                        break  # the reference goes on with the face after next, which cannot overlap it
+                elif f - members[-1][0] <= params.max_missed and \
+                        iou(detections[f][j], detections[members[-1][0]][members[-1][1]]) > params.iou:
+                    members.append((f, j))
+                    idx.remove(j)
+                    break  # one detection a frame
+                elif linking == "first-face" or f - members[-1][0] > params.max_missed:
                     break
         if not members:
             break
@@ -81,9 +96,15 @@ def link_tracks(detections: list[np.ndarray], params: TrackParams = DEFAULT_TRAC
         detected = np.isin(span, frames)
         det_index = np.full(len(span), -1)
         det_index[frames - frames[0]] = [j for _, j in members]
-        tracks.append(Track(int(frames[0]), full, detected, det_index))
-    tracks.sort(key=lambda t: (int(t.detected.sum()), float(np.mean(t.boxes[:, 2] - t.boxes[:, 0]))), reverse=True)
+        tracks.append(Track(first_frame + int(frames[0]), full, detected, det_index))
+    if order == "longest":
+        tracks.sort(key=main_track_key, reverse=True)
     return tracks
+
+
+def main_track_key(track: Track) -> tuple[int, float]:
+    """The main speaker's track is the one with the most detections (then the widest)."""
+    return int(track.detected.sum()), float(np.mean(track.boxes[:, 2] - track.boxes[:, 0]))
 
 
 def smoothed_centres(track: Track, kernel: int = 13, ends: str = "zeros") -> np.ndarray:

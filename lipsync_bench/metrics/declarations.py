@@ -143,6 +143,7 @@ LMD = register(Metric(
 # LSE-C, LSE-D, AV offset: a sync expert's distances (see metrics/lse.py for the parameters)
 
 LSE_CROPS = ("track", "frame")
+LSE_TRACKS = ("main", "each", "mean", "best")
 #: "syncnet_python": the frames as syncnet_python's evaluate() reads them, ffmpeg's image2 JPEGs decoded by
 #: OpenCV (``media.JpegRoundTrip``): of the face crops (crop "track") or of the whole frames (crop "frame")
 LSE_COMPAT_MODES = ("none", "syncnet_python")
@@ -159,6 +160,11 @@ LSE_PARAMS = {
     "sync_model": Param("syncnet", "the sync expert", choices=EXPERTS, defines=True,
                         labels={k: v for k, v in LABELS.items() if k != "syncnet"}),
     "sync_weights": Param("", "the expert's weights file [default: its published file]", kind="path"),
+    "tracks": Param("main", "the face tracks scored and how they make the video's number: main (the main "
+                            "speaker's), each (every track, its mean the value and the tracks its samples: "
+                            "Wav2Lip's real-video script writes a line a track), mean (the mean over tracks: "
+                            "LatentSync), best (the highest confidence and the lowest distance over tracks: "
+                            "MoChaBench)", choices=LSE_TRACKS, defines=True),
 }
 #: With the official weights, real talking-face videos score well above this; lower means the
 #: protocol is probably broken for that video.

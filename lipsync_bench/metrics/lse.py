@@ -45,6 +45,7 @@ from .. import weights
 from ..environment import environment
 from ..errors import LipsyncBenchError, MediaError, MetricError
 from ..faces import FaceAnalyzer, require_faces, smoothed_centres, syncnet_crop
+from ..faces.track import main_track_key
 from ..media import JpegRoundTrip, iter_frames, read_audio
 from ..rendering import Document
 from ..syncnets.experts import load_expert
@@ -130,19 +131,52 @@ class TrackedSync:
 
 def track_centres(face_data, path: Path, min_track: int) -> tuple[np.ndarray, int]:
     """Smoothed crop centres of the main track and its first frame; errors name the video."""
-    if face_data.frames < WINDOW + 1:
-        n = face_data.frames
-        raise MetricError(f"{path}: {n} frame{'s' * (n != 1)}, shorter than 6: LSE needs at least 6 (one "
-                          "5-frame window and the reference's one-window margin)")
+    check_frames(face_data, path)
     require_faces(face_data, path)
     track = face_data.main_track()
     if track is None:
         raise MetricError(f"{path}: no face track")
+    return usable_track(track, path, min_track)
+
+
+def check_frames(face_data, path: Path) -> None:
+    if face_data.frames < WINDOW + 1:
+        n = face_data.frames
+        raise MetricError(f"{path}: {n} frame{'s' * (n != 1)}, shorter than 6: LSE needs at least 6 (one "
+                          "5-frame window and the reference's one-window margin)")
+
+
+def usable_track(track, path: Path, min_track: int) -> tuple[np.ndarray, int]:
+    """A track's smoothed crop centres and first frame, or MetricError when it is too short to score."""
     need = max(min_track, WINDOW + 1)
     if len(track.boxes) < need:
         why = f"min_track={min_track}" if min_track > WINDOW + 1 else "the 5-frame window needs 6"
         raise MetricError(f"{path}: face track of {len(track.boxes)} frames is shorter than {need} ({why})")
     return smoothed_centres(track), track.start
+
+
+def scored_tracks(face_data, path: Path, min_track: int, which: str) -> list[tuple[object, np.ndarray, int]]:
+    """The tracks LSE scores (``which``: "main", or every track): (track, smoothed centres, first frame)
+    each; a video with none to score is an error naming why (no face, every track too short)."""
+    if which == "main":
+        track = face_data.main_track()
+        return [(track, *track_centres(face_data, path, min_track))]
+    check_frames(face_data, path)
+    tracks = face_data.all_tracks()
+    if not tracks:
+        kept = face_data.params.get("track", {})
+        raise MetricError(f"{path}: no face track (a face in {face_data.face_fraction:.0%} of the frames; tracks "
+                          f"need more than {kept.get('min_track')} detections and faces wider than "
+                          f"{kept.get('min_face_size')} px)")
+    out, reasons = [], []
+    for track in tracks:
+        try:
+            out.append((track, *usable_track(track, path, min_track)))
+        except MetricError as exc:
+            reasons.append(str(exc))
+    if not out:
+        raise MetricError(reasons[0])
+    return out
 
 
 def read_sync_audio(path: Path, limits=None) -> np.ndarray:
@@ -162,21 +196,26 @@ class _Shared:
         self.value = None
         self.model = load_model(ctx.weights_path, ctx.device, params["sync_model"])
         self.audio = read_sync_audio(ctx.gen if params["audio"] == "gen" else ctx.gt, ctx.decode)
-        self.sync: TrackedSync | None = None
+        self.syncs: list[tuple[object, TrackedSync]] | None = None  # (track or None for whole frames, scorer)
 
     def update(self, frames: np.ndarray, start: int, frames_jpeg: np.ndarray | None) -> None:
-        if self.sync is None:
-            centres, first = None, 0
+        if self.syncs is None:
             if self.params["crop"] == "track":
-                centres, first = track_centres(self.ctx.faces(self.ctx.gen), self.ctx.gen, self.params["min_track"])
-            self.sync = TrackedSync(self.model, self.audio, self.params, self.ctx.device, centres, first)
-        self.sync.update(frames, start, frames_jpeg)
+                tracks = scored_tracks(self.ctx.faces(self.ctx.gen), self.ctx.gen, self.params["min_track"],
+                                       self.params["tracks"])
+                self.syncs = [(track, TrackedSync(self.model, self.audio, self.params, self.ctx.device, centres,
+                                                  first)) for track, centres, first in tracks]
+            else:
+                self.syncs = [(None, TrackedSync(self.model, self.audio, self.params, self.ctx.device))]
+        for _, sync in self.syncs:
+            sync.update(frames, start, frames_jpeg)
 
-    def result(self):
+    def result(self) -> list[tuple[object, object]]:
+        """(track, SyncScore) of each scored track, in the order the face stage found them."""
         if self.value is None:
-            if self.sync is None:
+            if self.syncs is None:
                 raise MetricError(f"{self.ctx.gen}: no frames")
-            self.value = self.sync.result()
+            self.value = [(track, sync.result()) for track, sync in self.syncs]
         return self.value
 
 
@@ -199,11 +238,35 @@ class LseAccumulator(Accumulator):
         self.shared.update(batch.gen_full.cpu().numpy(), batch.start, batch.gen_jpeg)
 
     def result(self) -> MetricValue:
-        score = self.shared.result()
-        value = {"lse_c": score.lse_c, "lse_d": score.lse_d, "av_offset": float(score.offset)}[self.name]
-        details = {"curve": [round(float(x), 5) for x in score.curve], "offset": score.offset,
-                   "framewise_confidence": [round(float(x), 4) for x in score.framewise_confidence()]}
-        return MetricValue(value, score.windows, details=details)
+        scored = self.shared.result()
+        which = self.shared.params["tracks"]
+        scores = [score for _, score in scored]
+        main = max(scored, key=lambda ts: main_track_key(ts[0]))[1] if scored[0][0] is not None else scores[0]
+        details = {"curve": [round(float(x), 5) for x in main.curve], "offset": main.offset,
+                   "framewise_confidence": [round(float(x), 4) for x in main.framewise_confidence()]}
+        if which == "main":
+            value = {"lse_c": main.lse_c, "lse_d": main.lse_d, "av_offset": float(main.offset)}[self.name]
+            return MetricValue(value, main.windows, details=details)
+        details["tracks"] = [{"start": int(t.start), "frames": len(t.boxes), "box": [round(float(v), 1) for v in
+                              np.median(t.boxes, axis=0)], "offset": sc.offset, "lse_c": round(sc.lse_c, 6),
+                              "lse_d": round(sc.lse_d, 6), "windows": sc.windows} for t, sc in scored]
+        return MetricValue(aggregate_tracks(scores, which, self.name), len(scores) if which == "each" else
+                           sum(sc.windows for sc in scores), details=details)
+
+
+def aggregate_tracks(scores: list, which: str, metric: str) -> float:
+    """A video's value from its tracks' scores: "each" and "mean" the mean over tracks (the offset's
+    truncated towards zero under "mean", as LatentSync's ``int(fmean(...))``), "best" the highest
+    confidence and the lowest distance, each over all tracks (MoChaBench), with the offset of the most
+    confident track."""
+    conf = np.array([s.lse_c for s in scores])
+    dist = np.array([s.lse_d for s in scores])
+    offsets = np.array([s.offset for s in scores], float)
+    if which == "best":
+        return {"lse_c": float(conf.max()), "lse_d": float(dist.min()),
+                "av_offset": float(offsets[int(conf.argmax())])}[metric]
+    offset = float(int(offsets.mean())) if which == "mean" else float(offsets.mean())
+    return {"lse_c": float(conf.mean()), "lse_d": float(dist.mean()), "av_offset": offset}[metric]
 
 
 def score_video(video: Path, audio: Path | None = None, crop: str = "track", compat: str = "none",
@@ -218,7 +281,7 @@ def score_video(video: Path, audio: Path | None = None, crop: str = "track", com
     """
 
     params = {"crop": "track", "vshift": vshift, "min_track": min_track, "audio": "gen", "compat": compat,
-              "sync_model": sync_model, "sync_weights": str(sync_weights or "")}
+              "sync_model": sync_model, "sync_weights": str(sync_weights or ""), "tracks": "main"}
     params = LSE_C.resolve_params(params)
     check_params(params)
     if crop not in ("track", "none"):
