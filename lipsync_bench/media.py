@@ -110,7 +110,7 @@ class MediaInfo:
     has_audio: bool
 
 
-def _av_open(path: Path):
+def open_container(path: Path):
     if not path.exists():
         raise MediaError(path, "file not found")
     if path.stat().st_size == 0:
@@ -135,7 +135,7 @@ def _frame_files(folder: Path) -> list[Path]:
 
 def probe(path: str | os.PathLike, limits: DecodeLimits | None = None) -> MediaInfo:
     """Kind, size, native fps and audio presence of a video file or frame folder, without decoding."""
-    return _isolated_call(limits, _probe, Path(path))
+    return isolated_call(limits, _probe, Path(path))
 
 
 def _probe(path: Path) -> MediaInfo:
@@ -146,7 +146,7 @@ def _probe(path: Path) -> MediaInfo:
         first = _read_image(files[0])
         return MediaInfo(path, "frames", first.shape[1], first.shape[0], None,
                          (path / FOLDER_AUDIO_NAME).is_file())
-    with _av_open(path) as container:
+    with open_container(path) as container:
         if not container.streams.video:
             raise MediaError(path, "no video stream")
         vs = container.streams.video[0]
@@ -159,13 +159,13 @@ def estimate_frame_count(path: str | os.PathLike, fps: float | None = 25,
                          limits: DecodeLimits | None = None) -> int | None:
     """Frames an input will have at ``fps``, from its container duration (images in a frame folder);
     None when the container does not say. Used to spread a frame subsample evenly before decoding."""
-    return _isolated_call(limits, _estimate_frame_count, Path(path), fps)
+    return isolated_call(limits, _estimate_frame_count, Path(path), fps)
 
 
 def _estimate_frame_count(path: Path, fps: float | None) -> int | None:
     if path.is_dir():
         return len(_frame_files(path))
-    with _av_open(path) as container:
+    with open_container(path) as container:
         if not container.streams.video:
             raise MediaError(path, "no video stream")
         vs = container.streams.video[0]
@@ -293,13 +293,21 @@ class JpegRoundTrip:
     version string in the JPEG comment.
 
     Called on ``av.VideoFrame``s (``iter_frames(convert=...)``) or RGB arrays (``from_rgb``: crops made
-    from decoded frames); returns BGR uint8, as ``cv2.imread``.
+    from decoded frames); returns BGR uint8, as ``cv2.imread``. ``sample_aspect_ratio``: the input's, which
+    the command passes on to the encoder (``iter_frames`` sets it from the stream): a known one adds a JFIF
+    header, whose bits the rate control counts (without it, a frame now and then gets another quantiser).
     """
-    def __init__(self, rate: Fraction = Fraction(25)):
+    def __init__(self, rate: Fraction = Fraction(25), sample_aspect_ratio: Fraction | None = None):
         self.rate = Fraction(rate)
+        self.sample_aspect_ratio = sample_aspect_ratio
         self._display = DisplayConverter("yuvj420p")  # upright, converted as the command line does
         self._encoder = None
         self._index = 0
+
+    def open_stream(self, stream) -> None:
+        """The decoded stream's sample aspect ratio, as the command line reads it (0 or none: unknown)."""
+        sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+        self.sample_aspect_ratio = Fraction(sar) if sar else None
 
     def _open(self, width: int, height: int) -> None:
         enc = av.CodecContext.create("mjpeg", "w")
@@ -309,6 +317,8 @@ class JpegRoundTrip:
         enc.framerate = self.rate
         enc.bit_rate = 200_000  # libavcodec's default, which the reference's command keeps
         enc.thread_count = 1  # the command's -threads 1
+        if self.sample_aspect_ratio:
+            enc.sample_aspect_ratio = self.sample_aspect_ratio
         self._encoder = enc
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
@@ -360,11 +370,13 @@ def _decoded(container, stream, path: Path) -> Iterator[av.VideoFrame]:
 
 def _video_frames(path: Path, fps: Fraction | None, convert=None) -> Iterator[np.ndarray]:
     convert = convert or _ToRgb()
-    with _av_open(path) as container:
+    with open_container(path) as container:
         if not container.streams.video:
             raise MediaError(path, "no video stream")
         vs = container.streams.video[0]
         vs.thread_type = "AUTO"
+        if hasattr(convert, "open_stream"):
+            convert.open_stream(vs)
         rate = vs.average_rate or vs.guessed_rate
         start = None if container.start_time is None else Fraction(container.start_time, av.time_base)
         resampler = FpsResampler(fps, start) if fps else None
@@ -434,6 +446,9 @@ class _WithJpeg:
 
     def __init__(self, rate: Fraction):
         self.rgb, self.jpeg = _ToRgb(), JpegRoundTrip(rate)
+
+    def open_stream(self, stream) -> None:
+        self.jpeg.open_stream(stream)
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
         return np.concatenate([self.rgb(frame), self.jpeg(frame)], axis=-1)
@@ -534,7 +549,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000, limits: Decode
         >>> audio.shape, float(np.abs(audio - tone).max()) < 1e-4
         ((16000,), True)
     """
-    return _isolated_call(limits, _read_audio, Path(path), sample_rate)
+    return isolated_call(limits, _read_audio, Path(path), sample_rate)
 
 
 def _read_audio(path: Path, sample_rate: int) -> np.ndarray:
@@ -542,7 +557,7 @@ def _read_audio(path: Path, sample_rate: int) -> np.ndarray:
         path = path / FOLDER_AUDIO_NAME
         if not path.is_file():
             raise MediaError(path.parent, f"frame folder has no {FOLDER_AUDIO_NAME}")
-    with _av_open(path) as container:
+    with open_container(path) as container:
         if not container.streams.audio:
             raise MediaError(path, "no audio stream")
         stream = container.streams.audio[0]
@@ -717,7 +732,9 @@ def _as_given(path: Path) -> tuple[Path, Callable[[str], str]]:
     return absolute, shown
 
 
-def _isolated_call(limits: DecodeLimits | None, fn, path: Path, *args):
+def isolated_call(limits: DecodeLimits | None, fn, path: Path, *args):
+    """``fn(path, *args)`` decoded as ``limits`` says (in a worker process by default); a module-level
+    function, as the worker imports it. Its ``MediaError`` names ``path`` as the caller gave it."""
     limits = limits or DEFAULT_LIMITS
     if not limits.isolated:
         return fn(path, *args)

@@ -39,6 +39,7 @@ from .jsontext import canonical
 from .metrics.registry import FACE_NEEDS, PAIRED_NEEDS, Metric, get_metric
 from .metrics.streaming import FrameBatch, MetricContext
 from .protocol import Protocol
+from .reencode import PipelineFrames, repeat_second_frame
 from .store import ResultRow
 
 CHUNK_FRAMES = 32
@@ -84,11 +85,23 @@ class PairOutcome:
     references: dict[str, list[ResultRow]]
 
 
-def face_analyzer(protocol: Protocol, device: str = "cpu") -> FaceAnalyzer:
+def face_analyzer(protocol: Protocol, device: str = "cpu", repeated_frame: int | None = None) -> FaceAnalyzer:
     """The face stage of a protocol (landmarker and its options, detector, shots, tracking), its
-    detector on ``device``."""
+    detector on ``device``; ``repeated_frame``: one the decoding repeated (``reencode``)."""
     return FaceAnalyzer(protocol.landmarker, protocol.track(), **protocol.face_options(), device=device,
-                        **protocol.landmarker_options())
+                        repeated_frame=repeated_frame, **protocol.landmarker_options())
+
+
+#: The chains of ``decode.reencode`` that ``reencode.PipelineFrames`` reproduces.
+PIPELINE_CHAINS = ("syncnet-python", "syncnet-python-0.2.3")
+
+
+def repeated_frame(path: Path, protocol: Protocol, limits: media.DecodeLimits) -> int | None:
+    """The frame the peer chain repeats in an input (its AVI's MP3 shifts the video by a frame): 2, the
+    second copy of frame 1, where the input has audio; None otherwise."""
+    if protocol.choices["decode.reencode"] not in PIPELINE_CHAINS:
+        return None
+    return 2 if media.probe(path, limits).has_audio else None
 
 
 def protocol_record(protocol: Protocol) -> dict:
@@ -113,8 +126,10 @@ class FaceStage:
     """The face analyses of a pair's inputs: loaded from the cache, or computed from the frames of the
     pair's decoding pass and cached. Called with a path, it gives that input's ``FaceData``."""
 
-    def __init__(self, protocol: Protocol, cache_dir: Path, resized: Path | None = None, device: str = "cpu"):
+    def __init__(self, protocol: Protocol, cache_dir: Path, resized: Path | None = None, device: str = "cpu",
+                 limits: media.DecodeLimits = media.DEFAULT_LIMITS):
         self.protocol, self.fps, self.cache_dir, self.device = protocol, protocol.fps, cache_dir, device
+        self.limits = limits
         self.resized = resized  # the input whose frames are resized to its ground truth's size (decode.resize)
         self.data: dict[Path, FaceData] = {}
         self.analyzers: dict[Path, tuple[FaceAnalyzer, Path]] = {}
@@ -122,10 +137,12 @@ class FaceStage:
     def want(self, path: Path) -> None:
         if path in self.data or path in self.analyzers:
             return
-        analyzer = face_analyzer(self.protocol, self.device)
+        analyzer = face_analyzer(self.protocol, self.device, repeated_frame(path, self.protocol, self.limits))
         key = analyzer.params()
         if path == self.resized:  # landmarks in the ground truth's pixels: another analysis than the file's own
             key = {**key, "resized_to_ground_truth": self.protocol.choices["decode.resize"]}
+        if self.protocol.choices["decode.reencode"] != "none":  # the frames a peer chain leaves: another analysis
+            key = {**key, "reencode": self.protocol.choices["decode.reencode"]}
         file = faces.cache_file(self.cache_dir, path, self.fps, key)
         if file.is_file():
             try:
@@ -183,7 +200,7 @@ def evaluate_pair(job: PairJob, setup: RunSetup) -> PairOutcome:
     entries: list[_Entry] = []
     try:
         resizes = protocol.choices["decode.resize"] != "none" and pair.gen != pair.gt
-        stage = FaceStage(protocol, setup.cache_dir, pair.gen if resizes else None, setup.device)
+        stage = FaceStage(protocol, setup.cache_dir, pair.gen if resizes else None, setup.device, setup.limits)
         entries = _entries(job, setup, stage)
         _run_passes(pair, entries, stage, setup, warnings)
     except StoreError:  # the results folder cannot be written: no video can be stored, stop the run
@@ -268,7 +285,7 @@ def _entries(job: PairJob, setup: RunSetup, stage: FaceStage) -> list[_Entry]:
             stage.want(pair.gt)
         context = MetricContext(device, gen, pair.gt, protocol.fps, stage, setup.weights_paths.get(m.name, []),
                                 setup.state_dir / m.name, dict(job.reuse.get(m.name, {})),
-                                shared.setdefault(run, {}), setup.limits)
+                                shared.setdefault(run, {}), setup.limits, protocol.choices["decode.reencode"])
         late = (("face_track" in needs and stage.pending(gen)) or (region and stage.pending(pair.gt))
                 or ("face_frames" in needs and (stage.pending(gen) or stage.pending(pair.gt))))
         entries.append(_Entry(run, m, params, context, late=late, region=region))
@@ -414,7 +431,13 @@ class _Decoding:
     limits: media.DecodeLimits
 
     def frames(self, path: Path) -> Iterator[np.ndarray]:
-        """An input's chunks: RGB, or RGB and the JPEG round trip side by side (6 channels)."""
+        """An input's chunks: RGB, or RGB and the JPEG round trip side by side (6 channels), or as a peer
+        chain leaves them (``decode.reencode``)."""
+        if self.protocol.choices["decode.reencode"] in PIPELINE_CHAINS:
+            chunks = media.iter_frames(path, self.protocol.fps, self.chunk, convert=PipelineFrames(),
+                                       limits=self.limits)
+            return chunks if repeated_frame(path, self.protocol, self.limits) is None else repeat_second_frame(
+                chunks)
         if path in self.jpeg:
             return media.iter_frames_with_jpeg(path, self.protocol.fps, self.chunk, self.limits)
         return media.iter_frames(path, self.protocol.fps, self.chunk, limits=self.limits)

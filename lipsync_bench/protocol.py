@@ -75,9 +75,11 @@ CHOICES: dict[str, Choice] = {
     "decode.resize": Choice("none", "generated frames of another size than their ground truth's: an error (none), "
                                     "or resized to the ground truth's size with this interpolation (OpenCV's)",
                             choices=("none", *INTERPOLATIONS), recorded_when_set=True),
-    "decode.reencode": Choice("none", "lossy re-encodings before scoring: none, or syncnet_python's "
-                                      "run_pipeline.py chain (MPEG-4 q2 video, q2 JPEG frames, XVID face crops)",
-                              choices=("none", "syncnet-python")),
+    "decode.reencode": Choice("none", "lossy re-encodings before scoring: none, or a peer pipeline's chain: "
+                                      "syncnet-python (run_pipeline.py: MPEG-4 q2 video with MP3 audio, q2 JPEG "
+                                      "frames, XVID face crops), syncnet-python-0.2.3 (its video chain, the audio "
+                                      "as PCM), latentsync (H.264 and AAC video, q2 JPEG frames, mp4v crops, AAC)",
+                              choices=("none", "syncnet-python", "syncnet-python-0.2.3", "latentsync")),
     "faces.landmarker": Choice("auto", "the face stage's landmarker (auto: face-alignment when its weights are "
                                        "present, else dlib)", choices=BACKENDS, reaches=_FACES),
     "faces.detector": Choice("landmarker", "face detector: the landmarker's own, or syncnet_python's S3FD "
@@ -124,8 +126,7 @@ RESOLVED: dict[str, frozenset] = {"face_pipeline": frozenset({CROPPED})}
 
 #: Values that name a step of a published procedure that lipsync-bench does not carry out.
 UNSUPPORTED = {
-    ("decode.reencode", "syncnet-python"): "syncnet_python's lossy chain (ffmpeg MPEG-4 -qscale:v 2 video, "
-                                           "-qscale:v 2 JPEG frames, OpenCV XVID face crops) is not reproduced",
+    ("decode.reencode", "latentsync"): "LatentSync's lossy chain (H.264 and AAC, mp4v crops) is not reproduced",
 }
 
 #: Old store keys (before named protocols) -> choices.

@@ -135,6 +135,7 @@ def import_without_init(module: str, packages: tuple[str, ...], requirement: str
     only fetch files (never called in the tests) to the names they must provide. Skips, naming
     ``requirement``, when the package is not installed."""
     import importlib
+    import importlib.machinery
     import importlib.util
     import sys
     import types
@@ -148,6 +149,9 @@ def import_without_init(module: str, packages: tuple[str, ...], requirement: str
         for name in packages:
             package = types.ModuleType(name)
             package.__path__ = [str(root.joinpath(*name.split(".")[1:]))]
+            # a spec as a namespace package's, so that importlib.util.find_spec(name) still answers
+            package.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            package.__spec__.submodule_search_locations = package.__path__
             sys.modules.setdefault(name, package)
     for name, attr in (stand_ins or {}).items():
         stand_in = types.ModuleType(name)

@@ -17,7 +17,7 @@ FLOORS = [
     # ground: no decoding, no models; what every floor may read
     ["lipsync_bench", "errors", "lazy", "jsontext", "rendering", "environment", "stats", "files", "checkpoints",
      "weights", "baselines", "faces.settings", "syncnets", "syncnets.inputs", "syncnets.expert_names"],
-    ["media", "decode_worker", "metrics.streaming"],
+    ["media", "decode_worker", "reencode", "metrics.streaming"],
     ["faces", "faces.*", "syncnets.*", "metrics", "metrics.registry", "metrics.declarations"],
     ["protocol"],
     ["store", "metrics.*"],

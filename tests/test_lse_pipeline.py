@@ -4,8 +4,11 @@
 S3FD is compared with the package's detector on real frames with seeded random weights in the published
 layout (random weights score faces at about 0.6, so the comparison lowers the confidence threshold).
 Shots are compared with PySceneDetect's own SceneManager on the same frames; tracking with the package's
-``_track`` on recorded detections."""
+``_track`` on recorded detections; the whole pipeline (the lossy chain, shots, tracks, crops, scores) with
+the package's ``SyncNetPipeline.inference``, its ffmpeg commands run by imageio-ffmpeg's binary."""
 from __future__ import annotations
+
+import subprocess
 
 import numpy as np
 import pytest
@@ -29,6 +32,12 @@ def reference_s3fd():
     import syncnet_python.detectors.s3fd.nets as nets
 
     return detector, nets
+
+
+def reference_pipeline():
+    """syncnet-python 0.2.3's syncnet_pipeline module (it calls ffmpeg through ffmpeg-python)."""
+    pytest.importorskip("ffmpeg", reason="needs ffmpeg-python (the test extra)")
+    return import_without_init("syncnet_python.syncnet_pipeline", PACKAGES, "syncnet-python 0.2.3")
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +134,7 @@ def side_by_side_detections(frames: int = 150) -> list[np.ndarray]:
 
 def reference_track(detections: list[np.ndarray], min_track: int, min_face_size: float) -> list[dict]:
     """syncnet-python 0.2.3's SyncNetPipeline._track on the same detections (its own code)."""
-    pipeline_module = import_without_init("syncnet_python.syncnet_pipeline", PACKAGES, "syncnet-python 0.2.3",
-                                          stand_ins={"ffmpeg": "input", "scenedetect": "ContentDetector"})
+    pipeline_module = reference_pipeline()
     pipe = object.__new__(pipeline_module.SyncNetPipeline)
     pipe.cfg = pipeline_module.PipelineConfig(min_track=min_track, min_face_size=min_face_size)
     dets = [[{"frame": i, "bbox": list(d[:4]), "conf": float(d[4])} for d in frame]
@@ -179,14 +187,16 @@ def dlib_boxes_for_s3fd(monkeypatch, tmp_path):
     return folder
 
 
-def test_every_track_of_a_two_shot_clip_is_scored_and_aggregated_as_asked(two_shot_video, dlib_boxes_for_s3fd):
+def test_every_track_of_a_two_shot_clip_is_scored_and_aggregated_as_asked(two_shot_video, dlib_boxes_for_s3fd,
+                                                                          tmp_path):
     """Shots split the clip's face into two tracks; each is scored as a video of its own would be
-    (the same scores as each shot's frames and audio alone), listed with its frames in eval --json, and
-    the video's number is their mean (each, mean) or the best of them (best)."""
+    (the same scores as each shot's frames and audio alone), listed with its frames in eval --json and
+    in the report, and the video's number is their mean (each, mean) or the best of them (best)."""
     choices = {"faces.detector": "s3fd-syncnet-python", "faces.shots": "pyscenedetect", "faces.min_track": 20}
     runs = {which: lipsync_bench.evaluate(two_shot_video / "gen", None, ["lse_c", "lse_d", "av_offset"],
                                           choices=choices, params={"lse": {"tracks": which}},
-                                          weights_dir=dlib_boxes_for_s3fd) for which in ("each", "mean", "best")}
+                                          weights_dir=dlib_boxes_for_s3fd, out=tmp_path / which)
+            for which in ("each", "mean", "best")}
     tracks = runs["each"].tracks["two"]
     assert [(t["start"], t["frames"]) for t in tracks] == [(0, 75), (75, 75)]
     conf, dist = [t["lse_c"] for t in tracks], [t["lse_d"] for t in tracks]
@@ -198,6 +208,13 @@ def test_every_track_of_a_two_shot_clip_is_scored_and_aggregated_as_asked(two_sh
     assert values["best"]["lse_c"] == pytest.approx(max(conf), **close)
     assert values["best"]["lse_d"] == pytest.approx(min(dist), **close)
     assert runs["each"].to_json()["tracks"]["two"] == tracks and "tracks two: frames 0-74" in runs["each"].text()
+    from lipsync_bench.report_html import build_report
+
+    page = tmp_path / "report.html"
+    build_report(tmp_path / "each", page)
+    text = page.read_text()
+    assert "Face tracks, each scored" in text and "2 tracks in 1 videos (tracks = each)" in text
+    assert "<td>75–149</td>" in text and f"<td>{tracks[1]['lse_d']:.3f}</td>" in text
     # each track scores as its shot alone would: the second shot cut out with its audio
     frames, audio = media.read_frames(two_shot_video / "gen" / "two.avi"), media.read_audio(two_shot_video / "gen" /
                                                                                             "two.avi")
@@ -214,3 +231,102 @@ def test_a_clip_without_a_usable_track_is_one_line_naming_why(two_shot_video, dl
                                              "faces.min_track": 100}, params={"lse": {"tracks": "each"}})
     assert result.summary.loc["lse_c", "n"] == 0 and result.summary.loc["lse_c", "failed"] == 1
     assert "no face track" in result.failures.error[0] and "more than 100 detections" in result.failures.error[0]
+
+
+@pytest.fixture
+def ffmpeg_on_path(tmp_path, monkeypatch):
+    """imageio-ffmpeg's binary as ``ffmpeg`` on PATH, as the package calls it, encoding video.avi in 16
+    slices as the command does on a machine of 15 cores or more (one slice a thread: the 2-core CI would
+    otherwise encode 3, and every frame after would differ from ``reencode.PipelineFrames``)."""
+    import os
+    import stat
+    import sys
+
+    from tests.helpers import ffmpeg_exe
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    wrapper = folder / "ffmpeg"
+    wrapper.write_text(f"""#!{sys.executable}
+import os, sys
+args = sys.argv[1:]
+for i, arg in enumerate(args):
+    if arg.endswith("video.avi") and i and args[i - 1] != "-i":
+        args[i:i] = ["-threads", "16"]
+        break
+os.execv({ffmpeg_exe()!r}, [{ffmpeg_exe()!r}, "-hide_banner", "-loglevel", "error", *args])
+""")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+
+@pytest.mark.slow
+def test_mochabench_protocol_equals_the_syncnet_python_package_end_to_end(grid_clips, tmp_path, ffmpeg_on_path,
+                                                                           dlib_boxes_for_s3fd):
+    """``eval --protocol mochabench`` against syncnet-python 0.2.3's ``SyncNetPipeline.inference`` (its
+    ffmpeg commands run by a real ffmpeg, its files on disk) on three GRID clips, both given dlib's boxes
+    for S3FD's (random S3FD weights find no face above 0.9) and the same random SyncNet weights: the same
+    tracks (frames 0-74 of the 76 JPEGs: the shots are numbered over video.avi's 75 frames), the same
+    offsets, and confidences and distances within 2e-5 (measured 6e-6 on the eight clips; without the
+    chain, decode.reencode none, the distances move by up to 0.03)."""
+    pipeline_module = reference_pipeline()
+    dlib = get_backend("dlib")
+    pipe = pipeline_module.SyncNetPipeline({"s3fd_weights": str(dlib_boxes_for_s3fd / "sfd_face.pth"),
+                                            "syncnet_weights": str(dlib_boxes_for_s3fd / "syncnet_v2.model")},
+                                           device="cpu")
+    pipe.s3fd.detect_faces = lambda image, conf_th, scales: dlib.detect(image)
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    expected = {}
+    for clip in grid_clips[:3]:
+        (gen / clip.name).symlink_to(clip)
+        offsets, confs, dists, best_conf, best_dist, _, has_face = pipe.inference(str(clip), None)
+        assert has_face and len(offsets) == 1
+        expected[clip.stem] = (offsets[0], confs[0], dists[0], best_conf, best_dist)
+    result = lipsync_bench.evaluate(gen, None, protocol="mochabench", weights_dir=dlib_boxes_for_s3fd)
+    values = result.videos.pivot(index="video", columns="metric", values="value")
+    for stem, (offset, conf, dist, best_conf, best_dist) in expected.items():
+        [track] = result.tracks[stem]
+        assert (track["start"], track["frames"], track["offset"]) == (0, 75, offset), stem
+        assert abs(track["lse_c"] - conf) < 2e-5 and abs(track["lse_d"] - dist) < 2e-5, stem
+        assert values.loc[stem, "lse_c"] == pytest.approx(best_conf, abs=2e-5)
+        assert values.loc[stem, "lse_d"] == pytest.approx(best_dist, abs=2e-5)
+        assert values.loc[stem, "av_offset"] == offset
+
+
+@pytest.mark.slow
+def test_syncnet_python_protocol_equals_run_pipelines_chain_within_the_mp3_encoders(grid_clips, tmp_path,
+                                                                                    ffmpeg_on_path,
+                                                                                    dlib_boxes_for_s3fd):
+    """run_pipeline.py scores against audio.wav made from video.avi (the audio through MP3), where the
+    package reads the speech as it is: the package given that audio.wav (made by the same two commands)
+    is run_pipeline.py's chain on one-face clips. ``--protocol syncnet-python`` (min_track lowered to 50
+    for the 3 s clips) gives its tracks and offsets, and confidences and distances within 1e-3: its MP3
+    encoder (PyAV's LAME build) is not the binary's (measured 3e-4 on the eight clips)."""
+    pipeline_module = reference_pipeline()
+    dlib = get_backend("dlib")
+    pipe = pipeline_module.SyncNetPipeline({"s3fd_weights": str(dlib_boxes_for_s3fd / "sfd_face.pth"),
+                                            "syncnet_weights": str(dlib_boxes_for_s3fd / "syncnet_v2.model"),
+                                            "min_track": 50}, device="cpu")
+    pipe.s3fd.detect_faces = lambda image, conf_th, scales: dlib.detect(image)
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    expected = {}
+    for clip in grid_clips[:2]:
+        (gen / clip.name).symlink_to(clip)
+        work = tmp_path / clip.stem
+        work.mkdir()
+        # run_pipeline.py's first and third commands
+        subprocess.run(["ffmpeg", "-y", "-i", str(clip), "-qscale:v", "2", "-async", "1", "-r", "25",
+                        str(work / "video.avi")], check=True)
+        subprocess.run(["ffmpeg", "-y", "-i", str(work / "video.avi"), "-ac", "1", "-vn", "-acodec", "pcm_s16le",
+                        "-ar", "16000", str(work / "audio.wav")], check=True)
+        offsets, confs, dists, *_ = pipe.inference(str(clip), str(work / "audio.wav"))
+        expected[clip.stem] = (offsets, confs, dists)
+    result = lipsync_bench.evaluate(gen, None, protocol="syncnet-python", weights_dir=dlib_boxes_for_s3fd,
+                                    choices={"faces.min_track": 50})
+    for stem, (offsets, confs, dists) in expected.items():
+        tracks = result.tracks[stem]
+        assert [(t["start"], t["frames"], t["offset"]) for t in tracks] == [(0, 75, o) for o in offsets], stem
+        assert np.abs(np.array([t["lse_c"] for t in tracks]) - confs).max() < 1e-3, stem
+        assert np.abs(np.array([t["lse_d"] for t in tracks]) - dists).max() < 1e-3, stem

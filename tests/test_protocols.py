@@ -26,7 +26,8 @@ from lipsync_bench.report import compare_methods, method_rows
 from lipsync_bench.store import SCHEMA_VERSION, ResultRow, ResultStore
 from tests.helpers import blur, noise, write_lossless
 
-SIX = ["lipsync-bench", "syncnet-python", "talklip", "vico", "wav2lip-lrs", "yaman2024"]
+NAMED = ["lipsync-bench", "latentsync", "mochabench", "syncnet-python", "talklip", "vico", "wav2lip-lrs",
+         "wav2lip-real", "yaman2024"]
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +55,17 @@ def read_with_opencv(path) -> list[np.ndarray]:
 # ---------------------------------------------------------------- the files
 
 
-def test_the_six_named_protocols_and_every_choice_has_a_source():
-    assert protocol_names() == SIX
-    for name in SIX:
+def test_the_named_protocols_and_every_choice_has_a_source():
+    assert protocol_names() == NAMED
+    for name in NAMED:
         p = load_protocol(name)
         assert p.name == name and len(p.sha256) == 64 and p.title and p.reference
         assert set(p.choices) == set(CHOICES)
         for key in CHOICES:  # every run-level choice is stated in the file, with where it comes from
             assert p.sources.get(key) and not p.sources[key].startswith("protocol "), (name, key)
-    assert len({load_protocol(n).sha256 for n in SIX}) == 6
+    # wav2lip-real is syncnet_python's procedure with its scores listed a line a track: the same numbers
+    assert len({load_protocol(n).sha256 for n in NAMED}) == len(NAMED) - 1
+    assert load_protocol("wav2lip-real").sha256 == load_protocol("syncnet-python").sha256
     yaman = load_protocol("yaman2024")
     assert {"ifc.norm", "region.kind", "psnr.data_range"} <= yaman.unknown
     assert "faces.landmarker" not in yaman.unknown and yaman.landmarker == "face-alignment"
@@ -73,12 +76,22 @@ def test_protocols_list_show_and_diff():
     runner = CliRunner()
     listed = runner.invoke(main, ["protocols"])
     assert listed.exit_code == 0
-    assert [line.split()[0] for line in listed.output.splitlines()[2:]] == SIX
-    assert "no: decode.reencode=syncnet-python" in listed.output
+    assert [line.split()[0] for line in listed.output.splitlines()[2:]] == NAMED
+    assert "no: decode.reencode=latentsync" in listed.output and listed.output.count("no:") == 1
     diff = runner.invoke(main, ["protocols", "diff", "syncnet-python", "lipsync-bench"])
     rows = {line.split()[0]: line.split()[1:] for line in diff.output.splitlines()[2:]}
     assert rows["faces.min_track"] == ["100", "5"] and rows["faces.min_face_size"] == ["100", "50"]
     assert rows["faces.detector"] == ["s3fd-syncnet-python", "landmarker"] and "faces.iou" not in rows
+    # the peers built on syncnet_python differ from it where their text does, and nowhere else
+    peers = runner.invoke(main, ["protocols", "diff", "syncnet-python", "mochabench"])
+    rows = {line.split()[0]: line.split()[1:3] for line in peers.output.splitlines()[2:]}
+    per_metric = {f"{m}.{p}": v for m in ("lse_c", "lse_d", "av_offset")
+                  for p, v in (("tracks", ["each", "best"]), ("pool", ["frames", "videos"]))}
+    assert rows == {"decode.reencode": ["syncnet-python", "syncnet-python-0.2.3"], "faces.min_track": ["100", "50"],
+                    "faces.linking": ["joonson", "first-face"], **per_metric}, peers.output
+    latent = runner.invoke(main, ["protocols", "diff", "syncnet-python", "latentsync"])
+    rows = {line.split()[0]: line.split()[1:3] for line in latent.output.splitlines()[2:]}
+    assert rows["faces.min_track"] == ["100", "50"] and rows["lse_c.tracks"] == ["each", "mean"]
     show = runner.invoke(main, ["protocols", "show", "talklip"])
     line = next(x for x in show.output.splitlines() if x.startswith("region.size"))
     assert line.split()[1] == "96" and "cv2.resize(..., (96, 96))" in line
@@ -107,9 +120,9 @@ def test_a_protocol_file_extends_a_named_one(tmp_path):
 def test_a_protocol_that_cannot_run_here_is_refused_before_any_work(pairs, tmp_path):
     out = tmp_path / "r"
     result = CliRunner().invoke(main, ["eval", "--gen", str(pairs / "gen"), "--gt", str(pairs / "gt"), "--out",
-                                       str(out), "--protocol", "syncnet-python"])
+                                       str(out), "--protocol", "latentsync"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.output.startswith("error: protocol 'syncnet-python' cannot run here: decode.reencode=syncnet-python")
+    assert result.output.startswith("error: protocol 'latentsync' cannot run here: decode.reencode=latentsync")
     assert not out.exists()
     other = CliRunner().invoke(main, ["eval", "--gen", str(pairs / "gen"), "--gt", str(pairs / "gt"), "--out",
                                       str(out), "--protocol", "talklip", "--metrics", "fid"])

@@ -116,16 +116,17 @@ class FaceAnalyzer:
     best ``max_faces``); ``shots``: "none" or "pyscenedetect" (tracks never cross a cut; shots shorter
     than ``min_track`` frames hold none, as syncnet_python's pipeline skips them); ``linking``: how a
     frame's detections continue a track (``settings.LINKINGS``). Non-default settings are part of
-    ``params()`` (the cache key and the recorded face pipeline); the defaults leave it as it was."""
+    ``params()`` (the cache key and the recorded face pipeline); the defaults leave it as it was.
+    ``repeated_frame``: a frame the decoding repeated that the shots leave out (``reencode``'s step 2)."""
 
     def __init__(self, backend: str = "auto", track: TrackParams = DEFAULT_TRACK, max_faces: int = 4,
                  detector: str = "landmarker", shots: str = "none", linking: str = "joonson", device: str = "cpu",
-                 **backend_options):
+                 repeated_frame: int | None = None, **backend_options):
         self.backend = get_backend(backend, **backend_options)
         self.track_params = track
         self.max_faces = max_faces  # the highest-scoring faces a frame that get landmarks
         self.detector = s3fd_detector(device) if detector == "s3fd-syncnet-python" else None
-        self.shots = ContentShots() if shots == "pyscenedetect" else None
+        self.shots = ContentShots(repeated_frame) if shots == "pyscenedetect" else None
         if linking not in LINKINGS:
             raise ValueError(f"linking must be one of {LINKINGS}, not {linking!r}")
         self.linking = linking

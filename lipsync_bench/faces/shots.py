@@ -24,12 +24,19 @@ SCENE_WIDTH = 256
 
 class ContentShots:
     """Streams a video's RGB frames through PySceneDetect's ContentDetector; ``shots(n)`` gives the
-    shots of the first ``n`` frames as (start, end) frame ranges, end excluded."""
+    shots of the first ``n`` frames as (start, end) frame ranges, end excluded.
 
-    def __init__(self):
+    ``skip``: the index of a frame the scene detector never saw (the frame syncnet_python's JPEG step
+    repeats, absent from the video.avi its scene detection reads): it is left out, so that the cuts and
+    the shots' ends are numbered as the reference numbers them (and applied, as the reference applies
+    them, to every frame)."""
+
+    def __init__(self, skip: int | None = None):
         self.detector = ContentDetector()
         self.cuts: list[int] = []
-        self.index = 0
+        self.index = 0  # frames the detector has seen
+        self.seen = 0  # frames given
+        self.skip = skip
 
     @staticmethod
     def params() -> dict:
@@ -38,10 +45,14 @@ class ContentShots:
 
     def update(self, frames: np.ndarray) -> None:
         for frame in frames:
+            self.seen += 1
+            if self.seen - 1 == self.skip:
+                continue
             self.cuts += self.detector.process_frame(self.index, _scene_frame(frame))
             self.index += 1
 
     def shots(self, frames: int) -> list[tuple[int, int]]:
+        frames = min(frames, self.index)  # the frames the detector saw
         cuts = sorted(c for c in self.cuts if 0 < c < frames)
         edges = [0, *cuts, frames]
         return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]

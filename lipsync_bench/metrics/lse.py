@@ -47,6 +47,7 @@ from ..errors import LipsyncBenchError, MediaError, MetricError
 from ..faces import FaceAnalyzer, require_faces, smoothed_centres, syncnet_crop
 from ..faces.track import main_track_key
 from ..media import JpegRoundTrip, iter_frames, read_audio
+from ..reencode import CropVideo, read_audio_through_mp3
 from ..rendering import Document
 from ..syncnets.experts import load_expert
 from ..syncnets.scoring import SAMPLES_PER_FRAME, WINDOW, ExpertSyncScorer, SyncScorer
@@ -83,9 +84,14 @@ class TrackedSync:
     crop, RGB)."""
 
     def __init__(self, model, audio: np.ndarray, params: dict, device, centres: np.ndarray | None = None,
-                 track_start: int = 0):
+                 track_start: int = 0, crop_video: bool = False):
         self.centres, self.start = centres, track_start
-        self.jpeg = JpegRoundTrip() if params["compat"] == "syncnet_python" else None
+        compat = params["compat"] == "syncnet_python"
+        # a peer chain's crops go through its XVID crop video (read back as JPEGs in compat mode)
+        self.crop_video = CropVideo(jpeg=compat) if crop_video else None
+        # the crop video's read-back (whole frames get the input's aspect ratio from their decode; crops,
+        # as syncnet_python's OpenCV AVI holds them, 1:1)
+        self.jpeg = JpegRoundTrip(sample_aspect_ratio=Fraction(1)) if compat and not crop_video else None
         audio = audio[track_start * SAMPLES_PER_FRAME:]  # the track's span, as the reference cuts it
         if params["sync_model"] == "syncnet":
             self.scorer = SyncScorer(model, audio, params["vshift"], device=device)
@@ -110,12 +116,14 @@ class TrackedSync:
             last = min(start + len(frames_rgb), self.start + len(self.centres))
             crops = [syncnet_crop(frames_rgb[f - start], *self.centres[f - self.start], crop_scale=self.crop_scale,
                                   size=self.size) for f in range(first, last)]
-            if self.jpeg is not None:
+            if self.crop_video is not None:
+                crops = self.crop_video(np.stack(crops)[..., ::-1]) if crops else []  # BGR in and out
+            elif self.jpeg is not None:
                 crops = [self.jpeg.from_rgb(c) for c in crops]
         if not len(crops):
             return
         crops = np.stack(crops)
-        if self.bgr and self.jpeg is None:  # the JPEG round trip gives BGR already
+        if self.bgr and self.jpeg is None and self.crop_video is None:  # the others give BGR already
             crops = np.ascontiguousarray(crops[..., ::-1])
         self.scorer.add_frames(crops)
 
@@ -123,6 +131,10 @@ class TrackedSync:
         return frame if frame.shape[:2] == (self.size, self.size) else cv2.resize(frame, (self.size, self.size))
 
     def result(self):
+        if self.crop_video is not None:
+            held = self.crop_video.flush()
+            if len(held):
+                self.scorer.add_frames(held)
         try:
             return self.scorer.result()
         except ValueError as exc:
@@ -179,9 +191,10 @@ def scored_tracks(face_data, path: Path, min_track: int, which: str) -> list[tup
     return out
 
 
-def read_sync_audio(path: Path, limits=None) -> np.ndarray:
+def read_sync_audio(path: Path, limits=None, through_mp3: bool = False) -> np.ndarray:
+    """The audio LSE scores against; ``through_mp3``: as syncnet_python's audio.wav (``reencode``)."""
     try:
-        return read_audio(path, limits=limits)
+        return read_audio_through_mp3(path, limits=limits) if through_mp3 else read_audio(path, limits=limits)
     except MediaError as exc:
         raise MetricError(f"{exc}; LSE needs the driving audio (--param lse.audio=gt takes the GT's)") from None
 
@@ -194,8 +207,13 @@ class _Shared:
     def __init__(self, params: dict, ctx: MetricContext):
         self.params, self.ctx = params, ctx
         self.value = None
+        self.chain = ctx.reencode != "none"
+        if self.chain and (params["sync_model"], params["crop"]) != ("syncnet", "track"):
+            raise MetricError(f"decode.reencode {ctx.reencode} reproduces a pipeline of SyncNet on face tracks: "
+                              f"it needs lse.sync_model syncnet and lse.crop track")
         self.model = load_model(ctx.weights_path, ctx.device, params["sync_model"])
-        self.audio = read_sync_audio(ctx.gen if params["audio"] == "gen" else ctx.gt, ctx.decode)
+        source = ctx.gen if params["audio"] == "gen" else ctx.gt
+        self.audio = read_sync_audio(source, ctx.decode, through_mp3=ctx.reencode == "syncnet-python")
         self.syncs: list[tuple[object, TrackedSync]] | None = None  # (track or None for whole frames, scorer)
 
     def update(self, frames: np.ndarray, start: int, frames_jpeg: np.ndarray | None) -> None:
@@ -204,7 +222,7 @@ class _Shared:
                 tracks = scored_tracks(self.ctx.faces(self.ctx.gen), self.ctx.gen, self.params["min_track"],
                                        self.params["tracks"])
                 self.syncs = [(track, TrackedSync(self.model, self.audio, self.params, self.ctx.device, centres,
-                                                  first)) for track, centres, first in tracks]
+                                                  first, self.chain)) for track, centres, first in tracks]
             else:
                 self.syncs = [(None, TrackedSync(self.model, self.audio, self.params, self.ctx.device))]
         for _, sync in self.syncs:

@@ -50,7 +50,8 @@ class MetricContext:
     (``weights_paths``, in the order the declaration resolves them), a folder for per-video state of
     dataset metrics (``state_dir``) with state of earlier videos it may reuse (``reuse``: side ->
     file), a dict shared by the accumulators of one pair (metrics computed together, e.g. LSE-C
-    and LSE-D), and how the run decodes (``decode``: pass it to any ``media`` call)."""
+    and LSE-D), how the run decodes (``decode``: pass it to any ``media`` call) and the peer chain its
+    inputs went through (``reencode``: the protocol's ``decode.reencode``)."""
 
     device: torch.device
     gen: Path | None = None
@@ -62,6 +63,7 @@ class MetricContext:
     reuse: dict[str, Path] = field(default_factory=dict)
     shared: dict = field(default_factory=dict)
     decode: DecodeLimits | None = None
+    reencode: str = "none"
 
     @property
     def weights_path(self) -> Path | None:
