@@ -171,6 +171,34 @@ def _worst(store: ResultStore, runs, df, metrics: list[str], count: int, thumbna
     return "".join(parts)
 
 
+def _tracks(store: ResultStore, runs) -> str:
+    """The face tracks a metric scored one by one (its details hold "tracks": a sync metric's ``tracks``
+    each, mean or best): a table a run, a row a track, from the first metric of the run that keeps them."""
+    parts = []
+    for run in runs:
+        kept = ((metric, store.details(run, metric)) for metric in run.metric_params)
+        found = next(((metric, details) for metric, details in kept if any("tracks" in d for d in details.values())),
+                     None)
+        if found is None:
+            continue
+        metric, details = found
+        rows = [(video, i, t) for video, d in sorted(details.items()) for i, t in enumerate(d.get("tracks", []))]
+        keys = [k for k in rows[0][2] if k not in ("start", "frames", "box")]
+        head = "".join(f"<th>{html.escape(k)}</th>" for k in ["video", "track", "frames", "median box", *keys])
+
+        def cell(value) -> str:
+            return html.escape(f"{value:.3f}" if isinstance(value, float) else str(value))
+
+        cells = "".join(
+            f"<tr><td>{html.escape(video)}</td><td>{i + 1}</td><td>{t['start']}–{t['start'] + t['frames'] - 1}</td>"
+            f"<td>{html.escape(', '.join(str(v) for v in t['box']))}</td>"
+            + "".join(f"<td>{cell(t[k])}</td>" for k in keys) + "</tr>" for video, i, t in rows)
+        how = html.escape(str(run.metric_params[metric].get("tracks", "")))
+        parts.append(f"<h4>{html.escape(run.method)}: {len(rows)} tracks in {len(details)} videos (tracks = {how})</h4>"
+                     f"<table><tr>{head}</tr>{cells}</table>")
+    return "".join(parts)
+
+
 class ReportFile(Document):
     """``report``: the page written (``path``) and its size."""
 
@@ -202,6 +230,9 @@ def build_report(results: str | Path, out: str | Path, datasets: list[str] | Non
             body.append(f"<h3>Distributions over videos</h3><img class='plot' src='{plot}' alt='box plots'>")
         for title, uri in _curves(store, runs):
             body.append(f"<h3>{html.escape(title)}</h3><img class='plot' src='{uri}' alt='{html.escape(title)}'>")
+        tracks_html = _tracks(store, runs)
+        if tracks_html:
+            body.append(f"<h3>Face tracks, each scored</h3>{tracks_html}")
         worst_html = _worst(store, runs, df, video_metrics, worst, thumbnails)
         if worst_html:
             body.append(f"<h3>Worst videos per metric</h3>{worst_html}")
