@@ -8,6 +8,9 @@ Rows (each prints a line with its ratio):
   the same random calibrated weights, cold and for a second method (GT features cached);
 - FID's Inception forward in GFLOP/s against the machine's convolution floor (``bench_inception.py``);
 - LSE: ours vs syncnet_python's procedure (its ffmpeg commands + ``evaluate()``), same random weights;
+- LSE on real videos (``bench_lse_pipeline.py``): S3FD against the package's detector, ``--protocol
+  mochabench`` against syncnet-python 0.2.3's ``SyncNetPipeline`` after detection, and the in-memory lossy
+  chain against ffmpeg's two commands (its floor);
 - CPBD, NIQE and FVD's clip features: ours vs the ``cpbd`` package, pyiqa's NIQE and cd-fvd's I3D path
   on the same frames (each row skipped, saying so, when its reference is not installed);
 - Fréchet distance at 2048-d: ours (Cholesky + symmetric eigenvalues) vs pytorch-fid's
@@ -19,7 +22,7 @@ Rows (each prints a line with its ratio):
   time should grow linearly (ratio of seconds per video to the 1-copy run near 1) and peak memory stay flat.
 
 ``--quick`` runs the same rows on fewer frames and clips (under two minutes on 2 CPU cores). Needs
-the test extras (imageio-ffmpeg, syncnet-python).
+the test extras (imageio-ffmpeg, ffmpeg-python, syncnet-python).
 """
 from __future__ import annotations
 
@@ -169,6 +172,20 @@ def lse(clips, repeat: int) -> None:
     compat = statistics.mean(rows["ours --compat syncnet_python"])
     row("LSE vs syncnet_python", f"{ours:8.2f} vs {ref:7.2f} s/clip     ratio {ref / ours:5.2f}x   "
         f"(compat mode {ref / compat:.2f}x, max |diff| {worst:.1e})")
+
+
+def lse_pipeline(clips, repeat: int) -> None:
+    from bench_lse_pipeline import measure
+
+    out = measure(clips, repeat, verbose=False)
+    ours, theirs = (statistics.mean(x) for x in zip(*out["s3fd"], strict=True))
+    row("S3FD vs syncnet-python's detect_faces", f"{ours:8.2f} vs {theirs:7.2f} frames/s   ratio {ours / theirs:5.2f}x")
+    ours, theirs = out["pipeline"]
+    row("LSE pipeline (mochabench) vs syncnet-python 0.2.3", f"{ours:8.2f} vs {theirs:7.2f} s/clip     ratio "
+        f"{theirs / ours:5.2f}x   (after detection, max |diff| {out['worst']:.1e})")
+    ours, theirs = (statistics.mean(x) for x in zip(*out["chain"], strict=True))
+    row("its lossy chain vs ffmpeg's two commands (floor)", f"{ours:8.2f} vs {theirs:7.2f} s/clip     ratio "
+        f"{theirs / ours:5.2f}x")
 
 
 def child_eval(gen: Path, gt: Path, out: Path, metrics: str, device: str) -> dict:
@@ -338,6 +355,7 @@ def main() -> None:
         fid(clips, frames, tmp, args.device)
         inception_floor(clips, args.device)
         lse(clips, repeat)
+        lse_pipeline(clips, repeat)
         no_reference_metrics(clips, 16 if args.quick else 32)
         frechet(1 if args.quick else 3)
         if args.quick:  # the eval rows on the first `frames` frames of each clip, with their audio
