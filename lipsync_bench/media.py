@@ -283,6 +283,25 @@ class DisplayConverter:
         return graph
 
 
+def jpeg_format(name: str) -> str:
+    """The full-range format ffmpeg's command line hands the MJPEG encoder for decoded frames of format
+    ``name``: the same chroma subsampling (4:2:0, 4:2:2, 4:4:4; RGB as 4:4:4, grey as 4:2:0)."""
+    return "yuvj" + chroma_subsampling(name, grey="420") + "p"
+
+
+def chroma_subsampling(name: str, grey: str = "") -> str:
+    """A pixel format's chroma subsampling: "420", "422" or "444" (RGB: "444"; ``grey`` for one without
+    chroma)."""
+    source = av.VideoFormat(name, 16, 16)
+    if source.is_rgb:
+        return "444"
+    components = source.components
+    if len(components) < 3:
+        return grey
+    width, height = components[1].width, components[1].height
+    return "420" if (width, height) == (8, 8) else "422" if width == 8 else "444"
+
+
 class JpegRoundTrip:
     """Frames as the peer scripts read them after ``ffmpeg -i VIDEO -threads 1 -f image2 %06d.jpg``
     (syncnet_python's ``SyncNetInstance.evaluate``, Wav2Lip's and TalkLip's LSE scripts) and
@@ -300,7 +319,8 @@ class JpegRoundTrip:
     def __init__(self, rate: Fraction = Fraction(25), sample_aspect_ratio: Fraction | None = None):
         self.rate = Fraction(rate)
         self.sample_aspect_ratio = sample_aspect_ratio
-        self._display = DisplayConverter("yuvj420p")  # upright, converted as the command line does
+        self.pix_fmt: str | None = None  # the JPEG's, from the first frame's (``jpeg_format``) unless set
+        self._display: DisplayConverter | None = None  # upright, converted as the command line does
         self._encoder = None
         self._index = 0
 
@@ -312,7 +332,7 @@ class JpegRoundTrip:
     def _open(self, width: int, height: int) -> None:
         enc = av.CodecContext.create("mjpeg", "w")
         enc.width, enc.height = width, height
-        enc.pix_fmt = "yuvj420p"  # what ffmpeg negotiates for MJPEG from 4:2:0 input (full range)
+        enc.pix_fmt = self.pix_fmt
         enc.time_base = 1 / self.rate
         enc.framerate = self.rate
         enc.bit_rate = 200_000  # libavcodec's default, which the reference's command keeps
@@ -322,6 +342,9 @@ class JpegRoundTrip:
         self._encoder = enc
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        if self._display is None:
+            self.pix_fmt = self.pix_fmt or jpeg_format(frame.format.name)
+            self._display = DisplayConverter(self.pix_fmt)
         yuv = self._display(frame)
         if self._encoder is None:
             self._open(yuv.width, yuv.height)
@@ -334,6 +357,8 @@ class JpegRoundTrip:
         return cv2.imdecode(np.frombuffer(bytes(packets[0]), np.uint8), cv2.IMREAD_COLOR)
 
     def from_rgb(self, image: np.ndarray) -> np.ndarray:
+        """An RGB crop as read back from the 4:2:0 crop video the peers write."""
+        self.pix_fmt = self.pix_fmt or "yuvj420p"
         return self(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24"))
 
 
@@ -382,9 +407,15 @@ def _video_frames(path: Path, fps: Fraction | None, convert=None) -> Iterator[np
         resampler = FpsResampler(fps, start) if fps else None
         frame_time = 1 / Fraction(rate) if rate else None
         last_t: Fraction | None = None
+        delayed = getattr(convert, "delayed", False)  # gives the frames ready, 0 or more, and flush() the rest
+
+        def converted(frames) -> Iterator[np.ndarray]:
+            for frame in frames:
+                yield from convert(frame) if delayed else [convert(frame)]
+
         for index, frame in enumerate(_decoded(container, vs, path)):
             if resampler is None:
-                yield convert(frame)
+                yield from converted([frame])
                 continue
             if frame.pts is not None and frame.time_base is not None:
                 t = Fraction(frame.pts) * frame.time_base
@@ -399,9 +430,11 @@ def _video_frames(path: Path, fps: Fraction | None, convert=None) -> Iterator[np
             else:
                 duration = t - last_t if last_t is not None and t > last_t else 1 / Fraction(fps)
             last_t = t
-            yield from map(convert, resampler.push(t, duration, frame))
+            yield from converted(resampler.push(t, duration, frame))
         if resampler is not None:
-            yield from map(convert, resampler.finish())
+            yield from converted(resampler.finish())
+        if delayed:
+            yield from convert.flush()
 
 
 def _folder_frames(path: Path) -> Iterator[np.ndarray]:
@@ -425,7 +458,9 @@ def iter_frames(path: str | os.PathLike, fps: float | Fraction | None = 25,
 
     ``fps`` is the protocol frame rate (None keeps the native frames). Frame folders are taken as
     already at the protocol rate. ``convert`` (videos only) replaces the decoded frame -> RGB
-    conversion: it is called on each output frame (an ``av.VideoFrame``) in order, repeats included.
+    conversion: it is called on each output frame (an ``av.VideoFrame``) in order, repeats included;
+    one with ``delayed`` set returns a list of the frames it has ready and gives the rest at ``flush()``;
+    one with ``open_stream`` is first shown the video stream.
     ``limits``: how the input is decoded (``DecodeLimits``; default: in a worker process, 120 s).
     """
     yield from _isolated_stream(limits, _iter_frames, Path(path), fps, chunk, convert)

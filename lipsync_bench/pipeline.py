@@ -39,7 +39,7 @@ from .jsontext import canonical
 from .metrics.registry import FACE_NEEDS, PAIRED_NEEDS, Metric, get_metric
 from .metrics.streaming import FrameBatch, MetricContext
 from .protocol import Protocol
-from .reencode import PipelineFrames, repeat_second_frame
+from .reencode import CHAINS, repeat_second_frame
 from .store import ResultRow
 
 CHUNK_FRAMES = 32
@@ -92,14 +92,11 @@ def face_analyzer(protocol: Protocol, device: str = "cpu", repeated_frame: int |
                         repeated_frame=repeated_frame, **protocol.landmarker_options())
 
 
-#: The chains of ``decode.reencode`` that ``reencode.PipelineFrames`` reproduces.
-PIPELINE_CHAINS = ("syncnet-python", "syncnet-python-0.2.3")
-
-
 def repeated_frame(path: Path, protocol: Protocol, limits: media.DecodeLimits) -> int | None:
     """The frame the peer chain repeats in an input (its AVI's MP3 shifts the video by a frame): 2, the
     second copy of frame 1, where the input has audio; None otherwise."""
-    if protocol.choices["decode.reencode"] not in PIPELINE_CHAINS:
+    chain = CHAINS.get(protocol.choices["decode.reencode"])
+    if chain is None or not chain.repeats_second_frame:
         return None
     return 2 if media.probe(path, limits).has_audio else None
 
@@ -433,8 +430,9 @@ class _Decoding:
     def frames(self, path: Path) -> Iterator[np.ndarray]:
         """An input's chunks: RGB, or RGB and the JPEG round trip side by side (6 channels), or as a peer
         chain leaves them (``decode.reencode``)."""
-        if self.protocol.choices["decode.reencode"] in PIPELINE_CHAINS:
-            chunks = media.iter_frames(path, self.protocol.fps, self.chunk, convert=PipelineFrames(),
+        chain = CHAINS.get(self.protocol.choices["decode.reencode"])
+        if chain is not None:
+            chunks = media.iter_frames(path, self.protocol.fps, self.chunk, convert=chain.frames(),
                                        limits=self.limits)
             return chunks if repeated_frame(path, self.protocol, self.limits) is None else repeat_second_frame(
                 chunks)

@@ -124,11 +124,6 @@ OPTIONS = {"fps": "decode.fps", "region": "region.kind", "max_frame_gap": "decod
 #: face stage that placed a region crop (its landmarker and weights).
 RESOLVED: dict[str, frozenset] = {"face_pipeline": frozenset({CROPPED})}
 
-#: Values that name a step of a published procedure that lipsync-bench does not carry out.
-UNSUPPORTED = {
-    ("decode.reencode", "latentsync"): "LatentSync's lossy chain (H.264 and AAC, mp4v crops) is not reproduced",
-}
-
 #: Old store keys (before named protocols) -> choices.
 _LEGACY_KEYS = {"fps": "decode.fps", "sample_rate": "decode.sample_rate", "region": "region.kind",
                 "max_frame_gap": "decode.max_frame_gap", "landmarker": "faces.landmarker"}
@@ -242,12 +237,8 @@ class Protocol(Result):
     # -- checks
 
     def problems(self) -> list[str]:
-        """What keeps this protocol from running here (named steps lipsync-bench does not carry out)."""
+        """What keeps this protocol from running here (choices that contradict each other)."""
         out = []
-        for key, value in self.choices.items():
-            reason = UNSUPPORTED.get((key, value))
-            if reason:
-                out.append(f"{key}={value}: {reason}")
         if self.choices["faces.flip_input"] and self.landmarker == "dlib":
             out.append("faces.flip_input=true needs the face-alignment landmarker (dlib has no flipped pass)")
         if self.region == "face-box" and not self.choices["region.size"]:

@@ -330,3 +330,26 @@ def test_syncnet_python_protocol_equals_run_pipelines_chain_within_the_mp3_encod
         assert [(t["start"], t["frames"], t["offset"]) for t in tracks] == [(0, 75, o) for o in offsets], stem
         assert np.abs(np.array([t["lse_c"] for t in tracks]) - confs).max() < 1e-3, stem
         assert np.abs(np.array([t["lse_d"] for t in tracks]) - dists).max() < 1e-3, stem
+
+
+@pytest.mark.slow
+def test_latentsync_protocol_runs_its_chain_and_takes_the_mean_over_tracks(two_shot_video, dlib_boxes_for_s3fd,
+                                                                          tmp_path):
+    """``--protocol latentsync`` on the two-shot clip (min_track lowered to 20 for its 75-frame shots): its
+    H.264 frames keep the clip's 150 frames in time (no repeated frame: the shots end at 75 and 150), each
+    shot a track, LSE-C the mean of the tracks' and the offset int() of their mean; no LSE-D (its script
+    reports none). The same tracks scored without the chain (decode.reencode none) differ."""
+    choices = {"faces.min_track": 20}
+    result = lipsync_bench.evaluate(two_shot_video / "gen", None, protocol="latentsync", choices=choices,
+                                    weights_dir=dlib_boxes_for_s3fd, out=tmp_path / "ls")
+    tracks = result.tracks["two"]
+    assert [(t["start"], t["frames"]) for t in tracks] == [(0, 75), (75, 75)]
+    values = result.videos.set_index("metric").value
+    assert set(values.index) == {"lse_c", "av_offset"}
+    assert values["lse_c"] == pytest.approx(np.mean([t["lse_c"] for t in tracks]), abs=1e-6)
+    assert values["av_offset"] == int(np.mean([t["offset"] for t in tracks]))
+    plain = lipsync_bench.evaluate(two_shot_video / "gen", None, protocol="latentsync",
+                                   choices={**choices, "decode.reencode": "none"}, weights_dir=dlib_boxes_for_s3fd,
+                                   out=tmp_path / "plain")
+    assert [(t["start"], t["frames"]) for t in plain.tracks["two"]] == [(0, 75), (75, 75)]
+    assert all(a["lse_d"] != b["lse_d"] for a, b in zip(tracks, plain.tracks["two"], strict=True))

@@ -47,7 +47,7 @@ from ..errors import LipsyncBenchError, MediaError, MetricError
 from ..faces import FaceAnalyzer, require_faces, smoothed_centres, syncnet_crop
 from ..faces.track import main_track_key
 from ..media import JpegRoundTrip, iter_frames, read_audio
-from ..reencode import CropVideo, read_audio_through_mp3
+from ..reencode import CHAINS, CropVideo, read_audio_through, samples_through
 from ..rendering import Document
 from ..syncnets.experts import load_expert
 from ..syncnets.scoring import SAMPLES_PER_FRAME, WINDOW, ExpertSyncScorer, SyncScorer
@@ -84,15 +84,17 @@ class TrackedSync:
     crop, RGB)."""
 
     def __init__(self, model, audio: np.ndarray, params: dict, device, centres: np.ndarray | None = None,
-                 track_start: int = 0, crop_video: bool = False):
+                 track_start: int = 0, chain=None):
         self.centres, self.start = centres, track_start
         compat = params["compat"] == "syncnet_python"
-        # a peer chain's crops go through its XVID crop video (read back as JPEGs in compat mode)
-        self.crop_video = CropVideo(jpeg=compat) if crop_video else None
+        # a peer chain's crops go through its crop video (read back as JPEGs in compat mode)
+        self.crop_video = CropVideo(jpeg=compat, tag=chain.crop_tag) if chain is not None else None
         # the crop video's read-back (whole frames get the input's aspect ratio from their decode; crops,
         # as syncnet_python's OpenCV AVI holds them, 1:1)
-        self.jpeg = JpegRoundTrip(sample_aspect_ratio=Fraction(1)) if compat and not crop_video else None
+        self.jpeg = JpegRoundTrip(sample_aspect_ratio=Fraction(1)) if compat and chain is None else None
         audio = audio[track_start * SAMPLES_PER_FRAME:]  # the track's span, as the reference cuts it
+        if chain is not None and chain.crop_audio and centres is not None:  # the crop video's own audio
+            audio = samples_through(audio[:len(centres) * SAMPLES_PER_FRAME], chain.crop_audio)
         if params["sync_model"] == "syncnet":
             self.scorer = SyncScorer(model, audio, params["vshift"], device=device)
             self.crop_scale, self.size, self.bgr = 0.4, 224, True
@@ -191,10 +193,10 @@ def scored_tracks(face_data, path: Path, min_track: int, which: str) -> list[tup
     return out
 
 
-def read_sync_audio(path: Path, limits=None, through_mp3: bool = False) -> np.ndarray:
-    """The audio LSE scores against; ``through_mp3``: as syncnet_python's audio.wav (``reencode``)."""
+def read_sync_audio(path: Path, limits=None, codec: str | None = None) -> np.ndarray:
+    """The audio LSE scores against; ``codec``: the one a peer chain's audio.wav went through."""
     try:
-        return read_audio_through_mp3(path, limits=limits) if through_mp3 else read_audio(path, limits=limits)
+        return read_audio_through(path, codec, limits=limits) if codec else read_audio(path, limits=limits)
     except MediaError as exc:
         raise MetricError(f"{exc}; LSE needs the driving audio (--param lse.audio=gt takes the GT's)") from None
 
@@ -207,13 +209,13 @@ class _Shared:
     def __init__(self, params: dict, ctx: MetricContext):
         self.params, self.ctx = params, ctx
         self.value = None
-        self.chain = ctx.reencode != "none"
-        if self.chain and (params["sync_model"], params["crop"]) != ("syncnet", "track"):
+        self.chain = CHAINS.get(ctx.reencode)
+        if self.chain is not None and (params["sync_model"], params["crop"]) != ("syncnet", "track"):
             raise MetricError(f"decode.reencode {ctx.reencode} reproduces a pipeline of SyncNet on face tracks: "
                               f"it needs lse.sync_model syncnet and lse.crop track")
         self.model = load_model(ctx.weights_path, ctx.device, params["sync_model"])
         source = ctx.gen if params["audio"] == "gen" else ctx.gt
-        self.audio = read_sync_audio(source, ctx.decode, through_mp3=ctx.reencode == "syncnet-python")
+        self.audio = read_sync_audio(source, ctx.decode, self.chain.audio if self.chain else None)
         self.syncs: list[tuple[object, TrackedSync]] | None = None  # (track or None for whole frames, scorer)
 
     def update(self, frames: np.ndarray, start: int, frames_jpeg: np.ndarray | None) -> None:
