@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import redirect_stdout
 from io import StringIO
 from pathlib import Path
@@ -33,60 +32,28 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 GRID = ROOT / "tests" / "data" / "grid"  # the repository's clips
 
-WRAPPER = """#!{python}
-import os, sys
-args = sys.argv[1:]
-for i, arg in enumerate(args):
-    if arg.endswith("video.avi") and i and args[i - 1] != "-i":
-        args[i:i] = ["-threads", "16"]  # 16 slices, as lipsync-bench (and a machine of 15+ cores)
-        break
-os.execv({exe!r}, [{exe!r}, "-hide_banner", "-loglevel", "error", *args])
-"""
-
-
-def timed(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
-
-
 def key(frame) -> str:
     return hashlib.sha1(frame.tobytes()).hexdigest()
 
 
 def measure(clips: list[Path], repeat: int, verbose: bool = True) -> dict:
-    import imageio_ffmpeg
     import numpy as np
-    import torch
+    from bench_lse import timed  # beside this file
 
     import lipsync_bench
     from lipsync_bench import media
     from lipsync_bench.faces.backends import get_backend
-    from lipsync_bench.faces.s3fd import S3FD, S3FDNet, load_s3fd
+    from lipsync_bench.faces.s3fd import S3FD, load_s3fd
     from lipsync_bench.reencode import PipelineFrames, repeat_second_frame
-    from lipsync_bench.syncnets.syncnet import SyncNet
-    from tests.test_lse_pipeline import reference_pipeline
+    from tests.test_lse_pipeline import ffmpeg_wrapper, package_pipeline, seeded_lse_weights
 
     out = {"s3fd": [], "pipeline": [], "chain": [], "worst": 0.0, "frames": 0}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        (tmp / "bin").mkdir()
-        exe = imageio_ffmpeg.get_ffmpeg_exe()
-        (tmp / "bin" / "ffmpeg").write_text(WRAPPER.format(python=sys.executable, exe=exe))
-        (tmp / "bin" / "ffmpeg").chmod(0o755)
-        os.environ["PATH"] = f"{tmp / 'bin'}{os.pathsep}{os.environ['PATH']}"
-        weights = tmp / "w"
-        weights.mkdir()
-        torch.manual_seed(0)
-        torch.save(S3FDNet().state_dict(), weights / "sfd_face.pth")
-        torch.manual_seed(0)
-        torch.save(SyncNet().state_dict(), weights / "syncnet_v2.model")
-        pipe = reference_pipeline().SyncNetPipeline({"s3fd_weights": str(weights / "sfd_face.pth"),
-                                                     "syncnet_weights": str(weights / "syncnet_v2.model")},
-                                                    device="cpu")
+        # the package's ffmpeg: 16 slices, as lipsync-bench (and a machine of 15 cores or more)
+        os.environ["PATH"] = f"{ffmpeg_wrapper(tmp / 'bin').parent}{os.pathsep}{os.environ['PATH']}"
+        weights = seeded_lse_weights(tmp / "w")
+        pipe = package_pipeline(weights)
         ours_s3fd = S3FD(load_s3fd(weights / "sfd_face.pth"))
         dlib = get_backend("dlib")
         boxes: dict[str, np.ndarray] = {}

@@ -40,6 +40,54 @@ def reference_pipeline():
     return import_without_init("syncnet_python.syncnet_pipeline", PACKAGES, "syncnet-python 0.2.3")
 
 
+def seeded_lse_weights(folder):
+    """Seeded random S3FD and SyncNet weights in their published layouts (plain state dicts), in
+    ``folder``: sfd_face.pth and syncnet_v2.model."""
+    from lipsync_bench.syncnets.syncnet import SyncNet
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save(S3FDNet().state_dict(), folder / "sfd_face.pth")
+    torch.manual_seed(0)
+    torch.save(SyncNet().state_dict(), folder / "syncnet_v2.model")
+    return folder
+
+
+def package_pipeline(weights, detect=None, **config):
+    """syncnet-python 0.2.3's SyncNetPipeline on CPU with the weights in ``weights`` (``config`` overrides
+    its PipelineConfig); ``detect(rgb_frame)``, when given, stands for its S3FD's detect_faces."""
+    pipe = reference_pipeline().SyncNetPipeline({"s3fd_weights": str(weights / "sfd_face.pth"),
+                                                 "syncnet_weights": str(weights / "syncnet_v2.model"), **config},
+                                                device="cpu")
+    if detect is not None:
+        pipe.s3fd.detect_faces = lambda image, conf_th, scales: detect(image)
+    return pipe
+
+
+def ffmpeg_wrapper(folder):
+    """imageio-ffmpeg's binary as ``folder/ffmpeg``, as the package calls it, encoding video.avi in 16
+    slices as the command does on a machine of 15 cores or more (one slice a thread: the 2-core CI would
+    otherwise encode 3, and every frame after would differ from ``reencode.PipelineFrames``)."""
+    import stat
+    import sys
+
+    from tests.helpers import ffmpeg_exe
+
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapper = folder / "ffmpeg"
+    wrapper.write_text(f"""#!{sys.executable}
+import os, sys
+args = sys.argv[1:]
+for i, arg in enumerate(args):
+    if arg.endswith("video.avi") and i and args[i - 1] != "-i":
+        args[i:i] = ["-threads", "16"]
+        break
+os.execv({ffmpeg_exe()!r}, [{ffmpeg_exe()!r}, "-hide_banner", "-loglevel", "error", *args])
+""")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    return wrapper
+
+
 @pytest.fixture(scope="module")
 def s3fd_weights(tmp_path_factory):
     """Seeded random S3FD weights saved as syncnet_python saves sfd_face.pth (a plain state dict)."""
@@ -174,17 +222,9 @@ def two_shot_video(tmp_path_factory, grid_clips):
 def dlib_boxes_for_s3fd(monkeypatch, tmp_path):
     """S3FD's weights present (seeded random) and its detections replaced by dlib's boxes, which find the
     GRID faces (random S3FD weights find none above 0.9)."""
-    from lipsync_bench.syncnets.syncnet import SyncNet
-
     dlib = get_backend("dlib")
     monkeypatch.setattr(S3FD, "detect", lambda self, frames: [dlib.detect(f) for f in frames])
-    folder = tmp_path / "w"
-    folder.mkdir()
-    torch.manual_seed(0)
-    torch.save(S3FDNet().state_dict(), folder / "sfd_face.pth")
-    torch.manual_seed(0)
-    torch.save(SyncNet().state_dict(), folder / "syncnet_v2.model")
-    return folder
+    return seeded_lse_weights(tmp_path / "w")
 
 
 def test_every_track_of_a_two_shot_clip_is_scored_and_aggregated_as_asked(two_shot_video, dlib_boxes_for_s3fd,
@@ -235,29 +275,10 @@ def test_a_clip_without_a_usable_track_is_one_line_naming_why(two_shot_video, dl
 
 @pytest.fixture
 def ffmpeg_on_path(tmp_path, monkeypatch):
-    """imageio-ffmpeg's binary as ``ffmpeg`` on PATH, as the package calls it, encoding video.avi in 16
-    slices as the command does on a machine of 15 cores or more (one slice a thread: the 2-core CI would
-    otherwise encode 3, and every frame after would differ from ``reencode.PipelineFrames``)."""
+    """``ffmpeg_wrapper`` first on PATH."""
     import os
-    import stat
-    import sys
 
-    from tests.helpers import ffmpeg_exe
-
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    wrapper = folder / "ffmpeg"
-    wrapper.write_text(f"""#!{sys.executable}
-import os, sys
-args = sys.argv[1:]
-for i, arg in enumerate(args):
-    if arg.endswith("video.avi") and i and args[i - 1] != "-i":
-        args[i:i] = ["-threads", "16"]
-        break
-os.execv({ffmpeg_exe()!r}, [{ffmpeg_exe()!r}, "-hide_banner", "-loglevel", "error", *args])
-""")
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{ffmpeg_wrapper(tmp_path / 'bin').parent}{os.pathsep}{os.environ['PATH']}")
 
 
 @pytest.mark.slow
@@ -269,12 +290,7 @@ def test_mochabench_protocol_equals_the_syncnet_python_package_end_to_end(grid_c
     tracks (frames 0-74 of the 76 JPEGs: the shots are numbered over video.avi's 75 frames), the same
     offsets, and confidences and distances within 2e-5 (measured 6e-6 on the eight clips; without the
     chain, decode.reencode none, the distances move by up to 0.03)."""
-    pipeline_module = reference_pipeline()
-    dlib = get_backend("dlib")
-    pipe = pipeline_module.SyncNetPipeline({"s3fd_weights": str(dlib_boxes_for_s3fd / "sfd_face.pth"),
-                                            "syncnet_weights": str(dlib_boxes_for_s3fd / "syncnet_v2.model")},
-                                           device="cpu")
-    pipe.s3fd.detect_faces = lambda image, conf_th, scales: dlib.detect(image)
+    pipe = package_pipeline(dlib_boxes_for_s3fd, get_backend("dlib").detect)
     gen = tmp_path / "gen"
     gen.mkdir()
     expected = {}
@@ -303,12 +319,7 @@ def test_syncnet_python_protocol_equals_run_pipelines_chain_within_the_mp3_encod
     is run_pipeline.py's chain on one-face clips. ``--protocol syncnet-python`` (min_track lowered to 50
     for the 3 s clips) gives its tracks and offsets, and confidences and distances within 1e-3: its MP3
     encoder (PyAV's LAME build) is not the binary's (measured 3e-4 on the eight clips)."""
-    pipeline_module = reference_pipeline()
-    dlib = get_backend("dlib")
-    pipe = pipeline_module.SyncNetPipeline({"s3fd_weights": str(dlib_boxes_for_s3fd / "sfd_face.pth"),
-                                            "syncnet_weights": str(dlib_boxes_for_s3fd / "syncnet_v2.model"),
-                                            "min_track": 50}, device="cpu")
-    pipe.s3fd.detect_faces = lambda image, conf_th, scales: dlib.detect(image)
+    pipe = package_pipeline(dlib_boxes_for_s3fd, get_backend("dlib").detect, min_track=50)
     gen = tmp_path / "gen"
     gen.mkdir()
     expected = {}
