@@ -29,6 +29,23 @@ def json_float(x):
     return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
 
 
+def json_safe(obj):
+    """``obj`` with every float made JSON-safe (``json_float``), through dicts, lists and tuples: what
+    every ``--json`` output goes through, so that no command writes ``Infinity`` or ``NaN``.
+
+    Example:
+        >>> json_safe({"psnr": [float("inf"), 31.5], "p": float("nan")})
+        {'psnr': ['inf', 31.5], 'p': None}
+    """
+    if isinstance(obj, float):
+        return json_float(obj)
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def summary_json(summary: dict[str, dict]) -> dict[str, dict]:
     """A per-metric summary with inf/NaN made JSON-safe."""
     return {metric: {k: [json_float(x) for x in v] if isinstance(v, list) else

@@ -9,6 +9,8 @@ import json
 
 from tabulate import tabulate
 
+from .jsontext import json_safe
+
 
 class Result:
     """A command's result. ``text()``: what the command prints; ``to_json()``: the document ``--json``
@@ -26,8 +28,8 @@ class Result:
         raise NotImplementedError
 
     def json_text(self) -> str:
-        """``to_json()`` as printed: indented, and never NaN or inf (JSON has neither)."""
-        return json.dumps(self.to_json(), indent=2, allow_nan=False)
+        """``to_json()`` as printed: indented, NaN as null and inf as "inf" (``jsontext``: JSON has neither)."""
+        return json.dumps(json_safe(self.to_json()), indent=2, allow_nan=False)
 
     @property
     def notices(self) -> list[str]:

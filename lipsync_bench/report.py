@@ -303,12 +303,13 @@ def _reported_rows(rep: pd.DataFrame, columns: dict[tuple[str, str], Column]) ->
 
 
 def _best(columns: list[Column], rows: list[dict]) -> dict[str, float]:
-    """Best measured value per column (rounded as printed, so ties in print are ties in bold)."""
+    """Best measured value per column (rounded as printed, so ties in print are ties in bold). An
+    infinite value counts as what it means: PSNR inf (identical frames) is the best PSNR there is."""
     best = {}
     for col in columns:
         vals = [round(r["values"][col.name], col.decimals) for r in rows
                 if r["kind"] == "measured" and r["values"].get(col.name) is not None
-                and math.isfinite(r["values"][col.name])]
+                and not math.isnan(r["values"][col.name])]
         if vals and col.higher_is_better is not None:
             best[col.name] = max(vals) if col.higher_is_better else min(vals)
     return best
@@ -377,7 +378,7 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
         for c in columns:
             v = r["values"].get(c.name)
             text = fmt_value(v, c.decimals)
-            if r["kind"] == "measured" and v is not None and math.isfinite(v) \
+            if r["kind"] == "measured" and v is not None and not math.isnan(v) \
                     and round(v, c.decimals) == best.get(c.name):
                 text = bold(text)
             if c.name in r["unofficial"] and v is not None:
@@ -437,7 +438,8 @@ def table_json(columns: list[Column], rows: list[dict]) -> dict:
 
 
 def compare_methods(store: ResultStore, dataset: str, a: str, b: str) -> list[dict]:
-    """Per metric present in both runs: Wilcoxon signed-rank test on the videos both have a value for.
+    """Per metric present in either run: Wilcoxon signed-rank test on the videos both have a value for;
+    a metric that cannot be tested is a row with ``p_value`` None and its reason in ``note``.
 
     Raises ``LipsyncBenchError`` when a metric of both runs is defined differently in each (another
     protocol choice, defining parameter, pooling or weights), naming every differing choice: a test
@@ -445,7 +447,8 @@ def compare_methods(store: ResultStore, dataset: str, a: str, b: str) -> list[di
     run_a, run_b = store.get_run(a, dataset), store.get_run(b, dataset)
     df = store.results([run_a, run_b])
     df = df[df.error.isna()]
-    metrics = [m for m in all_metrics() if m in set(df[df.method == a].metric) & set(df[df.method == b].metric)]
+    in_a, in_b = set(df[df.method == a].metric), set(df[df.method == b].metric)
+    metrics = [m for m in all_metrics() if m in in_a & in_b]
     differences = []
     for metric in metrics:
         da, db = run_a.definition(metric), run_b.definition(metric)
@@ -458,20 +461,31 @@ def compare_methods(store: ResultStore, dataset: str, a: str, b: str) -> list[di
                                 f"definitions ({run_a.protocol.get('protocol')} vs {run_b.protocol.get('protocol')}): "
                                 + "; ".join(differences))
     out = []
-    for metric in metrics:
-        col = column(metric, run_a.metric_params.get(metric))
+    for metric in all_metrics():
+        if metric not in in_a | in_b:
+            continue
+        col = column(metric, (run_a if metric in in_a else run_b).metric_params.get(metric))
+        if metric not in metrics:
+            out.append(_untested(metric, col, f"only {a if metric in in_a else b} has values: nothing to pair"))
+            continue
         pa = df[(df.method == a) & (df.metric == metric)].set_index("video").value
         pb = df[(df.method == b) & (df.metric == metric)].set_index("video").value
         common = pa.index.intersection(pb.index)
         if common.empty:
+            out.append(_untested(metric, col, "no video has a value in both runs"))
             continue
         test = paired_test(pa[common].to_numpy(), pb[common].to_numpy())
         better = None
-        if test["mean_diff"] is not None and test["mean_diff"] != 0 and col.higher_is_better is not None:
+        if test["mean_diff"] and not math.isnan(test["mean_diff"]) and col.higher_is_better is not None:
             a_higher = test["mean_diff"] > 0
             better = a if a_higher == col.higher_is_better else b
         out.append({"metric": metric, "label": col.header, **test, "better": better})
     return out
+
+
+def _untested(metric: str, col: Column, why: str) -> dict:
+    return {"metric": metric, "label": col.header, "n": 0, "mean_a": None, "mean_b": None, "mean_diff": None,
+            "median_diff": None, "statistic": None, "p_value": None, "note": why, "better": None}
 
 
 def _value(v) -> str:
@@ -506,23 +520,26 @@ def compare(results: str | Path, dataset: str, a: str, b: str, alpha: float = 0.
         rows = compare_methods(store, dataset, a, b)
     finally:
         store.close()
-    if not rows:
+    if not any(r["n"] for r in rows):
         raise LipsyncBenchError(f"'{a}' and '{b}' share no evaluated video and metric on '{dataset}'")
     return Comparison(dataset, a, b, alpha, rows)
 
 
 def compare_table(rows: list[dict], a: str, b: str, alpha: float = 0.05) -> str:
-    body = []
+    body, notes = [], []
     for r in rows:
         d = column(r["metric"]).decimals + 1
-        if r["p_value"] is None:
-            body.append([r["label"], r["n"], MISSING, MISSING, MISSING, MISSING, r["note"]])
+        if r["n"] == 0:
+            body.append([r["label"], 0, MISSING, MISSING, MISSING, MISSING, "not tested"])
+            notes.append(f"{r['label']} not tested: {r['note']}")
             continue
         verdict = MISSING if r["better"] is None else (
             f"{r['better']} (p < {alpha:g})" if r["p_value"] < alpha else "no significant difference")
         body.append([r["label"], r["n"], fmt_value(r["mean_a"], d), fmt_value(r["mean_b"], d),
                      fmt_value(r["median_diff"], d), f"{r['p_value']:.3g}", verdict])
-    return text_table(body, ["metric", "videos", a, b, "median diff", "Wilcoxon p", "better"])
+        if r["note"]:
+            notes.append(f"{r['label']}: {r['note']}")
+    return "\n".join([text_table(body, ["metric", "videos", a, b, "median diff", "Wilcoxon p", "better"]), *notes])
 
 
 # --------------------------------------------------------------------------------------------------

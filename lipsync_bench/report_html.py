@@ -67,28 +67,33 @@ def _thumbnail(path: Path, index: int, fps: float, width: int = 160) -> str | No
     return None
 
 
-def _boxplots(df, columns, rows) -> str | None:
-    """One box plot per table column (a metric under one definition: never two definitions in one plot)."""
+def _boxplots(df, columns, rows) -> tuple[str | None, list[str]]:
+    """One box plot per table column (a metric under one definition: never two definitions in one plot),
+    and a note per method whose infinite values (PSNR of identical frames) a box cannot show."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plots = []
+    plots, notes = [], []
     for col in columns:
         methods = [r["method"] for r in rows if r["kind"] != "reported" and col.name in r["values"]]
-        sub = df[(df.metric == col.metric) & df.method.isin(methods) & df.value.notna() & np.isfinite(df.value)]
+        values = df[(df.metric == col.metric) & df.method.isin(methods) & df.value.notna()]
+        for method, count in values[np.isinf(values.value)].groupby("method").size().items():
+            notes.append(f"{method}: {count} of {(values.method == method).sum()} videos with {col.label} infinite "
+                         "(identical frames: the best value) are not drawn in its box")
+        sub = values[np.isfinite(values.value)]
         if not sub.empty:
             plots.append((col, [m for m in methods if (sub.method == m).any()], sub))
     if not plots:
-        return None
+        return None, notes
     fig, axes = plt.subplots(1, len(plots), figsize=(3.2 * len(plots), 3.4), squeeze=False)
     for ax, (col, methods, sub) in zip(axes[0], plots, strict=False):
         ax.boxplot([sub[sub.method == m].value.to_numpy() for m in methods], showmeans=True)
         ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, ha="right", fontsize=8)
         ax.set_title(col.header, fontsize=9, wrap=True)
     fig.tight_layout()
-    return _png(fig)
+    return _png(fig), notes
 
 
 def _curves(store: ResultStore, runs) -> list[tuple[str, str]]:
@@ -225,9 +230,10 @@ def build_report(results: str | Path, out: str | Path, datasets: list[str] | Non
         body.append(render_table(columns, rows, "html"))
         df = store.results(runs)
         video_metrics = list(dict.fromkeys(c.metric for c in columns if get_metric(c.metric).scope == "video"))
-        plot = _boxplots(df, [c for c in columns if c.metric in video_metrics], rows)
+        plot, notes = _boxplots(df, [c for c in columns if c.metric in video_metrics], rows)
         if plot:
             body.append(f"<h3>Distributions over videos</h3><img class='plot' src='{plot}' alt='box plots'>")
+        body += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
         for title, uri in _curves(store, runs):
             body.append(f"<h3>{html.escape(title)}</h3><img class='plot' src='{uri}' alt='{html.escape(title)}'>")
         tracks_html = _tracks(store, runs)

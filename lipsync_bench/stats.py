@@ -118,28 +118,40 @@ def paired_test(a, b) -> dict:
 
     Returns:
         A dict: n pairs, means, mean and median difference (a - b), statistic and p-value. With fewer
-        than two non-zero differences the test says nothing: p is 1.0 and ``note`` says why.
+        than two non-zero differences the test says nothing: p is 1.0 and ``note`` says why. An infinite
+        value (PSNR of identical frames) counts as what it means: inf - x is the largest difference
+        there is, inf - inf is none; ``note`` counts the pairs it touched. NaN (no value) drops a pair.
 
     Example:
         >>> test = paired_test([0.91, 0.92, 0.95, 0.90, 0.93, 0.94], [0.81, 0.83, 0.84, 0.80, 0.85, 0.82])
         >>> test["n"], round(test["p_value"], 4), round(test["mean_diff"], 3)
         (6, 0.0312, 0.1)
+        >>> inf = float("inf")
+        >>> test = paired_test([inf] * 6, [30.0, 31.0, 29.5, 33.0, 28.0, 30.5])
+        >>> test["mean_a"], round(test["p_value"], 4), test["note"]
+        (inf, 0.0312, '6 of 6 pairs hold an infinite value (identical frames), ranked as the largest differences')
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    keep = np.isfinite(a) & np.isfinite(b)
+    keep = ~np.isnan(a) & ~np.isnan(b)
     a, b = a[keep], b[keep]
+    with np.errstate(invalid="ignore"):
+        d = np.where(a == b, 0.0, a - b)  # inf - inf: both frames identical, no difference
+    infinite = int((np.isinf(a) | np.isinf(b)).sum())
     out = {"n": int(a.size), "mean_a": float(a.mean()) if a.size else None,
            "mean_b": float(b.mean()) if b.size else None,
-           "mean_diff": float((a - b).mean()) if a.size else None,
-           "median_diff": float(np.median(a - b)) if a.size else None,
+           "mean_diff": float(d.mean()) if a.size else None,
+           "median_diff": float(np.median(d)) if a.size else None,
            "statistic": None, "p_value": 1.0, "note": None}
-    if np.count_nonzero(a - b) < 2:
-        out["note"] = "fewer than two videos differ: no test"
+    if infinite:
+        out["note"] = (f"{infinite} of {a.size} pairs hold an infinite value (identical frames), ranked as the largest "
+                       "differences")
+    if np.count_nonzero(d) < 2:
+        out["note"] = "; ".join(filter(None, ["fewer than two videos differ: no test", out["note"]]))
         return out
     from scipy import stats  # deferred: SciPy's statistics take a second to import, tables never need them
 
-    res = stats.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided")
+    res = stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided")
     out["statistic"] = float(res.statistic)
     out["p_value"] = float(res.pvalue)
     return out

@@ -135,3 +135,58 @@ def test_compare_cli(tmp_path):
                                                str(tmp_path), "--json"]).output)
     ssim = next(m for m in doc["metrics"] if m["metric"] == "ssim")
     assert ssim["p_value"] == pytest.approx(sps.wilcoxon(base + 0.02, base).pvalue)
+
+
+# ---------------------------------------------------------------- infinite values (PSNR of identical frames)
+
+INF = float("inf")
+
+
+def test_an_infinite_psnr_is_the_best_psnr_in_bold(tmp_path):
+    store = _store_with(tmp_path, {"copy": {"psnr": [INF, INF], "ssim": [1.0, 1.0]},
+                                   "fps": {"psnr": [39.8, 39.8], "ssim": [0.99, 0.98]}})
+    columns, rows = method_rows(store, "hdtf")
+    md = render_table(columns, rows, "markdown")
+    copy = next(line for line in md.splitlines() if line.startswith("| copy"))
+    fps = next(line for line in md.splitlines() if line.startswith("| fps"))
+    assert "**inf**" in copy and "**1.000**" in copy
+    assert "**" not in fps  # 39.8 is not the best PSNR when a copy is identical
+
+
+def test_compare_ranks_an_infinite_psnr_as_the_largest_difference(tmp_path):
+    blur = [31.0, 29.5, 30.2, 28.7, 32.1, 30.0]
+    _store_with(tmp_path, {"copy": {"psnr": [INF] * 6, "ssim": [1.0] * 6},
+                           "blur": {"psnr": blur, "ssim": [0.9, 0.91, 0.88, 0.9, 0.93, 0.89]}}).close()
+    runner = CliRunner()
+    result = runner.invoke(main, ["compare", "copy", "blur", "--dataset", "hdtf", "--results", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    psnr = next(line for line in result.output.splitlines() if line.startswith("PSNR"))
+    # six videos, every difference the largest there is: the exact two-sided p of 6 positive ranks
+    assert psnr.split()[1] == "6" and "inf" in psnr and "copy (p < 0.05)" in psnr
+    assert sps.wilcoxon([100.0] * 6, blur).pvalue == pytest.approx(0.03125)
+    assert "0.0312" in psnr
+    assert "PSNR↑: 6 of 6 pairs hold an infinite value (identical frames)" in result.output
+    doc = json.loads(runner.invoke(main, ["compare", "copy", "blur", "--dataset", "hdtf", "--results",
+                                          str(tmp_path), "--json"]).output)
+    psnr = next(m for m in doc["metrics"] if m["metric"] == "psnr")
+    assert psnr["mean_a"] == "inf" and psnr["mean_diff"] == "inf"  # JSON's convention for inf (jsontext)
+
+
+def test_compare_says_which_metrics_it_could_not_test(tmp_path):
+    _store_with(tmp_path, {"a": {"ssim": [0.9, 0.8, 0.7], "ifc": [0.1, 0.2, 0.3]},
+                           "b": {"ssim": [0.8, 0.7, 0.6]}}).close()
+    result = CliRunner().invoke(main, ["compare", "a", "b", "--dataset", "hdtf", "--results", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "IFC↓ not tested: only a has values: nothing to pair" in result.output
+
+
+def test_table_json_and_paired_test_keep_infinite_values_apart_from_missing_ones(tmp_path):
+    store = _store_with(tmp_path, {"copy": {"psnr": [INF, INF]}, "broken": {"psnr": [None, None]}})
+    store.close()
+    doc = json.loads(CliRunner().invoke(main, ["table", "--dataset", "hdtf", "--results", str(tmp_path),
+                                               "--json"]).output)
+    values = {r["method"]: r["values"] for r in doc["rows"]}
+    assert values["copy"]["psnr"] == "inf" and values["broken"]["psnr"] is None
+    both = paired_test([INF, INF, 30.0], [INF, 29.0, 30.0])
+    assert both["n"] == 3 and both["median_diff"] == 0.0 and both["p_value"] == 1.0  # inf - inf is no difference
+    assert paired_test([float("nan"), 1.0], [1.0, 1.0])["n"] == 1
