@@ -181,8 +181,9 @@ def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protoco
                  named: bool = True) -> tuple[list[Metric], dict[str, dict], dict[str, list], dict[str, str]]:
     """The runnable metrics, their resolved parameters (the protocol's, then ``overrides``; weights,
     pooling and what resolves on this machine recorded), their weights files, and the skipped ones with
-    why. Bad options, and protocols that cannot run here, raise here. Without ``ground_truth`` videos, a
-    metric that needs them is refused when ``named`` (asked for by name), else skipped, saying why."""
+    why. Bad options, and protocols that cannot run here, raise here. A metric that cannot run here (no
+    weights, no ground truth, another frame rate) is refused when ``named`` (asked for by name), else
+    skipped, saying why; a run left with no metric at all is refused."""
     problems = protocol.problems()
     if problems:
         raise ParameterError(f"protocol '{protocol.name}' cannot run here: " + "; ".join(problems)
@@ -228,6 +229,11 @@ def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protoco
         if face_reason and m.needs_of(resolved[m.name]) & FACE_NEEDS and m.name not in skipped:
             skipped[m.name] = face_reason
     runnable = [m for m in chosen if m.name not in skipped]
+    if skipped and (named or not runnable):
+        why = "; ".join(f"{name} cannot run here: {reason}" for name, reason in skipped.items())
+        raise ParameterError(why if named else f"no metric of protocol '{protocol.name}' can run here: {why}"
+                             + (" (leave them out, or leave --metrics out: the protocol's metrics that cannot run "
+                                "are then skipped, saying why)" if named and runnable else ""))
     weights_paths: dict[str, list] = {}
     params = {}
     for m in runnable:

@@ -320,6 +320,14 @@ def _run_passes(pair: media.Pair, entries: list[_Entry], stage: FaceStage, setup
     frames for those that waited for it."""
     protocol, dev = setup.protocol, torch.device(setup.device)
     method = [e for e in entries if e.run is None]
+    paired = [e for e in method if e.error is None and (e.metric.needs_of(e.params) & PAIRED_NEEDS or e.region)]
+    if paired and pair.gen != pair.gt and protocol.choices["decode.resize"] == "none":
+        # another frame size fails the metrics that compare frames; those reading one video go on
+        sizes = [media.probe(p, setup.limits) for p in (pair.gen, pair.gt)]
+        if (sizes[0].width, sizes[0].height) != (sizes[1].width, sizes[1].height):
+            for e in paired:
+                e.error = _sizes_differ(sizes[0].width, sizes[0].height, sizes[1].width, sizes[1].height)
+    method = [e for e in method if e.error is None]
     compare = any(e.metric.needs_of(e.params) & PAIRED_NEEDS or e.region for e in method)
     decode_gen = bool(method)
     decode_gt = compare or any(e.run is not None for e in entries)
@@ -497,10 +505,7 @@ def _aligned_chunks(pair: media.Pair, decoding: _Decoding, warnings: list[str]):
             break
         if g.shape[1:3] != t.shape[1:3]:
             if resize == "none":
-                raise PairingError(f"frame sizes differ: generated {g.shape[2]}x{g.shape[1]}, ground truth "
-                                   f"{t.shape[2]}x{t.shape[1]} (--set decode.resize=area compares them with the "
-                                   "generated frames resized to the ground truth's size, recorded in the protocol; "
-                                   "--gt left out runs the metrics that read the generated video alone)")
+                raise PairingError(_sizes_differ(g.shape[2], g.shape[1], t.shape[2], t.shape[1]))
             if used == 0:
                 warnings.append(f"generated frames resized from {g.shape[2]}x{g.shape[1]} to the ground truth's "
                                 f"{t.shape[2]}x{t.shape[1]} ({resize})")
@@ -527,6 +532,12 @@ def _aligned_chunks(pair: media.Pair, decoding: _Decoding, warnings: list[str]):
     if gap:
         warnings.append(f"frame counts differ by {gap} (generated {n_gen}, ground truth {n_gt}); "
                         f"truncated to {used}")
+
+
+def _sizes_differ(gen_width: int, gen_height: int, gt_width: int, gt_height: int) -> str:
+    return (f"frame sizes differ: generated {gen_width}x{gen_height}, ground truth {gt_width}x{gt_height} (--set "
+            "decode.resize=area compares them with the generated frames resized to the ground truth's size, recorded "
+            "in the protocol)")
 
 
 def resized(frames: np.ndarray, height: int, width: int, interpolation: str) -> np.ndarray:

@@ -120,6 +120,11 @@ def summary_table(summary: dict[str, dict]) -> str:
     return text_table(rows, ["metric", "mean ± std", "95% CI (bootstrap)", "videos", "failed"])
 
 
+def _protocol_says(protocol: str, value) -> str:
+    """How a changed choice's protocol value reads in a note (an empty value is "unset", never blank)."""
+    return f"protocol {protocol} leaves it unset" if value in ("", None) else f"protocol {protocol} says {value}"
+
+
 def eval_text(result, out=None) -> str:
     """What ``eval`` prints for an ``EvalRun``: the counts, the summary table, failures, warnings,
     skipped metrics and inputs, unofficial weights and the reference (ground-truth) rows."""
@@ -132,10 +137,10 @@ def eval_text(result, out=None) -> str:
              summary_table(result.summary_dict())]
     base = run.protocol["protocol"].removesuffix(" (modified)")
     for choice, (was, now) in run.protocol.get("modified", {}).items():
-        lines.append(f"note: {choice} = {now} (protocol {base} says {was})")
+        lines.append(f"note: {choice} = {now} ({_protocol_says(base, was)})")
     for metric in result.metrics:
         for key, was in run.metric_params.get(metric, {}).get("protocol_values", {}).items():
-            lines.append(f"note: {metric}.{key} = {run.metric_params[metric][key]} (protocol {base} says {was})")
+            lines.append(f"note: {metric}.{key} = {run.metric_params[metric][key]} ({_protocol_says(base, was)})")
     for video, tracks in result.tracks.items():
         lines.append(one_line(f"tracks {video}: " + "; ".join(
             f"frames {t['start']}-{t['start'] + t['frames'] - 1} "

@@ -137,9 +137,9 @@ def line_of(lines, prefix):
     ("silent", f"FAILED silent (lse_c): gen/silent.avi: no audio stream; {LSE_NEEDS_AUDIO}"),
     ("one_frame", "FAILED one_frame (ifc, lse_c): IFC needs at least 2 frames"),
     ("four_frames", f"FAILED four_frames (lse_c): gen/four_frames.avi: 4 frames, {TOO_SHORT}"),
-    ("other_size", "FAILED other_size: frame sizes differ: generated 180x144, ground truth 360x288 (--set "
-                   "decode.resize=area compares them with the generated frames resized to the ground truth's size, "
-                   "recorded in the protocol; --gt left out runs the metrics that read the generated video alone)"),
+    ("other_size", "FAILED other_size (ifc, ssim): frame sizes differ: generated 180x144, ground truth 360x288 "
+                   "(--set decode.resize=area compares them with the generated frames resized to the ground truth's "
+                   "size, recorded in the protocol)"),
     ("large_gap", "FAILED large_gap: frame counts differ by more than 3 at 25 fps: generated has 50 frames, "
                   "ground truth at least 75 (--max-frame-gap)"),
     ("fps_1000", "FAILED fps_1000: frame counts differ by more than 3 at 25 fps: generated has 3 frames, ground "

@@ -8,6 +8,7 @@ import torch
 
 import lipsync_bench
 from lipsync_bench import weights
+from lipsync_bench.errors import ParameterError
 from lipsync_bench.metrics.lpips_distance import BACKBONES, LAYERS, heads_file, load_network, lpips_frames
 from tests.helpers import blur, write_lossless
 
@@ -67,13 +68,13 @@ def test_lpips_in_eval_records_both_weights_files(backbones, grid_frames, tmp_pa
     assert "unofficial weights" in result.text()
 
 
-def test_without_the_backbone_lpips_is_skipped_with_how_to_get_it(grid_frames, tmp_path):
+def test_without_the_backbone_lpips_named_is_refused_with_how_to_get_it(grid_frames, tmp_path):
     stem, frames = next(iter(grid_frames.items()))
     write_lossless(tmp_path / "gt" / stem, frames[:4])
     write_lossless(tmp_path / "gen" / stem, frames[:4])
-    result = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lpips", "ssim"])
-    assert "lipsync-bench weights fetch alexnet" in result.skipped_metrics["lpips"]
-    assert result.metrics == ["ssim"]
+    with pytest.raises(ParameterError, match="lpips cannot run here: .*lipsync-bench weights fetch alexnet"):
+        lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lpips", "ssim"], out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()  # refused before any work
 
 
 def test_a_wrong_backbone_file_fails_lpips_alone(tmp_path, grid_frames, monkeypatch):

@@ -193,12 +193,16 @@ def scored_tracks(face_data, path: Path, min_track: int, which: str) -> list[tup
     return out
 
 
-def read_sync_audio(path: Path, limits=None, codec: str | None = None) -> np.ndarray:
-    """The audio LSE scores against; ``codec``: the one a peer chain's audio.wav went through."""
+def read_sync_audio(path: Path, limits=None, codec: str | None = None, other: str | None = None) -> np.ndarray:
+    """The audio LSE scores against; ``codec``: the one a peer chain's audio.wav went through; ``other``:
+    the ``lse.audio`` value that would read the pair's other video, named when this one has no audio
+    (None: there is no other, as when the GT is scored against its own audio)."""
     try:
         return read_audio_through(path, codec, limits=limits) if codec else read_audio(path, limits=limits)
     except MediaError as exc:
-        raise MetricError(f"{exc}; LSE needs the driving audio (--param lse.audio=gt takes the GT's)") from None
+        hint = (f" (--param lse.audio={other} takes the {'GT' if other == 'gt' else 'generated video'}'s)"
+                if other else "")
+        raise MetricError(f"{exc}; LSE needs the driving audio{hint}") from None
 
 
 class _Shared:
@@ -215,7 +219,8 @@ class _Shared:
                               f"it needs lse.sync_model syncnet and lse.crop track")
         self.model = load_model(ctx.weights_path, ctx.device, params["sync_model"])
         source = ctx.gen if params["audio"] == "gen" else ctx.gt
-        self.audio = read_sync_audio(source, ctx.decode, self.chain.audio if self.chain else None)
+        other = None if ctx.gt in (None, ctx.gen) else ("gt" if params["audio"] == "gen" else "gen")
+        self.audio = read_sync_audio(source, ctx.decode, self.chain.audio if self.chain else None, other)
         self.syncs: list[tuple[object, TrackedSync]] | None = None  # (track or None for whole frames, scorer)
 
     def update(self, frames: np.ndarray, start: int, frames_jpeg: np.ndarray | None) -> None:

@@ -1,0 +1,99 @@
+"""What a new user meets in the first hour, each a defect once: explicit metrics that cannot run refused
+before work, a size mismatch failing only the metrics that compare frames, notes and advice that read
+right, ``calibrate`` and ``protocols`` that do not claim more than they did."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import lipsync_bench
+from lipsync_bench import media
+from lipsync_bench.cli import main
+from lipsync_bench.syncnets.syncnet import SyncNet
+from tests.helpers import GRID, ffmpeg_exe, write_lossless
+
+
+@pytest.fixture(scope="module")
+def clip():
+    path = GRID / "bbaf2n.mpg"
+    if not path.is_file():
+        pytest.skip(f"GRID clip not found: {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def syncnet_file(tmp_path_factory):
+    """Seeded random SyncNet weights under a user's own name (not the published one)."""
+    path = tmp_path_factory.mktemp("expert") / "last.pt"
+    torch.manual_seed(0)
+    torch.save(SyncNet().state_dict(), path)
+    return path
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", *args], check=True)
+
+
+def test_a_named_metric_that_cannot_run_is_refused_before_any_work(clip, tmp_path):
+    frames = media.read_frames(clip)[:6]
+    for side in ("gen", "gt"):
+        write_lossless(tmp_path / side / clip.stem, frames)
+    runner = CliRunner()
+    args = ["eval", "--gen", str(tmp_path / "gen"), "--gt", str(tmp_path / "gt"), "--out", str(tmp_path / "r")]
+    result = runner.invoke(main, [*args, "--metrics", "lse_c,ssim"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: lse_c cannot run here: needs syncnet_v2.model")
+    assert "lipsync-bench weights fetch syncnet" in result.output
+    assert not (tmp_path / "r").exists()  # no store, no results.csv, no summary.json
+    # the protocol's own metrics that cannot run are skipped, saying why, and the others computed
+    default = runner.invoke(main, [*args, "--protocol", "lipsync-bench", "--quiet"])
+    assert default.exit_code == 0, default.output
+    assert "skipped lse_c: needs syncnet_v2.model" in default.output and "SSIM↑" in default.output
+
+
+def test_another_frame_size_fails_only_the_metrics_that_compare_frames(clip, tmp_path):
+    (tmp_path / "gen").mkdir()
+    (tmp_path / "gt").mkdir()
+    shutil.copy(clip, tmp_path / "gt" / clip.name)
+    _ffmpeg("-i", str(clip), "-vf", "scale=320:240", "-c:v", "libx264", "-crf", "18", "-an",
+            str(tmp_path / "gen" / f"{clip.stem}.mp4"))
+    both = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["ssim", "psnr", "cpbd", "niqe"])
+    alone = lipsync_bench.evaluate(tmp_path / "gen", None, ["cpbd", "niqe"])
+    s = both.summary
+    assert s.loc["ssim", "failed"] == 1 and s.loc["psnr", "failed"] == 1
+    assert "frame sizes differ: generated 320x240, ground truth 360x288" in both.failures.error[0]
+    assert both.failures.metrics[0] == "psnr, ssim"
+    for metric in ("cpbd", "niqe"):  # as they are on the generated video alone
+        assert s.loc[metric, "n"] == 1 and s.loc[metric, "mean"] == alone.summary.loc[metric, "mean"]
+
+
+def test_a_changed_choice_with_an_unset_protocol_value_reads_unset(clip, syncnet_file, tmp_path):
+    for side in ("gen", "gt"):
+        (tmp_path / side).mkdir()
+        shutil.copy(clip, tmp_path / side / clip.name)
+    result = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lse_c"],
+                                    params={"lse": {"sync_weights": str(syncnet_file)}})
+    note = next(line for line in result.text().splitlines() if "lse_c.sync_weights" in line)
+    assert note == f"note: lse_c.sync_weights = {syncnet_file} (protocol lipsync-bench leaves it unset)"
+
+
+def test_a_gt_without_audio_is_not_told_to_take_the_gts_audio(clip, syncnet_file, tmp_path):
+    (tmp_path / "gen").mkdir()
+    (tmp_path / "gt").mkdir()
+    shutil.copy(clip, tmp_path / "gen" / clip.name)
+    _ffmpeg("-i", str(clip), "-c:v", "copy", "-an", str(tmp_path / "gt" / clip.name))
+    gen_audio = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lse_c"],
+                                       params={"lse": {"sync_weights": str(syncnet_file)}})
+    assert gen_audio.summary.loc["lse_c", "n"] == 1  # the generated video carries the audio
+    gt_errors = json.dumps(gen_audio.ground_truth)
+    assert "LSE needs the driving audio" in gt_errors and "lse.audio=gt" not in gt_errors
+    gt_audio = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["lse_c"],
+                                      params={"lse": {"sync_weights": str(syncnet_file), "audio": "gt"}})
+    assert "(--param lse.audio=gen takes the generated video's)" in gt_audio.failures.error[0]
+    assert np.isnan(gt_audio.videos.value[0])
