@@ -56,8 +56,12 @@ CHECKS = [
 ]
 
 
+NOT_RUN_EXIT = 3  # not 0: a check that did not run proves nothing, and a CI step must not read it as passed
+
+
 class Calibration(Rows):
-    """``calibrate``: one row per check. Exit status 1 when a check fails or errs."""
+    """``calibrate``: one row per check. Exit status 1 when a check fails or errs, else 3 when a check
+    did not run (its inputs are absent), 0 only when every check ran and passed."""
 
     def text(self) -> str:
         lines = []
@@ -71,11 +75,18 @@ class Calibration(Rows):
             lines += [f"  not run: {what}" for what in r.get("missing", [])]
             if r["status"] == "error":
                 lines.append(f"  error: {r['error']}")
+        counts = {status: sum(r["status"] == status for r in self) for status in ("pass", "fail", "error", "not run")}
+        words = {"pass": "passed", "fail": "failed", "error": "erred", "not run": "not run"}
+        lines.append(", ".join(f"{n} {words[status]}" for status, n in counts.items())
+                     + f" (exit status {self.exit_code}" + (": a check not run is not a pass)"
+                                                            if self.exit_code == NOT_RUN_EXIT else ")"))
         return "\n".join(lines)
 
     @property
     def exit_code(self) -> int:
-        return 1 if any(r["status"] in ("fail", "error") for r in self) else 0
+        if any(r["status"] in ("fail", "error") for r in self):
+            return 1
+        return NOT_RUN_EXIT if any(r["status"] == "not run" for r in self) else 0
 
 
 def run_checks(checks: list[Check] | None = None, weights_dir: str | Path | None = None) -> Calibration:

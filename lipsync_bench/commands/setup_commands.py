@@ -67,7 +67,8 @@ def protocols_diff(a, b, as_json):
 def calibrate_cmd(weights_dir, as_json):
     """Reproduce the published outputs of the references' own examples with the official inputs present
     here (weights, clips), and print expected against measured. A check whose inputs are absent is
-    listed as not run, with how to get them. Exit status 1 when a check fails."""
+    listed as not run, with how to get them. Exit status: 0 every check ran and passed, 1 a check failed
+    or erred, 3 none failed but a check did not run (not run is not passed)."""
     from ..calibration import run_checks
 
     emit(run_checks(weights_dir=weights_dir), as_json)
