@@ -40,7 +40,7 @@ from .pipeline import (
     reference_signature,
     state_key,
 )
-from .protocol import DEFAULT, Protocol, load_protocol
+from .protocol import DEFAULT, Protocol, ProtocolListing, load_protocol, protocol_names
 from .rendering import Result, Rows, text_table
 from .report import eval_text, metric_summary, write_exports
 from .shards import check_shard, in_shard
@@ -205,29 +205,8 @@ def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protoco
                                  f"videos: give --gt, or choose metrics that read the generated video alone "
                                  f"({', '.join(alone)})")
         skipped.update({name: "needs ground-truth videos (--gt)" for name in need_gt})
-    for m in chosen:
-        if m.name in skipped:
-            continue
-        reason = (protocol.unsupported_metrics.get(m.name) and
-                  f"not reproduced by protocol '{protocol.name}': {protocol.unsupported_metrics[m.name]}")
-        if not reason and m.frame_rate is not None and protocol.fps is not None \
-                and abs(protocol.fps - m.frame_rate) > 0.01:
-            reason = f"needs {m.frame_rate:g} fps (its procedure's frame rate); this protocol's is {protocol.fps:g}"
-        reason = reason or m.available(resolved[m.name])
-        if reason:
-            skipped[m.name] = reason
-    face_reason, face_pipeline = None, None
-    if any(m.needs_of(resolved[m.name]) & FACE_NEEDS for m in chosen) or protocol.region != "full":
-        try:
-            face_pipeline = face_analyzer(protocol).params()  # its models and weights, loaded once here
-        except UnavailableError as exc:
-            face_reason = str(exc)
-            if protocol.region != "full":
-                raise ParameterError(f"protocol '{protocol.name}': region {protocol.region} needs the face stage: "
-                                     f"{exc}") from None
-    for m in chosen:
-        if face_reason and m.needs_of(resolved[m.name]) & FACE_NEEDS and m.name not in skipped:
-            skipped[m.name] = face_reason
+    unavailable, face_pipeline = _unavailable([m for m in chosen if m.name not in skipped], resolved, protocol)
+    skipped.update(unavailable)
     runnable = [m for m in chosen if m.name not in skipped]
     if skipped and (named or not runnable):
         why = "; ".join(f"{name} cannot run here: {reason}" for name, reason in skipped.items())
@@ -253,6 +232,53 @@ def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protoco
             p["resolved"] = extra
         params[m.name] = p
     return runnable, params, weights_paths, skipped
+
+
+def _unavailable(chosen: list[Metric], resolved: dict[str, dict], protocol: Protocol) -> tuple[dict[str, str], dict]:
+    """Why each of ``chosen`` cannot run here under ``protocol`` (not reproduced, another frame rate, no
+    weights, no face stage), and the face stage's record (its models loaded once here; {} if unused)."""
+    reasons = {}
+    for m in chosen:
+        reason = (protocol.unsupported_metrics.get(m.name) and
+                  f"not reproduced by protocol '{protocol.name}': {protocol.unsupported_metrics[m.name]}")
+        if not reason and m.frame_rate is not None and protocol.fps is not None \
+                and abs(protocol.fps - m.frame_rate) > 0.01:
+            reason = f"needs {m.frame_rate:g} fps (its procedure's frame rate); this protocol's is {protocol.fps:g}"
+        reason = reason or m.available(resolved[m.name])
+        if reason:
+            reasons[m.name] = reason
+    face_pipeline = {}
+    if any(m.needs_of(resolved[m.name]) & FACE_NEEDS for m in chosen) or protocol.region != "full":
+        try:
+            face_pipeline = face_analyzer(protocol).params()
+        except UnavailableError as exc:
+            if protocol.region != "full":
+                raise ParameterError(f"protocol '{protocol.name}': region {protocol.region} needs the face stage: "
+                                     f"{exc}") from None
+            reasons.update({m.name: str(exc) for m in chosen
+                            if m.needs_of(resolved[m.name]) & FACE_NEEDS and m.name not in reasons})
+    return reasons, face_pipeline
+
+
+def protocol_listing() -> ProtocolListing:
+    """Every named protocol (``lipsync-bench protocols``), with which of its metrics can run here now.
+
+    Example:
+        >>> listing = protocol_listing()
+        >>> "ssim" in listing.missing["lipsync-bench"], listing[0].name
+        (False, 'lipsync-bench')
+    """
+    listing = ProtocolListing(load_protocol(n) for n in protocol_names())
+    for p in listing:
+        names = p.default_metrics()
+        if p.problems():
+            continue
+        try:
+            resolved = resolve_run_params(names, {m: dict(v) for m, v in p.metric_params.items() if m in names})
+            listing.missing[p.name] = _unavailable([get_metric(n) for n in names], resolved, p)[0]
+        except ParameterError as exc:  # a region the face stage cannot place here: nothing runs
+            listing.missing[p.name] = {n: str(exc) for n in names}
+    return listing
 
 
 def run_eval(gen: str | os.PathLike, gt: str | os.PathLike | None, metrics: Iterable[str] | None = None, *,
@@ -590,4 +616,4 @@ def available_metrics() -> MetricListing:
     return rows
 
 
-__all__ = ["evaluate", "run_eval", "available_metrics", "plan_metrics", "EvalRun", "MetricListing"]
+__all__ = ["evaluate", "run_eval", "available_metrics", "plan_metrics", "EvalRun", "MetricListing", "protocol_listing"]

@@ -372,22 +372,42 @@ def protocol_names() -> list[str]:
 
 
 class ProtocolListing(Rows):
-    """``lipsync-bench protocols``: the named protocols, one line each."""
+    """``lipsync-bench protocols``: the named protocols, one line each, and per protocol the metrics that
+    cannot run here and why (``missing``, filled by ``evaluation.protocol_listing``)."""
+
+    def __init__(self, protocols=()):
+        super().__init__(protocols)
+        self.missing: dict[str, dict[str, str]] = {}
 
     def to_json(self) -> list[dict]:
         return [{"name": p.name, "title": p.title, "reference": p.reference, "sha256": p.sha256,
-                 "metrics": p.default_metrics(), "cannot_run": p.problems(), "unknown": sorted(p.unknown)}
+                 "metrics": p.default_metrics(), "cannot_run": p.problems(),
+                 "metrics_not_runnable_here": self.missing.get(p.name, {}), "unknown": sorted(p.unknown)}
                 for p in self]
 
+    def _runs_here(self, p: "Protocol") -> str:
+        if p.problems():
+            return "no: " + "; ".join(x.split(":")[0] for x in p.problems())
+        missing, names = self.missing.get(p.name, {}), p.default_metrics()
+        if not missing:
+            return "yes"
+        if len(missing) == len(names):
+            return "no (0 of {0} metrics)".format(len(names))
+        return f"partly ({len(names) - len(missing)} of {len(names)} metrics)"
+
     def text(self) -> str:
-        body = [[p.name, p.title, ", ".join(p.metrics) if p.metrics else "all",
-                 "no: " + "; ".join(x.split(":")[0] for x in p.problems()) if p.problems() else "yes"] for p in self]
-        return text_table(body, ["protocol", "procedure", "metrics", "runs here"])
-
-
-def protocol_listing() -> ProtocolListing:
-    """Every named protocol (``lipsync-bench protocols``)."""
-    return ProtocolListing(load_protocol(n) for n in protocol_names())
+        body = [[p.name, p.title, ", ".join(p.metrics) if p.metrics else "all", self._runs_here(p)] for p in self]
+        lines = [text_table(body, ["protocol", "procedure", "metrics", "runs here"])]
+        reasons: dict[str, list[str]] = {}  # one line per reason, however many protocols it stops
+        for p in self:
+            for metric, reason in self.missing.get(p.name, {}).items():
+                reasons.setdefault(reason, [])
+                if metric not in reasons[reason]:
+                    reasons[reason].append(metric)
+        if reasons:
+            lines.append("cannot run here:")
+            lines += [f"  {', '.join(metrics)}: {reason}" for reason, metrics in reasons.items()]
+        return "\n".join(lines)
 
 
 def _is_named(name: str) -> bool:
@@ -614,5 +634,5 @@ def definition(protocol: Mapping[str, Any], metric: str, params: Mapping[str, An
 
 
 __all__ = ["CHOICES", "DEFAULT", "OPTIONS", "Choice", "Protocol", "ProtocolDiff", "ProtocolListing", "check_choice",
-           "definition", "diff", "load_protocol", "parse_choices", "protocol_listing", "protocol_names", "read_toml",
+           "definition", "diff", "load_protocol", "parse_choices", "protocol_names", "read_toml",
            "upgrade"]

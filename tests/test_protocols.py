@@ -10,11 +10,12 @@ import sqlite3
 import cv2
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from skimage.metrics import structural_similarity
 
 import lipsync_bench
-from lipsync_bench import media
+from lipsync_bench import media, weights
 from lipsync_bench import protocol as protocol_module
 from lipsync_bench.cli import main
 from lipsync_bench.errors import LipsyncBenchError, ParameterError
@@ -24,6 +25,7 @@ from lipsync_bench.pipeline import face_analyzer
 from lipsync_bench.protocol import CHOICES, load_protocol, protocol_names
 from lipsync_bench.report import compare_methods, method_rows
 from lipsync_bench.store import SCHEMA_VERSION, ResultRow, ResultStore
+from lipsync_bench.syncnets.syncnet import SyncNet
 from tests.helpers import blur, noise, write_lossless
 
 NAMED = ["lipsync-bench", "latentsync", "mochabench", "syncnet-python", "talklip", "vico", "wav2lip-lrs",
@@ -72,11 +74,32 @@ def test_the_named_protocols_and_every_choice_has_a_source():
     assert not load_protocol("talklip").unknown
 
 
+def test_protocols_say_which_of_their_metrics_run_here(tmp_path, monkeypatch):
+    runner = CliRunner()
+    yaman = next(line for line in runner.invoke(main, ["protocols"]).output.splitlines() if line.startswith("yaman"))
+    # no FID, SyncNet or face-alignment weights here: SSIM, PSNR and IFC of its eight metrics run
+    assert yaman.endswith("partly (3 of 8 metrics)")
+    doc = {p["name"]: p for p in json.loads(runner.invoke(main, ["protocols", "--json"]).output)}
+    missing = doc["yaman2024"]["metrics_not_runnable_here"]
+    assert sorted(missing) == ["av_offset", "fid", "lmd", "lse_c", "lse_d"]
+    assert "lipsync-bench weights fetch syncnet" in missing["lse_c"] and "weights fetch s3fd" in missing["lmd"]
+    torch.manual_seed(0)
+    torch.save(SyncNet().state_dict(), tmp_path / "syncnet_v2.model")
+    monkeypatch.setenv(weights.ENV_VAR, str(tmp_path))  # the expert placed: Wav2Lip's LRS procedure runs
+    listed = runner.invoke(main, ["protocols"]).output.splitlines()
+    assert next(line for line in listed if line.startswith("wav2lip-lrs")).endswith("yes")
+    doc = {p["name"]: p for p in json.loads(runner.invoke(main, ["protocols", "--json"]).output)}
+    # yaman2024's LSE crops follow face-alignment's landmarks: what it misses now is their weights
+    assert doc["yaman2024"]["metrics_not_runnable_here"]["lse_c"].startswith("the face-alignment landmarker needs")
+
+
 def test_protocols_list_show_and_diff():
     runner = CliRunner()
     listed = runner.invoke(main, ["protocols"])
     assert listed.exit_code == 0
-    assert [line.split()[0] for line in listed.output.splitlines()[2:]] == NAMED
+    lines = listed.output.splitlines()
+    table = lines[2:lines.index("cannot run here:")]
+    assert [line.split()[0] for line in table] == NAMED
     assert "no:" not in listed.output  # every named procedure runs here, given its weights
     diff = runner.invoke(main, ["protocols", "diff", "syncnet-python", "lipsync-bench"])
     rows = {line.split()[0]: line.split()[1:] for line in diff.output.splitlines()[2:]}

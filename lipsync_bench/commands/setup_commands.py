@@ -32,7 +32,7 @@ def protocols_group(ctx, as_json):
     """The named protocols: the field's published procedures, one line each (show NAME: every choice
     with its source; diff A B: the choices that differ). Use one with 'eval --protocol NAME'."""
     if ctx.invoked_subcommand is None:
-        from ..protocol import protocol_listing
+        from ..evaluation import protocol_listing
 
         emit(protocol_listing(), as_json)
 
