@@ -16,7 +16,7 @@ import lipsync_bench
 from lipsync_bench import media
 from lipsync_bench.cli import main
 from lipsync_bench.syncnets.syncnet import SyncNet
-from tests.helpers import GRID, ffmpeg_exe, write_lossless
+from tests.helpers import GRID, ROOT, ffmpeg_exe, write_lossless
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +97,23 @@ def test_a_gt_without_audio_is_not_told_to_take_the_gts_audio(clip, syncnet_file
                                       params={"lse": {"sync_weights": str(syncnet_file), "audio": "gt"}})
     assert "(--param lse.audio=gen takes the generated video's)" in gt_audio.failures.error[0]
     assert np.isnan(gt_audio.videos.value[0])
+
+
+def test_the_readmes_api_example_runs_offline_and_prints_what_eval_prints(clip, tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("## Python API")[1].split("```python\n")[1].split("```")[0]
+    frames = media.read_frames(clip)[:10]
+    write_lossless(tmp_path / "out" / "wav2lip" / clip.stem, frames[::-1].copy())
+    write_lossless(tmp_path / "data" / "hdtf" / clip.stem, frames)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    result = namespace["result"]
+    assert 0 < result.summary.loc["ssim", "mean"] < 1 and result.summary.loc["cpbd", "n"] == 1
+    printed = CliRunner().invoke(main, ["eval", "--gen", "out/wav2lip", "--gt", "data/hdtf", "--metrics",
+                                        "ssim,psnr,cpbd", "--name", "wav2lip", "--dataset", "hdtf", "--out",
+                                        "results/", "--json"])
+    assert printed.exit_code == 0, printed.output
+    cli, api = json.loads(printed.output), json.loads(result.json_text())
+    for key in ("summary", "videos", "protocol", "metric_params", "failures", "skipped_metrics"):
+        assert cli[key] == api[key], key
