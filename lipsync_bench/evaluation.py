@@ -300,20 +300,22 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike | None, metrics: Iter
     limits = _decode_limits(decode_timeout)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ParameterError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-    runnable, resolved, weights_paths, skipped = plan_metrics(names, params or {}, protocol, gt is not None,
-                                                              named=bool(metrics))
-
+    for name in names:
+        get_metric(name)  # an unknown name fails first, before the inputs are listed or a model loaded
     pairing = media.pair_inputs(gen, gt)
     if not pairing.pairs and not pairing.problems:
         if gt is None:
             raise PairingError(f"no videos or frame folders in {gen}")
         raise PairingError(f"no pairs: no file name in {gen} matches one in {gt} ({len(pairing.unpaired_gen)} "
                            f"inputs in --gen, {len(pairing.unpaired_gt)} in --gt)")
+    runnable, resolved, weights_paths, skipped = plan_metrics(names, params or {}, protocol, gt is not None,
+                                                              named=bool(metrics))
+
     if shard is not None:
         pairing.pairs = [p for p in pairing.pairs if in_shard(p.key, shard)]
         pairing.problems = {k: v for k, v in pairing.problems.items() if in_shard(k, shard)}
-    method = method or gen.resolve().name
-    dataset = dataset or (gt or gen).resolve().name
+    method = method or _input_name(gen)
+    dataset = dataset or _input_name(gt or gen)
     scratch = None if out is not None else tempfile.TemporaryDirectory(prefix="lipsync-bench-")
     store = ResultStore(out, state_dir=None if out is not None else Path(scratch.name) / "state")
     cache_dir = Path(out) / "cache" if out is not None else Path(scratch.name)
@@ -357,6 +359,11 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike | None, metrics: Iter
     return EvalRun(run, session, names_run, skipped, len(pairing.pairs), sum(bool(j.metrics) for j in jobs),
                    resumed, pairing.unpaired_gen, pairing.unpaired_gt, results, dataset_values, env, ground_truth,
                    pairing.skipped, shard, Path(out) if out is not None else None, tracks)
+
+
+def _input_name(path: Path) -> str:
+    """A default method or dataset name: the folder's name, or a single file's stem."""
+    return path.stem if path.is_file() else path.resolve().name
 
 
 def _open_references(store: ResultStore, dataset: str, gt: Path, metrics: list[Metric], params: dict[str, dict],

@@ -34,7 +34,8 @@ from PIL import Image
 
 from .errors import MediaError
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mpg", ".mpeg", ".mov", ".mkv", ".webm")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".avi", ".mpg", ".mpeg", ".mov", ".mkv", ".webm", ".flv", ".wmv", ".ogv", ".3gp",
+                    ".ts", ".mts", ".m2ts")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 FOLDER_AUDIO_NAME = "audio.wav"
 
@@ -831,13 +832,15 @@ def find_inputs(root: str | os.PathLike) -> tuple[dict[str, Path], dict[str, str
 
     Returns (inputs, problems, skipped): a key found twice (``a.mp4`` and ``a.avi``) is a problem, not
     an input. Symbolic links are followed (two names may link to one folder: two inputs), except a link
-    to a folder that contains it (a loop), which is skipped with a note.
+    to a folder that contains it (a loop), which is skipped with a note; files that are neither videos
+    nor frames are counted and named in one note.
     """
     root = Path(root)
     if not root.is_dir():
         raise MediaError(root, "not a folder")
     found: dict[str, list[Path]] = {}
     skipped: list[str] = []
+    ignored: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         here = Path(dirpath)
         rel = here.relative_to(root)
@@ -856,7 +859,14 @@ def find_inputs(root: str | os.PathLike) -> tuple[dict[str, Path], dict[str, str
             if name.lower().endswith(VIDEO_EXTENSIONS):
                 key = (rel / Path(name).stem).as_posix()
                 found.setdefault(key, []).append(here / name)
+            else:
+                ignored.append((rel / name).as_posix())
         dirnames.sort()
+    if ignored:
+        ignored.sort()
+        skipped.append(f"ignored in {root}: {len(ignored)} file{'s' * (len(ignored) != 1)}, neither a video "
+                       f"({' '.join(VIDEO_EXTENSIONS)}) nor in a frame folder: {', '.join(ignored[:10])}"
+                       + (" …" if len(ignored) > 10 else ""))
     inputs, problems = {}, {}
     for key, paths in sorted(found.items()):
         if len(paths) > 1:
@@ -869,7 +879,15 @@ def find_inputs(root: str | os.PathLike) -> tuple[dict[str, Path], dict[str, str
 
 def pair_inputs(gen_root: str | os.PathLike, gt_root: str | os.PathLike | None) -> Pairing:
     """Pair generated and GT inputs by relative path stem (nested folders allowed). Without ``gt_root``,
-    each generated input stands alone (its pair is itself: for the metrics that read it alone)."""
+    each generated input stands alone (its pair is itself: for the metrics that read it alone). Two
+    files (or one file and no ``gt_root``) are one pair, named by the generated file's stem."""
+    gen_root, gt_root = Path(gen_root), Path(gt_root) if gt_root is not None else None
+    if gen_root.is_file() or (gt_root is not None and gt_root.is_file()):
+        for path in (gen_root, gt_root):
+            if path is not None and not path.is_file():
+                raise MediaError(path, "a folder, while the other input is a file: give two files (one pair) or two "
+                                       "folders")
+        return Pairing(pairs=[Pair(gen_root.stem, gen_root, gt_root or gen_root)])
     gen, gen_problems, gen_skipped = find_inputs(gen_root)
     gt, gt_problems, gt_skipped = find_inputs(gt_root) if gt_root is not None else (gen, {}, [])
     result = Pairing(skipped=gen_skipped + gt_skipped)

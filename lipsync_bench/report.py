@@ -148,7 +148,7 @@ def eval_text(result, out=None) -> str:
                         if k not in ("start", "frames", "box")) for t in tracks)))
     for rec in result.failures.itertuples():
         lines.append(one_line(f"FAILED {rec.video}" + (f" ({rec.metrics})" if rec.metrics else "") + f": {rec.error}"))
-    lines += [one_line(f"skipped {note}") for note in result.skipped_inputs]
+    lines += [one_line(note if note.startswith("ignored ") else f"skipped {note}") for note in result.skipped_inputs]
     for video, warnings in result.videos.drop_duplicates("video")[["video", "warnings"]].itertuples(index=False):
         lines += [one_line(f"warning {video}: {w}") for w in warnings]
     if result.unpaired_gen:

@@ -117,3 +117,19 @@ def test_the_readmes_api_example_runs_offline_and_prints_what_eval_prints(clip, 
     cli, api = json.loads(printed.output), json.loads(result.json_text())
     for key in ("summary", "videos", "protocol", "metric_params", "failures", "skipped_metrics"):
         assert cli[key] == api[key], key
+
+
+def test_one_pair_of_files_and_a_misspelled_metric(clip, tmp_path):
+    frames = media.read_frames(clip)[:6]
+    gen, gt = write_lossless(tmp_path / "mine", frames), write_lossless(tmp_path / "theirs", frames)
+    runner = CliRunner()
+    result = runner.invoke(main, ["eval", "--gen", str(gen), "--gt", str(gt), "--metrics", "ssim", "--out",
+                                  str(tmp_path / "r"), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["method"] == "mine" and doc["dataset"] == "theirs" and doc["videos"] == {"mine": {"ssim": 1.0}}
+    (tmp_path / "empty").mkdir()
+    typo = runner.invoke(main, ["eval", "--gen", str(tmp_path / "empty"), "--gt", str(tmp_path / "empty"),
+                                "--metrics", "sism", "--out", str(tmp_path / "r2")])
+    # the name is checked before the folders are listed or a model loaded
+    assert typo.exit_code == 2 and typo.output.startswith("error: unknown metric 'sism' (did you mean ssim? known: ")

@@ -208,6 +208,29 @@ def test_pairing_by_relative_stem(tmp_path):
     assert "dup" in p.problems and "dup.avi, dup.mkv" in p.problems["dup"]
 
 
+def test_other_files_are_listed_as_ignored_and_common_video_extensions_read(tmp_path):
+    frames = np.zeros((3, 16, 16, 3), np.uint8)
+    gen = tmp_path / "gen"
+    write_lossless(gen / "a", frames).rename(gen / "a.m4v")  # an MP4 by another name
+    (gen / "notes.txt").write_text("x")
+    (gen / "sub").mkdir()
+    (gen / "sub" / "meta.json").write_text("{}")
+    inputs, problems, skipped = media.find_inputs(gen)
+    assert list(inputs) == ["a"] and not problems
+    assert skipped == [f"ignored in {gen}: 2 files, neither a video ({' '.join(media.VIDEO_EXTENSIONS)}) nor in a "
+                       "frame folder: notes.txt, sub/meta.json"]
+
+
+def test_two_files_are_one_pair_and_a_file_beside_a_folder_is_refused(tmp_path):
+    frames = np.zeros((3, 16, 16, 3), np.uint8)
+    gen, gt = write_lossless(tmp_path / "mine", frames), write_lossless(tmp_path / "theirs", frames)
+    p = media.pair_inputs(gen, gt)
+    assert [(x.key, x.gen, x.gt) for x in p.pairs] == [("mine", gen, gt)]
+    assert [(x.key, x.gen, x.gt) for x in media.pair_inputs(gen, None).pairs] == [("mine", gen, gen)]
+    with pytest.raises(media.MediaError, match="a folder, while the other input is a file"):
+        media.pair_inputs(gen, tmp_path)
+
+
 def test_symlink_loop_is_not_followed_forever(tmp_path):
     root = tmp_path / "gen"
     (root / "x").mkdir(parents=True)

@@ -42,12 +42,12 @@ class EvalCommand(click.Command):
 
 
 @click.command("eval", cls=EvalCommand)
-@click.option("--gen", "gen", required=True, type=existing_folder(),
-              help="Folder of generated videos (or frame folders with audio.wav).")
-@click.option("--gt", "gt", default=None, type=existing_folder(),
-              help="Folder of ground-truth videos; paired with --gen by relative path without extension. Without "
-                   "it, only the metrics that read the generated video alone run (LSE with its own audio, CPBD, "
-                   "NIQE).")
+@click.option("--gen", "gen", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Folder of generated videos (or frame folders with audio.wav); or one video file.")
+@click.option("--gt", "gt", default=None, type=click.Path(exists=True, path_type=Path),
+              help="Folder of ground-truth videos; paired with --gen by relative path without extension (two files: "
+                   "one pair). Without it, only the metrics that read the generated video alone run (LSE with its "
+                   "own audio, CPBD, NIQE). Files that are not videos are listed as ignored.")
 @click.option("--metrics", default="all", show_default=True,
               help="Comma-separated metric names (see 'lipsync-bench metrics'); 'all' runs every metric of the "
                    "protocol that can run here and says why the others are skipped.")

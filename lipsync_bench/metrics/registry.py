@@ -17,6 +17,7 @@ context, accumulators) is in ``metrics/streaming.py``.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import math
 import warnings
@@ -417,8 +418,9 @@ def get_metric(name: str) -> Metric:
     try:
         return _REGISTRY[name]
     except KeyError:
-        known = ", ".join(all_metrics())
-        raise ParameterError(f"unknown metric '{name}' (known: {known})") from None
+        close = difflib.get_close_matches(str(name), all_metrics(), n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ParameterError(f"unknown metric '{name}' ({hint}known: {', '.join(all_metrics())})") from None
 
 
 def all_metrics() -> list[str]:
