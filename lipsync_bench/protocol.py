@@ -587,9 +587,18 @@ def diff(a: Protocol, b: Protocol) -> ProtocolDiff:
         return expanded
 
     rows_a, rows_b = rows(a), rows(b)
-    for key in dict.fromkeys([*rows_a, *rows_b]):
-        if rows_a.get(key) != rows_b.get(key):
-            out.append((key, rows_a.get(key, "(not defined)"), rows_b.get(key, "(not defined)")))
+    differ = {key: (rows_a.get(key, "(not defined)"), rows_b.get(key, "(not defined)"))
+              for key in dict.fromkeys([*rows_a, *rows_b]) if rows_a.get(key) != rows_b.get(key)}
+    named = set()
+    for key, (value_a, value_b) in differ.items():
+        head, _, rest = key.partition(".")
+        group = get_metric(head).group if rest and head in both else None
+        members = [f"{m}.{rest}" for m in group_members(group) if m in both] if group else []
+        if members and all(differ.get(k) == (value_a, value_b) for k in members):
+            key = f"{group}.{rest}"  # every member differs alike: one row, named as 'protocols show' names it
+        if key not in named:
+            named.add(key)
+            out.append((key, value_a, value_b))
     return ProtocolDiff(a.name, b.name, out)
 
 
