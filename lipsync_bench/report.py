@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from .baselines import reported
+from .baselines import reported, reported_datasets
 from .errors import LipsyncBenchError
 from .files import atomic_write_bytes
 from .jsontext import canonical, json_float, summary_json
@@ -228,9 +228,12 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
             values[col.name], failed[col.name] = value, int(g.error.notna().sum())
         unofficial = sorted(columns[(m, canonical(run.definition(m)))].name for m in run.unofficial_weights()
                             if m in found)
+        changes = [f"{choice} = {now}" for choice, (_, now) in run.protocol.get("modified", {}).items()]
+        changes += [f"{metric}.{key} = {run.metric_params[metric].get(key)}" for metric in dict.fromkeys(sub.metric)
+                    for key in run.metric_params.get(metric, {}).get("protocol_values", {})]
         rows.append({"method": run.method, "kind": "ground truth" if is_ground_truth(run.method) else "measured",
                      "values": values, "videos": int(sub.video.nunique()), "failed": failed, "source": None,
-                     "protocol": run.protocol.get("protocol"), "unofficial": unofficial})
+                     "protocol": run.protocol.get("protocol"), "unofficial": unofficial, "changes": changes})
     if rep is not None:
         rows += _reported_rows(rep, columns)
     order = all_metrics()
@@ -328,12 +331,17 @@ class MethodTable(Result):
     dataset: str
     columns: list[Column]
     rows: list[dict]
+    notes: list[str] = field(default_factory=list)
 
     def text(self, fmt: str = "markdown") -> str:
         return render_table(self.columns, self.rows, fmt)
 
     def to_json(self) -> dict:
-        return table_json(self.columns, self.rows)
+        return {**table_json(self.columns, self.rows), "notes": self.notes}
+
+    @property
+    def notices(self) -> list[str]:
+        return self.notes
 
 
 def method_table(results: str | Path, dataset: str, paper: bool = False) -> MethodTable:
@@ -353,7 +361,11 @@ def method_table(results: str | Path, dataset: str, paper: bool = False) -> Meth
         columns, rows = method_rows(store, dataset, paper=paper)
     finally:
         store.close()
-    return MethodTable(dataset, columns, rows)
+    notes = []
+    if paper and reported(dataset) is None:
+        notes.append(f"note: the paper reports no rows for '{dataset}' (it reports {', '.join(reported_datasets())}); "
+                     "the table holds the measured rows only")
+    return MethodTable(dataset, columns, rows, notes)
 
 
 def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown") -> str:
@@ -416,7 +428,10 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
     notes += [f"reported: {s}" for s in sources]
     measured = sorted({p for c in columns for p in c.protocols})
     if measured:
-        notes.append("measured under protocol " + ", ".join(measured) + " ('lipsync-bench protocols show NAME')")
+        bases = sorted({p.removesuffix(" (modified)") for p in measured})
+        notes.append("measured under protocol " + ", ".join(bases) + " ('lipsync-bench protocols show NAME')"
+                     + ("; modified in these rows:" if any(r.get("changes") for r in rows) else ""))
+        notes += [f"  {r['method']}: {', '.join(r['changes'])}" for r in rows if r.get("changes")]
     others = sorted({r["protocol"] for r in rows if r.get("protocol_differs")})
     if others:
         notes.append(f"{OTHER_PROTOCOL} reported under protocol {', '.join(others)}, beside numbers measured under "

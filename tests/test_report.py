@@ -190,3 +190,24 @@ def test_table_json_and_paired_test_keep_infinite_values_apart_from_missing_ones
     both = paired_test([INF, INF, 30.0], [INF, 29.0, 30.0])
     assert both["n"] == 3 and both["median_diff"] == 0.0 and both["p_value"] == 1.0  # inf - inf is no difference
     assert paired_test([float("nan"), 1.0], [1.0, 1.0])["n"] == 1
+
+
+def test_the_footer_names_the_rows_measured_under_a_modified_protocol(tmp_path):
+    store = ResultStore(tmp_path)
+    for method, params, protocol in (
+            ("plain", {}, {"protocol": "lipsync-bench"}),
+            ("l2", {"norm": "l2", "protocol_values": {"norm": "rms"}}, {"protocol": "lipsync-bench (modified)"})):
+        run = store.open_run(method, "hdtf", protocol, {"ifc": params, "ssim": {}})
+        session = store.start_session(run, {"test": True})
+        store.write(run, session, [ResultRow("v0", "ifc", 0.2, 10), ResultRow("v0", "ssim", 0.9, 10)])
+    md = render_table(*method_rows(store, "hdtf"), "markdown")
+    assert "measured under protocol lipsync-bench ('lipsync-bench protocols show NAME'); modified in these rows:" in md
+    assert "  l2: ifc.norm = l2" in md and "  plain:" not in md
+
+
+def test_table_paper_says_when_the_paper_reports_no_rows_for_the_dataset(tmp_path):
+    _store_with(tmp_path, {"ours": {"ssim": [0.9, 0.8]}}, dataset="vox").close()
+    result = CliRunner().invoke(main, ["table", "--dataset", "vox", "--results", str(tmp_path), "--paper"])
+    assert result.exit_code == 0, result.output
+    assert "note: the paper reports no rows for 'vox' (it reports hdtf, lrs2)" in result.output
+    assert "| ours" in result.output

@@ -211,7 +211,7 @@ def compare_cmd(method_a, method_b, dataset, results, alpha, as_json):
                    "(as syncnet_python's demo_syncnet.py takes it).")
 @click.option("--compat", type=click.Choice(["none", "syncnet_python"]), default="none", show_default=True,
               help="syncnet_python: also round-trip the frames through JPEG as the reference's ffmpeg step does, "
-                   "to match published numbers (see the README).")
+                   "to match published numbers (docs/lse.md: the reference's lossy step).")
 @click.option("--fps", default=25.0, show_default=True, help="Frame rate the video is resampled to.")
 @click.option("--vshift", default=15, show_default=True, help="Offsets searched each way, in frames.")
 @click.option("--min-track", default=0, show_default=True,
