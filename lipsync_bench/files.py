@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import sys
 from pathlib import Path
 
 from .errors import StoreError
@@ -13,6 +14,23 @@ _REASONS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quo
             errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
 RESUME = ("the videos finished before are stored: make room (or make the folder writable) and run the same "
           "command again to resume")
+
+
+CACHE_ENV_VAR = "LIPSYNC_BENCH_CACHE"
+
+
+def user_cache_dir() -> Path:
+    """Where work that can be redone is cached (face crops of training and study clips), so that data
+    folders stay read-only: ``$LIPSYNC_BENCH_CACHE``, else the platform's cache folder
+    (``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux, ``~/Library/Caches`` on macOS, ``%LOCALAPPDATA%`` on
+    Windows) + ``lipsync-bench``."""
+    if os.environ.get(CACHE_ENV_VAR):
+        return Path(os.environ[CACHE_ENV_VAR]).expanduser()
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "lipsync-bench"
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "lipsync-bench" / "Cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lipsync-bench"
 
 
 def write_failed(path, exc: OSError) -> StoreError:

@@ -14,6 +14,7 @@ from tests.helpers import GRID
 def no_user_weights(tmp_path_factory, monkeypatch):
     """Tests never see the user's torch hub cache or weights folder; FID tests bring their own."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "empty_torch_home"))
+    monkeypatch.setenv("LIPSYNC_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "user_cache"))
     monkeypatch.delenv("LIPSYNC_BENCH_WEIGHTS", raising=False)
 
 

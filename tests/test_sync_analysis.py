@@ -203,4 +203,4 @@ def test_missing_avsyncnet_weights_is_one_line_before_any_decoding(sync_clips, t
     assert result.exit_code == 1
     assert result.output.strip() == ("error: --model avsyncnet needs --weights (a train-syncnet checkpoint), or "
                                      "--random-init")
-    assert not (sync_clips["videos"] / ".lipsync_bench_cache").exists()
+    assert not (tmp_path / "user_cache").exists() and not (sync_clips["videos"] / ".lipsync_bench_cache").exists()

@@ -19,7 +19,7 @@ from lipsync_bench.research.datasets import FaceClip, SyncPairs, open_clips, spl
 from lipsync_bench.syncnets.avsyncnet import TINY, AVSyncNet, load_avsyncnet
 from lipsync_bench.syncnets.inputs import INPUTS
 from lipsync_bench.syncnets.wav2lip import Wav2LipSyncNet, load_wav2lip_syncnet, mel_window, melspectrogram
-from tests.helpers import data_file
+from tests.helpers import GRID, data_file
 
 pytest.importorskip("dlib")
 
@@ -146,6 +146,23 @@ def test_video_clips_are_cropped_once_and_cached(sync_clips, monkeypatch):
     monkeypatch.setattr(analysis.FaceAnalyzer, "update", lambda *a: pytest.fail("face pipeline ran again"))
     again = video_clip(clip.source, sync_clips["cache"])
     assert np.array_equal(again.faces(10, 5, 224), faces)
+
+
+def test_crops_are_cached_in_the_users_cache_folder_and_the_data_folder_is_only_read(tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(sorted(GRID.glob("*.mpg"))[0], data / "clip.mpg")
+    data.chmod(0o555)  # read-only (root writes anyway: the listing below is the check)
+    monkeypatch.setenv("LIPSYNC_BENCH_CACHE", str(tmp_path / "cache"))
+    try:
+        clips = open_clips(data).clips
+    finally:
+        data.chmod(0o755)
+    assert len(clips) == 1 and os.listdir(data) == ["clip.mpg"]
+    assert len(list((tmp_path / "cache" / "syncnet_crops").glob("*.npz"))) == 1
 
 
 @pytest.mark.slow

@@ -16,7 +16,8 @@ def data_options(fn):
     """--layout, --cache and --device, shared by the commands that read talking-face clips."""
     fn = device_option(fn)
     fn = click.option("--cache", "cache_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
-                      help="Where face crops of videos are cached [default: <data>/.lipsync_bench_cache].")(fn)
+                      help="Where face crops of videos are cached [default: $LIPSYNC_BENCH_CACHE, else the user's "
+                           "cache folder, e.g. ~/.cache/lipsync-bench; the data folder is only read].")(fn)
     return click.option("--layout", type=click.Choice(["auto", "wav2lip", "videos", "prepared"]), default="auto",
                         show_default=True, help="auto: prepared when the folder holds prepared.json; else wav2lip "
                                                 "when it holds such folders and no videos; else videos.")(fn)

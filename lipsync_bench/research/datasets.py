@@ -45,6 +45,7 @@ from ..errors import LipsyncBenchError, MediaError, MetricError
 from ..faces import FaceAnalyzer
 from ..faces.analysis import content_hash
 from ..faces.track import smoothed_centres, syncnet_crop
+from ..files import user_cache_dir
 from ..media import find_inputs, iter_frames, read_audio
 from ..syncnets.inputs import FACE_CROP, FRAMES, WAV2LIP_CROP, CropGeometry, ExpertInput, expert_input
 from ..syncnets.scoring import SAMPLES_PER_FRAME
@@ -298,9 +299,9 @@ def open_clips(root: str | os.PathLike, cache_dir: str | os.PathLike | None = No
                progress: bool = False) -> ClipSet:
     """The clips under ``root``. ``layout``: "wav2lip" (preprocessed face-crop folders), "videos" (any
     video files or frame folders, through the face pipeline; crops cached under ``cache_dir``,
-    default ``<root>/.lipsync_bench_cache``), "prepared" (``lipsync-bench prepare``'s output), or
-    "auto" (prepared when ``root`` holds ``prepared.json``; else wav2lip when it holds such folders
-    and no video files; else videos). ``filelist`` names the videos to use (Wav2Lip's
+    default ``files.user_cache_dir()``: the data folder is only read), "prepared" (``lipsync-bench
+    prepare``'s output), or "auto" (prepared when ``root`` holds ``prepared.json``; else wav2lip when
+    it holds such folders and no video files; else videos). ``filelist`` names the videos to use (Wav2Lip's
     ``filelists/*.txt``)."""
     root = Path(root)
     if not root.is_dir():
@@ -345,7 +346,7 @@ def open_clips(root: str | os.PathLike, cache_dir: str | os.PathLike | None = No
     else:
         items, found_problems = video_items(root, wanted, video_inputs())
         problems += found_problems
-        cache = Path(cache_dir) if cache_dir else root / ".lipsync_bench_cache"
+        cache = Path(cache_dir) if cache_dir else user_cache_dir()
 
         def read(path, name):
             return video_clip(path, cache, name, fps, landmarker)
