@@ -18,7 +18,7 @@ from lipsync_bench.research.expert_analysis import cosine_similarities, random_e
 from lipsync_bench.research.studies import make_transform
 from lipsync_bench.syncnets.experts import load_expert
 from lipsync_bench.syncnets.inputs import INPUTS, expert_input
-from tests.helpers import blur
+from tests.helpers import GRID, blur
 
 pytest.importorskip("dlib")
 
@@ -203,4 +203,4 @@ def test_missing_avsyncnet_weights_is_one_line_before_any_decoding(sync_clips, t
     assert result.exit_code == 1
     assert result.output.strip() == ("error: --model avsyncnet needs --weights (a train-syncnet checkpoint), or "
                                      "--random-init")
-    assert not (tmp_path / "user_cache").exists() and not (sync_clips["videos"] / ".lipsync_bench_cache").exists()
+    assert sorted(p.name for p in sync_clips["videos"].iterdir()) == sorted(p.name for p in GRID.glob("*.mpg"))[:5]
