@@ -26,8 +26,18 @@ from . import media
 from .dataset_metrics import compute_dataset_metrics
 from .environment import environment
 from .errors import LipsyncBenchError, PairingError, ParameterError, UnavailableError
+from .faces.analysis import content_hash
 from .jsontext import json_float, summary_json
-from .metrics.registry import DIRECTIONS, FACE_NEEDS, GT_NEEDS, Metric, all_metrics, get_metric, resolve_run_params
+from .metrics.registry import (
+    DIRECTIONS,
+    FACE_NEEDS,
+    GT_NEEDS,
+    PAIRED_NEEDS,
+    Metric,
+    all_metrics,
+    get_metric,
+    resolve_run_params,
+)
 from .pipeline import (
     CHUNK_FRAMES,
     PairJob,
@@ -80,6 +90,7 @@ class EvalRun(Result):
     shard: tuple[int, int] | None = None
     out: Path | None = None  # the results folder (None: nothing kept)
     tracks: dict[str, list[dict]] = field(default_factory=dict)  # video -> every face track scored, where kept
+    notes: list[str] = field(default_factory=list)  # what looks wrong with the inputs, though it runs
 
     @property
     def protocol(self) -> dict:
@@ -153,6 +164,7 @@ class EvalRun(Result):
             "ground_truth": ({**self.ground_truth, "summary": summary_json(self.ground_truth.get("summary", {}))}
                              if self.ground_truth else {}),
             **({"tracks": self.tracks} if self.tracks else {}),
+            "notes": self.notes,
         }
 
     def text(self, out: str | os.PathLike | None = None) -> str:
@@ -310,6 +322,8 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike | None, metrics: Iter
                            f"inputs in --gen, {len(pairing.unpaired_gt)} in --gt)")
     runnable, resolved, weights_paths, skipped = plan_metrics(names, params or {}, protocol, gt is not None,
                                                               named=bool(metrics))
+    compares = any(m.needs_of(resolved[m.name]) & PAIRED_NEEDS for m in runnable) or protocol.region != "full"
+    notes = _input_notes(pairing, protocol, limits, compares) if gt is not None else []
 
     if shard is not None:
         pairing.pairs = [p for p in pairing.pairs if in_shard(p.key, shard)]
@@ -358,7 +372,46 @@ def run_eval(gen: str | os.PathLike, gt: str | os.PathLike | None, metrics: Iter
             scratch.cleanup()
     return EvalRun(run, session, names_run, skipped, len(pairing.pairs), sum(bool(j.metrics) for j in jobs),
                    resumed, pairing.unpaired_gen, pairing.unpaired_gt, results, dataset_values, env, ground_truth,
-                   pairing.skipped, shard, Path(out) if out is not None else None, tracks)
+                   pairing.skipped, shard, Path(out) if out is not None else None, tracks, notes)
+
+
+RATE_SAMPLE = 4  # pairs whose native frame rates are read before any work
+
+
+def _input_notes(pairing: media.Pairing, protocol: Protocol, limits: media.DecodeLimits,
+                 compares: bool) -> list[str]:
+    """What looks wrong with the inputs before any work: folders that look swapped, generated inputs
+    byte-identical to their GT, native frame rates that differ (read on the first pairs). Frames
+    compared as stored (``decode.fps`` 0) at rates that differ on every pair read are refused: each
+    video would fail on its frame count after its decoding."""
+    notes = []
+    if len(pairing.unpaired_gen) > len(pairing.unpaired_gt) and len(pairing.unpaired_gen) > len(pairing.pairs):
+        notes.append(f"--gen holds more unpaired inputs ({len(pairing.unpaired_gen)}) than pairs "
+                     f"({len(pairing.pairs)}): are --gen (the generated videos) and --gt (the ground truth) swapped?")
+    same = [p.key for p in pairing.pairs if p.gen != p.gt and p.gen.is_file() and p.gt.is_file()
+            and p.gen.stat().st_size == p.gt.stat().st_size and content_hash(p.gen) == content_hash(p.gt)]
+    if same:
+        notes.append(f"{len(same)} of {len(pairing.pairs)} generated inputs are byte-identical to their GT (a copy of "
+                     f"the ground truth, or --gen and --gt naming the same videos?): {', '.join(same[:5])}"
+                     + (" …" if len(same) > 5 else ""))
+    differ = []
+    for pair in [p for p in pairing.pairs if p.gen != p.gt][:RATE_SAMPLE]:
+        try:
+            rates = [media.probe(path, limits).native_fps for path in (pair.gen, pair.gt)]
+        except LipsyncBenchError:
+            continue  # the video's own error, in its turn
+        if None not in rates and abs(rates[0] - rates[1]) > 0.01:
+            differ.append(f"{pair.key} (generated {rates[0]:g} fps, ground truth {rates[1]:g} fps)")
+    if differ and compares and protocol.fps is None and len(differ) == min(RATE_SAMPLE, len(pairing.pairs)):
+        raise ParameterError("frames are compared as stored (decode.fps 0), and the native frame rates of the "
+                             f"generated videos and their GT differ: {'; '.join(differ)}; every such pair would fail "
+                             "on its frame count. --fps 25 resamples both to 25 fps")
+    if differ:
+        how = f"both resampled to {protocol.fps:g} fps" if protocol.fps else "compared frame by frame as stored"
+        sampled = min(RATE_SAMPLE, len(pairing.pairs))
+        notes.append(f"native frame rates differ in {len(differ)} of the first {sampled} pairs ({how}): "
+                     + "; ".join(differ))
+    return notes
 
 
 def _input_name(path: Path) -> str:

@@ -149,6 +149,7 @@ def eval_text(result, out=None) -> str:
     for rec in result.failures.itertuples():
         lines.append(one_line(f"FAILED {rec.video}" + (f" ({rec.metrics})" if rec.metrics else "") + f": {rec.error}"))
     lines += [one_line(note if note.startswith("ignored ") else f"skipped {note}") for note in result.skipped_inputs]
+    lines += [one_line(f"note: {note}") for note in result.notes]
     for video, warnings in result.videos.drop_duplicates("video")[["video", "warnings"]].itertuples(index=False):
         lines += [one_line(f"warning {video}: {w}") for w in warnings]
     if result.unpaired_gen:

@@ -133,3 +133,32 @@ def test_one_pair_of_files_and_a_misspelled_metric(clip, tmp_path):
                                 "--metrics", "sism", "--out", str(tmp_path / "r2")])
     # the name is checked before the folders are listed or a model loaded
     assert typo.exit_code == 2 and typo.output.startswith("error: unknown metric 'sism' (did you mean ssim? known: ")
+
+
+def test_native_rates_that_differ_are_refused_as_stored_and_noted_when_resampled(clip, tmp_path):
+    frames = media.read_frames(clip)[:25]
+    write_lossless(tmp_path / "gen" / "a", frames[:30], fps=30)
+    write_lossless(tmp_path / "gt" / "a", frames, fps=25)
+    runner = CliRunner()
+    args = ["eval", "--gen", str(tmp_path / "gen"), "--gt", str(tmp_path / "gt"), "--metrics", "ssim"]
+    stored = runner.invoke(main, [*args, "--fps", "0", "--out", str(tmp_path / "r0")])
+    assert stored.exit_code == 2 and "a (generated 30 fps, ground truth 25 fps)" in stored.output
+    assert stored.output.rstrip().endswith("--fps 25 resamples both to 25 fps") and not (tmp_path / "r0").exists()
+    resampled = runner.invoke(main, [*args, "--out", str(tmp_path / "r"), "--quiet"])
+    assert resampled.exit_code == 0, resampled.output
+    assert ("note: native frame rates differ in 1 of the first 1 pairs (both resampled to 25 fps): a (generated 30 "
+            "fps, ground truth 25 fps)") in resampled.output
+
+
+def test_inputs_that_look_swapped_or_copied_are_noted(clip, tmp_path):
+    frames = media.read_frames(clip)[:6]
+    for name in ("a", "b", "c"):
+        write_lossless(tmp_path / "gen" / name, frames)
+    (tmp_path / "gt").mkdir()
+    shutil.copy(tmp_path / "gen" / "a.avi", tmp_path / "gt" / "a.avi")
+    result = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["ssim"])
+    assert ("--gen holds more unpaired inputs (2) than pairs (1): are --gen (the generated videos) and --gt (the "
+            "ground truth) swapped?") in result.notes
+    assert ("1 of 1 generated inputs are byte-identical to their GT (a copy of the ground truth, or --gen and --gt "
+            "naming the same videos?): a") in result.notes
+    assert "note: 1 of 1 generated inputs are byte-identical" in result.text()
