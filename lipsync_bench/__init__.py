@@ -1,8 +1,8 @@
 """lipsync-bench: lip-sync and visual-quality metrics for talking-face videos, with their protocol.
 
     import lipsync_bench
-    result = lipsync_bench.evaluate("out/wav2lip", "data/hdtf", metrics=["ssim", "psnr", "fid"])
-    result.summary.loc["fid", "mean"]   # the FID that ``eval`` prints
+    result = lipsync_bench.evaluate("out/wav2lip", "data/hdtf", metrics=["ssim", "psnr", "cpbd"])
+    result.summary.loc["ssim", "mean"]  # the SSIM that ``eval`` prints
 
 The API is imported lazily so that the command line starts without loading torch.
 """

@@ -186,7 +186,7 @@ def test_fid_frames_subsamples_evenly(with_weights, grid_frames, tmp_path):
     assert sorted(np.load(p).shape[0] for p in cached) == [8, 8]
 
 
-def test_without_weights_fid_is_skipped_with_one_clear_line(grid_frames, tmp_path, monkeypatch):
+def test_without_weights_fid_named_is_refused_with_one_clear_line(grid_frames, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_home"))
     monkeypatch.delenv(weights.ENV_VAR, raising=False)
     stem, frames = next(iter(grid_frames.items()))
@@ -194,12 +194,12 @@ def test_without_weights_fid_is_skipped_with_one_clear_line(grid_frames, tmp_pat
     write_lossless(tmp_path / "gen" / stem, frames[:10])
     result = CliRunner().invoke(main, ["eval", "--gen", str(tmp_path / "gen"), "--gt", str(tmp_path / "gt"),
                                        "--metrics", "ssim,fid", "--out", str(tmp_path / "r")])
-    assert result.exit_code == 0, result.output
-    skipped = [line for line in result.output.splitlines() if line.startswith("skipped fid")]
-    assert len(skipped) == 1
-    assert FID_FILE in skipped[0] and "releases/download/fid_weights" in skipped[0]
-    assert str(tmp_path / "empty_home" / "hub" / "checkpoints") in skipped[0]
-    assert "SSIM" in result.output
+    assert result.exit_code == 2, result.output  # named and unrunnable: refused before any work
+    refused = result.output.strip()
+    assert refused.startswith("error: fid cannot run here: needs ") and len(refused.splitlines()) == 1
+    assert FID_FILE in refused and "releases/download/fid_weights" in refused
+    assert str(tmp_path / "empty_home" / "hub" / "checkpoints") in refused
+    assert not (tmp_path / "r").exists()
     listing = CliRunner().invoke(main, ["weights", "list"])
     assert "inception-fid" in listing.output and "missing" in listing.output
 

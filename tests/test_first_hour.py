@@ -162,3 +162,29 @@ def test_inputs_that_look_swapped_or_copied_are_noted(clip, tmp_path):
     assert ("1 of 1 generated inputs are byte-identical to their GT (a copy of the ground truth, or --gen and --gt "
             "naming the same videos?): a") in result.notes
     assert "note: 1 of 1 generated inputs are byte-identical" in result.text()
+
+
+def test_niqe_on_frames_too_small_for_its_model_warns(clip, tmp_path):
+    small = media.read_frames(clip)[:3, 60:210, 100:250]  # 150x150: one 96x96 block a frame
+    write_lossless(tmp_path / "gen" / "small", np.ascontiguousarray(small))
+    result = lipsync_bench.evaluate(tmp_path / "gen", None, ["niqe"])
+    assert result.summary.loc["niqe", "n"] == 1
+    assert any("too few for its covariance, not comparable with NIQE of larger frames" in w
+               for w in result.videos.warnings[0])
+    assert "warning small: NIQE from 1 96x96 block(s) a frame" in result.text()
+
+
+def test_lse_with_an_audio_file_of_another_length_warns(clip, syncnet_file, tmp_path):
+    from lipsync_bench.metrics.lse import score_file
+
+    samples = media.read_audio(clip)
+    wav = tmp_path / "long.wav"
+    from scipy.io import wavfile
+
+    wavfile.write(wav, 16000, (np.concatenate([samples, samples, samples]) * 32767).astype(np.int16))
+    doc = score_file(clip, wav, sync_weights=syncnet_file)
+    assert doc["protocol"]["seconds"] == {"video": 3.0, "audio": pytest.approx(9.0, abs=0.1)}
+    assert doc["warnings"] == [f"{wav} lasts {doc['protocol']['seconds']['audio']:.2f} s and the video 3.00 s: is it "
+                               "this video's audio? (scores read the audio from the video's first frame on)"]
+    assert "warning: " in doc.text()
+    assert score_file(clip, sync_weights=syncnet_file)["warnings"] == []  # its own audio

@@ -63,14 +63,14 @@ def pair_dirs(tmp_path_factory):
     return root
 
 
-def test_without_weights_lse_is_skipped_with_the_reason_and_the_rest_runs(pair_dirs, tmp_path):
+def test_without_weights_lse_named_is_refused_with_the_reason(pair_dirs, tmp_path):
     result = CliRunner().invoke(main, ["eval", "--gen", str(pair_dirs / "gen"), "--gt", str(pair_dirs / "gt"),
-                                       "--out", str(tmp_path), "--metrics", "psnr,lse_c,lse_d", "--quiet"])
-    assert result.exit_code == 0, result.output
-    assert "PSNR" in result.output
-    skipped = [line for line in result.output.splitlines() if line.startswith("skipped lse_")]
-    assert len(skipped) == 2
-    assert all("syncnet_v2.model" in s and "lipsync-bench weights fetch syncnet" in s for s in skipped)
+                                       "--out", str(tmp_path / "r"), "--metrics", "psnr,lse_c,lse_d", "--quiet"])
+    assert result.exit_code == 2, result.output
+    reasons = result.output.strip().removeprefix("error: ").split("; lse_d cannot run here: ")
+    assert reasons[0].startswith("lse_c cannot run here: ") and len(reasons) == 2
+    assert all("syncnet_v2.model" in s and "lipsync-bench weights fetch syncnet" in s for s in reasons)
+    assert not (tmp_path / "r").exists()
     listing = CliRunner().invoke(main, ["weights", "list"]).output
     line = next(line for line in listing.splitlines() if line.startswith("syncnet "))
     assert "missing" in line and "lipsync-bench weights fetch syncnet" in line

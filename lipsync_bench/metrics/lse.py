@@ -328,6 +328,7 @@ def score_video(video: Path, audio: Path | None = None, crop: str = "track", com
             # the JPEG round trip gives BGR already; TrackedSync wants RGB
             sync.update(chunk[..., ::-1] if convert is not None else chunk, start)
             start += len(chunk)
+        protocol["seconds"] = {"video": start / fps, "audio": len(samples) / 16000}
         return sync.result(), protocol
     analyzer = FaceAnalyzer()
     for chunk in iter_frames(video, fps):
@@ -339,6 +340,7 @@ def score_video(video: Path, audio: Path | None = None, crop: str = "track", com
     for chunk in iter_frames(video, fps):
         sync.update(chunk, start)
         start += len(chunk)
+    protocol["seconds"] = {"video": start / fps, "audio": len(samples) / 16000}
     return sync.result(), protocol
 
 
@@ -383,6 +385,7 @@ class LseScore(Document):
         if not p["weights"]["official"]:
             lines.append(f"note: unofficial weights ({p['weights']['sha256'][:16]}…): not comparable with published "
                          "numbers")
+        lines += [f"warning: {w}" for w in self.get("warnings", [])]
         if "plot" in self:
             lines.append(f"plot written to {self['plot']}")
         return "\n".join(lines)
@@ -397,7 +400,11 @@ def score_file(video: Path, audio: Path | None = None, crop: str = "track", comp
     score, protocol = score_video(video, audio, crop, compat, fps, vshift, min_track, device, weights_dir,
                                   sync_model=sync_model, sync_weights=sync_weights)
     doc = LseScore(video=str(video), offset=score.offset, lse_c=score.lse_c, lse_d=score.lse_d,
-                   windows=score.windows, curve=[float(x) for x in score.curve], protocol=protocol)
+                   windows=score.windows, curve=[float(x) for x in score.curve], protocol=protocol, warnings=[])
+    seconds = protocol["seconds"]
+    if audio is not None and abs(seconds["audio"] - seconds["video"]) > max(1.0, 0.1 * seconds["video"]):
+        doc["warnings"].append(f"{audio} lasts {seconds['audio']:.2f} s and the video {seconds['video']:.2f} s: is it "
+                               "this video's audio? (scores read the audio from the video's first frame on)")
     doc.sync_model = sync_model
     if plot:
         plot_score(score, plot, title=str(Path(video).name))
