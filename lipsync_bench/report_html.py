@@ -1,13 +1,19 @@
 """``lipsync-bench report``: one self-contained HTML page of a results folder — per dataset the method
-table, per-metric distributions (box plots), the worst videos per metric with thumbnails of the
-generated and GT frames, the curves metrics keep per video, failures, and every run's protocol.
+table, each metric's distribution over videos (a full-width plot per metric, the medians beside it),
+the videos worth looking at (the generated and GT excerpts side by side, playing in sync, with their
+per-frame curves and a marker that follows playback), the face tracks, the curves metrics keep, the
+warnings and failures with their videos, and every run's protocol as a table with its sources.
 
-Self-contained: CSS inline, images as base64 PNG/JPEG data URIs, no scripts, nothing fetched — the
-page can be mailed or archived beside the numbers it shows.
+Self-contained: CSS inline, images and clips as data URIs, nothing fetched. One inline script (the
+playback marker) runs, allowed by its hash in the page's Content Security Policy; nothing else can run,
+whatever a string escaped below holds. The clips are read from the input folders the store records only
+with ``media`` (``report --media``): a results folder from elsewhere must not make the report read this
+machine's files.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
@@ -21,89 +27,310 @@ from . import __version__, media
 from .errors import LipsyncBenchError
 from .files import atomic_write_bytes
 from .metrics import get_metric
+from .protocol import load_protocol, protocol_names
 from .rendering import Document
-from .report import method_rows, render_table
+from .report import fmt_value, method_rows, render_table
 from .store import ResultStore, is_ground_truth
 
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; margin: .8em 0; font-size: .92em; }
-th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222;
+       font-size: 16px; line-height: 1.4; }
+h1 { font-size: 1.7em; } h2 { border-bottom: 2px solid #ccc; padding-bottom: .2em; margin-top: 2.2em; }
+h3 { margin-top: 1.8em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .95em; }
+th, td { border: 1px solid #ccc; padding: .3em .65em; text-align: right; vertical-align: top; }
 th:first-child, td:first-child { text-align: left; }
+td.text { text-align: left; }
 th { background: #f3f3f3; }
-.note { color: #555; font-size: .88em; margin: .2em 0; }
-.worst { display: flex; flex-wrap: wrap; gap: 1em; }
-.card { border: 1px solid #ddd; padding: .4em; font-size: .85em; }
-.card img { display: inline-block; margin-right: 3px; }
+.note { color: #555; font-size: .9em; margin: .25em 0; }
+.metric { display: flex; flex-wrap: wrap; align-items: center; gap: 1.5em; margin: 1em 0 1.6em; }
+.metric img { flex: 1 1 640px; max-width: 100%; }
+.clip { border: 1px solid #ddd; border-radius: 6px; padding: .8em; margin: 1.2em 0; }
+.clip video { width: 100%; max-width: 720px; display: block; background: #000; }
+.clip .labels { display: flex; max-width: 720px; font-size: .9em; color: #444; }
+.clip .labels span { flex: 1; text-align: center; }
+.curve { width: 100%; max-width: 720px; height: 64px; display: block; margin-top: .35em; }
+.curve text { font-size: 12px; fill: #333; }
+.curve .excerpt { fill: #fff2cc; }
+.curve .marker { stroke: #d00; stroke-width: 2; }
 pre { background: #f7f7f7; padding: .6em; overflow-x: auto; font-size: .8em; }
-img.plot { max-width: 100%; }
+details { margin: .5em 0; }
 """
+
+#: The page's only script: each clip's marker follows its video's playback (frame = start + time x fps);
+#: ``data-played`` records that a video played (the browser test reads it).
+SCRIPT = """
+document.querySelectorAll('.clip').forEach(function (clip) {
+  var video = clip.querySelector('video');
+  if (!video) { return; }
+  var start = Number(clip.dataset.start), fps = Number(clip.dataset.fps);
+  function follow() {
+    var frame = start + video.currentTime * fps;
+    clip.querySelectorAll('.marker').forEach(function (m) {
+      var x = frame / Number(m.dataset.frames) * 1000;
+      m.setAttribute('x1', x); m.setAttribute('x2', x);
+    });
+    if (video.currentTime > 0) { clip.dataset.played = '1'; }
+  }
+  video.addEventListener('timeupdate', follow);
+  video.addEventListener('seeked', follow);
+});
+"""
+SCRIPT_HASH = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
+CSP = ("default-src 'none'; img-src data:; media-src data:; style-src 'unsafe-inline'; "
+       f"script-src 'sha256-{SCRIPT_HASH}'")
+
+EXCERPT_SECONDS = 3.0
+CLIP_HEIGHT = 144  # pixels of each side of an excerpt
+CLIP_BITRATE = 250_000
+#: Per-frame curves drawn under a clip, in this order, where the video's details keep them.
+CURVES = (("ssim", "per_frame", "SSIM"), ("psnr", "per_frame", "PSNR"), ("lmd", "per_frame", "LMD"),
+          ("lse_c", "framewise_confidence", "sync confidence"))
 
 
 def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _thumbnail(path: Path, index: int, fps: float, width: int = 160) -> str | None:
-    """The frame ``index`` of an input, as a small JPEG data URI (None when it cannot be read)."""
-    seen = 0
-    try:
-        for chunk in media.iter_frames(path, fps):
-            if index < seen + len(chunk):
-                frame = chunk[index - seen]
-                height = max(1, round(frame.shape[0] * width / frame.shape[1]))
-                small = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-                ok, data = cv2.imencode(".jpg", small[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
-                return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode() if ok else None
-            seen += len(chunk)
-    except LipsyncBenchError:
-        return None
-    return None
-
-
-def _boxplots(df, columns, rows) -> tuple[str | None, list[str]]:
-    """One box plot per table column (a metric under one definition: never two definitions in one plot),
-    and a note per method whose infinite values (PSNR of identical frames) a box cannot show."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plots, notes = [], []
+    return plt
+
+
+# --------------------------------------------------------------------------------------------------
+# Distributions
+
+
+def _distributions(df, columns, rows) -> str:
+    """Per table column (one metric under one definition): a full-width box plot, methods on one axis,
+    and the medians beside it; values a box cannot draw (inf) counted under it."""
+    plt = _pyplot()
+    parts = []
     for col in columns:
         methods = [r["method"] for r in rows if r["kind"] != "reported" and col.name in r["values"]]
         values = df[(df.metric == col.metric) & df.method.isin(methods) & df.value.notna()]
-        for method, count in values[np.isinf(values.value)].groupby("method").size().items():
-            notes.append(f"{method}: {count} of {(values.method == method).sum()} videos with {col.label} infinite "
-                         "(identical frames: the best value) are not drawn in its box")
-        sub = values[np.isfinite(values.value)]
-        if not sub.empty:
-            plots.append((col, [m for m in methods if (sub.method == m).any()], sub))
-    if not plots:
-        return None, notes
-    fig, axes = plt.subplots(1, len(plots), figsize=(3.2 * len(plots), 3.4), squeeze=False)
-    for ax, (col, methods, sub) in zip(axes[0], plots, strict=False):
-        ax.boxplot([sub[sub.method == m].value.to_numpy() for m in methods], showmeans=True)
-        ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, ha="right", fontsize=8)
-        ax.set_title(col.header, fontsize=9, wrap=True)
-    fig.tight_layout()
-    return _png(fig), notes
+        if values.empty:
+            continue
+        per_method = {m: values[values.method == m].value.to_numpy() for m in methods}
+        per_method = {m: v for m, v in per_method.items() if len(v)}
+        finite = {m: v[np.isfinite(v)] for m, v in per_method.items()}
+        drawn = [m for m, v in finite.items() if len(v)]
+        img = ""
+        if drawn:
+            fig, ax = plt.subplots(figsize=(8, 0.4 * len(drawn) + 0.9))
+            ax.boxplot([finite[m] for m in drawn], orientation="horizontal", showmeans=True, widths=0.6)
+            ax.set_yticks(range(1, len(drawn) + 1), drawn, fontsize=11)
+            ax.invert_yaxis()
+            ax.tick_params(axis="x", labelsize=10)
+            ax.set_xlabel(col.header, fontsize=11)
+            ax.grid(axis="x", alpha=0.3)
+            img = f"<img src='{_png(fig)}' alt='{html.escape(col.header)} by method'>"
+        body = "".join(
+            f"<tr><td>{html.escape(m)}</td><td>{fmt_value(float(np.median(v)), col.decimals)}</td>"
+            f"<td>{len(v)}</td></tr>" for m, v in per_method.items())
+        table = f"<table><tr><th>{html.escape(col.header)}</th><th>median</th><th>videos</th></tr>{body}</table>"
+        notes = "".join(
+            f"<p class='note'>{html.escape(m)}: {int(np.isinf(v).sum())} of {len(v)} videos with "
+            f"{html.escape(col.label)} infinite (identical frames: the best value) are not drawn in its box</p>"
+            for m, v in per_method.items() if np.isinf(v).any())
+        parts.append(f"<div class='metric'>{img}{table}</div>{notes}")
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Videos worth looking at
+
+
+def _worst_videos(df, runs, count: int) -> list[tuple]:
+    """(run, video, [(metric, value)]) of each method's worst videos: per metric with spread (its values
+    over the method's videos differ), the worst one; at most ``count`` videos a method."""
+    chosen = []
+    for run in runs:
+        if is_ground_truth(run.method):
+            continue
+        sub = df[(df.method == run.method) & df.value.notna()]
+        picks: dict[str, list] = {}
+        for metric, g in sub.groupby("metric", sort=False):
+            m = get_metric(metric)
+            finite = g[np.isfinite(g.value)]
+            if m.higher_is_better is None or m.scope != "video" or finite.value.nunique() < 2:
+                continue  # no spread: no video is worse than another
+            worst = finite.sort_values("value", ascending=m.higher_is_better).iloc[0]
+            picks.setdefault(worst.video, []).append((metric, float(worst.value)))
+        for video, why in list(picks.items())[:count]:
+            chosen.append((run, video, why))
+    return chosen
+
+
+def _per_frame(store: ResultStore, run, video: str) -> list[tuple[str, list]]:
+    """The per-frame curves the run's details keep for ``video``: (label, values) in ``CURVES`` order."""
+    out = []
+    for metric, key, label in CURVES:
+        if metric not in run.metric_params:
+            continue
+        d = store.details(run, metric).get(video, {})
+        if d.get(key):
+            out.append((label, d[key]))
+    return out
+
+
+def _svg_curve(label: str, values: list, frames: int, span: tuple[int, int] | None) -> str:
+    """A per-frame curve as inline SVG (x: frames 0..frames over a 1000-unit axis), the excerpt's span
+    shaded, and a marker the page's script moves with playback."""
+    v = np.array([np.nan if x is None else float(x) for x in values], dtype=float)
+    ok = np.isfinite(v)
+    if not ok.any():
+        what = "inf on every frame (identical frames)" if np.isinf(v).any() else "no value on any frame"
+        return f"<p class='note'>{html.escape(label)} per frame: {what}</p>"
+    lo, hi = float(v[ok].min()), float(v[ok].max())
+    scale = (hi - lo) or 1.0
+    points, segment, paths = [], [], []
+    for i, x in enumerate(v):
+        if not np.isfinite(x):
+            if segment:
+                paths.append(segment)
+            segment = []
+            continue
+        segment.append(f"{(i + 0.5) / frames * 1000:.1f},{8 + (1 - (x - lo) / scale) * 56:.1f}")
+    if segment:
+        paths.append(segment)
+    points = "".join(f"<polyline points='{' '.join(p)}' fill='none' stroke='#1f77b4' stroke-width='1.5' "
+                     "vector-effect='non-scaling-stroke'/>" for p in paths)
+    shade = ""
+    if span is not None:
+        shade = (f"<rect class='excerpt' x='{span[0] / frames * 1000:.1f}' y='0' "
+                 f"width='{(span[1] - span[0]) / frames * 1000:.1f}' height='72'/>")
+    infinite = int(np.isinf(v).sum())
+    title = f"{label} per frame: {fmt_value(lo, 3)} to {fmt_value(hi, 3)}" + (
+        f", {infinite} frames inf (not drawn)" if infinite else "")
+    return (f"<svg class='curve' viewBox='0 0 1000 72' preserveAspectRatio='none' role='img' "
+            f"aria-label='{html.escape(title)}'>{shade}{points}"
+            f"<line class='marker' data-frames='{frames}' x1='0' x2='0' y1='0' y2='72'/>"
+            f"<text x='4' y='12'>{html.escape(title)}</text></svg>")
+
+
+def _excerpt(gen: Path, gt: Path, fps: float | None, start: int, frames: int) -> tuple[str | None, float]:
+    """The generated and GT frames [start, start + frames) side by side (each CLIP_HEIGHT high), with
+    the generated video's audio of that span, as a WebM (VP8, Opus) data URI; and its frame rate."""
+    import av
+
+    rate = fps or media.probe(gen).native_fps or 25.0
+
+    def frames_of(path: Path) -> list[np.ndarray]:
+        out, seen = [], 0
+        for chunk in media.iter_frames(path, fps):
+            for f in chunk:
+                if start <= seen < start + frames:
+                    out.append(f)
+                seen += 1
+            if seen >= start + frames:
+                break
+        return out
+
+    left, right = frames_of(gen), frames_of(gt)
+    n = min(len(left), len(right))
+    if n == 0:
+        return None, rate
+
+    def small(f: np.ndarray) -> np.ndarray:
+        width = max(2, round(f.shape[1] * CLIP_HEIGHT / f.shape[0] / 2) * 2)
+        return cv2.resize(f, (width, CLIP_HEIGHT), interpolation=cv2.INTER_AREA)
+
+    sides = [np.hstack([small(a), small(b)]) for a, b in zip(left[:n], right[:n], strict=False)]
+    try:
+        audio = media.read_audio(gen)[int(start / rate * 16000):int((start + n) / rate * 16000)]
+    except LipsyncBenchError:
+        audio = None
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="webm") as container:
+        stream = container.add_stream("libvpx", rate=round(rate))
+        stream.width, stream.height = sides[0].shape[1], sides[0].shape[0]
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = CLIP_BITRATE
+        sound = container.add_stream("libopus", rate=48000, layout="mono") if audio is not None and len(audio) else None
+        for image in sides:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+        if sound is not None:
+            resampled = np.interp(np.arange(0, len(audio) * 3) / 3, np.arange(len(audio)), audio).astype(np.float32)
+            step = 960
+            for i in range(0, len(resampled), step):
+                frame = av.AudioFrame.from_ndarray(resampled[None, i:i + step].copy(), format="flt", layout="mono")
+                frame.sample_rate, frame.pts = 48000, i
+                for packet in sound.encode(frame):
+                    container.mux(packet)
+            for packet in sound.encode():
+                container.mux(packet)
+    return "data:video/webm;base64," + base64.b64encode(buf.getvalue()).decode(), rate
+
+
+def _excerpt_start(curves: list[tuple[str, list]], length: int) -> int:
+    """Where the excerpt starts: centred on the worst stretch of the first per-frame curve (lowest mean
+    over ``length`` frames; for LMD, highest), else at the beginning."""
+    if not curves:
+        return 0
+    label, values = curves[0]
+    v = np.array([np.nan if x is None else float(x) for x in values], dtype=float)
+    if len(v) <= length or not np.isfinite(v).any():
+        return 0
+    v = np.where(np.isfinite(v), v, np.nanmedian(v[np.isfinite(v)]))
+    sums = np.convolve(v, np.ones(length), "valid")
+    return int(np.argmax(sums) if label == "LMD" else np.argmin(sums))
+
+
+def _videos(store: ResultStore, runs, df, count: int, with_media: bool) -> str:
+    parts = []
+    for run, video, why in _worst_videos(df, runs, count):
+        curves = _per_frame(store, run, video)
+        rate = run.protocol.get("decode.fps") or None
+        length = max(1, round(EXCERPT_SECONDS * (rate or 25.0)))
+        start = _excerpt_start(curves, length)
+        clip, note = None, ""
+        if with_media:
+            try:
+                pair = {p.key: p for p in media.pair_inputs(run.gen_dir, run.gt_dir).pairs}.get(video)
+                if pair is not None:
+                    clip, rate = _excerpt(pair.gen, pair.gt, rate, start, length)
+                else:
+                    note = "its inputs are no longer where the store says"
+            except (LipsyncBenchError, OSError, TypeError) as exc:
+                note = f"its inputs could not be read ({exc})"
+        else:
+            note = "no clip: 'report --media' reads the input folders the store records"
+        frames = max(len(values) for _, values in curves) if curves else length
+        svg = "".join(_svg_curve(label, values, frames, (start, start + length) if clip else None)
+                      for label, values in curves)
+        head = ", ".join(f"worst {get_metric(m).label} {fmt_value(v, get_metric(m).decimals)}" for m, v in why)
+        player = (f"<video src='{clip}' controls muted loop autoplay playsinline preload='auto'></video>"
+                  "<div class='labels'><span>generated</span><span>ground truth</span></div>" if clip else
+                  f"<p class='note'>{html.escape(note)}</p>")
+        span = (f"frames {start}–{start + length - 1}, " if clip else "")
+        parts.append(f"<div class='clip' data-start='{start}' data-fps='{rate or 25.0:g}'>"
+                     f"<h4>{html.escape(run.method)} / {html.escape(video)}: {html.escape(head)}</h4>{player}{svg}"
+                     f"<p class='note'>{span}per-frame curves of the stored details (the first "
+                     f"{frames} frames); the red line follows playback</p></div>")
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Curves, tracks, warnings, protocol
 
 
 def _curves(store: ResultStore, runs) -> list[tuple[str, str]]:
     """Plots of the curves that metrics keep in their details (``Metric.curve``, e.g. a distance
     against offset): (title, data URI) per kind of curve, one axis per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     kinds: dict = {}  # curve declaration -> run -> (curves, y label)
     for run in runs:
         for metric, params in run.metric_params.items():
@@ -114,66 +341,25 @@ def _curves(store: ResultStore, runs) -> list[tuple[str, str]]:
             if m.curve is None or run.method in kinds.get(m.curve, {}):
                 continue
             details = store.details(run, metric)
-            if details:
-                kinds.setdefault(m.curve, {})[run.method] = (
-                    [np.asarray(d[m.curve.key]) for d in details.values()], m.curve.y_label(params))
+            kept = [np.asarray(d[m.curve.key]) for d in details.values() if m.curve.key in d]
+            if kept:
+                kinds.setdefault(m.curve, {})[run.method] = (kept, m.curve.y_label(params))
     plots = []
     for curve, by_run in kinds.items():
         # no shared y axis: another definition's values are on another scale
-        fig, axes = plt.subplots(1, len(by_run), figsize=(3.6 * len(by_run), 3), squeeze=False)
+        fig, axes = plt.subplots(1, len(by_run), figsize=(4.2 * len(by_run), 3.4), squeeze=False)
         for ax, (method, (cs, y_label)) in zip(axes[0], by_run.items(), strict=False):
             x = curve.x_values(len(cs[0])) if curve.x_values else np.arange(len(cs[0]))
             for c in cs:
                 ax.plot(x, c, color="tab:blue", alpha=0.25, lw=0.8)
             ax.plot(x, np.mean(cs, axis=0), color="tab:red", lw=2, label="mean")
-            ax.set_title(f"{method} ({len(cs)} videos)", fontsize=10)
-            ax.set_xlabel(curve.x_label)
-            ax.set_ylabel(y_label)
-        axes[0][0].legend(fontsize=8)
+            ax.set_title(f"{method} ({len(cs)} videos)", fontsize=11)
+            ax.set_xlabel(curve.x_label, fontsize=10)
+            ax.set_ylabel(y_label, fontsize=10)
+        axes[0][0].legend(fontsize=9)
         fig.tight_layout()
         plots.append((curve.title, _png(fig)))
     return plots
-
-
-def _worst(store: ResultStore, runs, df, metrics: list[str], count: int, thumbnails: bool) -> str:
-    parts = []
-    for run in runs:
-        if is_ground_truth(run.method):
-            continue
-        pairs = {}
-        if thumbnails:
-            try:
-                pairs = {p.key: p for p in media.pair_inputs(run.gen_dir, run.gt_dir).pairs}
-            except (LipsyncBenchError, TypeError, OSError):
-                pass
-        fps = run.protocol.get("decode.fps", 25.0) or None
-        for metric in metrics:
-            m = get_metric(metric)
-            if m.higher_is_better is None:
-                continue
-            sub = df[(df.method == run.method) & (df.metric == metric) & df.value.notna()]
-            sub = sub.sort_values("value", ascending=m.higher_is_better).head(count)
-            if sub.empty:
-                continue
-            cards = []
-            for rec in sub.itertuples():
-                pair = pairs.get(rec.video)
-                middle = int(rec.frames or 0) // 2
-                images = ""
-                if pair is not None:
-                    for side, path in (("generated", pair.gen), ("ground truth", pair.gt)):
-                        uri = _thumbnail(path, middle, fps)
-                        if uri:
-                            images += f'<img src="{uri}" alt="{side}" title="{side}, frame {middle}">'
-                else:
-                    images = ("<i>inputs not readable from here</i>" if thumbnails else
-                              "<i>no thumbnails (report --thumbnails reads the inputs)</i>")
-                cards.append(f'<div class="card">{images}<br>{html.escape(rec.video)}: {m.label} '
-                             f'{rec.value:.{m.decimals}f} <span class="note">(generated | ground truth, frame '
-                             f'{middle})</span></div>')
-            parts.append(f"<h4>{html.escape(run.method)}: worst {m.label}</h4>"
-                         f"<div class='worst'>{''.join(cards)}</div>")
-    return "".join(parts)
 
 
 def _tracks(store: ResultStore, runs) -> str:
@@ -204,18 +390,97 @@ def _tracks(store: ResultStore, runs) -> str:
     return "".join(parts)
 
 
+def _problems(df) -> str:
+    """Failures and warnings, one row per method, video and message (the metrics it concerns)."""
+    rows: dict[tuple, list[str]] = {}
+    for r in df.itertuples():
+        if isinstance(r.error, str):
+            rows.setdefault(("failed", r.method, r.video, r.error), []).append(r.metric)
+        for w in r.warnings:
+            rows.setdefault(("warning", r.method, r.video, w), []).append(r.metric)
+    if not rows:
+        return ""
+    body = "".join(f"<tr><td>{kind}</td><td class='text'>{html.escape(method)}</td><td class='text'>"
+                   f"{html.escape(video)}</td><td class='text'>{html.escape(', '.join(metrics))}</td>"
+                   f"<td class='text'>{html.escape(message)}</td></tr>"
+                   for (kind, method, video, message), metrics in sorted(rows.items()))
+    return ("<table><tr><th>kind</th><th>method</th><th>video</th><th>metrics</th><th>message</th></tr>"
+            f"{body}</table>")
+
+
+def _protocol_table(store: ResultStore, run) -> str:
+    """A run's protocol as a table: each choice, its value, its source (the named protocol's), and
+    what the command line changed; each metric's parameters; the raw record folded below."""
+    record = run.protocol
+    name = str(record.get("protocol", "?"))
+    base = name.removesuffix(" (modified)")
+    sources = load_protocol(base).sources if base in protocol_names() else {}
+    modified = record.get("modified", {})
+    rows = []
+    for key, value in record.items():
+        if key in ("protocol", "protocol_sha256", "modified") or isinstance(value, dict):
+            continue
+        was = modified.get(key)
+        change = f"changed (protocol {base}: {was[0]})" if was else ""
+        rows.append(f"<tr><td>{html.escape(key)}</td><td class='text'>{html.escape(str(value))}</td>"
+                    f"<td class='text'>{html.escape(change)}</td>"
+                    f"<td class='text'>{html.escape(sources.get(key, ''))}</td></tr>")
+    for metric, params in run.metric_params.items():
+        changed = params.get("protocol_values", {})
+        for key, value in params.items():
+            if key in ("protocol_values", "resolved", "weights"):
+                continue
+            change = f"changed (protocol {base}: {changed[key]})" if key in changed else ""
+            rows.append(f"<tr><td>{html.escape(f'{metric}.{key}')}</td><td class='text'>{html.escape(str(value))}</td>"
+                        f"<td class='text'>{html.escape(change)}</td>"
+                        f"<td class='text'>{html.escape(sources.get(f'{metric}.{key}', ''))}</td></tr>")
+        weights = params.get("weights")
+        for w in (weights if isinstance(weights, list) else [weights] if weights else []):
+            rows.append(f"<tr><td>{html.escape(metric)} weights</td><td class='text'>{html.escape(str(w.get('file')))}"
+                        f"</td><td class='text'>{'' if w.get('official') else 'unofficial'}</td><td class='text'>"
+                        f"sha256 {html.escape(str(w.get('sha256', ''))[:16])}…</td></tr>")
+    sessions = store.sessions(run)
+    doc = {"protocol": record, "metric_params": run.metric_params, "gen_dir": run.gen_dir, "gt_dir": run.gt_dir,
+           "environment": sessions[-1]["environment"] if sessions else None, "sessions": len(sessions)}
+    return (f"<h4>{html.escape(run.method)}: protocol {html.escape(name)}</h4>"
+            "<table><tr><th>choice</th><th>value</th><th>modified</th><th>source</th></tr>"
+            f"{''.join(rows)}</table><details><summary>the full record (JSON)</summary>"
+            f"<pre>{html.escape(json.dumps(doc, indent=2, default=str))}</pre></details>")
+
+
+# --------------------------------------------------------------------------------------------------
+# The page
+
+
 class ReportFile(Document):
     """``report``: the page written (``path``) and its size."""
 
     def text(self) -> str:
-        return f"report written to {self['path']}"
+        return f"report written to {self['path']} ({self['bytes'] / 1e6:.1f} MB)"
 
 
 def build_report(results: str | Path, out: str | Path, datasets: list[str] | None = None, worst: int = 3,
-                 thumbnails: bool = False) -> ReportFile:
-    """Write the HTML report of the results folder ``results`` to ``out``. Only with ``thumbnails`` does
-    it read the input folders the store records (a frame of each worst video)."""
+                 with_media: bool = False) -> ReportFile:
+    """Write the HTML report of the results folder ``results`` to ``out``: per method at most ``worst``
+    videos worth looking at. Only ``with_media`` reads the input folders the store records (the clips)."""
     store = ResultStore.open_existing(results)
+    try:
+        body = _body(store, results, datasets, worst, with_media)
+    finally:
+        store.close()
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>lipsync-bench report</title><style>{CSS}</style></head><body>{body}"
+            f"<script id='player'>{SCRIPT}</script></body></html>\n")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = page.encode("utf-8")
+    atomic_write_bytes(out, data)
+    return ReportFile(path=str(out), bytes=len(data))
+
+
+def _body(store: ResultStore, results, datasets, worst: int, with_media: bool) -> str:
     all_runs = store.runs()
     datasets = datasets or sorted({r.dataset for r in all_runs})
     body = [f"<h1>lipsync-bench report</h1><p class='note'>{html.escape(str(Path(results).resolve()))} — "
@@ -229,40 +494,23 @@ def build_report(results: str | Path, out: str | Path, datasets: list[str] | Non
         columns, rows = method_rows(store, dataset)
         body.append(render_table(columns, rows, "html"))
         df = store.results(runs)
-        video_metrics = list(dict.fromkeys(c.metric for c in columns if get_metric(c.metric).scope == "video"))
-        plot, notes = _boxplots(df, [c for c in columns if c.metric in video_metrics], rows)
-        if plot:
-            body.append(f"<h3>Distributions over videos</h3><img class='plot' src='{plot}' alt='box plots'>")
-        body += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
+        video_metrics = {c.metric for c in columns if get_metric(c.metric).scope == "video"}
+        distributions = _distributions(df, [c for c in columns if c.metric in video_metrics], rows)
+        if distributions:
+            body.append(f"<h3>Distributions over videos</h3>{distributions}")
+        videos = _videos(store, runs, df, worst, with_media)
+        if videos:
+            body.append("<h3>Videos worth looking at</h3><p class='note'>per method, the worst video of each metric "
+                        "whose values differ between videos; generated left, ground truth right</p>" + videos)
         for title, uri in _curves(store, runs):
-            body.append(f"<h3>{html.escape(title)}</h3><img class='plot' src='{uri}' alt='{html.escape(title)}'>")
+            body.append(f"<h3>{html.escape(title)}</h3><img src='{uri}' alt='{html.escape(title)}' "
+                        "style='max-width:100%'>")
         tracks_html = _tracks(store, runs)
         if tracks_html:
             body.append(f"<h3>Face tracks, each scored</h3>{tracks_html}")
-        worst_html = _worst(store, runs, df, video_metrics, worst, thumbnails)
-        if worst_html:
-            body.append(f"<h3>Worst videos per metric</h3>{worst_html}")
-        failures = df[df.error.notna()].drop_duplicates(["method", "video"])
-        if not failures.empty:
-            items = "".join(f"<li>{html.escape(r.method)} / {html.escape(r.video)}: {html.escape(r.error)}</li>"
-                            for r in failures.itertuples())
-            body.append(f"<h3>Failures</h3><ul>{items}</ul>")
-        body.append("<h3>Protocol</h3>")
-        for run in runs:
-            sessions = store.sessions(run)
-            doc = {"protocol": run.protocol, "metric_params": run.metric_params, "gen_dir": run.gen_dir,
-                   "gt_dir": run.gt_dir, "environment": sessions[-1]["environment"] if sessions else None,
-                   "sessions": len(sessions)}
-            body.append(f"<details><summary>{html.escape(run.method)}</summary>"
-                        f"<pre>{html.escape(json.dumps(doc, indent=2, default=str))}</pre></details>")
-    store.close()
-    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            # no script may run and nothing be fetched, whatever a string escaped below holds
-            "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
-            "style-src 'unsafe-inline'\"><title>lipsync-bench report</title>"
-            f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>\n")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    data = page.encode("utf-8")
-    atomic_write_bytes(out, data)
-    return ReportFile(path=str(out), bytes=len(data))
+        problems = _problems(df)
+        if problems:
+            body.append(f"<h3>Warnings and failures</h3>{problems}")
+        body.append("<h3>Protocol</h3>" + "".join(_protocol_table(store, run) for run in runs))
+    return "".join(body)
+

@@ -317,6 +317,8 @@ def test_a_hostile_video_name_shows_as_text_and_runs_no_script(tmp_path):
     frames = media.read_frames(CLIP)[:10]
     media.write_video(tmp_path / "gt" / f"{name}.avi", frames, 25, codec="ffv1")
     media.write_video(tmp_path / "gen" / f"{name}.avi", blur(frames, 1.0), 25, codec="ffv1")
+    for side in ("gen", "gt"):  # a second, perfect video: the hostile one is the worst, shown with its name
+        media.write_video(tmp_path / side / "plain.avi", frames, 25, codec="ffv1")
     for side in ("gen", "gt"):  # an unreadable frame folder: its name lands in the failures
         (tmp_path / side / "<script>alert(1)<").mkdir()
         (tmp_path / side / "<script>alert(1)<" / "000001.png").write_bytes(b"<script>alert(3)</script>")

@@ -173,18 +173,21 @@ def verify_cmd(results, as_json):
 @click.argument("results", type=existing_folder())
 @click.option("--out", "out", default="report.html", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dataset", "datasets", multiple=True, help="Only these datasets (repeatable) [default: all].")
-@click.option("--worst", default=3, show_default=True, help="Worst videos shown per metric and method.")
-@click.option("--thumbnails", is_flag=True,
-              help="Show a frame of each worst video, read from the input folders the store records (off by "
-                   "default: a results folder from elsewhere must not make the report read this machine's files).")
+@click.option("--worst", default=3, show_default=True,
+              help="Videos shown per method: the worst of each metric whose values differ between videos.")
+@click.option("--media", "with_media", is_flag=True,
+              help="Embed a short clip of each video shown (generated and GT side by side, in sync), read from the "
+                   "input folders the store records (off by default: a results folder from elsewhere must not make "
+                   "the report read this machine's files). The per-frame curves come from the store either way.")
 @friendly
-def report_cmd(results, out, datasets, worst, thumbnails):
-    """One self-contained HTML page of RESULTS: tables, distributions, worst videos (with --thumbnails,
-    a frame of each), LSE curves, failures and protocols (images inline, nothing fetched, every string
-    from the inputs or the store escaped)."""
+def report_cmd(results, out, datasets, worst, with_media):
+    """One self-contained HTML page of RESULTS: the method table, each metric's distribution, the videos
+    worth looking at (with --media, their clips playing in sync, per-frame curves under them), face
+    tracks, curves, warnings, failures and protocols (nothing fetched, every string from the inputs or
+    the store escaped, one inline script allowed by its hash)."""
     from ..report_html import build_report
 
-    emit(build_report(results, out, list(datasets) or None, worst, thumbnails))
+    emit(build_report(results, out, list(datasets) or None, worst, with_media))
 
 
 @click.command("compare")

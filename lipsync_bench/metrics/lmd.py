@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import MetricError
 from ..faces import FaceData, require_faces
 from .declarations import LMD_DISTANCES as DISTANCES
-from .streaming import Accumulator, FrameBatch, MetricContext, MetricValue
+from .streaming import Accumulator, FrameBatch, MetricContext, MetricValue, per_frame_details
 
 MOUTH = slice(48, 68)
 NORMALIZED_FACE = 256.0
@@ -72,7 +72,7 @@ class _LmdAccumulator(Accumulator):
         if not used.any():
             raise MetricError("no frame has a face in both the generated and the GT video")
         warnings = [] if used.all() else [f"LMD over {used.sum()} of {len(d)} frames (faces found in both)"]
-        return MetricValue(float(d[used].mean()), int(used.sum()), warnings)
+        return MetricValue(float(d[used].mean()), int(used.sum()), warnings, details=per_frame_details(d))
 
 
 def make_accumulator(params: dict, ctx: MetricContext) -> Accumulator:

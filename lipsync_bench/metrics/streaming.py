@@ -115,27 +115,43 @@ def frames_per_step(frames: torch.Tensor) -> int:
     return max(1, CPU_PIXELS_AT_ONCE // (frames.shape[1] * frames.shape[2]))
 
 
+#: Per-frame values kept in a video's details (for the report's per-frame curves): the first minute at
+#: 25 fps, so that a long video's details stay small.
+PER_FRAME_KEPT = 1500
+
+
+def per_frame_details(values) -> dict:
+    """``{"per_frame": [...]}``: the first ``PER_FRAME_KEPT`` per-frame values, 5 significant digits
+    (NaN, a frame without a value, as None)."""
+    return {"per_frame": [None if v != v else float(f"{v:.5g}") for v in list(values)[:PER_FRAME_KEPT]]}
+
+
 class PerFrameMean(Accumulator):
-    """Mean over frames of a per-frame function ``fn(gen, gt, **params) -> (n,) tensor``."""
+    """Mean over frames of a per-frame function ``fn(gen, gt, **params) -> (n,) tensor``; the first
+    frames' values kept in the details (``per_frame_details``)."""
 
     def __init__(self, fn: Callable[..., torch.Tensor], params: dict[str, Any]):
         self.fn, self.params = fn, params
         self.total = 0.0
         self.count = 0
         self.infinite = 0
+        self.kept: list[float] = []
 
     def update(self, batch: FrameBatch) -> None:
         values = self.fn(batch.gen, batch.gt, **self.params)
         self.infinite += int(torch.isinf(values).sum())
         self.total += float(values.sum())
         self.count += values.numel()
+        if len(self.kept) < PER_FRAME_KEPT:
+            self.kept += values.flatten()[:PER_FRAME_KEPT - len(self.kept)].double().cpu().tolist()
 
     def result(self) -> MetricValue:
         warnings_ = []
         if self.infinite:
             warnings_.append(f"{self.infinite} of {self.count} frames are identical to GT (value inf)")
-        return MetricValue(self.total / self.count if self.count else math.nan, self.count, warnings_)
+        return MetricValue(self.total / self.count if self.count else math.nan, self.count, warnings_,
+                           details=per_frame_details(self.kept) if self.kept else None)
 
 
-__all__ = ["CPU_PIXELS_AT_ONCE", "Accumulator", "FrameBatch", "MetricContext", "MetricValue", "PerFrameMean",
-           "StateFile", "frames_per_step"]
+__all__ = ["CPU_PIXELS_AT_ONCE", "PER_FRAME_KEPT", "Accumulator", "FrameBatch", "MetricContext", "MetricValue",
+           "PerFrameMean", "StateFile", "frames_per_step", "per_frame_details"]
