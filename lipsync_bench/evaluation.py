@@ -513,8 +513,17 @@ def _compute(store: ResultStore, run: Run, session: int, references: dict[str, t
 
     try:
         if workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                finish(evaluate_pair(job, setup))
+            # the frames of the video at hand: decoding and the face stage take most of a video's time
+            frames = tqdm(desc="frames", unit="frame", disable=bar.disable, file=sys.stderr, dynamic_ncols=True,
+                          position=1, leave=False, bar_format="{desc}: {n_fmt} [{elapsed}, {rate_fmt}]")
+            try:
+                for job in jobs:
+                    frames.reset()
+                    frames.set_description(f"{job.pair.key}: frames" + (" and faces" if _reads_faces(job, setup)
+                                                                         else ""))
+                    finish(evaluate_pair(job, setup, frames.update))
+            finally:
+                frames.close()
             return
         threads = max(1, (os.cpu_count() or 1) // workers)
         ctx = multiprocessing.get_context("spawn")  # torch and fork do not mix
@@ -530,6 +539,14 @@ def _compute(store: ResultStore, run: Run, session: int, references: dict[str, t
                 raise
     finally:
         bar.close()
+
+
+def _reads_faces(job: PairJob, setup: RunSetup) -> bool:
+    params = [setup.params[m] for m in job.metrics] + [p[m] for name, ms in job.references.items()
+                                                        for p in [setup.reference_params[name]] for m in ms]
+    names = job.metrics + [m for ms in job.references.values() for m in ms]
+    return setup.protocol.region != "full" or any(get_metric(n).needs_of(p) & FACE_NEEDS
+                                                  for n, p in zip(names, params, strict=True))
 
 
 def _checked(rows: list[ResultRow], official: bool) -> list[ResultRow]:

@@ -26,7 +26,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -130,10 +130,18 @@ class FaceStage:
         self.resized = resized  # the input whose frames are resized to its ground truth's size (decode.resize)
         self.data: dict[Path, FaceData] = {}
         self.analyzers: dict[Path, tuple[FaceAnalyzer, Path]] = {}
+        self.seconds = 0.0  # spent in the face stage (loading, analysing, caching): kept with the rows
 
     def want(self, path: Path) -> None:
         if path in self.data or path in self.analyzers:
             return
+        start = time.perf_counter()
+        try:
+            self._want(path)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _want(self, path: Path) -> None:
         analyzer = face_analyzer(self.protocol, self.device, repeated_frame(path, self.protocol, self.limits))
         key = analyzer.params()
         if path == self.resized:  # landmarks in the ground truth's pixels: another analysis than the file's own
@@ -154,13 +162,17 @@ class FaceStage:
 
     def update(self, path: Path, frames: np.ndarray) -> None:
         if path in self.analyzers:
+            start = time.perf_counter()
             self.analyzers[path][0].update(frames)
+            self.seconds += time.perf_counter() - start
 
     def finish(self) -> None:
+        start = time.perf_counter()
         for path, (analyzer, file) in self.analyzers.items():
             self.data[path] = analyzer.result()
             self.data[path].save(file)
         self.analyzers.clear()
+        self.seconds += time.perf_counter() - start
 
     def __call__(self, path: Path) -> FaceData:
         if path not in self.data:
@@ -187,8 +199,10 @@ class _Entry:
         return self.run is not None
 
 
-def evaluate_pair(job: PairJob, setup: RunSetup) -> PairOutcome:
-    """All the job's metrics of one pair. Never raises for a bad input: errors become rows."""
+def evaluate_pair(job: PairJob, setup: RunSetup, progress: Callable[[int], None] | None = None) -> PairOutcome:
+    """All the job's metrics of one pair. Never raises for a bad input: errors become rows. ``progress``
+    is called with the frames of each chunk decoded (and analysed, where faces are needed). The face
+    stage's own time is kept in the details of the metrics that read faces (``face_seconds``)."""
     start = time.perf_counter()
     pair, protocol = job.pair, setup.protocol
     signature = pair_signature(pair)
@@ -199,7 +213,7 @@ def evaluate_pair(job: PairJob, setup: RunSetup) -> PairOutcome:
         resizes = protocol.choices["decode.resize"] != "none" and pair.gen != pair.gt
         stage = FaceStage(protocol, setup.cache_dir, pair.gen if resizes else None, setup.device, setup.limits)
         entries = _entries(job, setup, stage)
-        _run_passes(pair, entries, stage, setup, warnings)
+        _run_passes(pair, entries, stage, setup, warnings, progress)
     except StoreError:  # the results folder cannot be written: no video can be stored, stop the run
         raise
     except LipsyncBenchError as exc:
@@ -228,8 +242,11 @@ def evaluate_pair(job: PairJob, setup: RunSetup) -> PairOutcome:
             paths = {"gen": e.context.gen, "gt": e.context.gt}
             state = {side: {"sha256": f.sha256, "rows": f.rows, "key": state_key(paths[side], setup.protocol, e.params)}
                      for side, f in value.state.items()}
+        details = value.details
+        if e.metric.needs_of(e.params) & FACE_NEEDS or e.region:
+            details = {**(details or {}), "face_seconds": round(stage.seconds, 3)}
         out.append(ResultRow(pair.key, e.metric.name, None if math.isnan(value.value) else float(value.value),
-                             value.frames, tuple(own + value.warnings), None, seconds, sig, value.details, state))
+                             value.frames, tuple(own + value.warnings), None, seconds, sig, details, state))
     return PairOutcome(rows, references)
 
 
@@ -315,7 +332,7 @@ def _fitted_chunk(path: Path, chunk: int, channels: int, limits: media.DecodeLim
 
 
 def _run_passes(pair: media.Pair, entries: list[_Entry], stage: FaceStage, setup: RunSetup,
-                warnings: list[str]) -> None:
+                warnings: list[str], progress: Callable[[int], None] | None = None) -> None:
     """The decoding pass (faces analysed, metrics that need no analysis first fed), then the buffered
     frames for those that waited for it."""
     protocol, dev = setup.protocol, torch.device(setup.device)
@@ -348,6 +365,8 @@ def _run_passes(pair: media.Pair, entries: list[_Entry], stage: FaceStage, setup
         if t is not None and pair.gt != pair.gen:
             stage.update(pair.gt, t[..., :3])
         _feed(early, g, t, index, dev, regions)
+        if progress is not None:
+            progress(len(g if g is not None else t))
         if buffer is not None:
             held += (g.nbytes if g is not None else 0) + (t.nbytes if t is not None and t is not g else 0)
             if held <= FRAME_BUFFER_BYTES:

@@ -188,3 +188,21 @@ def test_lse_with_an_audio_file_of_another_length_warns(clip, syncnet_file, tmp_
                                "this video's audio? (scores read the audio from the video's first frame on)"]
     assert "warning: " in doc.text()
     assert score_file(clip, sync_weights=syncnet_file)["warnings"] == []  # its own audio
+
+
+def test_the_face_stage_shows_its_frames_and_keeps_its_time(clip, tmp_path, capsys):
+    frames = media.read_frames(clip)[:8]
+    for side in ("gen", "gt"):
+        write_lossless(tmp_path / side / clip.stem, frames)
+    result = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["ssim", "lmd"], out=tmp_path / "r",
+                                    progress=True)
+    assert f"{clip.stem}: frames and faces: " in capsys.readouterr().err  # its own bar, under the videos bar
+    from lipsync_bench.store import ResultStore
+
+    store = ResultStore.open_existing(tmp_path / "r")
+    try:
+        lmd, ssim = (store.details(result.run, m)[clip.stem] for m in ("lmd", "ssim"))
+    finally:
+        store.close()
+    assert lmd["face_seconds"] > 0 and "face_seconds" not in ssim  # the face stage's time, with its metrics
+    assert len(lmd["per_frame"]) == len(ssim["per_frame"]) == 8  # the per-frame values the report draws
