@@ -15,6 +15,7 @@ layout) is taken to be at the protocol frame rate already; its audio is ``audio.
 from __future__ import annotations
 
 import atexit
+import io
 import math
 import os
 import signal
@@ -907,31 +908,45 @@ def pair_inputs(gen_root: str | os.PathLike, gt_root: str | os.PathLike | None) 
 # Writing
 
 
-def write_video(path: str | os.PathLike, frames, fps: float = 25, audio: np.ndarray | None = None,
-                sample_rate: int = 16000, codec: str = "libx264", crf: int = 12) -> Path:
-    """Write RGB uint8 frames (T, H, W, 3) — or an iterable of such chunks, written as they come — and
-    optional mono float audio in [-1, 1] to a video file.
+#: Audio codec and sample format by container: AAC in MP4/MOV, Opus in WebM, 16-bit PCM otherwise.
+AUDIO_CODECS = {"mp4": ("aac", "fltp"), "mov": ("aac", "fltp"), "webm": ("libopus", "flt")}
 
-    ``codec`` "libx264" (yuv420p, ``crf``) for .mp4/.mov, "ffv1" (lossless, for tests) for .avi/.mkv.
-    Audio is AAC in .mp4/.mov, PCM 16-bit in .avi/.mkv.
+
+def write_video(path: str | os.PathLike | io.BytesIO, frames, fps: float = 25, audio: np.ndarray | None = None,
+                sample_rate: int = 16000, codec: str = "libx264", crf: int = 12, bit_rate: int | None = None,
+                container_format: str | None = None) -> Path | io.BytesIO:
+    """Write RGB uint8 frames (T, H, W, 3) — or an iterable of such chunks, written as they come — and
+    optional mono float audio in [-1, 1] to a video file (or to a ``BytesIO``, with its
+    ``container_format``).
+
+    ``codec`` "libx264" (yuv420p, ``crf``) for .mp4/.mov, "ffv1" (lossless, for tests) for .avi/.mkv,
+    "libvpx" (VP8, yuv420p, ``bit_rate``) for .webm. Audio: ``AUDIO_CODECS``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(path, io.BytesIO):
+        target, kind = path, container_format
+    else:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target, kind = str(path), container_format or path.suffix.lower().lstrip(".")
     chunks = iter([frames] if isinstance(frames, np.ndarray) else frames)
     first = np.asarray(next(chunks))
     if first.ndim != 4 or first.shape[-1] != 3 or first.dtype != np.uint8:
         raise ValueError("frames must be uint8 of shape (T, H, W, 3)")
-    with av.open(str(path), "w") as container:
+    with av.open(target, "w", format=container_format) as container:
         vs = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         vs.width, vs.height = first.shape[2], first.shape[1]
         if codec == "libx264":
             vs.pix_fmt = "yuv420p"
             vs.options = {"crf": str(crf), "preset": "veryfast"}
+        elif codec == "ffv1":
+            vs.pix_fmt = "bgr0"
         else:
-            vs.pix_fmt = "bgr0" if codec == "ffv1" else vs.pix_fmt
+            vs.pix_fmt = "yuv420p"
+        if bit_rate:
+            vs.bit_rate = bit_rate
         astream = None
         if audio is not None:
-            acodec = "aac" if path.suffix.lower() in (".mp4", ".mov") else "pcm_s16le"
+            acodec, fmt = AUDIO_CODECS.get(kind, ("pcm_s16le", "s16"))
             astream = container.add_stream(acodec, rate=sample_rate, layout="mono")
         for chunk in (first, *chunks):
             for image in chunk:
@@ -941,8 +956,7 @@ def write_video(path: str | os.PathLike, frames, fps: float = 25, audio: np.ndar
             container.mux(packet)
         if astream is not None:
             samples = np.clip(np.asarray(audio, dtype=np.float32), -1, 1).reshape(1, -1)
-            fmt = "fltp" if astream.codec_context.name == "aac" else "s16"
-            data = samples if fmt == "fltp" else (samples * 32767).astype(np.int16)
+            data = samples if fmt != "s16" else (samples * 32767).astype(np.int16)
             step = 1024
             for i in range(0, data.shape[1], step):
                 aframe = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, i:i + step]), format=fmt,

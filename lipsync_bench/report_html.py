@@ -221,8 +221,6 @@ def _svg_curve(label: str, values: list, frames: int, span: tuple[int, int] | No
 def _excerpt(gen: Path, gt: Path, fps: float | None, start: int, frames: int) -> tuple[str | None, float]:
     """The generated and GT frames [start, start + frames) side by side (each CLIP_HEIGHT high), with
     the generated video's audio of that span, as a WebM (VP8, Opus) data URI; and its frame rate."""
-    import av
-
     rate = fps or media.probe(gen).native_fps or 25.0
 
     def frames_of(path: Path) -> list[np.ndarray]:
@@ -245,33 +243,13 @@ def _excerpt(gen: Path, gt: Path, fps: float | None, start: int, frames: int) ->
         width = max(2, round(f.shape[1] * CLIP_HEIGHT / f.shape[0] / 2) * 2)
         return cv2.resize(f, (width, CLIP_HEIGHT), interpolation=cv2.INTER_AREA)
 
-    sides = [np.hstack([small(a), small(b)]) for a, b in zip(left[:n], right[:n], strict=False)]
+    sides = np.stack([np.hstack([small(a), small(b)]) for a, b in zip(left[:n], right[:n], strict=False)])
     try:
         audio = media.read_audio(gen)[int(start / rate * 16000):int((start + n) / rate * 16000)]
     except LipsyncBenchError:
         audio = None
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="webm") as container:
-        stream = container.add_stream("libvpx", rate=round(rate))
-        stream.width, stream.height = sides[0].shape[1], sides[0].shape[0]
-        stream.pix_fmt = "yuv420p"
-        stream.bit_rate = CLIP_BITRATE
-        sound = container.add_stream("libopus", rate=48000, layout="mono") if audio is not None and len(audio) else None
-        for image in sides:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-        if sound is not None:
-            resampled = np.interp(np.arange(0, len(audio) * 3) / 3, np.arange(len(audio)), audio).astype(np.float32)
-            step = 960
-            for i in range(0, len(resampled), step):
-                frame = av.AudioFrame.from_ndarray(resampled[None, i:i + step].copy(), format="flt", layout="mono")
-                frame.sample_rate, frame.pts = 48000, i
-                for packet in sound.encode(frame):
-                    container.mux(packet)
-            for packet in sound.encode():
-                container.mux(packet)
+    buf = media.write_video(io.BytesIO(), sides, rate, audio if audio is not None and len(audio) else None,
+                            codec="libvpx", bit_rate=CLIP_BITRATE, container_format="webm")
     return "data:video/webm;base64," + base64.b64encode(buf.getvalue()).decode(), rate
 
 
