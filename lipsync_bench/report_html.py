@@ -49,8 +49,8 @@ th { background: #f3f3f3; }
 .clip video { width: 100%; max-width: 720px; display: block; background: #000; }
 .clip .labels { display: flex; max-width: 720px; font-size: .9em; color: #444; }
 .clip .labels span { flex: 1; text-align: center; }
-.curve { width: 100%; max-width: 720px; height: 64px; display: block; margin-top: .35em; }
-.curve text { font-size: 12px; fill: #333; }
+.curve { width: 100%; max-width: 720px; height: 56px; display: block; }
+.curve-label { font-size: .88em; color: #333; margin-top: .5em; }
 .curve .excerpt { fill: #fff2cc; }
 .curve .marker { stroke: #d00; stroke-width: 2; }
 pre { background: #f7f7f7; padding: .6em; overflow-x: auto; font-size: .8em; }
@@ -212,10 +212,11 @@ def _svg_curve(label: str, values: list, frames: int, span: tuple[int, int] | No
     infinite = int(np.isinf(v).sum())
     title = f"{label} per frame: {fmt_value(lo, 3)} to {fmt_value(hi, 3)}" + (
         f", {infinite} frames inf (not drawn)" if infinite else "")
-    return (f"<svg class='curve' viewBox='0 0 1000 72' preserveAspectRatio='none' role='img' "
+    return (f"<div class='curve-label'>{html.escape(title)}</div>"
+            f"<svg class='curve' viewBox='0 0 1000 72' preserveAspectRatio='none' role='img' "
             f"aria-label='{html.escape(title)}'>{shade}{points}"
-            f"<line class='marker' data-frames='{frames}' x1='0' x2='0' y1='0' y2='72'/>"
-            f"<text x='4' y='12'>{html.escape(title)}</text></svg>")
+            f"<line class='marker' data-frames='{frames}' x1='0' x2='0' y1='0' y2='72' "
+            "vector-effect='non-scaling-stroke'/></svg>")
 
 
 def _excerpt(gen: Path, gt: Path, fps: float | None, start: int, frames: int) -> tuple[str | None, float]:
