@@ -222,9 +222,10 @@ def plan_metrics(names: list[str], overrides: dict[str, dict], protocol: Protoco
     runnable = [m for m in chosen if m.name not in skipped]
     if skipped and (named or not runnable):
         why = "; ".join(f"{name} cannot run here: {reason}" for name, reason in skipped.items())
-        raise ParameterError(why if named else f"no metric of protocol '{protocol.name}' can run here: {why}"
-                             + (" (leave them out, or leave --metrics out: the protocol's metrics that cannot run "
-                                "are then skipped, saying why)" if named and runnable else ""))
+        if not named:
+            raise ParameterError(f"no metric of protocol '{protocol.name}' can run here: {why}")
+        raise ParameterError(why + (" (leave them out, or leave --metrics out: the protocol's metrics that cannot "
+                                    "run are then skipped, saying why)" if runnable else ""))
     weights_paths: dict[str, list] = {}
     params = {}
     for m in runnable:

@@ -49,7 +49,7 @@ def test_a_named_metric_that_cannot_run_is_refused_before_any_work(clip, tmp_pat
     result = runner.invoke(main, [*args, "--metrics", "lse_c,ssim"])
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: lse_c cannot run here: needs syncnet_v2.model")
-    assert "lipsync-bench weights fetch syncnet" in result.output
+    assert "lipsync-bench weights fetch syncnet" in result.output and "leave --metrics out" in result.output
     assert not (tmp_path / "r").exists()  # no store, no results.csv, no summary.json
     # the protocol's own metrics that cannot run are skipped, saying why, and the others computed
     default = runner.invoke(main, [*args, "--protocol", "lipsync-bench", "--quiet"])
