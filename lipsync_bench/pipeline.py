@@ -131,6 +131,7 @@ class FaceStage:
         self.data: dict[Path, FaceData] = {}
         self.analyzers: dict[Path, tuple[FaceAnalyzer, Path]] = {}
         self.seconds = 0.0  # spent in the face stage (loading, analysing, caching): kept with the rows
+        self.fed: set[Path] = set()
 
     def want(self, path: Path) -> None:
         if path in self.data or path in self.analyzers:
@@ -164,13 +165,17 @@ class FaceStage:
         if path in self.analyzers:
             start = time.perf_counter()
             self.analyzers[path][0].update(frames)
+            self.fed.add(path)
             self.seconds += time.perf_counter() - start
 
     def finish(self) -> None:
+        """Keep (and cache) the analyses of the inputs whose frames came; one whose frames never came (its
+        metrics failed before) is dropped, never cached empty."""
         start = time.perf_counter()
         for path, (analyzer, file) in self.analyzers.items():
-            self.data[path] = analyzer.result()
-            self.data[path].save(file)
+            if path in self.fed:
+                self.data[path] = analyzer.result()
+                self.data[path].save(file)
         self.analyzers.clear()
         self.seconds += time.perf_counter() - start
 
@@ -335,16 +340,19 @@ def _run_passes(pair: media.Pair, entries: list[_Entry], stage: FaceStage, setup
                 warnings: list[str], progress: Callable[[int], None] | None = None) -> None:
     """The decoding pass (faces analysed, metrics that need no analysis first fed), then the buffered
     frames for those that waited for it."""
+    try:
+        _decode_passes(pair, entries, stage, setup, warnings, progress)
+    except _SizesDiffer as exc:  # the metrics that compare frames fail; those that read one video go on
+        for e in entries:
+            if e.run is None and e.error is None and (e.metric.needs_of(e.params) & PAIRED_NEEDS or e.region):
+                e.error = str(exc)
+        _decode_passes(pair, entries, stage, setup, warnings, progress)
+
+
+def _decode_passes(pair: media.Pair, entries: list[_Entry], stage: FaceStage, setup: RunSetup,
+                   warnings: list[str], progress: Callable[[int], None] | None) -> None:
     protocol, dev = setup.protocol, torch.device(setup.device)
-    method = [e for e in entries if e.run is None]
-    paired = [e for e in method if e.error is None and (e.metric.needs_of(e.params) & PAIRED_NEEDS or e.region)]
-    if paired and pair.gen != pair.gt and protocol.choices["decode.resize"] == "none":
-        # another frame size fails the metrics that compare frames; those reading one video go on
-        sizes = [media.probe(p, setup.limits) for p in (pair.gen, pair.gt)]
-        if (sizes[0].width, sizes[0].height) != (sizes[1].width, sizes[1].height):
-            for e in paired:
-                e.error = _sizes_differ(sizes[0].width, sizes[0].height, sizes[1].width, sizes[1].height)
-    method = [e for e in method if e.error is None]
+    method = [e for e in entries if e.run is None and e.error is None]
     compare = any(e.metric.needs_of(e.params) & PAIRED_NEEDS or e.region for e in method)
     decode_gen = bool(method)
     decode_gt = compare or any(e.run is not None for e in entries)
@@ -524,7 +532,9 @@ def _aligned_chunks(pair: media.Pair, decoding: _Decoding, warnings: list[str]):
             break
         if g.shape[1:3] != t.shape[1:3]:
             if resize == "none":
-                raise PairingError(_sizes_differ(g.shape[2], g.shape[1], t.shape[2], t.shape[1]))
+                # before the first frame: only the metrics that compare frames fail (_run_passes)
+                raise (_SizesDiffer if used == 0 else PairingError)(
+                    _sizes_differ(g.shape[2], g.shape[1], t.shape[2], t.shape[1]))
             if used == 0:
                 warnings.append(f"generated frames resized from {g.shape[2]}x{g.shape[1]} to the ground truth's "
                                 f"{t.shape[2]}x{t.shape[1]} ({resize})")
@@ -551,6 +561,10 @@ def _aligned_chunks(pair: media.Pair, decoding: _Decoding, warnings: list[str]):
     if gap:
         warnings.append(f"frame counts differ by {gap} (generated {n_gen}, ground truth {n_gt}); "
                         f"truncated to {used}")
+
+
+class _SizesDiffer(PairingError):
+    """The inputs' frame sizes differ, found before any frame was used."""
 
 
 def _sizes_differ(gen_width: int, gen_height: int, gt_width: int, gt_height: int) -> str:

@@ -63,12 +63,17 @@ def test_another_frame_size_fails_only_the_metrics_that_compare_frames(clip, tmp
     shutil.copy(clip, tmp_path / "gt" / clip.name)
     _ffmpeg("-i", str(clip), "-vf", "scale=320:240", "-c:v", "libx264", "-crf", "18", "-an",
             str(tmp_path / "gen" / f"{clip.stem}.mp4"))
-    both = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["ssim", "psnr", "cpbd", "niqe"])
+    both = lipsync_bench.evaluate(tmp_path / "gen", tmp_path / "gt", ["ssim", "psnr", "lmd", "cpbd", "niqe"],
+                                  out=tmp_path / "r")
     alone = lipsync_bench.evaluate(tmp_path / "gen", None, ["cpbd", "niqe"])
     s = both.summary
-    assert s.loc["ssim", "failed"] == 1 and s.loc["psnr", "failed"] == 1
+    assert s.loc["ssim", "failed"] == 1 and s.loc["psnr", "failed"] == 1 and s.loc["lmd", "failed"] == 1
     assert "frame sizes differ: generated 320x240, ground truth 360x288" in both.failures.error[0]
-    assert both.failures.metrics[0] == "psnr, ssim"
+    assert both.failures.metrics[0] == "lmd, psnr, ssim"
+    from lipsync_bench.faces import FaceData
+
+    cached = list((tmp_path / "r" / "cache").rglob("*.npz"))  # the GT's analysis never ran: none cached empty
+    assert all(len(FaceData.load(f).boxes) > 0 for f in cached)
     for metric in ("cpbd", "niqe"):  # as they are on the generated video alone
         assert s.loc[metric, "n"] == 1 and s.loc[metric, "mean"] == alone.summary.loc[metric, "mean"]
 
