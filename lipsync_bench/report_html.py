@@ -219,8 +219,9 @@ def _svg_curve(label: str, values: list, frames: int, span: tuple[int, int] | No
             "vector-effect='non-scaling-stroke'/></svg>")
 
 
-def _excerpt(gen: Path, gt: Path, fps: float | None, start: int, frames: int) -> tuple[str | None, float]:
-    """The generated and GT frames [start, start + frames) side by side (each CLIP_HEIGHT high), with
+def _excerpt(gen: Path, gt: Path | None, fps: float | None, start: int, frames: int) -> tuple[str | None, float]:
+    """The generated and GT frames [start, start + frames) side by side (each CLIP_HEIGHT high; the
+    generated alone without a GT), with
     the generated video's audio of that span, as a WebM (VP8, Opus) data URI; and its frame rate."""
     rate = fps or media.probe(gen).native_fps or 25.0
 
@@ -235,7 +236,8 @@ def _excerpt(gen: Path, gt: Path, fps: float | None, start: int, frames: int) ->
                 break
         return out
 
-    left, right = frames_of(gen), frames_of(gt)
+    left = frames_of(gen)
+    right = frames_of(gt) if gt is not None else [np.zeros((0, 0, 3), np.uint8)] * len(left)
     n = min(len(left), len(right))
     if n == 0:
         return None, rate
@@ -244,7 +246,8 @@ def _excerpt(gen: Path, gt: Path, fps: float | None, start: int, frames: int) ->
         width = max(2, round(f.shape[1] * CLIP_HEIGHT / f.shape[0] / 2) * 2)
         return cv2.resize(f, (width, CLIP_HEIGHT), interpolation=cv2.INTER_AREA)
 
-    sides = np.stack([np.hstack([small(a), small(b)]) for a, b in zip(left[:n], right[:n], strict=False)])
+    sides = np.stack([np.hstack([small(a), small(b)]) if b.size else small(a)
+                      for a, b in zip(left[:n], right[:n], strict=False)])
     try:
         audio = media.read_audio(gen)[int(start / rate * 16000):int((start + n) / rate * 16000)]
     except LipsyncBenchError:
@@ -270,6 +273,7 @@ def _excerpt_start(curves: list[tuple[str, list]], length: int) -> int:
 
 def _videos(store: ResultStore, runs, df, count: int, with_media: bool) -> str:
     parts = []
+    inputs: dict[int, dict] = {}  # run -> its pairs, listed once
     for run, video, why in _worst_videos(df, runs, count):
         curves = _per_frame(store, run, video)
         rate = run.protocol.get("decode.fps") or None
@@ -278,9 +282,11 @@ def _videos(store: ResultStore, runs, df, count: int, with_media: bool) -> str:
         clip, note = None, ""
         if with_media:
             try:
-                pair = {p.key: p for p in media.pair_inputs(run.gen_dir, run.gt_dir).pairs}.get(video)
+                if run.run_id not in inputs:
+                    inputs[run.run_id] = {p.key: p for p in media.pair_inputs(run.gen_dir, run.gt_dir).pairs}
+                pair = inputs[run.run_id].get(video)
                 if pair is not None:
-                    clip, rate = _excerpt(pair.gen, pair.gt, rate, start, length)
+                    clip, rate = _excerpt(pair.gen, pair.gt if run.gt_dir else None, rate, start, length)
                 else:
                     note = "its inputs are no longer where the store says"
             except (LipsyncBenchError, OSError, TypeError) as exc:
@@ -291,9 +297,9 @@ def _videos(store: ResultStore, runs, df, count: int, with_media: bool) -> str:
         svg = "".join(_svg_curve(label, values, frames, (start, start + length) if clip else None)
                       for label, values in curves)
         head = ", ".join(f"worst {get_metric(m).label} {fmt_value(v, get_metric(m).decimals)}" for m, v in why)
+        sides = "<span>generated</span>" + ("<span>ground truth</span>" if run.gt_dir else "")
         player = (f"<video src='{clip}' controls muted loop autoplay playsinline preload='auto'></video>"
-                  "<div class='labels'><span>generated</span><span>ground truth</span></div>" if clip else
-                  f"<p class='note'>{html.escape(note)}</p>")
+                  f"<div class='labels'>{sides}</div>" if clip else f"<p class='note'>{html.escape(note)}</p>")
         span = (f"frames {start}–{start + length - 1}, " if clip else "")
         parts.append(f"<div class='clip' data-start='{start}' data-fps='{rate or 25.0:g}'>"
                      f"<h4>{html.escape(run.method)} / {html.escape(video)}: {html.escape(head)}</h4>{player}{svg}"
