@@ -26,7 +26,7 @@ import numpy as np
 from . import __version__, media
 from .errors import LipsyncBenchError
 from .files import atomic_write_bytes
-from .metrics import get_metric
+from .metrics import all_metrics, get_metric
 from .protocol import load_protocol, protocol_names
 from .rendering import Document
 from .report import fmt_value, method_rows, render_table
@@ -83,9 +83,6 @@ CSP = ("default-src 'none'; img-src data:; media-src data:; style-src 'unsafe-in
 EXCERPT_SECONDS = 3.0
 CLIP_HEIGHT = 144  # pixels of each side of an excerpt
 CLIP_BITRATE = 250_000
-#: Per-frame curves drawn under a clip, in this order, where the video's details keep them.
-CURVES = (("ssim", "per_frame", "SSIM"), ("psnr", "per_frame", "PSNR"), ("lmd", "per_frame", "LMD"),
-          ("lse_c", "framewise_confidence", "sync confidence"))
 
 
 def _png(fig) -> str:
@@ -171,15 +168,16 @@ def _worst_videos(df, runs, count: int) -> list[tuple]:
     return chosen
 
 
-def _per_frame(store: ResultStore, run, video: str) -> list[tuple[str, list]]:
-    """The per-frame curves the run's details keep for ``video``: (label, values) in ``CURVES`` order."""
+def _per_frame(store: ResultStore, run, video: str) -> list[tuple[str, list, bool | None]]:
+    """The per-frame values the run's details keep for ``video`` (``Metric.per_frame``): (label, values,
+    higher is better), in the registry's order."""
     out = []
-    for metric, key, label in CURVES:
-        if metric not in run.metric_params:
-            continue
-        d = store.details(run, metric).get(video, {})
-        if d.get(key):
-            out.append((label, d[key]))
+    for metric in all_metrics():
+        key = get_metric(metric).per_frame
+        if key and metric in run.metric_params:
+            values = store.details(run, metric).get(video, {}).get(key)
+            if values:
+                out.append((get_metric(metric).label, values, get_metric(metric).higher_is_better))
     return out
 
 
@@ -257,18 +255,18 @@ def _excerpt(gen: Path, gt: Path | None, fps: float | None, start: int, frames: 
     return "data:video/webm;base64," + base64.b64encode(buf.getvalue()).decode(), rate
 
 
-def _excerpt_start(curves: list[tuple[str, list]], length: int) -> int:
-    """Where the excerpt starts: centred on the worst stretch of the first per-frame curve (lowest mean
-    over ``length`` frames; for LMD, highest), else at the beginning."""
-    if not curves:
+def _excerpt_start(curves: list[tuple[str, list, bool | None]], length: int) -> int:
+    """Where the excerpt starts: on the worst stretch of ``length`` frames of the first per-frame curve
+    (by its direction), else at the beginning."""
+    if not curves or curves[0][2] is None:
         return 0
-    label, values = curves[0]
+    _, values, higher_is_better = curves[0]
     v = np.array([np.nan if x is None else float(x) for x in values], dtype=float)
     if len(v) <= length or not np.isfinite(v).any():
         return 0
     v = np.where(np.isfinite(v), v, np.nanmedian(v[np.isfinite(v)]))
     sums = np.convolve(v, np.ones(length), "valid")
-    return int(np.argmax(sums) if label == "LMD" else np.argmin(sums))
+    return int(np.argmin(sums) if higher_is_better else np.argmax(sums))
 
 
 def _videos(store: ResultStore, runs, df, count: int, with_media: bool) -> str:
@@ -293,9 +291,9 @@ def _videos(store: ResultStore, runs, df, count: int, with_media: bool) -> str:
                 note = f"its inputs could not be read ({exc})"
         else:
             note = "no clip: 'report --media' reads the input folders the store records"
-        frames = max(len(values) for _, values in curves) if curves else length
+        frames = max(len(values) for _, values, _ in curves) if curves else length
         svg = "".join(_svg_curve(label, values, frames, (start, start + length) if clip else None)
-                      for label, values in curves)
+                      for label, values, _ in curves)
         head = ", ".join(f"worst {get_metric(m).label} {fmt_value(v, get_metric(m).decimals)}" for m, v in why)
         sides = "<span>generated</span>" + ("<span>ground truth</span>" if run.gt_dir else "")
         player = (f"<video src='{clip}' controls muted loop autoplay playsinline preload='auto'></video>"

@@ -67,7 +67,7 @@ def test_report_is_one_self_contained_page(results):
     assert page.count("<td>median</td>") == 0 and page.count("<th>median</th>") >= 3  # a medians table a metric
     # blurred differs between videos: its worst video is shown, with a clip of both sides and its curves
     assert "blurred / " in page and page.count("data:video/webm;base64,") >= 1
-    assert "SSIM per frame:" in page and "sync confidence per frame:" in page
+    assert "SSIM per frame:" in page and "LSE-C per frame:" in page  # the sync expert's framewise confidence
     sharp = re.findall(r"<h4>sharp / [^<]*</h4>", page)  # a copy: SSIM 1 on every video, never its worst
     assert all("SSIM" not in title for title in sharp)
     assert "<th>choice</th><th>value</th><th>modified</th><th>source</th>" in page  # the protocol as a table

@@ -55,6 +55,7 @@ SSIM = register(Metric(
             "dtype": Param("float32", "precision of the filtering (float64: exact and slow on CPU)",
                            choices=("float32", "float64"))},
     make_accumulator=_IMPL + "ssim:make_accumulator",
+    per_frame="per_frame",
 ))
 
 PSNR = register(Metric(
@@ -68,6 +69,7 @@ PSNR = register(Metric(
                          choices=MSE_RULES, defines=True),
             "eps": Param(0.0, "added to the MSE of [0, 1] values (piq, ViCo: 1e-8)", min=0, defines=True)},
     make_accumulator=_IMPL + "psnr:make_accumulator",
+    per_frame="per_frame",
 ))
 
 IFC = register(Metric(
@@ -136,6 +138,7 @@ LMD = register(Metric(
             "frames": Param("both", "both: frames with landmarks in both videos; gt: frames with GT landmarks "
                                     "(ViCo)", choices=LMD_FRAME_RULES, defines=True)},
     make_accumulator=_IMPL + "lmd:make_accumulator",
+    per_frame="per_frame",
     uses_region=False,
 ))
 
@@ -234,7 +237,8 @@ _LSE = dict(needs=_LSE_NEEDS, needs_for=_lse_needs, frame_rate=25.0, scope="vide
 LSE_C = register(Metric(name="lse_c", label="LSE-C", higher_is_better=True, decimals=3,
                         description="SyncNet confidence: median - minimum of the mean distance over offsets",
                         make_accumulator=hook(_IMPL + "lse:LseAccumulator", "lse_c"),
-                        reference=Reference({"audio": "gen"}, _plausibility), **_LSE))
+                        reference=Reference({"audio": "gen"}, _plausibility), per_frame="framewise_confidence",
+                        **_LSE))
 LSE_D = register(Metric(name="lse_d", label="LSE-D", higher_is_better=False, decimals=3,
                         description="SyncNet minimum mean distance between lip and audio embeddings over offsets",
                         make_accumulator=hook(_IMPL + "lse:LseAccumulator", "lse_d"),

@@ -260,6 +260,9 @@ class Metric:
     aliases: tuple[Alias, ...] = ()
     reference: Reference | None = None
     curve: Curve | None = None
+    # The key of its per-video details that holds a value per frame (or window), drawn by the report
+    # under the video's clip
+    per_frame: str | None = None
     # What the metric needs under given parameters, where it depends on them (e.g. LSE on whole frames
     # needs no face track); default: ``needs``
     needs_for: Callable[[dict[str, Any]], frozenset[str]] | None = None
