@@ -106,8 +106,12 @@ def eval_cmd(ctx, gen, gt, metrics, method, dataset, out, protocol_name, fps, re
     --force. A video that fails is reported with its reason and the others go on. A bad option, or a
     protocol that cannot run here, fails (exit status 2) before any video is read, and nothing is written.
     """
+    from ..metrics.registry import get_metric, parse_params
+
+    names = None if metrics.strip() == "all" else [m.strip() for m in metrics.split(",") if m.strip()]
+    for name in names or ():
+        get_metric(name)  # a misspelled name fails before torch is imported
     from ..evaluation import evaluate
-    from ..metrics.registry import parse_params
     from ..protocol import parse_choices
     from ..shards import parse_shard
 
@@ -116,7 +120,6 @@ def eval_cmd(ctx, gen, gt, metrics, method, dataset, out, protocol_name, fps, re
         if value is not None:
             target, key = ctx.command.aliases[option]
             overrides.setdefault(target, {})[key] = value
-    names = None if metrics.strip() == "all" else [m.strip() for m in metrics.split(",") if m.strip()]
     result = evaluate(gen, gt, names, method=method, dataset=dataset, out=out, protocol=protocol_name, fps=fps,
                       region=region, max_frame_gap=max_frame_gap, landmarker=landmarker,
                       choices=parse_choices(choices), params=overrides, device=device, workers=workers, force=force,
