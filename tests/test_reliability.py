@@ -111,10 +111,10 @@ def test_fuzzed_inputs_fail_alone_with_one_line_each(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_thousand_fuzzed_inputs(tmp_path):
-    counts = _fuzz(tmp_path, 1000, seed=0, metrics=["ssim", "psnr"])
+def test_five_hundred_fuzzed_inputs(tmp_path):
+    counts = _fuzz(tmp_path, 500, seed=0, metrics=["ssim", "psnr"])
     print("fuzz:", counts)
-    assert counts["inputs"] >= 1000 and counts["failed"] >= 300
+    assert counts["inputs"] >= 500 and counts["failed"] >= 150
 
 
 def _decode_or_crash(path, *args):
@@ -471,7 +471,7 @@ def _kill_when(proc: subprocess.Popen, out: Path, mode: str, delay: float) -> bo
 
 
 @pytest.mark.slow
-def test_twenty_kills_lose_nothing_and_nothing_half_written_is_read(offline_pairs, tmp_path):
+def test_ten_kills_lose_nothing_and_nothing_half_written_is_read(offline_pairs, tmp_path):
     root, env = offline_pairs, _env(offline_pairs)
     start = time.perf_counter()
     ref = subprocess.run(_eval_cmd(root, tmp_path / "ref"), capture_output=True, text=True, env=env, timeout=600)
@@ -479,7 +479,7 @@ def test_twenty_kills_lose_nothing_and_nothing_half_written_is_read(offline_pair
     assert ref.returncode == 0, ref.stderr
     reference = _values(tmp_path / "ref")
     rng = np.random.default_rng(0)
-    modes = ["commit"] * 3 + ["state"] * 3 + ["time"] * 14
+    modes = ["commit"] * 2 + ["state"] * 2 + ["time"] * 6  # sized for CI (benchmarks/ runs longer series)
     rng.shuffle(modes)
     out, kills, completions, where = tmp_path / "killed", 0, 0, []
     for mode in modes:
@@ -501,7 +501,7 @@ def test_twenty_kills_lose_nothing_and_nothing_half_written_is_read(offline_pair
     assert _values(out) == reference and verify(out).ok
     print(f"kills: {kills} survived ({where.count('commit')} in a commit, {where.count('state')} right after a state "
           f"file was written), {completions} runs completed between them; reference run {t_ref:.1f} s")
-    assert kills == 20
+    assert kills == 10
 
 
 @pytest.mark.slow
@@ -563,11 +563,11 @@ def test_eight_writers_on_one_folder_lose_and_duplicate_nothing(offline_pairs, t
 
 @pytest.mark.slow
 def test_memory_stays_flat_with_length_and_size():
-    """benchmarks/bench_memory.py at a size CI affords: every offline metric on a 640x360 clip of 40 frames
-    and of 160 (eval's peak memory, its whole process tree, within 1.5x), and a 4K clip of 8 frames through
+    """benchmarks/bench_memory.py at a size CI affords: every offline metric on a 640x360 clip of 30 frames
+    and of 120 (eval's peak memory, its whole process tree, within 1.5x), and a 4K clip of 8 frames through
     every metric without a failure (the 1080p and 10-minute figures: docs/reliability.md)."""
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_memory.py"), "--size", "640x360",
-                          "--short", "1.6", "--long", "6.4", "--uhd", "0.32", "--json"], capture_output=True, text=True,
+                          "--short", "1.2", "--long", "4.8", "--uhd", "0.32", "--json"], capture_output=True, text=True,
                          timeout=1500)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
