@@ -103,8 +103,9 @@ def eval_cmd(ctx, gen, gt, metrics, method, dataset, out, protocol_name, fps, re
 
     Each input is decoded once as the protocol says and its faces analysed once; every metric reads
     the same frames. The run resumes: videos already in the store are not computed again unless
-    --force. A video that fails is reported with its reason and the others go on. A bad option, or a
-    protocol that cannot run here, fails (exit status 2) before any video is read, and nothing is written.
+    --force. A video that fails is reported with its reason and the others go on. A bad option, a
+    protocol that cannot run here, or a metric named in --metrics that cannot run here (its weights
+    missing), fails (exit status 2) before any video is read, and nothing is written.
     """
     from ..metrics.registry import get_metric, parse_params
 
