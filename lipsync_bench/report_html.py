@@ -191,7 +191,7 @@ def _svg_curve(label: str, values: list, frames: int, span: tuple[int, int] | No
         return f"<p class='note'>{html.escape(label)} per frame: {what}</p>"
     lo, hi = float(v[ok].min()), float(v[ok].max())
     scale = (hi - lo) or 1.0
-    points, segment, paths = [], [], []
+    segment, paths = [], []
     for i, x in enumerate(v):
         if not np.isfinite(x):
             if segment:
@@ -201,7 +201,7 @@ def _svg_curve(label: str, values: list, frames: int, span: tuple[int, int] | No
         segment.append(f"{(i + 0.5) / frames * 1000:.1f},{8 + (1 - (x - lo) / scale) * 56:.1f}")
     if segment:
         paths.append(segment)
-    points = "".join(f"<polyline points='{' '.join(p)}' fill='none' stroke='#1f77b4' stroke-width='1.5' "
+    lines = "".join(f"<polyline points='{' '.join(p)}' fill='none' stroke='#1f77b4' stroke-width='1.5' "
                      "vector-effect='non-scaling-stroke'/>" for p in paths)
     shade = ""
     if span is not None:
@@ -212,7 +212,7 @@ def _svg_curve(label: str, values: list, frames: int, span: tuple[int, int] | No
         f", {infinite} frames inf (not drawn)" if infinite else "")
     return (f"<div class='curve-label'>{html.escape(title)}</div>"
             f"<svg class='curve' viewBox='0 0 1000 72' preserveAspectRatio='none' role='img' "
-            f"aria-label='{html.escape(title)}'>{shade}{points}"
+            f"aria-label='{html.escape(title)}'>{shade}{lines}"
             f"<line class='marker' data-frames='{frames}' x1='0' x2='0' y1='0' y2='72' "
             "vector-effect='non-scaling-stroke'/></svg>")
 
