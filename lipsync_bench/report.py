@@ -6,7 +6,8 @@ import hashlib
 import html
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,7 @@ from .errors import LipsyncBenchError
 from .files import atomic_write_bytes
 from .jsontext import canonical, json_float, summary_json
 from .metrics.registry import ARROWS, all_metrics, get_metric
+from .protocol import CHOICES, CROPPED, DEFAULT, REGION, RESOLVED, definition, load_protocol, protocol_names
 from .rendering import Result, listing, one_line, text_table
 from .stats import dataset_summary, paired_test, summarize
 from .store import STORE_NAME, ResultStore, Run, is_ground_truth
@@ -26,13 +28,22 @@ MISSING = "–"
 UNOFFICIAL = "†"
 OTHER_PROTOCOL = "‡"
 LATEX_ARROWS = {"↑": "$\\uparrow$", "↓": "$\\downarrow$"}
+#: The run-level choice that says which part of the frame the frame metrics see, its full-frame value,
+#: and the choices (and resolved records) that only a crop has: read from the protocol's declarations.
+REGION_CHOICE = next(k for k, c in CHOICES.items() if REGION in c.reaches)
+FULL_FRAME = CHOICES[REGION_CHOICE].default
+CROP_KEYS = frozenset({k for k, c in CHOICES.items() if CROPPED in c.reaches}
+                      | {k for k, reaches in RESOLVED.items() if CROPPED in reaches})
+
 
 @dataclass(frozen=True)
 class Column:
     """A table column: one metric under one definition (``name`` is its key, e.g. ``ifc@norm=l2``).
 
     ``definition``: every choice its numbers depend on (``definition``); ``protocols``: the protocols of
-    the runs whose numbers it holds."""
+    the runs whose numbers it holds; ``region``: the part of the frame its numbers were computed on
+    ("full", "mouth"...; None where the region does not reach the metric), named in the label when it
+    is not the full frame or when the metric has columns of another region (``SSIM [mouth]``)."""
 
     name: str
     metric: str
@@ -41,6 +52,7 @@ class Column:
     decimals: int
     definition: dict = field(default_factory=dict, compare=False)
     protocols: tuple[str, ...] = ()
+    region: str | None = None
 
     @property
     def arrow(self) -> str:
@@ -51,15 +63,49 @@ class Column:
         return self.label + self.arrow
 
 
-def column(metric: str, params: dict | None = None) -> Column:
-    """The column of a metric's results computed with ``params`` (default: its defaults); a defining
-    parameter with another value gives another column (``IFC [norm=l2]``)."""
+def column(metric: str, params: dict | None = None, region: str | None = None,
+           regions: frozenset | set = frozenset()) -> Column:
+    """The column of a metric's results computed with ``params`` (default: its defaults) on ``region``
+    of the frame; a defining parameter with another value gives another column (``IFC [norm=l2]``), and
+    the label names the region (``region_mark``) beside the metric's other ``regions``."""
     try:
         m = get_metric(metric)
     except LipsyncBenchError:
         raise LipsyncBenchError(f"unknown metric column '{metric}'") from None
     params = m.defaults if params is None else params
-    return Column(m.column_key(params), m.name, m.column_label(params), m.higher_is_better, m.decimals)
+    mark = region_mark(region, regions)
+    tag = f" [{mark}]" if mark else ""
+    return Column(m.column_key(params) + tag.lstrip(), m.name, m.label + tag + m.definition_suffix(params),
+                  m.higher_is_better, m.decimals, region=region)
+
+
+def region_mark(region: str | None, regions: frozenset | set = frozenset()) -> str | None:
+    """The region a column's label names: any but the full frame, and the full frame too where the
+    metric has a column of another region in the table; None for the full frame alone and for a metric
+    the region does not reach. Numbers of two regions are not comparable, and a header must say so.
+
+    Example:
+        >>> region_mark("mouth"), region_mark("full"), region_mark("full", {"full", "mouth"})
+        ('mouth', None, 'full')
+    """
+    if region is None or (region == FULL_FRAME and set(regions) <= {FULL_FRAME}):
+        return None
+    return region
+
+
+@lru_cache(maxsize=None)
+def reported_region(protocol: str, metric: str) -> str | None:
+    """The region of the frame the reported numbers of ``metric`` under ``protocol`` were computed on:
+    the named protocol's, where its region reaches the metric (``protocol.definition``). Numbers of an
+    unknown protocol are placed as the default protocol's (the full frame); no measured column shares
+    their protocol, so beside measured numbers they are marked as another procedure.
+
+    Example:
+        >>> reported_region("yaman2024", "ssim"), reported_region("talklip", "psnr"), reported_region("unknown", "lmd")
+        ('full', 'face-box', None)
+    """
+    p = load_protocol(protocol if protocol in protocol_names() else DEFAULT)
+    return definition(p.as_dict(), metric, p.metric_params.get(metric)).get(REGION_CHOICE)
 
 
 def protocol_label(run: Run, metric: str) -> str:
@@ -192,10 +238,12 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
     A column holds the numbers of one metric under one definition (``definition``): results under
     different definitions (another protocol, frame rate, region, defining parameter, weights...) never
     share a column, and where a metric has several, each column's label names its protocol and what
-    sets it apart. Each row: ``method``, ``kind`` ("measured", "ground truth" or "reported"), ``values``
-    {column: mean or None}, ``videos`` (measured rows), ``failed`` {column: count}, ``source`` and
-    ``protocol`` (reported rows: the protocol they were computed under, as far as known, and
-    ``protocol_differs`` when it is not the protocol of the measured numbers in their columns).
+    sets it apart; a column's ``region`` is named in its label where it is not the full frame or where
+    the metric has columns of two regions (``SSIM [full]``, ``SSIM [mouth]``). Each row: ``method``,
+    ``kind`` ("measured", "ground truth" or "reported"), ``values`` {column: mean or None}, ``videos``
+    (measured rows), ``failed`` {column: count}, ``source`` and ``protocol`` (reported rows: the
+    protocol they were computed under, as far as known, and ``protocol_differs`` when it is not the
+    protocol of the measured numbers in their columns; their values sit only in columns of their region).
     """
     runs = store.runs(dataset)
     rep = reported(dataset) if paper else None
@@ -212,9 +260,13 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
             d = run.definition(metric)
             entry = found.setdefault(metric, {}).setdefault(canonical(d), (d, run.metric_params.get(metric, {}), []))
             entry[2].append(run)
+    # metric -> the regions of its numbers, measured and reported: a region is named beside another
+    regions = {metric: {d.get(REGION_CHOICE) for d, _, _ in defs.values()} for metric, defs in found.items()}
+    for protocol, metric in _reported_values(rep):
+        regions.setdefault(metric, set()).add(reported_region(protocol, metric))
     columns: dict[tuple[str, str], Column] = {}  # (metric, definition key) -> column
     for metric, defs in found.items():
-        columns.update(_columns(metric, defs))
+        columns.update(_columns(metric, defs, regions[metric]))
     rows = []
     for run in runs:
         sub = df[df.method == run.method]
@@ -236,28 +288,39 @@ def method_rows(store: ResultStore, dataset: str, paper: bool = False) -> tuple[
                      "values": values, "videos": int(sub.video.nunique()), "failed": failed, "source": None,
                      "protocol": run.protocol.get("protocol"), "unofficial": unofficial, "changes": changes})
     if rep is not None:
-        rows += _reported_rows(rep, columns)
+        rows += _reported_rows(rep, columns, regions)
     order = all_metrics()
 
-    def place(col: Column) -> tuple:  # the registry's order; other definitions beside the first one
-        return (order.index(col.metric) if col.metric in order else len(order), col.name != col.metric, col.name)
+    def place(col: Column) -> tuple:  # the registry's order, the full frame first; other definitions beside
+        return (order.index(col.metric) if col.metric in order else len(order),
+                col.region not in (None, FULL_FRAME), col.name != col.metric, col.name)
 
     rows.sort(key=lambda r: r["kind"] != "ground truth")  # the real videos' row first, as papers print it
     return sorted(columns.values(), key=place), rows
 
 
-def _columns(metric: str, defs: dict[str, tuple[dict, dict, list[Run]]]) -> dict[tuple[str, str], Column]:
+def _columns(metric: str, defs: dict[str, tuple[dict, dict, list[Run]]],
+             regions: set[str | None]) -> dict[tuple[str, str], Column]:
     """The columns of one metric, one per definition, under the metric's usual key and label (a
-    non-default defining parameter in brackets: ``IFC [norm=l2]``). Where the metric's columns differ in
-    run-level choices (frame rate, region...), or two would share a label (other weights), each label
-    adds its protocol and what sets it apart from the most used definition
-    (``SSIM (lipsync-bench modified: fps=30)``), and keys stay unique."""
+    non-default defining parameter in brackets: ``IFC [norm=l2]``), the region first where the label
+    names it among the metric's ``regions`` (``SSIM [mouth]``, ``region_mark``). Where the metric's columns
+    differ in other run-level choices (frame rate, crop size...), or two would share a label (other
+    weights), each label adds its protocol and what sets it apart from the most used definition
+    (``SSIM (lipsync-bench modified: fps=30)``); a crop's own choices are compared within its region.
+    Keys stay unique."""
     m = get_metric(metric)
-    reference = max(defs.values(), key=lambda e: len(e[2]))[0]  # the most used; the first of equals
-    labels = [m.column_label(params) for _, params, _ in defs.values()]
+    ranked = sorted(defs.values(), key=lambda e: -len(e[2]))  # the most used first; the first of equals
+    reference = ranked[0][0]
+    crop_reference: dict[str | None, dict] = {}  # per region, its most used definition
+    for d, _, _ in ranked:
+        crop_reference.setdefault(d.get(REGION_CHOICE), d)
+    base = {key: column(metric, params, d.get(REGION_CHOICE), regions) for key, (d, params, _) in defs.items()}
+    labels = [c.label for c in base.values()]
 
     def differs(d: dict, run_level: bool) -> list[str]:
-        keys = [k for k in dict.fromkeys([*reference, *d]) if d.get(k) != reference.get(k)
+        crop = crop_reference[d.get(REGION_CHOICE)]
+        keys = [k for k in dict.fromkeys([*reference, *crop, *d]) if k != REGION_CHOICE  # the label names it
+                and d.get(k) != (crop if k in CROP_KEYS else reference).get(k)
                 and not (k.startswith(f"{metric}.") and m.params[k.split(".", 1)[1]].defines)]
         if run_level:  # the protocol's choices, not what follows from the metric's own parameters
             keys = [k for k in keys if k not in ("weights", "resolved") and not k.startswith(f"{metric}.")]
@@ -265,44 +328,62 @@ def _columns(metric: str, defs: dict[str, tuple[dict, dict, list[Run]]]) -> dict
 
     named = any(differs(d, True) for d, _, _ in defs.values())
     out = {}
-    for key, (d, params, runs) in defs.items():
+    for key, (d, _, runs) in defs.items():
         protocols = tuple(dict.fromkeys(protocol_label(r, metric) for r in runs))
-        name, label = m.column_key(params), m.column_label(params)
+        name, label = base[key].name, base[key].label
         if named or labels.count(label) > 1:
             parts = differs(d, run_level=labels.count(label) == 1)
             names = ", ".join(x.replace(" (modified)", " modified") for x in protocols)
             label += f" ({names}" + (f": {', '.join(parts)}" if parts else "") + ")"
             name += f"[{','.join(parts)}]" if parts else ""
-        out[(metric, key)] = Column(name, metric, label, m.higher_is_better, m.decimals, d, protocols)
+        out[(metric, key)] = replace(base[key], name=name, label=label, definition=d, protocols=protocols)
     names = [c.name for c in out.values()]
     for k, c in out.items():  # the same label parts can still collide (e.g. only an unmarked param differs)
         if names.count(c.name) > 1:
-            out[k] = Column(f"{c.name}#{hashlib.sha256(k[1].encode()).hexdigest()[:8]}", c.metric, c.label,
-                            c.higher_is_better, c.decimals, c.definition, c.protocols)
+            out[k] = replace(c, name=f"{c.name}#{hashlib.sha256(k[1].encode()).hexdigest()[:8]}")
     return out
 
 
-def _reported_rows(rep: pd.DataFrame, columns: dict[tuple[str, str], Column]) -> list[dict]:
-    """The paper's reported rows, each value in its metric's column of the same protocol where one is
-    measured, else beside the measured numbers in the metric's first column, marked (another protocol);
-    a metric with no measured column gets one of its own."""
+def _reported_protocol(rec: dict) -> str:
+    return rec["protocol"] if isinstance(rec.get("protocol"), str) else "unknown"
+
+
+def _reported_metrics(rep: pd.DataFrame) -> list[str]:
+    return [c for c in rep.columns if c not in ("method", "source", "protocol", "protocol_note")]
+
+
+def _reported_values(rep: pd.DataFrame | None) -> list[tuple[str, str]]:
+    """(protocol, metric) of every value the paper reports (none without ``rep``)."""
+    if rep is None:
+        return []
+    return [(_reported_protocol(rec), metric) for rec in rep.to_dict(orient="records")
+            for metric in _reported_metrics(rep) if not pd.isna(rec[metric])]
+
+
+def _reported_rows(rep: pd.DataFrame, columns: dict[tuple[str, str], Column],
+                   regions: dict[str, set[str | None]]) -> list[dict]:
+    """The paper's reported rows. A value sits only in a column of the region it was computed on
+    (``reported_region``): there, in the column of its protocol where one is measured, else beside the
+    measured numbers in the first, marked (another protocol); a metric with no measured column of that
+    region gets one of its own (a whole-frame SSIM never sits under a mouth-region one)."""
     rows = []
-    metric_cols = [c for c in rep.columns if c not in ("method", "source", "protocol", "protocol_note")]
     measured = dict(columns)
     for rec in rep.to_dict(orient="records"):
-        protocol = rec.get("protocol") if isinstance(rec.get("protocol"), str) else "unknown"
+        protocol = _reported_protocol(rec)
         values, differs = {}, False
-        for metric in metric_cols:
+        for metric in _reported_metrics(rep):
             if pd.isna(rec[metric]):
                 continue
-            mine = [c for (mm, _), c in measured.items() if mm == metric]
+            region = reported_region(protocol, metric)
+            mine = [c for (mm, _), c in measured.items() if mm == metric and c.region == region]
             same = [c for c in mine if protocol in c.protocols]
             if same:
                 target = same[0]
             elif mine:
                 target, differs = mine[0], True
-            else:  # nothing measured: a column of reported numbers only
-                target = columns.setdefault((metric, "reported"), column(metric))
+            else:  # nothing measured on this region: a column of reported numbers only
+                target = columns.setdefault((metric, f"reported {region}"),
+                                            column(metric, region=region, regions=regions[metric]))
             values[target.name] = float(rec[metric])
         rows.append({"method": rec["method"], "kind": "reported", "values": values, "videos": None, "failed": {},
                      "source": rec.get("source"), "protocol": protocol,
@@ -327,7 +408,7 @@ def _best(columns: list[Column], rows: list[dict]) -> dict[str, float]:
 @dataclass
 class MethodTable(Result):
     """What ``table`` prints: one row per method (``method_rows``), rendered as markdown, LaTeX, CSV or
-    HTML (``text(fmt)``) or as JSON (``to_json``: every column's definition and protocols)."""
+    HTML (``text(fmt)``) or as JSON (``to_json``: every column's region, definition and protocols)."""
 
     dataset: str
     columns: list[Column]
@@ -446,10 +527,11 @@ def render_table(columns: list[Column], rows: list[dict], fmt: str = "markdown")
 
 
 def table_json(columns: list[Column], rows: list[dict]) -> dict:
-    """``table --json``: every column with the protocols and the definition its numbers were computed
-    under, every row with its values."""
+    """``table --json``: every column with the region of the frame, the protocols and the definition its
+    numbers were computed under (``region`` null where the region does not reach the metric), every row
+    with its values."""
     return {"columns": [{"column": c.name, "metric": c.metric, "label": c.label,
-                         "higher_is_better": c.higher_is_better, "protocols": list(c.protocols),
+                         "higher_is_better": c.higher_is_better, "region": c.region, "protocols": list(c.protocols),
                          "definition": c.definition} for c in columns],
             "rows": [{**r, "values": {k: json_float(v) for k, v in r["values"].items()}} for r in rows]}
 
