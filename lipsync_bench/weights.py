@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -229,10 +230,18 @@ def search_dirs(weights_dir: str | os.PathLike | None = None) -> list[Path]:
         dirs.append(Path(weights_dir))
     if os.environ.get(ENV_VAR):
         dirs.append(Path(os.environ[ENV_VAR]))
-    import torch.hub  # deferred: torch takes seconds to import, and only where weights are looked up is it needed
-
-    dirs.append(Path(torch.hub.get_dir()) / "checkpoints")
+    dirs.append(torch_hub_dir() / "checkpoints")
     return dirs
+
+
+def torch_hub_dir() -> Path:
+    """``torch.hub.get_dir()``, without importing torch (seconds) before it is imported: $TORCH_HOME/hub,
+    $TORCH_HOME defaulting to $XDG_CACHE_HOME/torch, that to ~/.cache/torch (torch.hub's rule)."""
+    hub = sys.modules.get("torch.hub")
+    if hub is not None:
+        return Path(hub.get_dir())
+    home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
+    return Path(os.path.expanduser(home)) / "hub"
 
 
 def find(name: str, weights_dir: str | os.PathLike | None = None) -> Path | None:

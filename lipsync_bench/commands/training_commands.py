@@ -11,6 +11,15 @@ from .research_commands import DATA_HELP, data_options
 
 _LOGS = click.option("--log", type=click.Choice(["csv", "tensorboard"]), default="csv", show_default=True)
 _NO_AMP = click.option("--no-amp", is_flag=True, help="No mixed precision on CUDA.")
+_WORKERS = click.option("--workers", default=None, type=click.IntRange(min=0),
+                        help="DataLoader processes [default: 0 on a CPU; on CUDA one per core but one, up to 8].")
+_CHANGE = click.option("--change", "changes", default="", metavar="NAMES",
+                       help="With --resume: settings or inputs allowed to differ from the checkpoint's, "
+                            "comma-separated (e.g. lr; sync_expert, silent_generator, data), recorded in run.json.")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 @click.command("train-syncnet")
@@ -37,18 +46,23 @@ _NO_AMP = click.option("--no-amp", is_flag=True, help="No mixed precision on CUD
 @click.option("--weight-decay", default=None, type=float, help="[default: 0 for adam, 0.01 for adamw]")
 @click.option("--stride", default=1, show_default=True, help="Use every N-th window start of each clip.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--workers", default=0, show_default=True, help="DataLoader processes.")
+@_WORKERS
 @_NO_AMP
 @click.option("--save-every", default=0, show_default=True, help="Also write last.pt every N steps (0: per epoch).")
+@click.option("--val-every", default=1000, show_default=True,
+              help="Validate every N steps (also at each epoch's end and the last step; 0: those only); best.pt "
+                   "keeps the lowest validation loss.")
 @_LOGS
 @click.option("--tiny", is_flag=True, help="AVSyncNet's small configuration (smoke runs on a CPU).")
-@click.option("--resume", is_flag=True, help="Continue from <out>/last.pt (same arch, batch size, lr, seed...).")
+@click.option("--resume", is_flag=True,
+              help="Continue from <out>/last.pt (same arch, batch size, lr, seed... and clips; see --change).")
+@_CHANGE
 @quiet_option
 @data_options
 @friendly
 def train_syncnet_cmd(arch, data, out, train_list, val_list, val_fraction, epochs, max_steps, batch_size, lr,
-                      optimizer, weight_decay, stride, seed, workers, no_amp, save_every, log, tiny, resume, quiet,
-                      layout, cache_dir, device):
+                      optimizer, weight_decay, stride, seed, workers, no_amp, save_every, val_every, log, tiny, resume,
+                      changes, quiet, layout, cache_dir, device):
     """Train a sync expert (AVSyncNet or Wav2Lip's SyncNet) on aligned and misaligned window pairs.
 
     Several GPUs: torchrun --nproc-per-node N -m lipsync_bench.cli train-syncnet ... --device cuda
@@ -57,9 +71,11 @@ def train_syncnet_cmd(arch, data, out, train_list, val_list, val_fraction, epoch
 
     config = config_from_options(arch=arch, tiny=tiny, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                                  lr=lr, optimizer=optimizer, weight_decay=weight_decay, seed=seed, stride=stride,
-                                 val_fraction=val_fraction, workers=workers, amp=not no_amp, save_every=save_every)
+                                 val_fraction=val_fraction, workers=workers, amp=not no_amp, save_every=save_every,
+                                 val_every=val_every)
     emit(train_syncnet(data, out, config, resume=resume, device=device, layout=layout, cache_dir=cache_dir,
-                       train_list=train_list, val_list=val_list, log=log, progress=not quiet))
+                       train_list=train_list, val_list=val_list, changes=_names(changes), log=log,
+                       progress=not quiet))
 
 
 def _generator_options(fn):
@@ -67,25 +83,44 @@ def _generator_options(fn):
     options = [
         click.option("--data", required=True, type=existing_folder(), help=DATA_HELP),
         click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-                     help="Folder for last.pt, log.csv and run.json."),
+                     help="Folder for last.pt, best.pt, snapshots/, samples/, log.csv and run.json."),
         click.option("--config", "config_file", default=None, type=existing_file(),
                      help="JSON or TOML file of GeneratorConfig fields (configs/setup-A.toml ... setup-H.toml, "
                           "configs/silent.toml); --tiny, --batch-size and --lr win over it."),
-        click.option("--max-steps", default=1000, show_default=True, help="Optimiser steps in all."),
+        click.option("--max-steps", default=1000, show_default=True,
+                     help="Optimiser steps in all; the last one is validated, kept in best.pt if best, snapshotted."),
         click.option("--tiny", is_flag=True, help="A small model that trains on a CPU in seconds (smoke runs)."),
         click.option("--sync-expert", default=None, type=existing_file(),
-                     help="train-syncnet checkpoint (AVSyncNet) for the sync losses and the frozen audio encoder "
-                          "[default: a seeded random tiny AVSyncNet, recorded in the checkpoint: smoke runs only]."),
+                     help="train-syncnet checkpoint (AVSyncNet or Wav2Lip's SyncNet): the sync losses and the frozen "
+                          "audio encoder. Required (see --allow-random)."),
+        click.option("--allow-random", is_flag=True,
+                     help="Smoke runs only: seeded random stand-ins for a missing sync expert or G_S, and no "
+                          "perceptual loss without VGG-19's weights; recorded in run.json and the checkpoint. "
+                          "Without it a missing input stops the run before any work."),
         click.option("--batch-size", default=None, type=int, help="Windows per step [default: the config's]."),
         click.option("--lr", default=None, type=float, help="Generator learning rate [default: 1e-4]."),
         click.option("--train-list", default=None, type=existing_file(),
                      help="File list of the training videos (Wav2Lip's filelists/train.txt)."),
-        click.option("--workers", default=0, show_default=True, help="DataLoader processes."),
+        click.option("--val-list", default=None, type=existing_file(),
+                     help="File list of the validation videos (never trained on) [default: --val-fraction of the "
+                          "videos, split by video as train-syncnet does]."),
+        click.option("--val-fraction", default=0.1, show_default=True,
+                     help="Without --val-list: the fraction of videos held out for validation."),
+        click.option("--val-every", default=1000, show_default=True,
+                     help="Validate every N steps (and at the last step): mouth L1, the expert's sync, LSE-C/D by "
+                          "the expert on a few clips, a sample grid; best.pt keeps the best (docs/generator.md)."),
+        click.option("--keep-every", default=10000, show_default=True,
+                     help="Keep a snapshot (snapshots/step_N.pt) every N steps and at the last step "
+                          "(0: the last only)."),
+        _WORKERS,
         _NO_AMP,
         click.option("--save-every", default=0, show_default=True, help="Also write last.pt every N steps."),
         _LOGS,
         click.option("--log-every", default=10, show_default=True, help="Steps between log rows."),
-        click.option("--resume", is_flag=True, help="Continue from <out>/last.pt (same config)."),
+        click.option("--resume", is_flag=True,
+                     help="Continue from <out>/last.pt: the same config, expert and G_S (by checksum) and clips; "
+                          "see --change."),
+        _CHANGE,
         quiet_option,
     ]
     for option in reversed(options):
@@ -93,16 +128,21 @@ def _generator_options(fn):
     return data_options(fn)
 
 
-def _train_generator(silent_mode, setup, data, out, config_file, max_steps, tiny, sync_expert, silent, batch_size, lr,
-                     train_list, workers, no_amp, save_every, log, log_every, resume, quiet, layout, cache_dir, device):
+def _train_generator(silent_mode, setup, data, out, config_file, max_steps, tiny, sync_expert, allow_random, silent,
+                     batch_size, lr, train_list, val_list, val_fraction, val_every, keep_every, workers, no_amp,
+                     save_every, log, log_every, resume, changes, quiet, layout, cache_dir, device):
     from ..research.generator.config import config_from_file
-    from ..research.generator.trainer import train_generator
+    from ..research.generator.run_inputs import required_inputs
 
     config = config_from_file(config_file, setup, silent_mode, tiny, batch_size=batch_size, lr=lr)
+    required_inputs(config, silent_mode, sync_expert, silent, allow_random)  # before torch is imported: in a second
+    from ..research.generator.trainer import train_generator
+
     emit(train_generator(data, out, config, silent_mode=silent_mode, sync_expert=sync_expert, silent=silent,
-                         max_steps=max_steps, resume=resume, device=device, layout=layout, cache_dir=cache_dir,
-                         train_list=train_list, workers=workers, amp=not no_amp, save_every=save_every, log=log,
-                         log_every=log_every, progress=not quiet))
+                         allow_random=allow_random, max_steps=max_steps, resume=resume, changes=_names(changes),
+                         device=device, layout=layout, cache_dir=cache_dir, train_list=train_list, val_list=val_list,
+                         val_fraction=val_fraction, val_every=val_every, keep_every=keep_every, workers=workers,
+                         amp=not no_amp, save_every=save_every, log=log, log_every=log_every, progress=not quiet))
 
 
 @click.command("train-generator")
@@ -110,7 +150,7 @@ def _train_generator(silent_mode, setup, data, out, config_file, max_steps, tiny
               help="Ablation setup A-H (C needs Wav2Vec2 weights: unsupported); H is the full model "
                    "[default: the --config file's setup, else H].")
 @click.option("--silent", default=None, type=existing_file(),
-              help="train-silent checkpoint (G_S) for setups D-H [default: a seeded random G_S: smoke runs only].")
+              help="train-silent checkpoint (G_S): required by setups D-H (see --allow-random).")
 @_generator_options
 @friendly
 def train_generator_cmd(setup, silent, **options):

@@ -386,6 +386,30 @@ def split_clips(clips: list[FaceClip], val_fraction: float) -> tuple[list[FaceCl
     return [c for c in clips if clip_video(c) not in val], [c for c in clips if clip_video(c) in val]
 
 
+def train_val_clips(data, cache_dir, layout: str, train_list, val_list, val_fraction: float,
+                    progress: bool = False) -> tuple[ClipSet, list[FaceClip], list[FaceClip]]:
+    """(the training clip set, its training clips, the validation clips): the clips of ``val_list``
+    when it is given (the training clips are ``train_list``'s, which may not share a clip with it, or
+    every other clip), else a split of the training clips by video (``split_clips``)."""
+    clipset = open_clips(data, cache_dir, layout, train_list, progress=progress)
+    if not val_list:
+        return (clipset, *split_clips(clipset.clips, val_fraction))
+    val_clips = open_clips(data, cache_dir, layout, val_list, progress=False).clips
+    val_names = {c.name for c in val_clips}
+    shared = sorted(val_names & {c.name for c in clipset.clips})
+    if train_list and shared:
+        raise LipsyncBenchError(f"{train_list} and {val_list} share {len(shared)} clips (e.g. {shared[0]}): a "
+                                "clip is for training or for validation, not both")
+    return clipset, [c for c in clipset.clips if c.name not in val_names], val_clips
+
+
+def data_identity(layout: str, train: list[FaceClip], val: list[FaceClip]) -> str:
+    """What a resumed run checks of its data: the layout and the names of the clips trained and
+    validated on (sha256 of them)."""
+    text = json.dumps([layout, sorted(c.name for c in train), sorted(c.name for c in val)])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 # --------------------------------------------------------------------------------------------------
 # Pairs
 

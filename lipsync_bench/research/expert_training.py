@@ -6,11 +6,13 @@ aligned / misaligned window pairs (``data.SyncPairs``), BCE on the cosine simila
 - Order: each epoch is a permutation of the training pairs drawn from (seed, epoch), and each pair is
   a function of (seed, epoch, index) (``SyncPairs``); the models have no dropout. So a run is
   reproducible and a run resumed from a checkpoint written mid-epoch continues exactly where it was.
-- Checkpoints: ``<out>/last.pt`` after every epoch and every ``save_every`` steps, ``<out>/best.pt``
-  at the lowest validation loss, written atomically; Wav2Lip's keys (``state_dict``, ``optimizer``,
+- Checkpoints: ``<out>/last.pt`` after every epoch, every ``save_every`` steps and at the last step,
+  ``<out>/best.pt`` at the lowest validation loss, written atomically; Wav2Lip's keys (``state_dict``, ``optimizer``,
   ``global_step``, ``global_epoch``) plus ``arch``, ``config`` (AVSyncNet's) and the training state.
-  ``resume=True`` continues from ``last.pt`` (the settings that define the run must be the same).
-- Validation after every epoch on held-out clips (fixed pairs): loss, sync accuracy (cosine similarity
+  ``resume=True`` continues from ``last.pt`` (the settings that define the run and the clips must be
+  the same, or the difference named in ``changes``: ``training.check_resume``).
+- Validation every ``val_every`` steps, at every epoch's end and at the last step (a run stopped by
+  ``max_steps`` mid-epoch is validated too), on held-out clips (fixed pairs): loss, sync accuracy (cosine similarity
   above 0.5 <=> aligned) and the mean cosine similarity of the aligned (ground-truth) pairs, the
   quantity of the paper's Tab. A. Logged to ``<out>/log.csv`` (and TensorBoard with ``log="tensorboard"``).
 - Several GPUs: start with ``torchrun --nproc-per-node N -m lipsync_bench.cli train-syncnet ...``; each
@@ -34,9 +36,18 @@ from ..errors import LipsyncBenchError
 from ..syncnets.experts import build_model
 from ..syncnets.inputs import INPUTS
 from ..syncnets.wav2lip import sync_loss
-from .datasets import SyncPairs, open_clips, split_clips
+from .datasets import SyncPairs, data_identity, train_val_clips
 from .outcomes import ExpertTraining
-from .training import TrainLog, check_resume, distributed, epoch_batches, train_device, wrap_ddp
+from .training import (
+    TrainLog,
+    check_resume,
+    check_resumed_input,
+    default_workers,
+    distributed,
+    epoch_batches,
+    train_device,
+    wrap_ddp,
+)
 
 ARCHS = ("avsyncnet", "wav2lip")
 LOG_FIELDS = ["step", "epoch", "split", "loss", "sync_acc", "gt_cos", "lr", "samples_per_s", "seconds"]
@@ -55,9 +66,10 @@ class TrainConfig:
     seed: int = 0
     stride: int = 1  # every stride-th window start of each clip is a training item
     val_fraction: float = 0.1  # held-out clips when no validation list is given
-    workers: int = 0  # DataLoader processes
+    workers: int | None = None  # DataLoader processes; None: training.default_workers (0 on a CPU)
     amp: bool = True  # mixed precision, CUDA only
     save_every: int = 0  # steps between mid-epoch checkpoints; 0: after each epoch only
+    val_every: int = 1000  # steps between validations (also at each epoch's end and the last step); 0: those only
 
     #: Fields that define the run: resuming with another value is refused.
     IDENTITY = ("arch", "tiny", "batch_size", "lr", "optimizer", "weight_decay", "seed", "stride")
@@ -106,10 +118,10 @@ def _make_optimizer(model, config: TrainConfig):
     return cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _checkpoint(model, optimizer, scaler, config: TrainConfig, state: dict) -> dict:
+def _checkpoint(model, optimizer, scaler, config: TrainConfig, state: dict, inputs: dict) -> dict:
     ckpt = {"arch": config.arch, "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
             "global_step": state["step"], "global_epoch": state["epoch"],
-            "train": {"config": asdict(config), **state}}
+            "train": {"config": asdict(config), "inputs": inputs, **state}}
     if config.arch == "avsyncnet":
         ckpt["config"] = asdict(model.config)
     if scaler is not None:
@@ -119,7 +131,7 @@ def _checkpoint(model, optimizer, scaler, config: TrainConfig, state: dict) -> d
 
 def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: TrainConfig | None = None, *,
                   resume: bool = False, device: str = "cpu", layout: str = "auto", cache_dir=None,
-                  train_list=None, val_list=None, log: str = "csv", progress: bool = True) -> dict:
+                  train_list=None, val_list=None, changes=(), log: str = "csv", progress: bool = True) -> dict:
     """Train one sync expert on the clips under ``data``; returns the final state and the validation
     history (``config`` default: ``TrainConfig()``). See the module docstring for what is written to
     ``out``."""
@@ -129,19 +141,14 @@ def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: Train
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
-    saved = check_resume(last, config.identity(), "a train-syncnet checkpoint") if resume else None
+    saved = (check_resume(last, config.identity(), "a train-syncnet checkpoint", changes=tuple(changes))
+             if resume else None)
 
-    clipset = open_clips(data, cache_dir, layout, train_list, progress=progress and rank == 0)
-    if val_list:
-        val_clips = open_clips(data, cache_dir, layout, val_list, progress=False).clips
-        val_names = {c.name for c in val_clips}
-        shared = sorted(val_names & {c.name for c in clipset.clips})
-        if train_list and shared:
-            raise LipsyncBenchError(f"{train_list} and {val_list} share {len(shared)} clips (e.g. {shared[0]}): a "
-                                    "clip is for training or for validation, not both")
-        train_clips = [c for c in clipset.clips if c.name not in val_names]  # without a train list: the rest
-    else:
-        train_clips, val_clips = split_clips(clipset.clips, config.val_fraction)
+    clipset, train_clips, val_clips = train_val_clips(data, cache_dir, layout, train_list, val_list,
+                                                     config.val_fraction, progress and rank == 0)
+    inputs = {"data": data_identity(clipset.layout, train_clips, val_clips)}
+    if saved is not None:
+        check_resumed_input(saved, last, "data", inputs["data"], tuple(changes))
     spec = INPUTS[config.arch]
     train_pairs = SyncPairs(train_clips, spec, config.seed, config.stride)
     val_pairs = SyncPairs(val_clips, spec, config.seed + 1) if val_clips else None
@@ -161,20 +168,41 @@ def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: Train
         if scaler is not None and "scaler" in saved:
             scaler.load_state_dict(saved["scaler"])
         state = {k: saved["train"][k] for k in state}
+        for group in optimizer.param_groups:  # a deliberate --change lr applies now
+            group["lr"] = config.lr
+    state["changes"] = saved["changes"] if saved is not None else []
     net = wrap_ddp(model, dev, world)
+    workers = default_workers(dev) if config.workers is None else config.workers
     logger = TrainLog(out, LOG_FIELDS, log, rank == 0, resume)
     meta = {"data": str(data), "layout": clipset.layout, "crop_geometry": clipset.geometry.as_dict(),
             "train_clips": len(train_clips), "val_clips": len(val_clips),
             "train_windows": len(train_pairs), "val_windows": len(val_pairs) if val_pairs else 0,
             "skipped": clipset.problems + train_pairs.too_short, "world_size": world, "device": str(dev),
-            "amp": use_amp, "config": asdict(config)}
+            "amp": use_amp, "workers": workers, "config": asdict(config), "inputs": inputs,
+            "changes": state["changes"]}
     if rank == 0:
         (out / "run.json").write_text(json.dumps(meta, indent=2))
 
     def save(path: Path) -> None:
         if rank == 0:
-            save_checkpoint({**_checkpoint(model, optimizer, scaler, config, state),
-                             "crop_geometry": meta["crop_geometry"]}, path)
+            save_checkpoint({**_checkpoint(model, optimizer, scaler, config, state, inputs), "crop_geometry":
+                             meta["crop_geometry"]}, path)
+
+    validated: dict = {}
+
+    def validation(epoch_number: int) -> dict:
+        """Validate now (once a step), log it, keep best.pt at the lowest validation loss."""
+        if val_pairs is None:
+            return {}
+        if validated.get("step") != state["step"]:
+            val = validate(model, val_pairs, config.batch_size, dev, world, rank)
+            logger.write({"step": state["step"], "epoch": epoch_number, "split": "val", **val})
+            best = val["loss"] < state["best_val_loss"]
+            state["best_val_loss"] = min(val["loss"], state["best_val_loss"])
+            if best:
+                save(out / "best.pt")
+            validated.update(step=state["step"], values={f"val_{k}": v for k, v in val.items()})
+        return validated["values"]
 
     done = False
     while state["epoch"] < config.epochs and not done:
@@ -182,7 +210,7 @@ def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: Train
         train_pairs.set_epoch(epoch)
         batches = epoch_batches(len(train_pairs), config.batch_size, config.seed, epoch, rank, world)
         loader = torch.utils.data.DataLoader(train_pairs, batch_sampler=batches[state["batch_in_epoch"]:],
-                                             num_workers=config.workers, pin_memory=dev.type == "cuda")
+                                             num_workers=workers, pin_memory=dev.type == "cuda")
         net.train()
         total, items, started = 0.0, 0, time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress or rank != 0)
@@ -204,32 +232,27 @@ def train_syncnet(data: str | os.PathLike, out: str | os.PathLike, config: Train
             total += float(loss.detach()) * len(y)
             items += len(y)
             bar.set_postfix(loss=f"{total / items:.4f}")
+            done = config.max_steps is not None and state["step"] >= config.max_steps
+            if config.val_every and state["step"] % config.val_every == 0 and not done:
+                validation(epoch + 1)
+                net.train()
             if config.save_every and state["step"] % config.save_every == 0:
                 save(last)
-            if config.max_steps is not None and state["step"] >= config.max_steps:
-                done = True
+            if done:
                 break
         seconds = time.perf_counter() - started
         row = {"step": state["step"], "epoch": epoch + 1, "split": "train", "loss": total / max(1, items),
                "lr": optimizer.param_groups[0]["lr"], "samples_per_s": items * world / seconds if seconds else "",
                "seconds": round(seconds, 3)}
         logger.write(row)
-        epoch_done = state["batch_in_epoch"] >= len(batches)
-        if epoch_done:
+        if state["batch_in_epoch"] >= len(batches):
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
+        if done or state["batch_in_epoch"] == 0:  # an epoch's end, or the last step: validated and recorded
             record = {"epoch": epoch + 1, "step": state["step"], "train_loss": row["loss"],
-                      "samples_per_s": row["samples_per_s"]}
-            best = False
-            if val_pairs is not None:
-                val = validate(model, val_pairs, config.batch_size, dev, world, rank)
-                logger.write({"step": state["step"], "epoch": epoch + 1, "split": "val", **val})
-                record.update({f"val_{k}": v for k, v in val.items()})
-                best = val["loss"] < state["best_val_loss"]
-                state["best_val_loss"] = min(val["loss"], state["best_val_loss"])
+                      "samples_per_s": row["samples_per_s"], "epoch_end": state["batch_in_epoch"] == 0,
+                      **validation(epoch + 1)}
             state["history"].append(record)
-            if best:
-                save(out / "best.pt")
         save(last)
     if world > 1:
         torch.distributed.barrier()

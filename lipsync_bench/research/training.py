@@ -1,5 +1,12 @@
 """What the trainers share (``train-syncnet``, ``train-generator``, ``train-silent``): the process group
-under torchrun, each process's equal slice of an epoch, the CSV/TensorBoard log, and the resume check.
+under torchrun, each process's equal slice of an epoch, the data-loading workers, the CSV/TensorBoard
+log, the resume check and kept snapshots.
+
+Resume: a checkpoint records the settings that define the run and the identity of its inputs (the
+expert's and G_S's sha256, the clips trained and validated on); ``--resume`` refuses any difference
+by name, unless the difference is named in ``--change`` (a deliberate change: a lower learning rate,
+another expert), and then records it in the checkpoint and ``run.json`` (``changes``: step, what,
+before, after).
 
 Reproducibility: an epoch is a permutation drawn from (seed, epoch) and every item a function of
 (seed, epoch, index), so a run resumed from a checkpoint written mid-epoch continues exactly where it
@@ -53,18 +60,85 @@ def wrap_ddp(model: torch.nn.Module, device: torch.device, world: int) -> torch.
                                                      device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def check_resume(path: Path, identity: dict, what: str) -> dict:
-    """The checkpoint to resume from, refused when the settings that define the run differ."""
+def default_workers(device: torch.device) -> int:
+    """Data-loading processes when none are asked for: on CUDA one per core but one (up to 8), so that
+    decoding JPEG crops keeps up with the device; on a CPU none (the model's threads use every core)."""
+    if device.type != "cuda":
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
 
+
+def check_resume(path: Path, identity: dict, what: str, inputs: dict | None = None,
+                 changes: tuple[str, ...] = (), later: tuple[str, ...] = ("data",)) -> dict:
+    """The checkpoint to resume from, refused when the settings that define the run (``identity``)
+    or its inputs (``inputs``: name -> identity, e.g. the expert's sha256) differ from the ones it
+    was written with, except those named in ``changes``; a change named but not made is refused too
+    (a typo must not pass); ``later`` names inputs checked once known (``check_resumed_input``). The
+    accepted changes are in the returned checkpoint's ``changes``."""
     if not path.is_file():
         raise LipsyncBenchError(f"--resume: no checkpoint {path} to resume from")
     saved = read_checkpoint(path, what)
-    before = saved.get("train", {}).get("config", {}) if isinstance(saved, dict) else {}
-    differ = {k: (before.get(k), v) for k, v in identity.items() if before.get(k) != v}
-    if differ:
-        raise LipsyncBenchError(f"--resume: {path} was trained with other settings: "
-                                + ", ".join(f"{k} {a!r} (now {b!r})" for k, (a, b) in differ.items()))
+    train = saved.get("train", {}) if isinstance(saved, dict) else {}
+    now = {**identity, **(inputs or {})}
+    before = {**train.get("config", {}), **train.get("inputs", {})}
+    differ = {k: (before.get(k), v) for k, v in now.items() if _identity(before.get(k)) != _identity(v)}
+    unknown = sorted(set(changes) - set(now) - set(later))
+    if unknown:
+        raise LipsyncBenchError(f"--change {', '.join(unknown)}: not a setting of this run (known: "
+                                f"{', '.join(sorted(now))})")
+    refused = {k: ab for k, ab in differ.items() if k not in changes}
+    if refused:
+        raise LipsyncBenchError(f"--resume: {path} was trained with other settings or inputs: "
+                                + "; ".join(f"{k} {_short(a)} (now {_short(b)})" for k, (a, b) in refused.items())
+                                + " (a deliberate change: --change " + ",".join(refused) + ")")
+    unchanged = sorted(set(changes) - set(differ) - set(later))
+    if unchanged:
+        raise LipsyncBenchError(f"--change {', '.join(unchanged)}: the same as in {path}; nothing to change")
+    step = train.get("step", saved.get("global_step") if isinstance(saved, dict) else None)
+    saved["changes"] = [*train.get("changes", []),
+                        *({"step": step, "what": k, "before": a, "after": b} for k, (a, b) in differ.items())]
     return saved
+
+
+def check_resumed_input(saved: dict, path: Path, name: str, value, changes: tuple[str, ...] = ()) -> None:
+    """``check_resume`` for an input known only after start-up (the clips: ``datasets.data_identity``)."""
+    train = saved.get("train", {})
+    before = train.get("inputs", {}).get(name)
+    if _identity(before) == _identity(value):
+        if name in changes:
+            raise LipsyncBenchError(f"--change {name}: the same as in {path}; nothing to change")
+        return
+    if name not in changes:
+        raise LipsyncBenchError(f"--resume: {path} was trained on other {name}: {_short(before)} (now "
+                                f"{_short(value)}; a deliberate change: --change {name})")
+    saved["changes"].append({"step": train.get("step"), "what": name, "before": before, "after": value})
+
+
+def _identity(value):
+    """What a resume compares of a setting or input: a file by its checksum (moved or renamed, it is
+    the same input)."""
+    return value["sha256"] if isinstance(value, dict) and "sha256" in value else value
+
+
+def _short(value) -> str:
+    """A setting or input for an error line: a file's name and the start of its checksum."""
+    if isinstance(value, dict) and "sha256" in value:
+        return f"{value.get('file', '?')} (sha256 {value['sha256'][:12]})"
+    return repr(value)
+
+
+def keep_snapshot(last: Path, step: int) -> Path:
+    """A copy of ``last`` as ``snapshots/step_<step>.pt`` beside it (hard link where the file system
+    allows: the checkpoint is written anew, never in place)."""
+    target = last.parent / "snapshots" / f"step_{step:07d}.pt"
+    target.parent.mkdir(exist_ok=True)
+    target.unlink(missing_ok=True)
+    try:
+        os.link(last, target)
+    except OSError:
+        import shutil
+        shutil.copyfile(last, target)
+    return target
 
 
 class TrainLog:

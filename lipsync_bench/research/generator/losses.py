@@ -47,6 +47,7 @@ from torchvision.models import vgg19
 from ...checkpoints import read_checkpoint
 from ...errors import LipsyncBenchError
 from ...weights import search_dirs
+from .run_inputs import VGG_FILE, VGG_URL, perceptual_weights
 
 RATIO_CAP = 1 - 1e-6
 
@@ -91,7 +92,6 @@ def gan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor)
             + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))) / 2
 
 
-VGG_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's ImageNet VGG-19, in the torch hub cache
 
 
 class PerceptualLoss(torch.nn.Module):
@@ -111,15 +111,13 @@ class PerceptualLoss(torch.nn.Module):
 
     @classmethod
     def load(cls) -> "PerceptualLoss":
-        for folder in search_dirs():
-            path = folder / VGG_FILE
-            if path.is_file():
-                net = vgg19()
-                net.load_state_dict(read_checkpoint(path, "VGG-19 weights"))
-                return cls(net)
+        path = perceptual_weights()
+        if path is not None:
+            net = vgg19()
+            net.load_state_dict(read_checkpoint(path, "VGG-19 weights"))
+            return cls(net)
         raise LipsyncBenchError(f"perceptual loss skipped: needs torchvision's VGG-19 ImageNet weights {VGG_FILE} "
-                                f"in {', '.join(str(d) for d in search_dirs())} (download "
-                                f"https://download.pytorch.org/models/{VGG_FILE} there)")
+                                f"in {', '.join(str(d) for d in search_dirs())} (download {VGG_URL} there)")
 
     def forward(self, generated: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         x = (generated - self.mean) / self.std

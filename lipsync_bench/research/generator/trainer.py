@@ -10,9 +10,14 @@ expert on the 5-frame window (x: generated, y: GT, d: reference, against the win
 discriminator's step. G_S is the same network trained on reconstruction alone (GAN + pixel +
 perceptual), which teaches it the lips of silent audio.
 
-Without ``sync_expert`` a seeded random tiny AVSyncNet (batch norms calibrated on the data) is used,
-and without ``silent`` (setups D-H) a seeded random G_S; checkpoints and ``run.json`` say so. Both are
-for smoke runs: a real run gives a trained expert (``train-syncnet``) and G_S (``train-silent``).
+A run needs a trained sync expert (``train-syncnet``), G_S for setups D-H (``train-silent``) and VGG-19
+for the perceptual loss; a missing one stops it before any work (``required_inputs``). Only with
+``allow_random`` (smoke runs) does a seeded random tiny AVSyncNet (batch norms calibrated on the
+data) or a seeded random G_S stand in, and the perceptual loss is skipped; ``run.json`` lists the
+stand-ins. Validation (``validation``) every ``val_every`` steps and at the last step: ``best.pt``,
+``samples/``, ``val`` rows in the log; ``snapshots/step_<n>.pt`` every ``keep_every`` steps and at
+the last step. A resume checks the config, the expert's and G_S's checksums and the clips
+(``training.check_resume``).
 The checkpoint of G_L holds G_S and the frozen audio encoder, so ``generate`` needs it alone.
 """
 from __future__ import annotations
@@ -32,11 +37,20 @@ from ...syncnets.avsyncnet import AVSyncNet, AVSyncNetConfig
 from ...syncnets.experts import load_expert
 from ...syncnets.inputs import INPUTS, ExpertInput, frames_input
 from ...syncnets.wav2lip import Wav2LipSyncNet
-from ...weights import sha256
-from ..datasets import open_clips
+from ..datasets import data_identity, train_val_clips
 from ..expert_analysis import random_expert
 from ..outcomes import GeneratorTraining
-from ..training import TrainLog, check_resume, distributed, epoch_batches, train_device, wrap_ddp
+from ..training import (
+    TrainLog,
+    check_resume,
+    check_resumed_input,
+    default_workers,
+    distributed,
+    epoch_batches,
+    keep_snapshot,
+    train_device,
+    wrap_ddp,
+)
 from .config import GeneratorConfig
 from .losses import (
     PerceptualLoss,
@@ -48,11 +62,13 @@ from .losses import (
     stabilized_sync_loss,
 )
 from .models import Discriminator, Generator, build_generator, mask_lower_half
-from .windows import GeneratorWindows
+from .run_inputs import required_inputs
+from .validation import LSE_CLIPS, best_criterion, validate_generator, validation_windows, write_sample_grid
+from .windows import SILENT_MEL, GeneratorWindows
 
 LOG_FIELDS = ["step", "epoch", "split", "loss", "pixel", "perceptual", "gan", "sync", "sync_floor", "sync_excess",
-              "triplet", "disc", "sync_x", "sync_y", "sync_d", "samples_per_s", "seconds"]
-SILENT_MEL = -4.0  # Wav2Lip's normalised mel of silence (the floor of its [-4, 4] range)
+              "triplet", "disc", "sync_x", "sync_y", "sync_d", "l1", "l1_mouth", "sync_loss", "lse_c", "lse_d",
+              "lse_clips", "score", "samples_per_s", "seconds"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -62,21 +78,40 @@ SILENT_MEL = -4.0  # Wav2Lip's normalised mel of silence (the floor of its [-4, 
 class SyncJudge:
     """The frozen sync expert: similarity of 5-frame windows of float faces (B * 5, 3, S, S) with mel
     windows (B, 1, 80, 16); differentiable in the faces. Faces are resized to ``size`` (AVSyncNet's
-    224, or the working size for tiny runs) before the expert's bottom half is taken."""
+    224, or the working size for tiny runs) before the expert's bottom half is taken. With ``amp`` the
+    expert runs under autocast (bfloat16 on a CPU, float16 on CUDA; the similarity in float32): the
+    three passes a step are most of a step's time, and the similarities stay within
+    ``AUTOCAST_BOUND`` of float32's (tests/test_research_run.py)."""
 
-    def __init__(self, arch: str, model: torch.nn.Module, describe: dict, size: int):
-        self.arch, self.model, self.describe, self.size = arch, model.eval(), describe, size
+    def __init__(self, arch: str, model: torch.nn.Module, describe: dict, size: int, device: torch.device):
+        self.arch, self.model, self.describe, self.size, self.device = arch, model.eval(), describe, size, device
         for p in model.parameters():
             p.requires_grad_(False)
         self.spec = ExpertInput(size, bgr=INPUTS[arch].bgr)
 
-    def similarity(self, faces: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    def similarity(self, faces: torch.Tensor, mel: torch.Tensor, amp: bool = False) -> torch.Tensor:
         if faces.shape[-1] != self.size:
             faces = torch.nn.functional.interpolate(faces, size=(self.size, self.size), mode="bilinear",
                                                     align_corners=False)
-        audio = self.model.embed_audio(mel)
-        video = self.model.embed_faces(frames_input(faces, self.spec))
+        dtype = torch.float16 if faces.device.type == "cuda" else torch.bfloat16
+        with torch.autocast(faces.device.type, dtype=dtype, enabled=amp):
+            audio = self.model.embed_audio(mel)
+            video = self.model.embed_faces(frames_input(faces, self.spec))
         return (audio.float() * video.float()).sum(dim=1)
+
+    @torch.no_grad()
+    def video(self, windows: torch.Tensor) -> torch.Tensor:
+        """(N, 5, S, S, 3) RGB uint8 windows -> (N, D) embeddings, as ``experts.Expert.video`` (for the
+        LSE procedure, ``syncnets.scoring.ExpertSyncScorer``)."""
+        faces = windows.to(self.device).flatten(0, 1).permute(0, 3, 1, 2).float().div(255)
+        if faces.shape[-1] != self.size:
+            faces = torch.nn.functional.interpolate(faces, size=(self.size, self.size), mode="bilinear",
+                                                    align_corners=False)
+        return self.model.embed_faces(frames_input(faces, self.spec))
+
+
+#: The largest difference of a similarity under autocast from float32's allowed by the tests.
+AUTOCAST_BOUND = 0.01
 
 
 def load_judge(path: str | Path | None, config: GeneratorConfig, clips, device: torch.device) -> SyncJudge:
@@ -84,14 +119,14 @@ def load_judge(path: str | Path | None, config: GeneratorConfig, clips, device: 
     random tiny AVSyncNet calibrated on ``clips``."""
     if path is None:
         expert = random_expert("avsyncnet", clips, config.seed, tiny=True, device=device)
-        return SyncJudge("avsyncnet", expert.model, expert.weights, config.sync_size)
+        return SyncJudge("avsyncnet", expert.model, expert.weights, config.sync_size, device)
     checkpoint = read_checkpoint(path, "sync expert weights")
     arch = checkpoint.get("arch", "wav2lip") if isinstance(checkpoint, dict) else "wav2lip"
     if arch not in ("avsyncnet", "wav2lip"):
         raise LipsyncBenchError(f"{path}: a {arch} checkpoint; the generator's sync expert is AVSyncNet or Wav2Lip's")
     expert = load_expert(arch, path, device)
     size = config.sync_size if arch == "avsyncnet" else INPUTS["wav2lip"].size
-    return SyncJudge(arch, expert.model, expert.weights, size)
+    return SyncJudge(arch, expert.model, expert.weights, size, device)
 
 
 def _audio_source(judge: SyncJudge) -> dict:
@@ -147,73 +182,92 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
 
 
 def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = False, sync_expert=None,
-                    silent=None, max_steps: int = 1000, epochs: int = 10 ** 6, resume: bool = False,
-                    device: str = "cpu", layout: str = "auto", cache_dir=None, train_list=None, workers: int = 0,
-                    amp: bool = True, save_every: int = 0, log: str = "csv", log_every: int = 10,
-                    progress: bool = True) -> dict:
+                    silent=None, allow_random: bool = False, max_steps: int = 1000, epochs: int = 10 ** 6,
+                    resume: bool = False, changes=(), device: str = "cpu", layout: str = "auto", cache_dir=None,
+                    train_list=None, val_list=None, val_fraction: float = 0.1, val_every: int = 1000,
+                    keep_every: int = 10000, workers: int | None = None, amp: bool = True, save_every: int = 0,
+                    log: str = "csv", log_every: int = 10, progress: bool = True) -> dict:
     """Train G_L (or G_S with ``silent_mode``) for ``max_steps`` steps; returns the state, the loss
-    history (every ``log_every`` steps) and what the run used. See the module docstring."""
+    history (every ``log_every`` steps), the validations and what the run used. See the module
+    docstring; validation: ``validation``."""
     kind = "silent" if silent_mode else "generator"
     rank, world = distributed()
     dev = train_device(device, rank, world)
+    inputs = required_inputs(config, silent_mode, sync_expert, silent, allow_random)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
     identity = config.as_dict()
-    saved = check_resume(last, identity, f"a train-{kind} checkpoint") if resume else None
+    changes = tuple(changes)
+    saved = (check_resume(last, identity, f"a train-{kind} checkpoint", inputs, changes)
+             if resume else None)
+    out.mkdir(parents=True, exist_ok=True)
 
-    clips = open_clips(data, cache_dir, layout, train_list, progress=progress and rank == 0)
-    windows = GeneratorWindows(clips.clips, config.size, config.frames, config.seed)
+    clipset, train_clips, val_clips = train_val_clips(data, cache_dir, layout, train_list, val_list, val_fraction,
+                                                      progress and rank == 0)
+    inputs["data"] = data_identity(clipset.layout, train_clips, val_clips)
+    if saved is not None:
+        check_resumed_input(saved, last, "data", inputs["data"], changes)
+    windows = GeneratorWindows(train_clips, config.size, config.frames, config.seed)
     if len(windows) < 2:
         raise LipsyncBenchError(f"{data}: fewer than 2 training windows ({'; '.join(windows.too_short) or 'no clips'})")
+    val_windows = GeneratorWindows(val_clips, config.size, config.frames, config.seed + 1) if val_clips else None
+    val_indices = validation_windows(val_windows) if val_windows is not None and len(val_windows) else []
     torch.manual_seed(config.seed)
-    judge = load_judge(sync_expert, config, clips.clips, dev) if (config.frozen_audio or not silent_mode) else None
+    judge = load_judge(sync_expert, config, train_clips, dev) if (config.frozen_audio or not silent_mode) else None
     audio_source = _audio_source(judge) if judge is not None and config.frozen_audio else None
     generator = make_generator(config, audio_source, judge.model if judge is not None else None).to(dev)
     disc = Discriminator(config.base).to(dev)
-    silent_net, silent_info, silent_source = None, None, None
+    silent_net, silent_source = None, None
     if config.silent_reference:
         if silent is not None:
             silent_net, _, silent_meta = load_generator(silent, dev)
-            if silent_meta["arch"] != "silent":
-                raise LipsyncBenchError(f"{silent}: a {silent_meta['arch']} checkpoint, not a train-silent one (G_S)")
-
-            silent_info = {"file": str(silent), "sha256": sha256(silent)}
             silent_source = silent_meta["audio_source"]
         else:
             torch.manual_seed(config.seed + 1)
             silent_cfg = GeneratorConfig.silent(base=config.base, sync_size=config.sync_size, perceptual=False)
             silent_net = make_generator(silent_cfg, audio_source, judge.model).to(dev).eval()
-            silent_info, silent_source = {"random_init": config.seed + 1}, audio_source
+            silent_source = audio_source
         for p in silent_net.parameters():
             p.requires_grad_(False)
     perceptual, perceptual_note = None, "off in the config"
     if config.perceptual and config.w_per:
         try:
             perceptual, perceptual_note = PerceptualLoss.load().to(dev), "VGG-19 (torchvision ImageNet weights)"
-        except LipsyncBenchError as exc:
+        except LipsyncBenchError as exc:  # only with allow_random (required_inputs)
             perceptual_note = str(exc)
     trainable = [p for p in generator.parameters() if p.requires_grad]
     opt_g = torch.optim.Adam(trainable, lr=config.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=config.disc_lr, betas=(0.5, 0.999))
     use_amp = amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": []}
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "validation": [], "best_score": math.inf,
+             "best_step": None}
     if saved is not None:
         generator.load_state_dict(saved["state_dict"])
         disc.load_state_dict(saved["disc"])
         opt_g.load_state_dict(saved["optimizer"])
         opt_d.load_state_dict(saved["disc_optimizer"])
+        for opt, lr in ((opt_g, config.lr), (opt_d, config.disc_lr)):  # a deliberate --change lr applies now
+            for group in opt.param_groups:
+                group["lr"] = lr
         if scaler is not None and "scaler" in saved:
             scaler.load_state_dict(saved["scaler"])
-        state = {k: saved["train"][k] for k in state}
+        state = {k: saved["train"].get(k, v) for k, v in state.items()}
+    state["changes"] = saved["changes"] if saved is not None else []
     g_net, d_net = wrap_ddp(generator, dev, world), wrap_ddp(disc, dev, world)
+    workers = default_workers(dev) if workers is None else workers
     logger = TrainLog(out, LOG_FIELDS, log, rank == 0, resume)
-    meta = {"kind": kind, "data": str(data), "layout": clips.layout, "crop_geometry": clips.geometry.as_dict(),
-            "clips": len(clips.clips), "windows": len(windows),
-            "skipped": clips.problems + windows.too_short, "config": config.as_dict(), "world_size": world,
-            "device": str(dev), "amp": use_amp, "perceptual": perceptual_note,
-            "sync_expert": judge.describe if judge is not None else None, "silent_generator": silent_info}
+    stand_ins = [k for k, v in inputs.items() if isinstance(v, dict) and "random_init" in v]
+    meta = {"kind": kind, "data": str(data), "layout": clipset.layout, "crop_geometry": clipset.geometry.as_dict(),
+            "clips": len(train_clips), "windows": len(windows), "val_clips": len(val_clips),
+            "val_windows": len(val_indices), "skipped": clipset.problems + windows.too_short,
+            "config": config.as_dict(), "world_size": world, "device": str(dev), "amp": use_amp, "workers": workers,
+            "perceptual": perceptual_note, "sync_expert": judge.describe if judge is not None else None,
+            "silent_generator": inputs.get("silent_generator"), "inputs": inputs,
+            "random_stand_ins": stand_ins + ([] if perceptual is not None or perceptual_note.startswith("off")
+                                            else ["perceptual"]),
+            "allow_random": allow_random, "changes": state["changes"], "val_every": val_every,
+            "keep_every": keep_every, "best_criterion": best_criterion(silent_mode)}
     if rank == 0:
         (out / "run.json").write_text(json.dumps(meta, indent=2))
 
@@ -221,15 +275,30 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
         if rank != 0:
             return
         extra = {"disc": disc.state_dict(), "optimizer": opt_g.state_dict(), "disc_optimizer": opt_d.state_dict(),
-                 "global_step": state["step"], "train": {"config": identity, **state},
-                 "sync_expert": meta["sync_expert"], "silent_generator": silent_info, "perceptual": perceptual_note,
-                 "crop_geometry": meta["crop_geometry"]}
+                 "global_step": state["step"], "train": {"config": identity, "inputs": inputs, **state},
+                 "sync_expert": meta["sync_expert"], "silent_generator": inputs.get("silent_generator"),
+                 "perceptual": perceptual_note, "crop_geometry": meta["crop_geometry"]}
         if silent_net is not None:
             extra.update({"silent_state_dict": silent_net.state_dict(), "silent_config": silent_net.config.as_dict(),
                           "silent_audio_source": silent_source})
         if scaler is not None:
             extra["scaler"] = scaler.state_dict()
         save_checkpoint(generator_checkpoint(kind, generator, audio_source, **extra), path)
+
+    def validation() -> None:
+        """Score the fixed validation windows, log them, write the sample grid, keep best.pt (process 0)."""
+        if rank == 0 and val_indices:
+            values, grid = validate_generator(generator, silent_net, judge, val_windows, val_indices, config, dev,
+                                              silent_mode, use_amp, lse_clips=val_clips[:LSE_CLIPS])
+            row = {"step": state["step"], "epoch": state["epoch"] + 1, "split": "val", **values}
+            logger.write(row)
+            sample = write_sample_grid(grid, out, state["step"])
+            state["validation"].append({**{k: v for k, v in row.items() if k != "split"}, "sample": str(sample)})
+            if values["score"] < state["best_score"]:
+                state["best_score"], state["best_step"] = values["score"], state["step"]
+                save(out / "best.pt")
+        if world > 1:
+            torch.distributed.barrier()
 
     def step(batch: dict) -> dict:
         target = batch["target"].to(dev).flatten(0, 1)  # (B * F, 3, S, S)
@@ -258,10 +327,10 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
         logged = {}
         if not silent_mode:
             sync_mel = batch["sync_mel"].to(dev)
-            x = judge.similarity(fake.float(), sync_mel)
+            x = judge.similarity(fake.float(), sync_mel, amp=use_amp)
             with torch.no_grad():
-                y = judge.similarity(target, sync_mel)
-                d = judge.similarity(judged, sync_mel)
+                y = judge.similarity(target, sync_mel, amp=use_amp)
+                d = judge.similarity(judged, sync_mel, amp=use_amp)
             logged = {"sync_x": float(x.detach().mean()), "sync_y": float(y.mean()), "sync_d": float(d.mean())}
             if config.sync_loss == "stabilized":
                 parts["sync"] = stabilized_sync_loss(x, y, d, config.ss_eps)
@@ -306,7 +375,8 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
                 sums[k] = sums.get(k, 0.0) + v
             count += 1
             bar.set_postfix(loss=f"{values['loss']:.4f}")
-            if state["step"] % log_every == 0 or state["step"] >= max_steps:
+            done = state["step"] >= max_steps
+            if state["step"] % log_every == 0 or done:
                 seconds = time.perf_counter() - started
                 row = {"step": state["step"], "epoch": state["epoch"] + 1, "split": "train",
                        **{k: v / count for k, v in sums.items()},
@@ -315,18 +385,28 @@ def train_generator(data, out, config: GeneratorConfig, *, silent_mode: bool = F
                 logger.write(row)
                 state["history"].append({k: v for k, v in row.items() if k != "split"})
                 sums, count, started = {}, 0, time.perf_counter()
+            if done:
+                break
+            if val_every and state["step"] % val_every == 0:
+                validation()
             if save_every and state["step"] % save_every == 0:
                 save(last)
-            if state["step"] >= max_steps:
-                done = True
-                break
+            if keep_every and state["step"] % keep_every == 0:
+                save(last)
+                if rank == 0:
+                    keep_snapshot(last, state["step"])
         if state["batch_in_epoch"] >= len(batches):
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
+    if not state["validation"] or state["validation"][-1]["step"] != state["step"]:
+        validation()  # the last step: always validated, kept and snapshotted
     save(last)
+    snapshot = keep_snapshot(last, state["step"]) if rank == 0 else None
     if world > 1:
         torch.distributed.barrier()
-    return GeneratorTraining({**state, **meta, "checkpoint": str(last)})
+    return GeneratorTraining({**state, **meta, "checkpoint": str(last),
+                              "best": str(out / "best.pt") if state["best_step"] is not None else None,
+                              "snapshot": str(snapshot) if snapshot else None})
 
 
 def _backward_step(loss: torch.Tensor, optimizer, scaler) -> None:

@@ -20,6 +20,8 @@ from ...syncnets.inputs import FRAMES
 from ...syncnets.wav2lip import MEL_STEPS_PER_SECOND, MEL_WINDOW, mel_window
 from ..datasets import ClipWindows, FaceClip, other_window
 
+SILENT_MEL = -4.0  # Wav2Lip's normalised mel of silence (the floor of its [-4, 4] range)
+
 
 def centred_mel(mel: np.ndarray, frame: int, fps: float = 25.0) -> np.ndarray:
     """The 16-step mel window centred on ``frame`` (Wav2Lip's: it starts 2 frames earlier), clamped to
