@@ -20,6 +20,9 @@ Rows (each prints a line with its ratio):
 - full eval against the sum of its stages each run alone (``profile_eval.py``): no hidden overhead;
 - scaling: 1, 4 and 16 copies of the clips through ``eval`` (SSIM, PSNR, IFC) in fresh processes —
   time should grow linearly (ratio of seconds per video to the 1-copy run near 1) and peak memory stay flat.
+- the generator (``bench_generator.py``): setup H's training steps a second (tiny, and full size
+  without ``--quick``), and ``generate`` over a folder of GRID clips in one process against one process
+  a clip (frames a second and their ratio).
 
 ``--quick`` runs the same rows on fewer frames and clips (under two minutes on 2 CPU cores). Needs
 the test extras (imageio-ffmpeg, ffmpeg-python, syncnet-python).
@@ -186,6 +189,18 @@ def lse_pipeline(clips, repeat: int) -> None:
     ours, theirs = (statistics.mean(x) for x in zip(*out["chain"], strict=True))
     row("its lossy chain vs ffmpeg's two commands (floor)", f"{ours:8.2f} vs {theirs:7.2f} s/clip     ratio "
         f"{theirs / ours:5.2f}x")
+
+
+def generator(device: str, quick: bool) -> None:
+    from bench_generator import measure
+
+    out = measure(device, ("tiny",) if quick else ("tiny", "full"), 2 if quick else 3, verbose=False)
+    for size, r in out["sizes"].items():
+        train, gen = r["train"], r["generate"]
+        row(f"generator {size}: train (setup H, batch 2)", f"{train['steps_per_s']:8.3f} steps/s "
+            f"({train['parameters'] / 1e6:.1f} M parameters)")
+        row(f"generator {size}: generate folder vs per clip", f"{gen['folder_fps']:8.2f} vs {gen['each_fps']:7.2f} "
+            f"frames/s   ratio {gen['folder_fps'] / gen['each_fps']:5.2f}x")
 
 
 def child_eval(gen: Path, gt: Path, out: Path, metrics: str, device: str) -> dict:
@@ -364,6 +379,7 @@ def main() -> None:
                                        media.read_audio(c)[:frames * 640], codec="ffv1") for c in clips]
         full_eval(clips, tmp, args.device)
         scaling(clips, tmp, args.device)
+        generator(args.device, args.quick)
     profile(args.device, args.quick)
 
 

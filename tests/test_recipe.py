@@ -1,5 +1,6 @@
 """The recipe of docs/recipe.md as written, at its smallest size (its smoke-run lines, on GRID clips):
-prepare -> train-syncnet -> stability -> train-silent -> train-generator -> generate -> eval -> table.
+prepare -> train-syncnet -> stability -> train-silent -> train-generator -> generate -> eval (whole frame, mouth)
+-> table.
 Around it: prepare's resumption after a kill and its shards, the crop geometry recorded from prepare
 to generate, generate's lower-face paste, and the setup files of configs/."""
 from __future__ import annotations
@@ -67,7 +68,7 @@ def test_the_smoke_recipe_runs_as_written_and_records_one_crop_geometry(recipe):
     from lipsync_bench.syncnets.inputs import FACE_CROP
 
     assert [s["command"] for s in recipe["steps"]] == ["prepare", "train-syncnet", "stability", "train-silent",
-                                                       "train-generator", "generate", "eval", "table"]
+                                                       "train-generator", "generate", "eval", "eval", "table"]
     work = recipe["work"]
     manifest = json.loads((work / "prepared" / "prepared.json").read_text())
     assert manifest["crop_geometry"] == FACE_CROP.as_dict()
@@ -88,6 +89,11 @@ def test_the_smoke_recipe_runs_as_written_and_records_one_crop_geometry(recipe):
     assert setup["setup"] == "H" and setup["w_sync"] == 2.0 and setup["w_at"] == 0.5 and setup["base"] == 4  # tiny wins
     table = recipe["steps"][-1]["output"]
     assert "setup-H" in table and "Ours w/o FR (reported, yaman2024)" in table
+    assert "SSIM [mouth]↑" in table and "SSIM [full]↑" in table and "setup-H-mouth" in table
+    for run in ("silent", "setup-H"):  # stopped by --max-steps: validated, best kept, a snapshot, a sample
+        assert (work / run / "best.pt").is_file() and (work / run / "snapshots" / "step_0000002.pt").is_file()
+        assert (work / run / "samples" / "step_0000002.png").is_file()
+        assert ",val," in (work / run / "log.csv").read_text()
 
 
 @pytest.mark.slow

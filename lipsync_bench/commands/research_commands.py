@@ -29,7 +29,8 @@ def _expert_options(fn):
     fn = click.option("--json", "as_json", is_flag=True)(fn)
     fn = quiet_option(fn)
     fn = click.option("--random-init", is_flag=True,
-                      help="Seeded random weights, batch norms calibrated on the data (smoke tests; labelled).")(fn)
+                      help="Seeded random weights, batch norms calibrated on the data (smoke tests; labelled); "
+                           "not with --weights.")(fn)
     fn = click.option("--weights", "weights_files", multiple=True,
                       help="Weights of each --model, in order [default: syncnet_v2.model / lipsync_expert.pth "
                            "from the weights folder; avsyncnet needs one].")(fn)
@@ -68,18 +69,23 @@ def prepare_cmd(data, out, filelist, shard, landmarker, as_json, quiet):
 @click.option("--gen", default=None, type=existing_folder(),
               help="Generated videos (same names): adds generated and reference pairs (Fig. C).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--samples", default=None, type=int, help="Windows in all, spread evenly over the clips [default: all].")
+@click.option("--samples", default=None, type=int,
+              help="Windows in all (per --filelist), spread evenly over the clips [default: all].")
+@click.option("--filelist", "filelists", multiple=True, type=existing_file(),
+              help="Only the clips of this list (LRS2's train.txt/test.txt: <video>/<utterance> a line); repeatable: "
+                   "each list's rows apart, labelled by its file name (train.txt -> train), as Tab. A's train and "
+                   "test rows [default: all clips, one set of rows].")
 @_expert_options
 @data_options
 @friendly
-def stability_cmd(data, gen, out, samples, models, weights_files, random_init, quiet, as_json, seed, layout,
-                  cache_dir, device):
+def stability_cmd(data, gen, out, samples, filelists, models, weights_files, random_init, quiet, as_json, seed,
+                  layout, cache_dir, device):
     """Cosine similarity and lip-sync loss of GT audio-lip pairs per sample (the paper's Tab. A, Fig. A;
-    with --gen, Fig. C): stability.csv, stability.json and stability.png in --out."""
+    with --gen, Fig. C), per --filelist when given: stability.csv, stability.json and stability.png in --out."""
     from ..research.studies import parse_models, stability
 
     emit(stability(data, parse_models(list(models), list(weights_files)), out, gen, random_init, samples, seed,
-                   device, layout, cache_dir, progress=not quiet and not as_json), as_json)
+                   device, layout, cache_dir, progress=not quiet and not as_json, filelists=list(filelists)), as_json)
 
 
 @click.command("robustness")
@@ -96,7 +102,8 @@ def stability_cmd(data, gen, out, samples, models, weights_files, random_init, q
 def robustness_cmd(transform, data, out, magnitudes, samples, models, weights_files, random_init, quiet, as_json,
                    seed, layout, cache_dir, device):
     """Mean cosine similarity of GT pairs as a transform grows (the paper's Fig. 6 / Fig. B), per model:
-    robustness_<transform>.csv/.json/.png in --out."""
+    robustness_<transform>.csv/.json/.png in --out, and examples_<transform>.png (what each model saw of
+    one window at each magnitude)."""
     from ..research.studies import parse_magnitudes, parse_models, robustness
 
     emit(robustness(data, parse_models(list(models), list(weights_files)), transform, out,
@@ -105,21 +112,36 @@ def robustness_cmd(transform, data, out, magnitudes, samples, models, weights_fi
 
 
 @click.command("generate")
-@click.option("--face", required=True, type=existing_file(), help="Face video or image.")
-@click.option("--audio", required=True, type=existing_file(),
-              help="Driving audio (any file with an audio track); the output lasts as long.")
+@click.option("--face", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Face video or image; or a folder of face videos (<name>.<ext>, nested folders allowed).")
+@click.option("--audio", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Driving audio (any file with an audio track); the output lasts as long. With a --face folder: "
+                   "a folder holding one under each face's name (a video, .wav/.flac/... or a frame folder's "
+                   "audio.wav); it may be the --face folder itself.")
 @click.option("--ckpt", required=True, type=existing_file(),
               help="train-generator checkpoint (holds its G_S and audio encoder).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Output video (.mp4).")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Output video (.mp4/.mov; .mkv/.avi lossless); with folders, the output folder: "
+                   "<out>/<name><ext>.")
+@click.option("--filelist", default=None, type=existing_file(),
+              help="Folders only: just these clips (LRS2's test.txt: <video>/<utterance> a line, extension optional).")
+@click.option("--ext", default=None, help="Folders only: the outputs' extension, .mp4, .mov, .mkv or .avi "
+                                          "(.mkv/.avi lossless) [default: .mp4].")
+@click.option("--overwrite", is_flag=True,
+              help="Folders only: generate again the clips whose output exists (by default they are skipped, so "
+                   "a rerun finishes an interrupted run).")
 @click.option("--batch", default=16, show_default=True, help="Frames generated at once.")
 @click.option("--landmarker", type=click.Choice(["auto", "dlib", "face-alignment"]), default="auto", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @quiet_option
 @friendly
-def generate_cmd(face, audio, ckpt, out, batch, landmarker, device, as_json, quiet):
+def generate_cmd(face, audio, ckpt, out, filelist, ext, overwrite, batch, landmarker, device, as_json, quiet):
     """Make a talking-face video: FACE's lower face redrawn to AUDIO at 25 fps, pasted back with a soft
-    mask, the audio muxed in."""
+    mask, the audio muxed in. With folders, every clip in one process (checkpoint and face models loaded
+    once): a failed clip is one FAILED line and the others go on (exit status 1 when any failed); a rerun
+    skips the outputs already there."""
     from ..research.generator.inference import generate
 
-    emit(generate(face, audio, ckpt, out, device, batch, landmarker, progress=not quiet and not as_json), as_json)
+    emit(generate(face, audio, ckpt, out, device, batch, landmarker, progress=not quiet and not as_json,
+                  filelist=filelist, ext=ext, overwrite=overwrite), as_json)
