@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +137,6 @@ def keep_snapshot(last: Path, step: int) -> Path:
     try:
         os.link(last, target)
     except OSError:
-        import shutil
         shutil.copyfile(last, target)
     return target
 
