@@ -606,7 +606,7 @@ def evaluate(gen: str | os.PathLike, gt: str | os.PathLike | None, metrics: Iter
         region: "full", "face", "mouth" or "face-box": what the frame metrics see [default: the protocol's].
         max_frame_gap: frame counts differing by at most this many frames are truncated to the shorter
             (-1: any) [default: the protocol's].
-        landmarker: the face stage's landmarker ("auto", "dlib", "face-alignment") [default: the protocol's].
+        landmarker: the face stage's landmarker (``faces.settings.BACKENDS``) [default: the protocol's].
         choices: other run-level choices, e.g. ``{"faces.min_track": 100}`` (``protocol.CHOICES``).
         params: parameter overrides per metric or group.
         device: "cpu", "cuda" or "cuda:N".

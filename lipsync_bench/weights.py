@@ -220,6 +220,68 @@ KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
         licence="the NIQE release's pristine model (LIVE, UT Austin; free for any purpose with its notice), "
                 "as distributed in BasicSR (Apache-2.0)",
     ),
+    KnownWeights(
+        name="mediapipe-face-detection-short-range",
+        filename="face_detection_short_range.tflite",
+        # mediapipe v0.10.21's third_party/external_files.bzl (same digest as the 0.10.21 wheel's file)
+        url="https://storage.googleapis.com/mediapipe-assets/face_detection_short_range.tflite?generation=1677044301978921",
+        sha256="bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
+        sha256_prefix=None,
+        used_by="mediapipe landmarker",
+        licence="MediaPipe's BlazeFace short-range face detector model, shipped in mediapipe 0.10.21 (Apache-2.0)",
+        # also found inside an installed mediapipe package (lipsync_bench.faces.mediapipe_mesh.find_model)
+        package_file="mediapipe/modules/face_detection/face_detection_short_range.tflite",
+    ),
+    KnownWeights(
+        name="mediapipe-face-landmark",
+        filename="face_landmark.tflite",
+        # mediapipe v0.10.21's third_party/external_files.bzl (same digest as the 0.10.21 wheel's file)
+        url="https://storage.googleapis.com/mediapipe-assets/face_landmark.tflite?generation=1676316347980492",
+        sha256="1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
+        sha256_prefix=None,
+        used_by="mediapipe landmarker",
+        licence="MediaPipe's 468-point face mesh model, shipped in mediapipe 0.10.21 (Apache-2.0)",
+        # also found inside an installed mediapipe package (lipsync_bench.faces.mediapipe_mesh.find_model)
+        package_file="mediapipe/modules/face_landmark/face_landmark.tflite",
+    ),
+    KnownWeights(
+        name="mediapipe-face-landmark-with-attention",
+        filename="face_landmark_with_attention.tflite",
+        # mediapipe v0.10.21's third_party/external_files.bzl (same digest as the 0.10.21 wheel's file)
+        url="https://storage.googleapis.com/mediapipe-assets/face_landmark_with_attention.tflite?generation=1676415468821650",
+        sha256="e06a804e0144f9929eda782122916b35d60c697c3c9344013ca2bbe76a6ce2b4",
+        sha256_prefix=None,
+        used_by="mediapipe landmarker",
+        licence="MediaPipe's 478-point face mesh with attention (refine_landmarks) model, shipped in "
+                "mediapipe 0.10.21 (Apache-2.0)",
+        # also found inside an installed mediapipe package (lipsync_bench.faces.mediapipe_mesh.find_model)
+        package_file="mediapipe/modules/face_landmark/face_landmark_with_attention.tflite",
+    ),
+    KnownWeights(
+        name="silero-vad",
+        filename="silero_vad.jit",
+        url="https://pypi.org/project/silero-vad/",
+        sha256="e1122837f4154c511485fe0b9c64455f7b929c96fbb8d79fbdb336383ebd3720",  # in the 6.2.3 wheel
+        sha256_prefix=None,
+        used_by="speech_segments (Silero VAD): theval_lip_sync, theval_silent_lip_stability",
+        licence="Silero VAD's TorchScript model, shipped in the silero-vad wheel (MIT)",
+        package="silero-vad",
+        package_file="silero_vad/data/silero_vad.jit",
+    ),
+    KnownWeights(
+        name="topiq-iaa",
+        filename="cfanet_iaa_ava_swin-393b41b4.pth",
+        # pyiqa 0.1.13-0.1.16 topiq_arch.py: default_model_urls["cfanet_iaa_ava_swin"] =
+        # get_url_from_name("cfanet_iaa_ava_swin-393b41b4.pth"), i.e. hf_hub_url of the Hugging Face repo
+        # chaofengc/IQA-PyTorch-Weights (its GitHub fallback: the IQA-PyTorch release v0.1-weights). pyiqa
+        # publishes no checksum and checks none; the name's suffix is not documented as a hash prefix.
+        url="https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/cfanet_iaa_ava_swin-393b41b4.pth",
+        sha256=None,
+        sha256_prefix=None,
+        used_by="theval_global_aesthetic (pyiqa's topiq_iaa)",
+        licence="pyiqa's TOPIQ-IAA (CFANet, Swin-B backbone) trained on AVA; IQA-PyTorch's weights, see its README "
+                "for their terms (the AVA images are for research use)",
+    ),
 ]}
 
 
@@ -310,10 +372,14 @@ class Inventory(Rows):
                 return f"pip install {info.package}"
             return f"lipsync-bench weights fetch {r['name']}" if info.fetchable else "by hand: see its URL below"
 
-        lines = [text_table([[r["name"], r["used_by"], r["status"], how(r)] for r in self],
-                            ["weights", "used by", "status", "path (or how to get it)"], numparse=True),
+        lines = [text_table([[r["name"], r["used_by"], r["status"], (r["sha256"] or "")[:16], how(r)] for r in self],
+                            ["weights", "used by", "status", "sha256 (first 16)", "path (or how to get it)"],
+                            numparse=True),
                  "searched: " + ", ".join(str(d) for d in search_dirs())]
-        lines += [f"{r['name']}: {r['url']} ({r['licence']})" for r in self if r["status"] == "missing"]
+        lines += ["present:"] + [f"  {r['name']}: sha256 {r['sha256']} ({r['licence']})" for r in self
+                                 if r["status"] != "missing"]
+        lines += ["missing:"] + [f"  {r['name']}: {r['url']} ({r['licence']})" for r in self
+                                 if r["status"] == "missing"]
         return "\n".join(lines)
 
 

@@ -1,13 +1,15 @@
 """Fixtures over the real clips: the repository's GRID clips (tests/data/grid) and the optional extra clips."""
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lipsync_bench import media
-from tests.helpers import GRID
+from lipsync_bench import media, weights
+from tests.helpers import GRID, MEDIAPIPE_PYTHON
 
 
 @pytest.fixture(autouse=True)
@@ -57,3 +59,25 @@ def tiny_avsyncnet(tmp_path_factory, sync_clips) -> dict:
     config = TrainConfig(arch="avsyncnet", tiny=True, epochs=3, batch_size=16, stride=2, lr=3e-4, val_fraction=0.2)
     result = train_syncnet(sync_clips["videos"], out, config, cache_dir=sync_clips["cache"], progress=False)
     return {"out": out, "checkpoint": out / "last.pt", "result": result, "config": config}
+
+
+#: The MediaPipe model files of the face mesh and where mediapipe 0.10.21 keeps them.
+MEDIAPIPE_MODELS = {"mediapipe-face-detection-short-range": "face_detection",
+                    "mediapipe-face-landmark": "face_landmark",
+                    "mediapipe-face-landmark-with-attention": "face_landmark"}
+
+
+@pytest.fixture(scope="session")
+def mediapipe_weights(tmp_path_factory) -> Path:
+    """A weights folder holding the reference venv's MediaPipe model files (skips, saying why, without it)."""
+    if not MEDIAPIPE_PYTHON.is_file():
+        pytest.skip(f"no mediapipe 0.10.21 reference venv at {MEDIAPIPE_PYTHON} (make it with "
+                    "tests/reference/make_mediapipe_venv.sh or set LIPSYNC_BENCH_MEDIAPIPE_PYTHON)")
+    found = subprocess.run([str(MEDIAPIPE_PYTHON), "-c", "import importlib.util as u; "
+                            "print(u.find_spec('mediapipe').submodule_search_locations[0])"],
+                           capture_output=True, text=True, check=True)
+    package = Path(found.stdout.strip())
+    folder = tmp_path_factory.mktemp("mediapipe_weights")
+    for name, module in MEDIAPIPE_MODELS.items():
+        shutil.copy(package / "modules" / module / weights.KNOWN[name].filename, folder)
+    return folder

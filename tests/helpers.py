@@ -18,6 +18,9 @@ GRID = ROOT / "tests" / "data" / "grid"
 EXTRA = Path(os.environ.get("LIPSYNC_BENCH_DATA", ROOT.parent / "shared" / "data"))
 
 
+#: The python of the reference environment with mediapipe 0.10.21 (tests/reference/make_mediapipe_venv.sh).
+MEDIAPIPE_PYTHON = Path(os.environ.get("LIPSYNC_BENCH_MEDIAPIPE_PYTHON", ROOT / ".venv-mediapipe" / "bin" / "python"))
+
 def ffmpeg_exe() -> str:
     """imageio-ffmpeg's ffmpeg binary: the reference the decoding tests compare with (skips without it)."""
     imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="needs the test extra (a real ffmpeg binary)")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..faces.settings import BACKENDS
 from .common import device_option, emit, existing_file, existing_folder, friendly, json_option, quiet_option
 
 DATA_HELP = ("Folder of talking-face clips: videos (through the face pipeline, crops cached), a folder written by "
@@ -49,7 +50,7 @@ def _expert_options(fn):
 @click.option("--shard", default=None, metavar="I/N",
               help="Prepare only shard I of N (the split of 'eval --shard'), e.g. one task of a job array; "
                    "every shard writes into the same --out.")
-@click.option("--landmarker", type=click.Choice(["auto", "dlib", "face-alignment"]), default="auto", show_default=True)
+@click.option("--landmarker", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @json_option
 @quiet_option
 @friendly
@@ -131,7 +132,7 @@ def robustness_cmd(transform, data, out, magnitudes, samples, models, weights_fi
               help="Folders only: generate again the clips whose output exists (by default they are skipped, so "
                    "a rerun finishes an interrupted run).")
 @click.option("--batch", default=16, show_default=True, help="Frames generated at once.")
-@click.option("--landmarker", type=click.Choice(["auto", "dlib", "face-alignment"]), default="auto", show_default=True)
+@click.option("--landmarker", type=click.Choice(BACKENDS), default="auto", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @quiet_option

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..faces.settings import BACKENDS
 from ..weights import ENV_VAR
 from .common import emit, friendly, json_option
 
@@ -144,7 +145,7 @@ def demo_cmd(out, as_json):
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the video with the face track and landmarks drawn on it (e.g. overlay.mp4).")
 @click.option("--fps", default=25.0, show_default=True)
-@click.option("--landmarker", type=click.Choice(["auto", "dlib", "face-alignment"]), default="auto",
+@click.option("--landmarker", type=click.Choice(BACKENDS), default="auto",
               show_default=True, help="auto: face-alignment when its weights are present, else dlib.")
 @json_option
 @friendly

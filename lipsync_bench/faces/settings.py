@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 #: The landmarkers (auto: face-alignment when its weights are present, else dlib).
-BACKENDS = ("auto", "dlib", "face-alignment")
+BACKENDS = ("auto", "dlib", "face-alignment", "mediapipe")
 #: What the frame metrics see: the whole frame, a fixed box on the GT's face or mouth track, or each
 #: frame's own GT face detection.
 REGIONS = ("full", "face", "mouth", "face-box")
