@@ -20,6 +20,7 @@ from skimage import data
 
 from .evaluation import run_eval
 from .media import write_video
+from .metrics.registry import get_metric
 from .rendering import Document
 from .report import method_rows, render_table, table_json
 from .store import ResultStore
@@ -29,6 +30,9 @@ FPS = 25
 #: package). NIQE runs offline too, but the example's 128x128 frames hold a single 96x96 block, too
 #: few for its covariance: its value would mislead.
 OFFLINE_METRICS = ["ssim", "psnr", "ifc", "lmd", "cpbd", "csim_dlib"]
+#: Trained models that run offline once their files are here: MediaPipe's face mesh (the weights folder, or
+#: 'pip install --no-deps mediapipe==0.10.21') and Silero VAD (in the silero-vad wheel). Added when present.
+MESH_METRICS = ["theval_lip_sync", "theval_lip_dynamics"]
 #: dlib's descriptors cost ~80 ms each: CSIM on 10 frames a clip keeps the demo near half a minute.
 DEMO_PARAMS = {"csim_dlib": {"frames": 10}}
 SAMPLE_RATE = 16000
@@ -125,8 +129,10 @@ def run_demo(out: Path | None = None, progress: bool = True) -> Demo:
     try:
         folders = build_example(Path(out) / "example")
         results = Path(out) / "results"
+        missing = {m: why for m in MESH_METRICS if (why := get_metric(m).available(get_metric(m).defaults))}
+        metrics = OFFLINE_METRICS + [m for m in MESH_METRICS if m not in missing]
         for method in DEGRADATIONS:
-            run_eval(folders[method], folders["gt"], OFFLINE_METRICS, method=method, dataset="demo",
+            run_eval(folders[method], folders["gt"], metrics, method=method, dataset="demo",
                      out=results, params=DEMO_PARAMS, progress=progress)
         store = ResultStore.open_existing(results)
         columns, rows = method_rows(store, "demo")
@@ -135,7 +141,13 @@ def run_demo(out: Path | None = None, progress: bool = True) -> Demo:
                 f"speech-driven mouth; each 'method' is a known degradation of the ground truth. Note "
                 f"'frozen-mouth': best SSIM/PSNR, yet its lips do not move; IFC and LMD see it. Every metric shown "
                 f"runs offline (LMD and CSIM through dlib, CSIM on 10 frames a clip; CPBD needs no reference video; "
-                f"NIQE, offline too, needs larger frames than these).\n\n"
+                f"NIQE, offline too, needs larger frames than these).\n"
+                + (f"THEval's lip sync and lip dynamics ({', '.join(missing)}) need MediaPipe's face mesh: "
+                   f"{next(iter(missing.values()))}\n\n" if missing else
+                   "THEval's lip sync and lip dynamics run real trained models (MediaPipe's face mesh, Silero VAD) and "
+                   "are scored against the GT's own values (the 'Ground truth' row). Note the frozen mouth: its "
+                   "lip dynamics collapse, yet THEval's lip sync rates it best, since a constant mouth opening "
+                   "normalises to zero everywhere.\n\n")
                 + render_table(columns, rows, "markdown")
                 + ("" if tmp else f"\n\nClips in {Path(out) / 'example'}, results in {results}"))
         return Demo({"example": str(Path(out) / "example") if not tmp else None, **table_json(columns, rows)}, text)

@@ -28,7 +28,7 @@ from lipsync_bench.store import SCHEMA_VERSION, ResultRow, ResultStore
 from lipsync_bench.syncnets.syncnet import SyncNet
 from tests.helpers import blur, noise, write_lossless
 
-NAMED = ["lipsync-bench", "latentsync", "mochabench", "syncnet-python", "talklip", "vico", "wav2lip-lrs",
+NAMED = ["lipsync-bench", "latentsync", "mochabench", "syncnet-python", "talklip", "theval", "vico", "wav2lip-lrs",
          "wav2lip-real", "yaman2024"]
 
 

@@ -368,3 +368,136 @@ def _lpips(name: str, net: str, label: str, description: str) -> Metric:
 LPIPS = _lpips("lpips", "alex", "LPIPS", "learned perceptual distance per frame, AlexNet (= lpips 0.1), averaged")
 LPIPS_VGG = _lpips("lpips_vgg", "vgg", "LPIPS-VGG",
                    "learned perceptual distance per frame, VGG-16 (= lpips 0.1), averaged")
+
+# --------------------------------------------------------------------------------------------------
+# THEval (Newbyl/THEval cfe23fe): MediaPipe face-mesh and Silero VAD metrics, no reference video
+# (``metrics/theval_metrics.py``; THEval's Naturalness: lip and eyebrow dynamics, head motion;
+# Synchronization: lip sync, silent lip stability). The defaults are lipsync-bench's corrected choices;
+# the ``theval`` protocol sets THEval's.
+
+#: The colour order of the frames given to the mesh: rgb, or bgr (THEval's lip_sync.py converts decord's
+#: RGB frames with COLOR_BGR2RGB).
+THEVAL_COLORS = ("rgb", "bgr")
+#: The mesh tracker's scope: a fresh one per video, or one for the whole process (THEval's module-level
+#: FaceMesh, whose tracked face carries over from one video to the next).
+THEVAL_TRACKERS = ("video", "process")
+#: How silent lip stability's mesh reads frames: every frame in order (the silent ones then read), or
+#: only the silent frames (THEval seeks them: the tracker sees a sequence with gaps).
+THEVAL_FRAME_READS = ("all", "silent")
+#: Speech segments in seconds: exact, or rounded to 0.1 s (silero's return_seconds=True, THEval).
+THEVAL_VAD_SECONDS = ("exact", "0.1")
+
+#: The face mesh's parameters, shared by the group "theval" (``--param theval.color=bgr``).
+THEVAL_MESH_PARAMS = {
+    "color": Param("rgb", "colour order of the frames given to the mesh: rgb, or bgr (THEval's lip_sync.py)",
+                   choices=THEVAL_COLORS, defines=True),
+    "tracker": Param("video", "the mesh tracker: a fresh one per video, or one for the process (THEval's "
+                              "module-level FaceMesh: results depend on the order of the videos)",
+                     choices=THEVAL_TRACKERS, defines=True),
+    "refine_landmarks": Param(True, "MediaPipe's attention mesh: 478 points, lips, eyes and irises refined "
+                                    "(THEval: True but for lip sync)", defines=True),
+    "resize": Param(0, "frames resized to NxN (cv2.INTER_LINEAR) before the mesh; 0: as decoded (THEval: 256 "
+                       "for lip dynamics and silent lip stability)", min=0, max=4096, defines=True),
+}
+_THEVAL_VAD = Param("exact", "speech segments in seconds: exact, or 0.1 (silero's return_seconds=True rounding, "
+                             "THEval)", choices=THEVAL_VAD_SECONDS, defines=True)
+#: THEval scores every metric against the GT's own value: the GT videos get their run (the "Ground truth" row).
+_THEVAL = dict(scope="video", decimals=4, uses_region=False, group="theval",
+               available=_IMPL + "theval_metrics:mesh_available", reference=Reference())
+
+
+def _theval(name: str, label: str, higher: bool | None, needs: set, description: str, extra: dict) -> Metric:
+    return register(Metric(
+        name=name, label=label, higher_is_better=higher, needs=frozenset(needs), description=description,
+        params={**THEVAL_MESH_PARAMS, **extra}, make_accumulator=hook(_IMPL + "theval_metrics:make_accumulator", name),
+        weights_for=hook(_IMPL + "theval_metrics:weights_for", name), **_THEVAL))
+
+
+THEVAL_LIP_SYNC = _theval(
+    "theval_lip_sync", "THEval lip sync", False, {"audio"},
+    "THEval Synchronization: mean |mouth openness - audio RMS|, each min-max normalised over the speech frames "
+    "(Silero VAD)",
+    {"vad_seconds": _THEVAL_VAD,
+     "rms_rate": Param(16000, "sample rate of the audio the 50 ms RMS is computed on, Hz (THEval: 44100, "
+                              "moviepy's write_audiofile)", min=8000, max=192000, defines=True)})
+THEVAL_SILENT_LIP_STABILITY = _theval(
+    "theval_silent_lip_stability", "THEval silent lip stability", False, {"audio"},
+    "THEval Synchronization: median |lip opening - mean| over silent runs of 300 ms or more (Silero VAD)",
+    {"vad_seconds": _THEVAL_VAD,
+     "frames": Param("all", "the mesh tracks every frame (all), or sees only the silent ones (silent: THEval "
+                            "seeks them)", choices=THEVAL_FRAME_READS, defines=True)})
+THEVAL_LIP_DYNAMICS = _theval(
+    "theval_lip_dynamics", "THEval lip dynamics", None, set(),
+    "THEval Naturalness: mean over the 780 lip-contour landmark pairs of their distance's std over time "
+    "(scored by closeness to the GT's value)", {})
+THEVAL_EYEBROW_DYNAMICS = _theval(
+    "theval_eyebrow_dynamics", "THEval eyebrow dynamics", None, set(),
+    "THEval Naturalness: mean |frame-to-frame change| of the eyebrow-eye distance over the eye distance "
+    "(scored by closeness to the GT's value)", {})
+THEVAL_HEAD_MOTION_DYNAMICS = register(Metric(
+    name="theval_head_motion_dynamics", label="THEval head motion dynamics", higher_is_better=None,
+    needs=frozenset(), scope="video", decimals=4,
+    description="THEval Naturalness: head-pose dynamics (RetinaFace + FaceXFormer); not available in lipsync-bench",
+    params={}, make_accumulator=_IMPL + "theval_metrics:head_motion_unavailable", uses_region=False,
+    available=lambda params: THEVAL_HEAD_MOTION_REASON))
+#: Why THEval's head motion dynamics cannot run (no verifiable RetinaFace / FaceXFormer weights).
+THEVAL_HEAD_MOTION_REASON = ("THEval's head motion dynamics (Naturalness/head_motion_dynamics.py) needs RetinaFace "
+                             "and FaceXFormer's weights, which lipsync-bench cannot get or verify here")
+
+# --------------------------------------------------------------------------------------------------
+# THEval video quality (Newbyl/THEval cfe23fe Video_Quality/: pyiqa's models on whole frames, no reference
+# video; ``metrics/theval_quality.py``). No group: they share none of the face-mesh group's parameters.
+
+#: The weights entry of global aesthetic (pyiqa's topiq_iaa).
+THEVAL_AESTHETIC_WEIGHTS = "topiq-iaa"
+
+
+def _theval_aesthetic_weights(params: dict) -> list[tuple[Path, dict]]:
+    if params["weights"]:
+        path = Path(params["weights"])
+        if not path.is_file():
+            raise UnavailableError(f"theval_global_aesthetic.weights {path}: no such file")
+    else:
+        path = weights.require(THEVAL_AESTHETIC_WEIGHTS)
+    return [(path, weights.describe(THEVAL_AESTHETIC_WEIGHTS, path))]
+
+
+def _theval_aesthetic_available(params: dict) -> str | None:
+    try:
+        _theval_aesthetic_weights(params)
+    except UnavailableError as exc:
+        return str(exc)
+    return None
+
+
+THEVAL_GLOBAL_AESTHETIC = register(Metric(
+    name="theval_global_aesthetic", label="THEval global aesthetic", higher_is_better=True,
+    needs=frozenset({"weights"}), scope="video", decimals=4,
+    description="THEval Video quality: pyiqa's TOPIQ-IAA (CFANet, Swin-B, AVA) mean opinion score (1-10) of each "
+                "whole frame, averaged",
+    params={"weights": Param("", "the TOPIQ-IAA weights file [default: pyiqa's cfanet_iaa_ava_swin-393b41b4.pth "
+                                 "from the weights folder]", kind="path")},
+    make_accumulator=_IMPL + "theval_quality:make_accumulator", available=_theval_aesthetic_available,
+    weights_for=_theval_aesthetic_weights, uses_region=False, per_frame="per_frame", reference=Reference()))
+
+#: Why THEval's mouth quality cannot run yet.
+THEVAL_MOUTH_QUALITY_REASON = (
+    "THEval's mouth quality (Video_Quality/mouth_quality.py: pyiqa's MUSIQ, koniq10k weights, on mouth crops of "
+    "a static-image MediaPipe face mesh, zero-padded per batch of 64) is not implemented in lipsync-bench yet")
+#: Why THEval's face quality cannot run.
+THEVAL_FACE_QUALITY_REASON = (
+    "THEval's face quality (Video_Quality/face_quality.py: pyiqa's topiq_nr-face) needs the TOPIQ-NR-Face "
+    "weights and facexlib's RetinaFace and face-parsing weights (faces aligned to 512x512 before scoring), which "
+    "lipsync-bench does not implement or verify")
+THEVAL_MOUTH_QUALITY = register(Metric(
+    name="theval_mouth_quality", label="THEval mouth quality", higher_is_better=True, needs=frozenset(),
+    scope="video", decimals=4,
+    description="THEval Video quality: MUSIQ (KonIQ-10k) of mouth crops; not available in lipsync-bench",
+    params={}, make_accumulator=hook(_IMPL + "theval_quality:unavailable", THEVAL_MOUTH_QUALITY_REASON),
+    uses_region=False, available=lambda params: THEVAL_MOUTH_QUALITY_REASON))
+THEVAL_FACE_QUALITY = register(Metric(
+    name="theval_face_quality", label="THEval face quality", higher_is_better=True, needs=frozenset(),
+    scope="video", decimals=4,
+    description="THEval Video quality: TOPIQ-NR-Face of the aligned face; not available in lipsync-bench",
+    params={}, make_accumulator=hook(_IMPL + "theval_quality:unavailable", THEVAL_FACE_QUALITY_REASON),
+    uses_region=False, available=lambda params: THEVAL_FACE_QUALITY_REASON))
