@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ..faces.settings import BACKENDS
 from ..weights import ENV_VAR
 from .common import (
     DEFAULT_RESULTS,
@@ -71,7 +72,7 @@ class EvalCommand(click.Command):
 @click.option("--max-frame-gap", default=None, type=int,
               help="Frame counts differing by at most this many frames are truncated to the shorter; a larger gap "
                    "is an error for that video; -1: any [default: the protocol's, 3].")
-@click.option("--landmarker", type=click.Choice(["auto", "dlib", "face-alignment"]), default=None,
+@click.option("--landmarker", type=click.Choice(BACKENDS), default=None,
               help="The face stage's landmarker, read by every face metric, crop and region (auto: face-alignment "
                    "when its weights are present, else dlib) [default: the protocol's, auto].")
 @click.option("--set", "choices", multiple=True, metavar="SECTION.NAME=VALUE",
@@ -135,11 +136,21 @@ def eval_cmd(ctx, gen, gt, metrics, method, dataset, out, protocol_name, fps, re
 @click.option("--format", "fmt", type=click.Choice(["markdown", "latex", "csv", "html"]), default="markdown",
               show_default=True)
 @click.option("--paper", is_flag=True, help="Add the paper's reported rows for this dataset, labelled 'reported'.")
+@click.option("--score", type=click.Choice(["theval", "vico"]), default=None,
+              help="Score the rows instead: theval (THEval's GT-normalised scores, group scores, final score and "
+                   "rank) or vico (the ViCo challenge's rank-sum), beside the raw values; from the stored means.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
 @friendly
-def table_cmd(dataset, results, fmt, paper, as_json):
+def table_cmd(dataset, results, fmt, paper, score, as_json):
     """One row per evaluated method: mean per metric in the paper's column order (SSIM PSNR FID IFC
     LMD LSE-C LSE-D), best measured value in bold, '–' where a metric was not computed."""
+    if score is not None:
+        if paper:
+            raise click.UsageError("--score scores the measured rows; it takes no --paper")
+        from ..leaderboard import score_table
+
+        emit(score_table(results, dataset, score), as_json, fmt=fmt)
+        return
     from ..report import method_table
 
     emit(method_table(results, dataset, paper), as_json, fmt=fmt)
