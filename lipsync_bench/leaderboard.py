@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ import pandas as pd
 
 from .errors import LipsyncBenchError
 from .rendering import Result, text_table
-from .report import Column, fmt_value, method_table
+from .report import UNOFFICIAL, Column, fmt_value, method_table
 
 SCORINGS = ("theval", "vico")
 
@@ -81,11 +82,16 @@ def theval_final_scores(raw: dict[str, dict[str, float]], gt: str, weights: dict
         if set(row) != set(metrics):
             raise LipsyncBenchError(f"row '{name}' has other metrics than the GT row: "
                                     f"{', '.join(sorted(set(row) ^ set(metrics)))}")
+    unknown_weights = sorted(set(weights or {}) - set(THEVAL_METRICS))
+    if unknown_weights:
+        raise LipsyncBenchError(f"weights of unknown THEval metrics: {', '.join(unknown_weights)}")
     zero = [m for m in metrics if abs(raw[gt][m]) <= GT_EPSILON]
     if zero:
         raise LipsyncBenchError("GT values must be non-zero for THEval's normalisation: " + ", ".join(zero))
     weights = {m: float((weights or {}).get(m, 1.0)) for m in metrics}
     total = sum(weights.values())
+    if any(w < 0 for w in weights.values()) or total <= 0:
+        raise LipsyncBenchError(f"THEval's weights must be non-negative with a positive sum: {weights}")
     rows = {}
     for name, row in raw.items():
         scores = {m: 1.0 - abs(row[m] - raw[gt][m]) / abs(raw[gt][m]) for m in metrics}
@@ -163,7 +169,19 @@ class ScoreTable(Result):
                     + [str(r["rank_sum"]), str(r["top1"]), str(r["place"])] for r in self.rows]
         if fmt == "csv":
             return pd.DataFrame(body, columns=headers).to_csv(index=False, lineterminator="\n")
-        table = text_table(body, headers, "pipe" if fmt in ("markdown", "html") else "latex_raw")
+        if fmt == "html":
+            body = [[html.escape(c) for c in row] for row in body]
+            table = text_table(body, [html.escape(h) for h in headers], "unsafehtml")
+            return table + "".join(f'\n<p class="note">{html.escape(n)}</p>' for n in self.notes)
+        if fmt == "latex":
+            escape = str.maketrans({"&": "\\&", "_": "\\_", "%": "\\%", "#": "\\#"})
+            body = [[c.translate(escape) for c in row] for row in body]
+            headers = [h.translate(escape).replace("↑", "$\\uparrow$").replace("↓", "$\\downarrow$") for h in headers]
+            table = text_table(body, headers, "latex_raw")
+            return table + ("\n\n" + "\n".join("% " + n for n in self.notes) if self.notes else "")
+        if fmt != "markdown":
+            raise LipsyncBenchError(f"unknown format '{fmt}' (one of markdown, latex, csv, html)")
+        table = text_table(body, headers, "pipe")
         return table + ("\n\n" + "\n".join(self.notes) if self.notes else "")
 
     def to_json(self) -> dict:
@@ -226,12 +244,17 @@ def _theval_table(table, weights) -> ScoreTable:
     if not gts:
         raise LipsyncBenchError("THEval's scores need the GT's own values of the THEval metrics: evaluate with a "
                                 "GT folder (--gt), which stores the GT's own run")
-    gt = {"method": gts[0]["method"].split(" [")[0], "kind": "ground truth", "values": {}}
+    gt = {"method": gts[0]["method"].split(" [")[0], "kind": "ground truth", "values": {}, "failed": {},
+          "videos": max(r["videos"] or 0 for r in gts)}
     for r in gts:
         for c in cols.values():
             if _finite(r["values"].get(c.name)):
+                if c.name in gt["values"]:
+                    raise LipsyncBenchError(f"two ground-truth runs hold {c.label}: score results of one run")
                 gt["values"][c.name] = r["values"][c.name]
+                gt["failed"][c.name] = r["failed"].get(c.name, 0)
     scored = [m for m in cols if _finite(gt["values"].get(cols[m].name))]
+    no_gt = [cols[m].label for m in cols if m not in scored]
     rows = [gt] + [r for r in table.rows if r["kind"] == "measured"
                    and all(_finite(r["values"].get(cols[m].name)) for m in scored)]
     skipped = [r["method"] for r in table.rows if r["kind"] == "measured" and r not in rows]
@@ -248,12 +271,39 @@ def _theval_table(table, weights) -> ScoreTable:
              "score as Newbyl/THEval theval/scoring.py (final: the mean of the metric scores)"]
     missing = [t for t in THEVAL_METRICS if t not in out["metrics"]]
     if missing:
-        notes.append(f"note: scored over {len(out['metrics'])} of THEval's 8 metrics ({', '.join(missing)} not in "
-                     "these results): not THEval's final score, comparable only with scores over the same metrics")
+        notes.append(f"note: scored over {len(out['metrics'])} of THEval's 8 metrics ({', '.join(missing)} not "
+                     "scored): not THEval's final score, comparable only with scores over the same metrics")
+    if no_gt:
+        notes.append(f"note: no ground-truth value, so not scored: {', '.join(no_gt)}")
     if skipped:
         notes.append(f"note: not scored (a THEval metric missing): {', '.join(skipped)}")
     columns = [cols[m] for m in cols if m in scored]
+    notes += _provenance(columns, rows)
     return ScoreTable(table.dataset, "theval", columns, result_rows, notes)
+
+
+def _provenance(columns: list[Column], rows: list[dict]) -> list[str]:
+    """The method table's own notes on the scored columns: failed videos left out of a mean (THEval's
+    nanmean too: a row's mean and the GT's may cover different videos), unofficial weights, protocols."""
+    notes = []
+    labels = {c.name: c.label for c in columns}
+    gt_videos = next((r["videos"] for r in rows if r["kind"] == "ground truth"), None)
+    for r in rows:
+        failed = {labels[c]: n for c, n in (r.get("failed") or {}).items() if n and c in labels}
+        if failed:
+            notes.append(f"{r['method']}: failed videos excluded from the means ("
+                         + ", ".join(f"{m} {n}" for m, n in failed.items()) + ")")
+        if gt_videos and r["kind"] == "measured" and r["videos"] != gt_videos:
+            notes.append(f"{r['method']}: {r['videos']} videos against the ground truth's {gt_videos}")
+        unofficial = [labels[c] for c in r.get("unofficial") or [] if c in labels]
+        if unofficial:
+            notes.append(f"{UNOFFICIAL} {r['method']}: {', '.join(unofficial)} computed with unofficial weights "
+                         "(checksum not the published one)")
+    protocols = sorted({p for c in columns for p in c.protocols})
+    if protocols:
+        notes.append("measured under protocol " + ", ".join(protocols)
+                     + (": columns of several protocols" if len(protocols) > 1 else ""))
+    return notes
 
 
 def _vico_table(table) -> ScoreTable:
@@ -274,4 +324,6 @@ def _vico_table(table) -> ScoreTable:
     if out["left_out"]:
         notes.append("note: left out of the rank-sum (not every method has it): "
                      + ", ".join(metric_of[c].label for c in out["left_out"]))
-    return ScoreTable(table.dataset, "vico", [metric_of[c] for c in out["metrics"]], result_rows, notes)
+    columns = [metric_of[c] for c in out["metrics"]]
+    notes += _provenance(columns, rows)
+    return ScoreTable(table.dataset, "vico", columns, result_rows, notes)

@@ -147,3 +147,26 @@ def test_table_score_theval_from_stored_means_with_the_gt_row(tmp_path):
     assert finals["wav2lip"] == (pytest.approx(0.25), 3)
     if len(ours) < 8:
         assert any(f"over {len(ours)} of THEval's 8 metrics" in n for n in doc["notes"])
+
+
+def test_score_tables_escape_names_and_keep_the_method_tables_notes(tmp_path):
+    store = ResultStore(tmp_path)
+    for method, values in {"<b>x</b>_gan & co": [0.9, None], "wav2lip": [0.8, 0.7]}.items():
+        run = store.open_run(method, "hdtf", {"fps": 25.0}, {"ssim": {}, "psnr": {}})
+        session = store.start_session(run, {"test": True})
+        store.write(run, session, [ResultRow(f"v{i}", "ssim", v, 10) if v is not None else
+                                   ResultRow(f"v{i}", "ssim", None, error="broken") for i, v in enumerate(values)])
+        store.write(run, session, [ResultRow(f"v{i}", "psnr", 30.0 + i, 10) for i in range(2)])
+    store.close()
+    runner = CliRunner()
+    page = runner.invoke(main, ["table", "--dataset", "hdtf", "--results", str(tmp_path), "--score", "vico",
+                                "--format", "html"]).output
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;_gan &amp; co" in page
+    assert '<p class="note">&lt;b&gt;x&lt;/b&gt;_gan &amp; co: failed videos excluded from the means (SSIM 1)' in page
+    latex = runner.invoke(main, ["table", "--dataset", "hdtf", "--results", str(tmp_path), "--score", "vico",
+                                 "--format", "latex"]).output
+    assert "\\_gan \\& co" in latex and "% <b>x</b>_gan & co: failed videos" in latex and "$\\uparrow$" in latex
+    with pytest.raises(LipsyncBenchError, match="unknown THEval metrics: Lipsync"):
+        theval_final_scores({"GT": _row([1] * 8), "m": _row([2] * 8)}, "GT", {"Lipsync": 2.0})
+    with pytest.raises(LipsyncBenchError, match="positive sum"):
+        theval_final_scores({"GT": _row([1] * 8), "m": _row([2] * 8)}, "GT", dict.fromkeys(METRICS, 0.0))

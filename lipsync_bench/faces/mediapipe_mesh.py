@@ -23,6 +23,7 @@ mean 0.014-0.032 px, max 0.06-0.39 px, z within 0.30 px (tests/test_mediapipe_me
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 from dataclasses import dataclass
@@ -212,6 +213,13 @@ class FaceMeshTracker:
                 "refine_landmarks": self.refine_landmarks, "static_image_mode": self.static_image_mode,
                 "min_detection_confidence": self.min_detection_confidence,
                 "min_tracking_confidence": self.min_tracking_confidence}
+
+    def fresh(self) -> "FaceMeshTracker":
+        """A tracker of its own tracking state (none yet) that shares this one's loaded models: one video's
+        tracked face never reaches another's frames, and the models load once."""
+        other = copy.copy(self)
+        other.reset()
+        return other
 
     def reset(self) -> None:
         """Forget the tracked face: the next frame is detected afresh (a new video)."""
