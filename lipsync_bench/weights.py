@@ -47,6 +47,8 @@ class KnownWeights:
     # A reference's own data file (not weights) that its scripts download without a checksum: ``fetch``
     # gets it and says so; what it is for (a calibration check) verifies it by its outputs
     unverified_fetch: bool = False
+    # A file that is had by hand only (e.g. out of an older wheel): how to get it; ``fetch`` refuses it
+    by_hand: str | None = None
 
     def is_official(self, digest: str) -> bool:
         if self.sha256:
@@ -57,7 +59,8 @@ class KnownWeights:
     def fetchable(self) -> bool:
         """``fetch`` downloads only what it can verify: a direct URL with a published checksum (or a
         reference's data file that is verified by its outputs)."""
-        return bool(self.sha256 or self.sha256_prefix or self.unverified_fetch) and self.package is None
+        return (bool(self.sha256 or self.sha256_prefix or self.unverified_fetch) and self.package is None
+                and self.by_hand is None)
 
     def packaged_path(self) -> Path | None:
         """Where the installed package holds the file (None when not installed or not a packaged file)."""
@@ -269,6 +272,20 @@ KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
         package_file="silero_vad/data/silero_vad.jit",
     ),
     KnownWeights(
+        name="silero-vad-5.1.2",
+        filename="silero_vad-5.1.2.jit",
+        # Not downloadable as such: the file silero_vad/data/silero_vad.jit of the silero-vad 5.1.2 wheel
+        # (pip download --no-deps silero-vad==5.1.2, then unzip), renamed; THEval pins this version
+        url="https://pypi.org/project/silero-vad/5.1.2/",
+        sha256="85c48e1f0ecb604e5d2a268f3ccfb912d4f7e935acdc86af5a3fc5b0aea7b29a",  # in the 5.1.2 wheel
+        sha256_prefix=None,
+        used_by="speech_segments (vad_model silero-vad-5.1.2): the theval protocol's lip sync and silent lip "
+                "stability",
+        licence="Silero VAD 5.1.2's TorchScript model, shipped in the silero-vad 5.1.2 wheel (MIT)",
+        by_hand="pip download --no-deps silero-vad==5.1.2, unzip the wheel and put its "
+                "silero_vad/data/silero_vad.jit in the weights folder as silero_vad-5.1.2.jit",
+    ),
+    KnownWeights(
         name="topiq-iaa",
         filename="cfanet_iaa_ava_swin-393b41b4.pth",
         # pyiqa 0.1.13-0.1.16 topiq_arch.py: default_model_urls["cfanet_iaa_ava_swin"] =
@@ -281,6 +298,19 @@ KNOWN: dict[str, KnownWeights] = {w.name: w for w in [
         used_by="theval_global_aesthetic (pyiqa's topiq_iaa)",
         licence="pyiqa's TOPIQ-IAA (CFANet, Swin-B backbone) trained on AVA; IQA-PyTorch's weights, see its README "
                 "for their terms (the AVA images are for research use)",
+    ),
+    KnownWeights(
+        name="musiq-koniq",
+        filename="musiq_koniq_ckpt-e95806b9.pth",
+        # pyiqa 0.1.13-0.1.16 musiq_arch.py: default_model_urls["koniq10k"] =
+        # get_url_from_name("musiq_koniq_ckpt-e95806b9.pth") (the Hugging Face repo chaofengc/IQA-PyTorch-Weights);
+        # create_metric("musiq") loads it as a plain state dict. No checksum is published or checked.
+        url="https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/musiq_koniq_ckpt-e95806b9.pth",
+        sha256=None,
+        sha256_prefix=None,
+        used_by="theval_mouth_quality (pyiqa's musiq, KonIQ-10k)",
+        licence="Google Research's MUSIQ trained on KonIQ-10k, converted to PyTorch by IQA-PyTorch; see its README "
+                "for their terms (the KonIQ-10k images are for research use)",
     ),
 ]}
 
@@ -378,8 +408,8 @@ class Inventory(Rows):
                  "searched: " + ", ".join(str(d) for d in search_dirs())]
         lines += ["present:"] + [f"  {r['name']}: sha256 {r['sha256']} ({r['licence']})" for r in self
                                  if r["status"] != "missing"]
-        lines += ["missing:"] + [f"  {r['name']}: {r['url']} ({r['licence']})" for r in self
-                                 if r["status"] == "missing"]
+        lines += ["missing:"] + [f"  {r['name']}: {KNOWN[r['name']].by_hand or r['url']} ({r['licence']})"
+                                 for r in self if r["status"] == "missing"]
         return "\n".join(lines)
 
 
@@ -474,6 +504,8 @@ def fetch(name: str, weights_dir: str | os.PathLike | None = None, url: str | No
         raise LipsyncBenchError(f"{name}: ships inside the package {info.package}; pip install {info.package}")
     folder = default_target(weights_dir)
     target = folder / info.filename
+    if info.by_hand:
+        raise LipsyncBenchError(f"{name}: not downloadable as such: {info.by_hand} ({folder})")
     if not info.fetchable:
         raise LipsyncBenchError(f"{name}: no direct download with a published checksum; get {info.filename} as "
                                 f"{info.url} explains and place it in {folder}")

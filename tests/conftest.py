@@ -69,7 +69,8 @@ MEDIAPIPE_MODELS = {"mediapipe-face-detection-short-range": "face_detection",
 
 @pytest.fixture(scope="session")
 def mediapipe_weights(tmp_path_factory) -> Path:
-    """A weights folder holding the reference venv's MediaPipe model files (skips, saying why, without it)."""
+    """A weights folder holding the reference venv's MediaPipe model files and silero-vad 5.1.2's model
+    (THEval's pin, kept beside the venv by make_mediapipe_venv.sh); skips, saying why, without the venv."""
     if not MEDIAPIPE_PYTHON.is_file():
         pytest.skip(f"no mediapipe 0.10.21 reference venv at {MEDIAPIPE_PYTHON} (make it with "
                     "tests/reference/make_mediapipe_venv.sh or set LIPSYNC_BENCH_MEDIAPIPE_PYTHON)")
@@ -80,4 +81,7 @@ def mediapipe_weights(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("mediapipe_weights")
     for name, module in MEDIAPIPE_MODELS.items():
         shutil.copy(package / "modules" / module / weights.KNOWN[name].filename, folder)
+    vad = MEDIAPIPE_PYTHON.parent.parent / weights.KNOWN["silero-vad-5.1.2"].filename  # THEval's VAD, if kept
+    if vad.is_file():
+        shutil.copy(vad, folder)
     return folder

@@ -17,7 +17,7 @@ import pytest
 import silero_vad
 import torch
 
-from lipsync_bench import media, speech_segments
+from lipsync_bench import media, speech_segments, weights
 from lipsync_bench.errors import MetricError
 from lipsync_bench.metrics import theval_metrics as tm
 from lipsync_bench.metrics.registry import get_metric
@@ -70,8 +70,57 @@ def test_speech_timestamps_equal_silero_on_the_grid_clips(grid_clips):
         assert speech_segments.speech_seconds(samples) == [(s["start"] / 16000, s["end"] / 16000) for s in ours]
 
 
+#: silero-vad 5.1.2's segments (THEval's pin) on the first 3 GRID clips, seconds rounded to 0.1: the same from
+#: THEval's own read_audio input (moviepy's 44.1 kHz wav, torchaudio-resampled) and from our 16 kHz decode.
+VAD_5_1_2_GRID = {"bbaf2n": [(1.0, 2.1)], "brbk7n": [(0.5, 2.1)], "id2_vcd_swwp2s": [(0.5, 2.2)]}
+
+
+def test_silero_vad_5_1_2_gives_thevals_segments(grid_clips, mediapipe_weights, monkeypatch):
+    monkeypatch.setenv(weights.ENV_VAR, str(mediapipe_weights))
+    path = weights.find("silero-vad-5.1.2")
+    if path is None:
+        how = weights.KNOWN["silero-vad-5.1.2"].by_hand
+        pytest.skip(f"silero-vad 5.1.2's model is not beside the reference venv ({how})")
+    assert weights.describe("silero-vad-5.1.2", path)["official"]
+    for clip in grid_clips[:3]:
+        samples = media.read_audio(clip)
+        assert speech_segments.speech_seconds(samples, rounding="0.1", model="silero-vad-5.1.2") == \
+            VAD_5_1_2_GRID[clip.stem], clip.name
+
+
+def test_the_vad_model_choice_loads_the_weights_file(grid_clips, monkeypatch):
+    """A stand-in for 5.1.2's file (CI has none): the installed wheel's model under the 5.1.2 entry's name, loaded
+    from the file weights.find gives, yields the default model's segments."""
+    stand_in = weights.find("silero-vad")
+    monkeypatch.setattr(weights, "find", lambda name, weights_dir=None: stand_in)
+    monkeypatch.setattr(speech_segments, "_MODELS", {})
+    samples = media.read_audio(grid_clips[0])
+    assert speech_segments.speech_seconds(samples, rounding="0.1", model="silero-vad-5.1.2") == \
+        speech_segments.speech_seconds(samples, rounding="0.1")
+
+
+def test_a_missing_vad_5_1_2_says_how_to_get_it(monkeypatch):
+    from lipsync_bench.errors import UnavailableError
+
+    monkeypatch.setattr(weights, "find", lambda name, weights_dir=None: None)
+    with pytest.raises(UnavailableError, match=r"pip download --no-deps silero-vad==5\.1\.2"):
+        speech_segments.vad_model_path("silero-vad-5.1.2")
+
+
+def test_opencv_seeks_return_thevals_frames(grid_clips):
+    """silent_lip_stability.py's cap.set(CAP_PROP_POS_FRAMES, i): in the GRID clips (MPEG-1, 12-frame GOPs) a seek
+    to frame 0 returns frame 12 and seeks to 1-13 return frame 13; later seeks are exact (measured with THEval's
+    OpenCV 4.11 in its own run, where every frame it fed was compared with a sequential decode)."""
+    clip = grid_clips[0]
+    frames = media.read_frames(clip, fps=None)
+    asked = [0, 1, 7, 12, 13, 14, 40, len(frames) - 1]
+    got = dict(tm.read_seeked_frames(clip, asked))
+    expected = {0: 12, 1: 13, 7: 13, 12: 13, 13: 13, 14: 14, 40: 40, len(frames) - 1: len(frames) - 1}
+    for i, j in expected.items():
+        assert np.array_equal(got[i], frames[j]), (i, j)
+
+
 def test_the_vad_model_is_a_known_packaged_file():
-    from lipsync_bench import weights
 
     path = weights.find("silero-vad")
     assert path is not None and path.name == "silero_vad.jit"
@@ -245,3 +294,29 @@ def test_declarations():
     assert "RetinaFace" in head.available({})
     assert get_metric("theval_lip_sync").column_key({**get_metric("theval_lip_sync").defaults, "color": "bgr"}) == \
         "theval_lip_sync@color=bgr"
+
+
+def test_a_videos_value_does_not_depend_on_the_video_beside_it(grid_clips, tmp_path, mediapipe_weights, monkeypatch):
+    """The pipeline feeds a generated video and its GT chunk by chunk side by side: the GT's own run must
+    equal the GT measured alone (the two never share a tracking state)."""
+    from lipsync_bench.evaluation import run_eval
+    from lipsync_bench.store import ResultStore, is_ground_truth
+
+    monkeypatch.setenv("LIPSYNC_BENCH_WEIGHTS", str(mediapipe_weights))
+    metrics = ["theval_lip_dynamics", "theval_eyebrow_dynamics"]
+    for side, clip in (("gen", grid_clips[1]), ("gt", grid_clips[0])):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "clip.mpg").symlink_to(clip)
+    run_eval(tmp_path / "gen", tmp_path / "gt", metrics, method="other", dataset="d", out=tmp_path / "paired",
+             progress=False)
+    run_eval(tmp_path / "gt", None, metrics, method="alone", dataset="d", out=tmp_path / "alone", progress=False)
+    values = {}
+    for out in ("paired", "alone"):
+        store = ResultStore.open_existing(tmp_path / out)
+        df = store.results(store.runs("d"))
+        store.close()
+        for row in df.itertuples():
+            values[(out, "gt" if is_ground_truth(row.method) or out == "alone" else "gen", row.metric)] = row.value
+    for metric in metrics:
+        assert values[("paired", "gt", metric)] == values[("alone", "gt", metric)], metric
+        assert values[("paired", "gen", metric)] != values[("paired", "gt", metric)], metric

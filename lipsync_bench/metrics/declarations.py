@@ -381,11 +381,15 @@ THEVAL_COLORS = ("rgb", "bgr")
 #: The mesh tracker's scope: a fresh one per video, or one for the whole process (THEval's module-level
 #: FaceMesh, whose tracked face carries over from one video to the next).
 THEVAL_TRACKERS = ("video", "process")
-#: How silent lip stability's mesh reads frames: every frame in order (the silent ones then read), or
-#: only the silent frames (THEval seeks them: the tracker sees a sequence with gaps).
-THEVAL_FRAME_READS = ("all", "silent")
+#: How silent lip stability's mesh reads frames: every frame in order (the silent ones then read), only
+#: the silent frames (the tracker sees a sequence with gaps), or the frames OpenCV returns when
+#: silent_lip_stability.py seeks each silent frame (cv2.CAP_PROP_POS_FRAMES: in MPEG-1 with 12-frame
+#: GOPs, seeks into the first GOP return frame 12 or 13).
+THEVAL_FRAME_READS = ("all", "silent", "seek-opencv")
 #: Speech segments in seconds: exact, or rounded to 0.1 s (silero's return_seconds=True, THEval).
 THEVAL_VAD_SECONDS = ("exact", "0.1")
+#: The Silero VAD model: the installed wheel's, or silero-vad 5.1.2's (THEval's pin; weights entry).
+THEVAL_VAD_MODELS = ("silero-vad", "silero-vad-5.1.2")
 
 #: The face mesh's parameters, shared by the group "theval" (``--param theval.color=bgr``).
 THEVAL_MESH_PARAMS = {
@@ -401,6 +405,9 @@ THEVAL_MESH_PARAMS = {
 }
 _THEVAL_VAD = Param("exact", "speech segments in seconds: exact, or 0.1 (silero's return_seconds=True rounding, "
                              "THEval)", choices=THEVAL_VAD_SECONDS, defines=True)
+_THEVAL_VAD_MODEL = Param("silero-vad", "Silero VAD model: the installed silero-vad wheel's, or silero-vad-5.1.2 "
+                                        "(THEval's pin: a file in the weights folder)",
+                          choices=THEVAL_VAD_MODELS, defines=True)
 #: THEval scores every metric against the GT's own value: the GT videos get their run (the "Ground truth" row).
 _THEVAL = dict(scope="video", decimals=4, uses_region=False, group="theval",
                available=_IMPL + "theval_metrics:mesh_available", reference=Reference())
@@ -417,15 +424,16 @@ THEVAL_LIP_SYNC = _theval(
     "theval_lip_sync", "THEval lip sync", False, {"audio"},
     "THEval Synchronization: mean |mouth openness - audio RMS|, each min-max normalised over the speech frames "
     "(Silero VAD)",
-    {"vad_seconds": _THEVAL_VAD,
+    {"vad_seconds": _THEVAL_VAD, "vad_model": _THEVAL_VAD_MODEL,
      "rms_rate": Param(16000, "sample rate of the audio the 50 ms RMS is computed on, Hz (THEval: 44100, "
                               "moviepy's write_audiofile)", min=8000, max=192000, defines=True)})
 THEVAL_SILENT_LIP_STABILITY = _theval(
     "theval_silent_lip_stability", "THEval silent lip stability", False, {"audio"},
     "THEval Synchronization: median |lip opening - mean| over silent runs of 300 ms or more (Silero VAD)",
-    {"vad_seconds": _THEVAL_VAD,
-     "frames": Param("all", "the mesh tracks every frame (all), or sees only the silent ones (silent: THEval "
-                            "seeks them)", choices=THEVAL_FRAME_READS, defines=True)})
+    {"vad_seconds": _THEVAL_VAD, "vad_model": _THEVAL_VAD_MODEL,
+     "frames": Param("all", "the mesh tracks every frame (all), sees only the silent ones (silent), or the frames "
+                            "OpenCV returns when THEval seeks each silent frame (seek-opencv)",
+                     choices=THEVAL_FRAME_READS, defines=True)})
 THEVAL_LIP_DYNAMICS = _theval(
     "theval_lip_dynamics", "THEval lip dynamics", None, set(),
     "THEval Naturalness: mean over the 780 lip-contour landmark pairs of their distance's std over time "
@@ -480,21 +488,24 @@ THEVAL_GLOBAL_AESTHETIC = register(Metric(
     make_accumulator=_IMPL + "theval_quality:make_accumulator", available=_theval_aesthetic_available,
     weights_for=_theval_aesthetic_weights, uses_region=False, per_frame="per_frame", reference=Reference()))
 
-#: Why THEval's mouth quality cannot run yet.
-THEVAL_MOUTH_QUALITY_REASON = (
-    "THEval's mouth quality (Video_Quality/mouth_quality.py: pyiqa's MUSIQ, koniq10k weights, on mouth crops of "
-    "a static-image MediaPipe face mesh, zero-padded per batch of 64) is not implemented in lipsync-bench yet")
 #: Why THEval's face quality cannot run.
 THEVAL_FACE_QUALITY_REASON = (
     "THEval's face quality (Video_Quality/face_quality.py: pyiqa's topiq_nr-face) needs the TOPIQ-NR-Face "
     "weights and facexlib's RetinaFace and face-parsing weights (faces aligned to 512x512 before scoring), which "
     "lipsync-bench does not implement or verify")
 THEVAL_MOUTH_QUALITY = register(Metric(
-    name="theval_mouth_quality", label="THEval mouth quality", higher_is_better=True, needs=frozenset(),
-    scope="video", decimals=4,
-    description="THEval Video quality: MUSIQ (KonIQ-10k) of mouth crops; not available in lipsync-bench",
-    params={}, make_accumulator=hook(_IMPL + "theval_quality:unavailable", THEVAL_MOUTH_QUALITY_REASON),
-    uses_region=False, available=lambda params: THEVAL_MOUTH_QUALITY_REASON))
+    name="theval_mouth_quality", label="THEval mouth quality", higher_is_better=True,
+    needs=frozenset({"weights"}), scope="video", decimals=4,
+    description="THEval Video quality: pyiqa's MUSIQ (KonIQ-10k) score of the mouth crop (lip landmarks of a "
+                "static-image MediaPipe face mesh, +10 px) of each frame with a face, averaged",
+    params={"weights": Param("", "the MUSIQ weights file [default: pyiqa's musiq_koniq_ckpt-e95806b9.pth from the "
+                                 "weights folder]", kind="path"),
+            "pad_batch": Param(0, "0: each mouth crop scored at its own size; N: the crops of each run of N "
+                                  "zero-padded at the bottom and right to the largest (THEval: 64, its batch; a "
+                                  "crop's score then depends on its neighbours)", min=0, max=4096, defines=True)},
+    make_accumulator=_IMPL + "theval_quality:make_mouth_accumulator",
+    available=_IMPL + "theval_quality:mouth_available", weights_for=_IMPL + "theval_quality:mouth_weights",
+    uses_region=False, per_frame="per_frame", reference=Reference()))
 THEVAL_FACE_QUALITY = register(Metric(
     name="theval_face_quality", label="THEval face quality", higher_is_better=True, needs=frozenset(),
     scope="video", decimals=4,

@@ -34,8 +34,9 @@ THEval's quirks are parameters (see ``declarations``), lipsync-bench's corrected
 ``tracker`` (process: one tracker for every video of the process, as THEval's module-level FaceMesh;
 video: a fresh one per video), ``refine_landmarks``, ``resize`` (256: lip_dynamics.py and
 silent_lip_stability.py resize frames to 256x256 before the mesh), ``frames`` (silent lip stability:
-silent = the tracker sees only the silent frames, as THEval seeks them), ``vad_seconds`` (0.1: silero's
-return_seconds=True rounding) and ``rms_rate`` (the audio rate of the RMS: THEval's moviepy extraction
+silent = the tracker sees only the silent frames; seek-opencv = the frames cv2.VideoCapture returns when
+THEval seeks each one), ``vad_seconds`` (0.1: silero's return_seconds=True rounding), ``vad_model``
+(silero-vad-5.1.2: the model THEval pins) and ``rms_rate`` (the audio rate of the RMS: THEval's moviepy extraction
 writes 44.1 kHz). The mesh runs once a video per distinct (color, tracker, refine_landmarks, resize,
 frames) setting, shared by the accumulators of one pair.
 
@@ -58,7 +59,7 @@ import numpy as np
 from .. import media, weights
 from ..errors import MediaError, MetricError, UnavailableError
 from ..faces import mediapipe_mesh
-from ..speech_segments import VAD_SAMPLE_RATE, speech_seconds
+from ..speech_segments import VAD_SAMPLE_RATE, speech_seconds, vad_model_path
 from .declarations import THEVAL_HEAD_MOTION_REASON
 from .streaming import Accumulator, FrameBatch, MetricContext, MetricValue
 
@@ -312,21 +313,30 @@ class MeshSetting:
     frames: tuple | None = None
 
 
-#: Trackers kept for the process (tracker "process": never reset, as THEval's module-level FaceMesh;
-#: tracker "video": reset at each video), one per setting.
-_TRACKERS: dict[MeshSetting, object] = {}
+#: The mesh's models, loaded once per process and model files; trackers share them (``fresh()``).
+_MODELS: dict[tuple, object] = {}
+#: Tracker "process": one tracking state per setting and side for the process, never reset (THEval's
+#: module-level FaceMesh; the GT's own run keeps a state of its own, as THEval runs the GT's list apart).
+_PROCESS_TRACKERS: dict[tuple, object] = {}
 
 
-def mesh_tracker(setting: MeshSetting):
-    """The face mesh tracker of a setting (``faces.mediapipe_mesh.FaceMeshTracker``, mediapipe's
-    FaceMesh(max_num_faces=1) thresholds 0.5): the process's one, reset when its scope is a video."""
-    tracker = _TRACKERS.get(setting)
-    if tracker is None:
-        tracker = mediapipe_mesh.FaceMeshTracker(refine_landmarks=setting.refine_landmarks, static_image_mode=False,
-                                         min_detection_confidence=0.5, min_tracking_confidence=0.5)
-        _TRACKERS[setting] = tracker
-    elif setting.tracker == "video":
-        tracker.reset()
+def mesh_tracker(setting: MeshSetting, side: str = "gen"):
+    """The face mesh tracker of a setting for one video (``faces.mediapipe_mesh.FaceMeshTracker``,
+    mediapipe's FaceMesh(max_num_faces=1) thresholds 0.5): a fresh tracking state for tracker "video";
+    for "process", the state the side ("gen" or "gt": the GT's own run) carries from its previous video.
+    The generated video and its GT, fed chunk by chunk side by side, never share a state."""
+    files = tuple(str(mediapipe_mesh.require_model(n))
+                  for n in mesh_files({"refine_landmarks": setting.refine_landmarks}))
+    base = _MODELS.get((setting.refine_landmarks, files))
+    if base is None:
+        base = _MODELS[(setting.refine_landmarks, files)] = mediapipe_mesh.FaceMeshTracker(
+            refine_landmarks=setting.refine_landmarks, static_image_mode=False, min_detection_confidence=0.5,
+            min_tracking_confidence=0.5)
+    if setting.tracker == "video":
+        return base.fresh()
+    tracker = _PROCESS_TRACKERS.setdefault((setting, files, side), base.fresh())
+    tracker.videos_before = getattr(tracker, "videos_seen", 0)
+    tracker.videos_seen = tracker.videos_before + 1
     return tracker
 
 
@@ -395,15 +405,42 @@ def _cached(ctx: MetricContext, key: tuple, make: Callable):
 def _audio(ctx: MetricContext, rate: int) -> np.ndarray:
     def read():
         try:
-            return media.read_audio(ctx.gen, rate, limits=ctx.decode)
+            samples = media.read_audio(ctx.gen, rate, limits=ctx.decode)
         except MediaError as exc:
             raise MetricError(f"{exc}; THEval's lip sync and silent lip stability need the audio track") from None
+        if not len(samples):
+            raise MetricError(f"{ctx.gen}: the audio track holds no samples; THEval's lip sync and silent lip "
+                              "stability need speech")
+        return samples
     return _cached(ctx, ("theval-audio", rate), read)
 
 
-def _speech(ctx: MetricContext, rounding: str) -> list[tuple[float, float]]:
-    return _cached(ctx, ("theval-vad", rounding),
-                   lambda: speech_seconds(_audio(ctx, VAD_SAMPLE_RATE), VAD_SAMPLE_RATE, rounding))
+def _speech(ctx: MetricContext, rounding: str, model: str) -> list[tuple[float, float]]:
+    return _cached(ctx, ("theval-vad", rounding, model),
+                   lambda: speech_seconds(_audio(ctx, VAD_SAMPLE_RATE), VAD_SAMPLE_RATE, rounding, model))
+
+
+def read_seeked_frames(path: Path, frames: list[int]):
+    """silent_lip_stability.py's reads: for each frame index, ``cv2.VideoCapture.set(CAP_PROP_POS_FRAMES, i)``
+    then ``read()``, as RGB uint8; the reads stop at the first that fails (THEval's ``break``). OpenCV's
+    seek is not exact: in the GRID clips (MPEG-1, 12-frame GOPs) a seek to frame 0 returns frame 12 and
+    seeks to frames 1-13 return frame 13 (OpenCV 4.11 and 5.1 alike).
+
+    Yields:
+        (index asked, (H, W, 3) RGB frame).
+    """
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise MetricError(f"{path}: OpenCV cannot open it (THEval's silent lip stability seeks with cv2.VideoCapture)")
+    try:
+        for i in frames:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+            ok, frame = cap.read()
+            if not ok:
+                return
+            yield i, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
 
 
 def _fps(ctx: MetricContext) -> float:
@@ -440,31 +477,48 @@ class TheValAccumulator(Accumulator):
     accumulators of the pair (``ctx.shared``)."""
 
     def __init__(self, name: str, params: dict, ctx: MetricContext,
-                 tracker_factory: Callable[[MeshSetting], object] = mesh_tracker):
+                 tracker_factory: Callable[[MeshSetting], object] | None = None):
         self.name, self.params, self.ctx = name, params, ctx
+        if tracker_factory is None:  # the GT's own run (its video is the pair's GT) tracks apart
+            side = "gt" if ctx.gt is not None and ctx.gen == ctx.gt else "gen"
+            tracker_factory = lambda setting: mesh_tracker(setting, side)  # noqa: E731
         self.segments = None
+        self.seek = False
         if name in SPEECH_METRICS:
             self.fps = _fps(ctx)
-            self.segments = _speech(ctx, params["vad_seconds"])
+            self.segments = _speech(ctx, params["vad_seconds"], params["vad_model"])
         wanted, frames = None, None
         if name == "theval_silent_lip_stability" and params["frames"] == "silent":
-            frames = ("silent", params["vad_seconds"])
+            frames = ("silent", params["vad_seconds"], params["vad_model"])
             wanted = _SilentSelection(self.segments, self.fps)
+        elif name == "theval_silent_lip_stability" and params["frames"] == "seek-opencv":
+            # the mesh sees no streamed frame: result() reads the silent frames through OpenCV's seeks
+            frames = ("seek-opencv", params["vad_seconds"], params["vad_model"])
+            self.seek = True
         setting = _setting(params, frames)
         self.mesh = _cached(ctx, ("theval-mesh", setting), lambda: MeshPass(setting, ctx.gen, wanted, tracker_factory))
 
     def update(self, batch: FrameBatch) -> None:
+        if self.seek:  # the frames are counted here, read at the end through OpenCV's seeks
+            self.seen = max(getattr(self, "seen", 0), batch.start + len(batch.gen_full))
+            return
         self.mesh.update(batch.gen_full.cpu().numpy(), batch.start)
 
     def _no_face(self, total: int) -> MetricError:
         return MetricError(f"{self.ctx.gen}: the face mesh found no face in any of its {total} frames")
 
     def result(self) -> MetricValue:
-        total = self.mesh.next
+        total = getattr(self, "seen", 0) if self.seek else self.mesh.next
         if not total:
             raise MetricError(f"{self.ctx.gen}: no frames")
-        compute = getattr(self, "_" + self.name.removeprefix("theval_"))
-        return compute(total)
+        value = getattr(self, "_" + self.name.removeprefix("theval_"))(total)
+        before = getattr(self.mesh.tracker, "videos_before", None)
+        if self.mesh.setting.tracker == "process" and before is not None:  # recorded: the value depends on it
+            value.warnings.append(f"tracker=process: the mesh tracker came from {before} earlier video(s) of this "
+                                  "process, as THEval's module-level FaceMesh; another order or --workers gives "
+                                  "another value")
+            value.details = {**(value.details or {}), "tracker_videos_before": before}
+        return value
 
     def _faceless(self, landmarks: np.ndarray) -> int:
         return int(np.isnan(landmarks).any(axis=(1, 2)).sum())
@@ -493,6 +547,9 @@ class TheValAccumulator(Accumulator):
         if not frames:
             raise MetricError(f"{self.ctx.gen}: no silence of {MIN_SILENCE_SECONDS * 1000:.0f} ms or more in its "
                               f"{total} frames (THEval's silent lip stability needs one)")
+        if self.seek and not self.mesh.points:  # once per pair: the mesh pass is shared
+            for i, frame in read_seeked_frames(Path(self.ctx.gen), frames):
+                self.mesh.update(frame[None], i)
         landmarks = self.mesh.landmarks(frames)
         missing = self._faceless(landmarks)
         if missing == len(frames):
@@ -545,6 +602,8 @@ def mesh_available(params: dict) -> str | None:
     try:  # the files alone: loading the models is left to the run
         for name in mesh_files(params):
             mediapipe_mesh.require_model(name)
+        if params.get("vad_model", "silero-vad") != "silero-vad":
+            vad_model_path(params["vad_model"])
     except UnavailableError as exc:
         return str(exc)
     return None
@@ -555,7 +614,8 @@ def weights_for(name: str, params: dict) -> list[tuple[Path, dict]]:
     Silero VAD's (for the protocol)."""
     out = [(path, weights.describe(n, path)) for n in mesh_files(params) for path in [mediapipe_mesh.require_model(n)]]
     if name in SPEECH_METRICS:
-        out.append((weights.require("silero-vad"), weights.describe("silero-vad", weights.require("silero-vad"))))
+        model = params.get("vad_model", "silero-vad")
+        out.append((vad_model_path(model), weights.describe(model, vad_model_path(model))))
     return out
 
 
