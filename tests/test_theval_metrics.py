@@ -158,6 +158,8 @@ def _jobs(tmp_path: Path, clips: list[Path]) -> tuple[list[dict], list[tuple]]:
                        "landmarks": str(tmp_path / f"{clip.stem}-{setting}-{metric}.npy")}
                 if metric in tm.SPEECH_METRICS:
                     segments = speech_segments.speech_seconds(samples, rounding=params["vad_seconds"])
+                    # the reference finds the speech and silent frames from the segments itself
+                    job["segments"], job["fps"], job["total"] = [list(seg) for seg in segments], 25.0, len(frames)
                     if metric == "theval_lip_sync":
                         rate = params["rms_rate"]
                         job["speech_frames"] = np.flatnonzero(tm.speech_frame_mask(segments, 25, len(frames))).tolist()

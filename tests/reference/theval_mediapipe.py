@@ -8,8 +8,9 @@ Usage: python theval_mediapipe.py JOBS.json OUT.json
   ("rgb"|"bgr": the channel order fed to the mesh), "resize" (0 or N: cv2.resize to NxN first), "refine"
   (bool), "feed" (the frame indices the mesh sees, in order; null: every frame), "landmarks" (a .npy
   written with the (len(feed), K, 3) float32 landmarks, NaN without a face) and what the metric needs
-  beyond the frames: "speech_frames" and "volume" (per frame; lip sync), "silent_frames" (silent lip
-  stability)}. Each job has a FaceMesh of its own (a fresh tracker per video).
+  beyond the frames: "segments" (the VAD's [start, end] seconds), "fps" and "total" (the video's frames),
+  from which the speech and silent frames are found as the scripts find them (else "speech_frames",
+  "silent_frames"), and "volume" (per frame; lip sync)}. Each job has a FaceMesh of its own (a fresh tracker per video).
   OUT.json: a list of {"value": float or null (NaN)}, one per job.
 """
 import json
@@ -31,6 +32,30 @@ def unique(connections):
     return sorted({i for pair in connections for i in pair})
 
 
+def speech_frames(segments, fps, total):
+    """lip_sync.py detect_speech_segments: int(start * fps) .. min(int(end * fps) + 1, total) of each segment."""
+    frames = set()
+    for start, end in segments:
+        frames.update(range(int(start * fps), min(int(end * fps) + 1, total)))
+    return frames
+
+
+def silent_frames(segments, fps, total):
+    """silent_lip_stability.py detect_silence_frames: every frame but int(start * fps) .. int(end * fps) of
+    each segment, kept in runs of at least 300 ms (count >= 0.3 * fps)."""
+    silence = set(range(total))
+    for start, end in segments:
+        silence -= set(range(int(start * fps), int(end * fps) + 1))
+    kept, run = [], []
+    for f in sorted(silence):
+        if run and f != run[-1] + 1:
+            kept += run if len(run) >= 300 / 1000 * fps else []
+            run = []
+        run.append(f)
+    kept += run if len(run) >= 300 / 1000 * fps else []
+    return kept
+
+
 def lip_sync(found, job):
     """lip_sync.py compute_mouth_openness + process_video, with the given speech frames and volume."""
     openness = []
@@ -46,7 +71,7 @@ def lip_sync(found, job):
         openness.append(abs(upper - lower) / interocular if interocular > 0 else np.nan)
     o = np.array(openness)
     total = len(o)
-    speech = set(job["speech_frames"])
+    speech = speech_frames(job["segments"], job["fps"], total) if "segments" in job else set(job["speech_frames"])
     mask = np.array([i in speech for i in range(total)]) & ~np.isnan(o)
     if len(speech) / total < 0.1 or np.sum(mask) < 2:
         return np.nan
@@ -63,7 +88,8 @@ def silent_lip_stability(found, job, size):
     fed = job["feed"] if job["feed"] is not None else list(range(len(found)))
     by_frame = dict(zip(fed, found, strict=True))
     values = []
-    for f in job["silent_frames"]:
+    silent = silent_frames(job["segments"], job["fps"], job["total"]) if "segments" in job else job["silent_frames"]
+    for f in silent:
         lm = by_frame[f]
         if lm is None:
             continue
