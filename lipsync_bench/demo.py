@@ -146,8 +146,8 @@ def run_demo(out: Path | None = None, progress: bool = True) -> Demo:
                    f"{next(iter(missing.values()))}\n\n" if missing else
                    "THEval's lip sync and lip dynamics run real trained models (MediaPipe's face mesh, Silero VAD) and "
                    "are scored against the GT's own values (the 'Ground truth' row). Note the frozen mouth: its "
-                   "lip dynamics collapse, yet THEval's lip sync rates it best, since a constant mouth opening "
-                   "normalises to zero everywhere.\n\n")
+                   "lip dynamics collapse, yet it has the lowest (best) THEval lip sync, since a constant mouth "
+                   "opening normalises to zero everywhere.\n\n")
                 + render_table(columns, rows, "markdown")
                 + ("" if tmp else f"\n\nClips in {Path(out) / 'example'}, results in {results}"))
         return Demo({"example": str(Path(out) / "example") if not tmp else None, **table_json(columns, rows)}, text)

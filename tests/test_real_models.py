@@ -165,7 +165,7 @@ def test_the_demo_shows_a_real_model_lip_sync_number_for_each_degradation(tmp_pa
     assert set(DEGRADATIONS) < set(rows) and any(is_ground_truth(m) for m in rows)
     for method in DEGRADATIONS:
         assert np.isfinite(rows[method][columns[SYNC]]) and np.isfinite(rows[method][columns[DYNAMICS]]), method
-    # the frozen mouth: its lips stop, and THEval's lip sync still rates it best (constant openness normalises to 0)
+    # the frozen mouth: its lips stop, and it still has the lowest THEval lip sync (constant openness normalises to 0)
     others = [m for m in rows if m != "frozen-mouth"]
     assert rows["frozen-mouth"][columns[DYNAMICS]] < min(rows[m][columns[DYNAMICS]] for m in others)
     assert rows["frozen-mouth"][columns[SYNC]] < min(rows[m][columns[SYNC]] for m in others)
