@@ -115,8 +115,8 @@ def mouth_openness(landmarks: np.ndarray) -> np.ndarray:
         >>> points = np.zeros((1, 468, 3))
         >>> points[0, list(EYE_CORNERS_RIGHT), 0] = 0.5
         >>> points[0, list(LIPS_LOWER), 1] = 0.1
-        >>> mouth_openness(points)
-        array([0.2])
+        >>> mouth_openness(points).tolist()
+        [0.2]
     """
     lm = np.asarray(landmarks, np.float64)
     upper = lm[:, LIPS_UPPER, 1].mean(axis=1)
@@ -141,8 +141,8 @@ def frame_rms(samples: np.ndarray, sample_rate: int, frame_times: np.ndarray) ->
         (n,) float64.
 
     Example:
-        >>> frame_rms(np.ones(16000, np.float32), 16000, np.array([0.0, 0.5])).round(3)
-        array([0.707, 1.   ])
+        >>> frame_rms(np.ones(16000, np.float32), 16000, np.array([0.0, 0.5])).round(3).tolist()
+        [0.707, 1.0]
     """
     length = int(sample_rate * RMS_SECONDS)
     y = np.asarray(samples, np.float64).reshape(-1)
@@ -159,8 +159,8 @@ def speech_frame_mask(segments: list[tuple[float, float]], fps: float, total: in
     """The frames inside speech segments (seconds): int(start fps) .. int(end fps), both included.
 
     Example:
-        >>> speech_frame_mask([(0.1, 0.2)], 25, 8).nonzero()[0]
-        array([2, 3, 4, 5])
+        >>> speech_frame_mask([(0.1, 0.2)], 25, 8).nonzero()[0].tolist()
+        [2, 3, 4, 5]
     """
     mask = np.zeros(total, bool)
     for start, end in segments:
@@ -221,8 +221,8 @@ def lip_opening(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
     Example:
         >>> points = np.zeros((1, 468, 3))
         >>> points[0, 263, 0], points[0, list(LIPS_LOWER), 1] = 0.5, 0.25
-        >>> lip_opening(points, 256, 256)
-        array([0.5])
+        >>> lip_opening(points, 256, 256).tolist()
+        [0.5]
     """
     xy = pixels(landmarks, width, height)
     eyes = np.linalg.norm(xy[:, OUTER_EYE_CORNERS[0]] - xy[:, OUTER_EYE_CORNERS[1]], axis=1)
