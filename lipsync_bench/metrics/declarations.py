@@ -460,14 +460,20 @@ THEVAL_HEAD_MOTION_REASON = ("THEval's head motion dynamics (Naturalness/head_mo
 THEVAL_AESTHETIC_WEIGHTS = "topiq-iaa"
 
 
-def _theval_aesthetic_weights(params: dict) -> list[tuple[Path, dict]]:
-    if params["weights"]:
-        path = Path(params["weights"])
+def theval_weights_file(metric: str, entry: str, given: str) -> tuple[Path, dict]:
+    """A pyiqa-based THEval metric's weights and their description: the file its ``weights`` parameter
+    names, else the known ``entry`` from the weights folder."""
+    if given:
+        path = Path(given)
         if not path.is_file():
-            raise UnavailableError(f"theval_global_aesthetic.weights {path}: no such file")
+            raise UnavailableError(f"{metric}.weights {path}: no such file")
     else:
-        path = weights.require(THEVAL_AESTHETIC_WEIGHTS)
-    return [(path, weights.describe(THEVAL_AESTHETIC_WEIGHTS, path))]
+        path = weights.require(entry)
+    return path, weights.describe(entry, path)
+
+
+def _theval_aesthetic_weights(params: dict) -> list[tuple[Path, dict]]:
+    return [theval_weights_file("theval_global_aesthetic", THEVAL_AESTHETIC_WEIGHTS, params["weights"])]
 
 
 def _theval_aesthetic_available(params: dict) -> str | None:

@@ -63,6 +63,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -74,6 +75,7 @@ from .. import weights
 from ..checkpoints import load_state, read_checkpoint
 from ..errors import LipsyncBenchError, MetricError, UnavailableError
 from ..faces import mediapipe_mesh
+from .declarations import theval_weights_file
 from .streaming import Accumulator, FrameBatch, MetricContext, MetricValue, per_frame_details
 
 #: The square the frames are resized to (Swin-B's input).
@@ -266,23 +268,32 @@ def load_topiq_iaa(path: str | Path, device: torch.device | str = "cpu") -> Topi
         ...
         lipsync_bench.errors.MetricError: /no/such/file.pth: cannot be loaded as TOPIQ-IAA weights (...)
     """
+    def build(state: dict, path: Path) -> TopiqIaa:
+        model = TopiqIaa()
+        state = convert_state(state, path)
+        state.update({k: v for k, v in model.state_dict().items() if k.endswith("relative_position_index")})
+        load_state(model, state, path, "pyiqa's TOPIQ-IAA (cfanet_iaa_ava_swin)")
+        return model
+
+    return _cached_network(_MODELS, path, device, "TOPIQ-IAA weights", "{'params': state dict}", build)
+
+
+def _cached_network(cache: dict, path: str | Path, device, what: str, layout: str, build: Callable) -> nn.Module:
+    """A network built (``build(state, path)``) from a pyiqa weights file (its ``params`` entry, else the
+    file's state dict), once per file, content and device; a bad file is this metric's error (the
+    others go on)."""
     path = Path(path)
     key = (str(path.resolve()), weights.sha256(path) if path.is_file() else None, str(device))
-    if key not in _MODELS:
-        try:  # a bad file fails this metric, the others go on
-            checkpoint = read_checkpoint(path, "TOPIQ-IAA weights")
+    if key not in cache:
+        try:
+            checkpoint = read_checkpoint(path, what)
             state = checkpoint.get("params", checkpoint) if isinstance(checkpoint, dict) else None
             if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-                raise LipsyncBenchError(f"{path}: holds no state dict (pyiqa's layout: {{'params': state dict}})")
-            model = TopiqIaa()
-            own = model.state_dict()
-            state = convert_state(state, path)
-            state.update({k: v for k, v in own.items() if k.endswith("relative_position_index")})
-            load_state(model, state, path, "pyiqa's TOPIQ-IAA (cfanet_iaa_ava_swin)")
-            _MODELS[key] = model.to(device).eval()
+                raise LipsyncBenchError(f"{path}: holds no state dict (pyiqa's layout: {layout})")
+            cache[key] = build(state, path).to(device).eval()
         except LipsyncBenchError as exc:
             raise MetricError(str(exc)) from None
-    return _MODELS[key]
+    return cache[key]
 
 
 def topiq_iaa_scores(network: TopiqIaa, frames: torch.Tensor, batch: int | None = None) -> torch.Tensor:
@@ -507,21 +518,13 @@ def load_musiq(path: str | Path, device: torch.device | str = "cpu") -> Musiq:
         ...
         lipsync_bench.errors.MetricError: /no/such/file.pth: cannot be loaded as MUSIQ weights (...)
     """
-    path = Path(path)
-    key = (str(path.resolve()), weights.sha256(path) if path.is_file() else None, str(device))
-    if key not in _MUSIQ:
-        try:  # a bad file fails this metric, the others go on
-            checkpoint = read_checkpoint(path, "MUSIQ weights")
-            state = checkpoint.get("params", checkpoint) if isinstance(checkpoint, dict) else None
-            if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-                raise LipsyncBenchError(f"{path}: holds no state dict (pyiqa's layout: the state dict itself)")
-            model = Musiq()
-            load_state(model, {k.removeprefix("module."): v for k, v in state.items()}, path,
-                       "pyiqa's MUSIQ (musiq_koniq_ckpt)")
-            _MUSIQ[key] = model.to(device).eval()
-        except LipsyncBenchError as exc:
-            raise MetricError(str(exc)) from None
-    return _MUSIQ[key]
+    def build(state: dict, path: Path) -> Musiq:
+        model = Musiq()
+        load_state(model, {k.removeprefix("module."): v for k, v in state.items()}, path,
+                   "pyiqa's MUSIQ (musiq_koniq_ckpt)")
+        return model
+
+    return _cached_network(_MUSIQ, path, device, "MUSIQ weights", "the state dict itself", build)
 
 
 def musiq_scores(network: Musiq, crops: list[np.ndarray], pad: bool, batch: int | None = None) -> torch.Tensor:
@@ -604,13 +607,7 @@ def mouth_files() -> list[str]:
 def mouth_weights(params: dict) -> list[tuple[Path, dict]]:
     """The files mouth quality loads, MUSIQ's first (``--param theval_mouth_quality.weights``, else
     ``musiq-koniq`` from the weights folder), then the face mesh's."""
-    if params["weights"]:
-        path = Path(params["weights"])
-        if not path.is_file():
-            raise UnavailableError(f"theval_mouth_quality.weights {path}: no such file")
-    else:
-        path = weights.require(MUSIQ_WEIGHTS)
-    return [(path, weights.describe(MUSIQ_WEIGHTS, path))] + [
+    return [theval_weights_file("theval_mouth_quality", MUSIQ_WEIGHTS, params["weights"])] + [
         (found, weights.describe(name, found)) for name in mouth_files()
         for found in [mediapipe_mesh.require_model(name)]]
 
