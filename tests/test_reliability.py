@@ -111,10 +111,10 @@ def test_fuzzed_inputs_fail_alone_with_one_line_each(tmp_path):
 
 
 @pytest.mark.slow
-def test_five_hundred_fuzzed_inputs(tmp_path):
-    counts = _fuzz(tmp_path, 500, seed=0, metrics=["ssim", "psnr"])
+def test_two_hundred_fuzzed_inputs(tmp_path):
+    counts = _fuzz(tmp_path, 200, seed=0, metrics=["ssim", "psnr"])
     print("fuzz:", counts)
-    assert counts["inputs"] >= 500 and counts["failed"] >= 150
+    assert counts["inputs"] >= 200 and counts["failed"] >= 60
 
 
 def _decode_or_crash(path, *args):
@@ -471,7 +471,7 @@ def _kill_when(proc: subprocess.Popen, out: Path, mode: str, delay: float) -> bo
 
 
 @pytest.mark.slow
-def test_ten_kills_lose_nothing_and_nothing_half_written_is_read(offline_pairs, tmp_path):
+def test_six_kills_lose_nothing_and_nothing_half_written_is_read(offline_pairs, tmp_path):
     root, env = offline_pairs, _env(offline_pairs)
     start = time.perf_counter()
     ref = subprocess.run(_eval_cmd(root, tmp_path / "ref"), capture_output=True, text=True, env=env, timeout=600)
@@ -479,7 +479,7 @@ def test_ten_kills_lose_nothing_and_nothing_half_written_is_read(offline_pairs, 
     assert ref.returncode == 0, ref.stderr
     reference = _values(tmp_path / "ref")
     rng = np.random.default_rng(0)
-    modes = ["commit"] * 2 + ["state"] * 2 + ["time"] * 6  # sized for CI (benchmarks/ runs longer series)
+    modes = ["commit"] * 2 + ["state"] * 2 + ["time"] * 2  # sized for CI (docs/reliability.md: a series of 20)
     rng.shuffle(modes)
     out, kills, completions, where = tmp_path / "killed", 0, 0, []
     for mode in modes:
@@ -501,7 +501,7 @@ def test_ten_kills_lose_nothing_and_nothing_half_written_is_read(offline_pairs, 
     assert _values(out) == reference and verify(out).ok
     print(f"kills: {kills} survived ({where.count('commit')} in a commit, {where.count('state')} right after a state "
           f"file was written), {completions} runs completed between them; reference run {t_ref:.1f} s")
-    assert kills == 10
+    assert kills == len(modes)
 
 
 @pytest.mark.slow
@@ -525,16 +525,16 @@ def test_ctrl_c_stops_within_two_seconds_saying_how_to_resume(offline_pairs, tmp
 
 
 @pytest.mark.slow
-def test_eight_writers_on_one_folder_lose_and_duplicate_nothing(offline_pairs, tmp_path):
-    """Four methods, and one method in four shards, written at once into one folder."""
+def test_four_writers_on_one_folder_lose_and_duplicate_nothing(offline_pairs, tmp_path):
+    """Two methods, and one method in two shards, written at once into one folder."""
     root = offline_pairs
-    for k in range(4):
+    for k in range(2):
         (tmp_path / f"m{k}").symlink_to(root / "gen")
     out = tmp_path / "shared"
     base = ["eval", "--gt", str(root / "gt"), "--out", str(out), "--metrics", "ssim,psnr,cpbd,fid", "--fid-frames",
             "8", "--dataset", "grid", "--quiet"]
-    commands = [_cli(*base, "--gen", str(tmp_path / f"m{k}"), "--name", f"method{k}") for k in range(4)]
-    commands += [_cli(*base, "--gen", str(root / "gen"), "--name", "sharded", "--shard", f"{k}/4") for k in range(4)]
+    commands = [_cli(*base, "--gen", str(tmp_path / f"m{k}"), "--name", f"method{k}") for k in range(2)]
+    commands += [_cli(*base, "--gen", str(root / "gen"), "--name", "sharded", "--shard", f"{k}/2") for k in range(2)]
     procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(root))
              for c in commands]
     for p in procs:
@@ -546,14 +546,14 @@ def test_eight_writers_on_one_folder_lose_and_duplicate_nothing(offline_pairs, t
                                "--name", "method0"), env=_env(root), capture_output=True).returncode == 0
     shared = _values(out)
     alone = _values(solo)
-    for k in range(4):
+    for k in range(2):
         assert {k_[1:]: v for k_, v in shared["rows"].items() if k_[0] == f"method{k}"} == \
             {k_[1:]: v for k_, v in alone["rows"].items() if k_[0] == "method0"}
         assert shared["dataset"][(f"method{k}", "fid")] == alone["dataset"][("method0", "fid")]
     sharded = {k_[1:]: v for k_, v in shared["rows"].items() if k_[0] == "sharded"}
     assert sharded == {k_[1:]: v for k_, v in alone["rows"].items() if k_[0] == "method0"}  # every video, once
     db = sqlite3.connect(out / STORE_NAME)
-    assert db.execute("SELECT COUNT(*) FROM runs WHERE method LIKE 'method%' OR method='sharded'").fetchone()[0] == 5
+    assert db.execute("SELECT COUNT(*) FROM runs WHERE method LIKE 'method%' OR method='sharded'").fetchone()[0] == 3
     db.close()
     assert verify(out).ok
 
@@ -563,11 +563,11 @@ def test_eight_writers_on_one_folder_lose_and_duplicate_nothing(offline_pairs, t
 
 @pytest.mark.slow
 def test_memory_stays_flat_with_length_and_size():
-    """benchmarks/bench_memory.py at a size CI affords: every offline metric on a 640x360 clip of 30 frames
-    and of 120 (eval's peak memory, its whole process tree, within 1.5x), and a 4K clip of 8 frames through
+    """benchmarks/bench_memory.py at a size CI affords: every offline metric on a 640x360 clip of 20 frames
+    and of 80 (eval's peak memory, its whole process tree, within 1.5x), and a 4K clip of 8 frames through
     every metric without a failure (the 1080p and 10-minute figures: docs/reliability.md)."""
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_memory.py"), "--size", "640x360",
-                          "--short", "1.2", "--long", "4.8", "--uhd", "0.32", "--json"], capture_output=True, text=True,
+                          "--short", "0.8", "--long", "3.2", "--uhd", "0.32", "--json"], capture_output=True, text=True,
                          timeout=1500)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
