@@ -288,8 +288,8 @@ def test_silent_lip_generator_closes_the_lips_of_speech_frames(tmp_path, one_tor
     landmarked, are closer than in the input on the speech frames of swwp2s.align, while the upper face
     stays the input's. A G_S this small, trained on one clip, does not learn it for every seed: opening
     after/before at 300 steps of 4 windows, seed 0: 0.37 on one thread, 0.54 on two; seed 2: 0.54;
-    seed 1: 2.2 (the lips opened). So seed and threads are pinned (one thread: the same arithmetic
-    whatever ran before in the process; CI's 0.84 at 2 windows a step was that of one thread)."""
+    seed 1: 2.2 (the lips opened); at 2 windows a step, seed 0 gave 0.84 on one thread and 0.48 on two.
+    So seed and threads are pinned (one thread: the same arithmetic whatever ran before in the process)."""
     import shutil
 
     from skimage.metrics import structural_similarity
